@@ -1,0 +1,77 @@
+"""From the network's V probability to a beat label, with the model card's parameters.
+
+``decision`` is the model card's ``decision`` object::
+
+    {"calibration": {"method": "platt", "a": 1.0, "b": 0.0},
+     "threshold": 0.5,
+     "ruleguard": {"enabled": true, "rr_tolerance": 0.1, "max_qrs_width_s": 0.1}}
+
+Training fits these on the DS1 validation split; the service only applies them.
+"""
+
+import numpy as np
+from scipy.special import expit
+
+from .features import RR_FEATURE_NAMES
+
+_RR_PREV = RR_FEATURE_NAMES.index("rr_prev_ratio")
+_RR_NEXT = RR_FEATURE_NAMES.index("rr_next_ratio")
+_QRS_S = RR_FEATURE_NAMES.index("qrs_width_s")
+_EPS = 1e-7
+
+
+def logit(p):
+    p = np.clip(np.asarray(p, dtype=np.float64), _EPS, 1 - _EPS)
+    return np.log(p) - np.log1p(-p)
+
+
+def calibrate(p_raw, calibration):
+    """Platt scaling of raw probabilities (n,): sigmoid(a * logit(p) + b)."""
+    return expit(calibration.get("a", 1.0) * logit(p_raw) + calibration.get("b", 0.0))
+
+
+def fit_platt(p_raw, y, iterations=50):
+    """Platt parameters ``{"a", "b"}`` minimising log loss of (p_raw, y) (Newton's method)."""
+    x = logit(p_raw)
+    y = np.asarray(y, dtype=np.float64)
+    a, b = 1.0, 0.0
+    for _ in range(iterations):
+        p = expit(a * x + b)
+        g = np.array([np.sum((p - y) * x), np.sum(p - y)])
+        w = p * (1 - p) + 1e-12
+        h = np.array([[np.sum(w * x * x), np.sum(w * x)], [np.sum(w * x), np.sum(w)]])
+        step = np.linalg.solve(h + 1e-9 * np.eye(2), g)
+        a, b = a - step[0], b - step[1]
+        if np.abs(step).max() < 1e-8:
+            break
+    return {"method": "platt", "a": float(a), "b": float(b)}
+
+
+def ruleguard_mask(features, rule):
+    """Beats (n,) a RuleGuard would turn from V back to N.
+
+    A ventricular ectopic beat is almost always premature or followed by a pause,
+    and wide: a beat on time on both sides (RR ratios within ``rr_tolerance`` of 1)
+    with a narrow QRS (below ``max_qrs_width_s``) is very likely not V.
+    """
+    f = np.asarray(features)
+    tol = rule["rr_tolerance"]
+    on_time = (np.abs(f[:, _RR_PREV] - 1) < tol) & (np.abs(f[:, _RR_NEXT] - 1) < tol)
+    return on_time & (f[:, _QRS_S] < rule["max_qrs_width_s"])
+
+
+def classify(p_raw, features, decision, apply_ruleguard=True):
+    """Labels and calibrated V probabilities of n beats.
+
+    ``p_raw``: the network's V probability (n,); ``features``: the beats' RR
+    features (n, k). Returns ``(is_v, p_v, flipped)``: bool (n,), float (n,), and
+    bool (n,) marking beats the RuleGuard turned from V to N.
+    """
+    p_v = calibrate(p_raw, decision["calibration"])
+    is_v = p_v >= decision["threshold"]
+    flipped = np.zeros_like(is_v)
+    rule = decision.get("ruleguard") or {}
+    if apply_ruleguard and rule.get("enabled"):
+        flipped = is_v & ruleguard_mask(features, rule)
+        is_v = is_v & ~flipped
+    return is_v, p_v, flipped

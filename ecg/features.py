@@ -1,0 +1,123 @@
+"""Per-beat inputs of the classifier: beat windows, local templates, RR and QRS features.
+
+Every function is vectorised over beats. ``peaks`` are R-peak sample indices (int,
+shape (n,), sorted) into a filtered signal ``x`` (mV) sampled at ``fs`` Hz.
+Training and serving both call :func:`ecg.pipeline.extract_beats`, which uses these.
+"""
+
+import warnings
+
+import numpy as np
+
+RR_FEATURE_NAMES = (
+    "rr_prev_ratio",  # RR before the beat / local mean RR (1 when missing)
+    "rr_next_ratio",  # RR after the beat / local mean RR (1 when missing)
+    "rr_prev_s",  # seconds (local mean RR when missing)
+    "rr_next_s",
+    "local_rr_s",  # median RR of the beat's group, seconds
+    "has_prev",  # 1 when the previous beat exists in this signal
+    "has_next",
+    "qrs_width_ratio",  # QRS width / median QRS width of the group
+    "qrs_width_s",
+    "template_corr",  # correlation of the beat with its group's median beat
+)
+
+
+def beat_windows(x, peaks, before, after):
+    """Windows of ``x`` around each peak: shape (n, before + after), sample r-before .. r+after-1.
+
+    Samples beyond the signal's ends are zero: ``x`` is expected band-pass filtered,
+    so zero is its baseline, and beats near a strip's edge still get a full window.
+    """
+    x = np.asarray(x, dtype=np.float32)
+    peaks = np.asarray(peaks, dtype=np.int64)
+    padded = np.concatenate([np.zeros(before, np.float32), x, np.zeros(after, np.float32)])
+    idx = peaks[:, None] + np.arange(before + after)[None, :]
+    return padded[idx]
+
+
+def beat_groups(n, group_size=16):
+    """Group label (n,) for n consecutive beats split into runs of about ``group_size``.
+
+    A 10-s strip is one group; a 30-min record ~150. Templates, amplitude scale and
+    local RR are computed per group, so a beat's context is the same whether it was
+    sent in a short strip or a whole record.
+    """
+    n_groups = max(1, int(round(n / group_size)))
+    bounds = np.linspace(0, n, n_groups + 1).round().astype(np.int64)
+    return np.repeat(np.arange(n_groups), np.diff(bounds))
+
+
+def group_median(values, groups):
+    """Median of ``values`` (n, ...) within each group, broadcast back to shape (n, ...)."""
+    values = np.asarray(values)
+    out = np.empty_like(values, dtype=np.float32)
+    starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
+    ends = np.r_[starts[1:], len(groups)]
+    with warnings.catch_warnings():  # an all-NaN group gives NaN, which callers handle
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for a, b in zip(starts, ends):  # ~n/16 groups: a short loop of vectorised medians
+            out[a:b] = np.nanmedian(values[a:b], axis=0)
+    return out
+
+
+def rr_intervals(peaks, fs):
+    """RR before and after each beat in seconds, shape (n,) each; NaN where a side is missing."""
+    peaks = np.asarray(peaks, dtype=np.float64)
+    if not len(peaks):
+        return np.zeros(0), np.zeros(0)
+    rr = np.diff(peaks) / fs
+    nan = np.array([np.nan])
+    return np.concatenate([nan, rr]), np.concatenate([rr, nan])
+
+
+def qrs_widths(x, peaks, fs, before_s=0.12, after_s=0.15, smooth_s=0.01, level=0.1):
+    """Estimated QRS width of each beat in seconds, shape (n,).
+
+    The slope envelope (|dx/dt| averaged over ``smooth_s``) is taken from
+    ``before_s`` before to ``after_s`` after the peak; the QRS runs from the first
+    to the last sample where it exceeds ``level`` times its maximum. On MIT-BIH
+    this reads ~45-75 ms on normal beats, ~90-190 ms on PVCs and ~120-150 ms on
+    bundle-branch-block beats: shorter than a caliper reading (the slow ends of
+    the complex fall under the level) but it separates narrow from wide.
+    """
+    k = max(int(round(smooth_s * fs)), 1)
+    env = np.convolve(np.abs(np.gradient(np.asarray(x, dtype=np.float64))), np.ones(k) / k, mode="same")
+    w = beat_windows(env, peaks, int(round(before_s * fs)), int(round(after_s * fs)) + 1)
+    above = w > level * w.max(axis=1, keepdims=True)
+    onset = np.argmax(above, axis=1)
+    offset = w.shape[1] - 1 - np.argmax(above[:, ::-1], axis=1)
+    # the moving average widened the run by k - 1 samples
+    return np.maximum(offset - onset + 1 - (k - 1), 1) / fs
+
+
+def template_correlation(windows, templates):
+    """Pearson correlation of each window with its template, shape (n,)."""
+    a = windows - windows.mean(axis=1, keepdims=True)
+    b = templates - templates.mean(axis=1, keepdims=True)
+    num = np.sum(a * b, axis=1)
+    den = np.sqrt(np.sum(a * a, axis=1) * np.sum(b * b, axis=1)) + 1e-12
+    return num / den
+
+
+def rr_features(peaks, fs, groups, qrs_s):
+    """The beat's rhythm and width relative to its own group, shape (n, 9).
+
+    Columns follow ``RR_FEATURE_NAMES[:9]``. Missing RR sides (first/last beat) take
+    the local value, with ``has_prev``/``has_next`` saying so: nothing is invented
+    beyond "as usual here".
+    """
+    rr_prev, rr_next = rr_intervals(peaks, fs)
+    local = group_median(rr_prev, groups)
+    # a group without any RR (a single beat) falls back to the whole signal, then to 1 s
+    overall = np.nanmedian(rr_prev) if len(peaks) > 1 else 1.0
+    local = np.where(np.isfinite(local) & (local > 0), local, overall)
+    has_prev, has_next = np.isfinite(rr_prev), np.isfinite(rr_next)
+    prev = np.where(has_prev, rr_prev, local)
+    nxt = np.where(has_next, rr_next, local)
+    q_local = group_median(qrs_s, groups)
+    return np.column_stack([
+        prev / local, nxt / local, prev, nxt, local,
+        has_prev.astype(np.float64), has_next.astype(np.float64),
+        qrs_s / np.maximum(q_local, 1e-3), qrs_s,
+    ]).astype(np.float32)
