@@ -1,0 +1,105 @@
+"""From a raw ECG lead to classifier inputs: the one code path of training and serving.
+
+Changing anything that alters the arrays :func:`extract_beats` returns means a new
+``PREPROCESSING["version"]``: a model card names the version its model was trained
+on, and the service refuses a model whose version it does not produce.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import MODEL_FS
+from .detect import detect_r_peaks
+from .features import (
+    RR_FEATURE_NAMES,
+    beat_groups,
+    beat_windows,
+    group_median,
+    qrs_widths,
+    rr_features,
+    rr_intervals,
+    template_correlation,
+)
+from .signal import bandpass, map_positions, resample
+
+PREPROCESSING = {
+    "version": "nv-pre-1",
+    "fs_hz": MODEL_FS,
+    "bandpass_hz": [0.5, 40.0],
+    "window_samples": [180, 180],  # before and after the R peak at fs_hz: 1 s centred on it
+    "group_size_beats": 16,
+    "amplitude": "divided by the group's median QRS peak-to-peak (±100 ms)",
+    "beat_channels": ["beat", "beat_minus_group_median_beat"],
+    "rr_features": list(RR_FEATURE_NAMES),
+    "detector": "ecg.detect.detect_r_peaks",
+}
+SUPPORTED_VERSIONS = frozenset({PREPROCESSING["version"]})
+
+
+@dataclass
+class Beats:
+    """Detected beats of one signal and the classifier's inputs for them (n beats)."""
+
+    peaks: np.ndarray  # (n,) int64, R peaks in the 360 Hz signal
+    positions: np.ndarray  # (n,) int64, R peaks in the caller's signal at the caller's rate
+    windows: np.ndarray  # (n, 360, 2) float32, model input "beat"
+    features: np.ndarray  # (n, 10) float32, model input "rr"
+    rr_prev_s: np.ndarray  # (n,) float64, NaN for the first beat
+    rr_next_s: np.ndarray  # (n,) float64, NaN for the last beat
+    qrs_width_s: np.ndarray  # (n,) float64
+    filtered: np.ndarray  # (m,) float64, the band-passed signal at 360 Hz (mV)
+
+    def __len__(self):
+        return len(self.peaks)
+
+
+def preprocess(x, fs):
+    """Resample ``x`` (mV, shape (n,)) from ``fs`` Hz to 360 Hz and band-pass it.
+
+    Returns ``(resampled, filtered)``, both shape (m,) at 360 Hz.
+    """
+    x360 = resample(x, fs, MODEL_FS)
+    lo, hi = PREPROCESSING["bandpass_hz"]
+    return x360, bandpass(x360, MODEL_FS, lo, hi)
+
+
+def extract_beats(x, fs, peaks=None):
+    """Detect beats in ``x`` (one lead, mV, shape (n,), ``fs`` Hz) and compute their inputs.
+
+    ``peaks``: optional R-peak samples at 360 Hz to use instead of the detector
+    (training on reference positions). Returns :class:`Beats`; zero beats when
+    none is found.
+    """
+    x360, filtered = preprocess(x, fs)
+    if peaks is None:
+        peaks = detect_r_peaks(x360, MODEL_FS)
+    peaks = np.asarray(peaks, dtype=np.int64)
+    n = len(peaks)
+    before, after = PREPROCESSING["window_samples"]
+    groups = beat_groups(n, PREPROCESSING["group_size_beats"])
+
+    windows = beat_windows(filtered, peaks, before, after)
+    windows -= np.median(windows, axis=1, keepdims=True)
+    core = windows[:, before - 36:before + 36]  # ±100 ms: the QRS
+    scale = group_median(core.max(axis=1) - core.min(axis=1), groups)
+    windows /= np.maximum(scale, 1e-3)[:, None]
+    templates = group_median(windows, groups) if n else windows
+
+    qrs_s = qrs_widths(filtered, peaks, MODEL_FS) if n else np.zeros(0)
+    rr_prev, rr_next = rr_intervals(peaks, MODEL_FS)
+    feats = np.column_stack([
+        rr_features(peaks, MODEL_FS, groups, qrs_s),
+        template_correlation(windows, templates),
+    ]).astype(np.float32) if n else np.zeros((0, len(RR_FEATURE_NAMES)), np.float32)
+
+    return Beats(
+        peaks=peaks,
+        positions=map_positions(peaks, MODEL_FS, fs, n_to=len(x)),
+        windows=np.stack([windows, windows - templates], axis=-1).astype(np.float32),
+        features=feats,
+        rr_prev_s=rr_prev,
+        rr_next_s=rr_next,
+        qrs_width_s=qrs_s,
+        filtered=filtered,
+    )

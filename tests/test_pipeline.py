@@ -1,0 +1,50 @@
+import numpy as np
+
+from ecg.ec57 import detection_stats
+from ecg.pipeline import PREPROCESSING, extract_beats
+from ecg.signal import resample
+from train.dataset import record_beats, strip_bounds
+
+
+def test_training_and_serving_paths_give_identical_inputs(record_119):
+    rec = record_119
+    train = record_beats(rec, strip_s=10.0)
+    for k, (a, b) in enumerate(strip_bounds(len(rec.signal), rec.fs, 10.0)[:6]):
+        # what a client would send: a JSON list of floats
+        served = extract_beats(list(map(float, rec.signal[a:b])), 360)
+        sel = train.strips == k
+        assert np.array_equal(train.positions[sel], served.peaks + a)
+        assert np.array_equal(train.windows[sel], served.windows)
+        assert np.array_equal(train.features[sel], served.features)
+
+
+def test_inputs_have_the_documented_shapes(record_119):
+    b = extract_beats(record_119.signal[:3600], 360)
+    n = len(b)
+    assert n > 8
+    before, after = PREPROCESSING["window_samples"]
+    assert b.windows.shape == (n, before + after, 2) and b.windows.dtype == np.float32
+    assert b.features.shape == (n, len(PREPROCESSING["rr_features"]))
+    assert np.isfinite(b.windows).all() and np.isfinite(b.features).all()
+    assert np.isnan(b.rr_prev_s[0]) and np.isnan(b.rr_next_s[-1])
+
+
+def test_other_sampling_rates_map_back_to_the_callers_samples(record_119):
+    rec = record_119
+    x = rec.signal[:20 * 360]
+    ref = rec.ann_samples[rec.ann_samples < len(x)]
+    at_360 = extract_beats(x, 360).positions
+    for fs in (125, 250, 500, 1000):
+        b = extract_beats(resample(x, 360, fs), fs)
+        assert b.positions.max() < len(x) * fs / 360 + 1
+        s = detection_stats(np.round(ref * fs / 360).astype(int), b.positions, fs)
+        assert s["Se"] >= 0.95 and s["PPV"] >= 0.95, (fs, s)
+        assert np.percentile(np.abs(s["errors_ms"]), 95) <= 30
+        # the same beats as at 360 Hz, within a sample of the caller's rate (+ 2 at 360 Hz)
+        same = detection_stats(np.round(at_360 * fs / 360).astype(int), b.positions, fs)
+        assert same["Se"] >= 0.95 and np.all(np.abs(same["errors_ms"]) <= 1000 / fs + 2000 / 360)
+
+
+def test_no_beats_in_a_flat_line():
+    b = extract_beats(np.zeros(3600), 360)
+    assert len(b) == 0 and b.windows.shape[0] == 0 and b.features.shape[0] == 0
