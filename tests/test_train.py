@@ -1,0 +1,112 @@
+"""A tiny training run on the fixtures into a temporary MLflow store."""
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorflow")
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, fixture_dir):
+    import os
+
+    tmp = tmp_path_factory.mktemp("mlflow")
+    old = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp / 'mlflow.db'}"
+    try:
+        from train.train import parse_args, run
+
+        args = parse_args([
+            "--data", str(fixture_dir), "--train-records", "119", "208", "--val-records", "200",
+            "--test-records", "233", "100", "--epochs", "1", "--max-train-beats", "300",
+            "--cache", "", "--run-name", "pytest-tiny", "--seed", "7",
+        ])
+        run_id, metrics = run(args)
+        yield run_id, metrics, os.environ["MLFLOW_TRACKING_URI"]
+    finally:
+        if old is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = old
+
+
+def test_run_logs_metrics_params_and_artifacts(tiny_run):
+    import mlflow
+
+    run_id, metrics, uri = tiny_run
+    client = mlflow.MlflowClient(uri)
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    exp = client.get_experiment(run.info.experiment_id)
+    assert exp.name == "deteccion_arritmias_ecg"
+    for key in ("val_f1_V", "test_f1_V", "test_accuracy", "test_precision_V", "test_recall_V",
+                "e2e_f1_V", "e2e_strict_f1_V", "e2e_strip_f1_V"):
+        assert key in run.data.metrics, key
+        assert 0.0 <= run.data.metrics[key] <= 1.0
+    assert run.data.params["train_records"] == "119 208"
+    assert len(client.get_metric_history(run_id, "val_loss")) == 1
+    names = {a.path for a in client.list_artifacts(run_id, "model")}
+    assert {"model/model.keras", "model/model_card.json"} <= names
+    names = {a.path for a in client.list_artifacts(run_id, "evaluation")}
+    assert {"evaluation/confusion_matrix.png", "evaluation/precision_recall.png", "evaluation/per_record.csv"} <= names
+
+
+def test_model_and_card_load_back_and_agree(tiny_run, tmp_path, record_119):
+    import keras
+    import mlflow
+
+    from ecg.decision import classify
+    from ecg.pipeline import PREPROCESSING, extract_beats
+
+    run_id, metrics, uri = tiny_run
+    mlflow.set_tracking_uri(uri)
+    local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="model", dst_path=str(tmp_path))
+    card = json.loads(open(f"{local}/model_card.json").read())
+    model = keras.saving.load_model(f"{local}/model.keras")
+    assert card["mlflow"]["run_id"] == run_id
+    assert card["preprocessing"]["version"] == PREPROCESSING["version"]
+    assert 0 < card["decision"]["threshold"] < 1
+    assert card["data_split"]["validation"] == ["200"]
+    assert card["metrics"]["val_f1_V"] == pytest.approx(metrics["val_f1_V"])
+    b = extract_beats(record_119.signal[:3600], 360)
+    p = np.asarray(model({"beat": b.windows, "rr": b.features}, training=False)).reshape(-1)
+    assert p.shape == (len(b),) and np.all((p >= 0) & (p <= 1))
+    is_v, p_v, _ = classify(p, b.features, card["decision"])
+    assert is_v.dtype == bool and np.all((p_v >= 0) & (p_v <= 1))
+
+
+def test_test_records_never_overlap_training(fixture_dir):
+    from train.train import parse_args, run
+
+    args = parse_args(["--data", str(fixture_dir), "--train-records", "119", "--val-records", "200",
+                       "--test-records", "200", "--cache", ""])
+    with pytest.raises(SystemExit, match="both"):
+        run(args)
+
+
+def test_optuna_trials_are_child_runs_ranked_by_validation(tmp_path, fixture_dir, monkeypatch):
+    import mlflow
+    import optuna
+
+    from train import optimize
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    optimize.main(["--n-trials", "2", "--epochs", "1", "--storage", storage, "--study", "pytest",
+                   "--data", str(fixture_dir), "--train-records", "119", "--val-records", "200",
+                   "--test-records", "233", "--cache", "", "--max-train-beats", "200", "--skip-e2e"])
+    study = optuna.load_study(study_name="pytest", storage=storage)
+    assert len(study.trials) == 2
+    client = mlflow.MlflowClient(uri)
+    exp = client.get_experiment_by_name("deteccion_arritmias_ecg")
+    runs = client.search_runs([exp.experiment_id])
+    parents = [r for r in runs if r.info.run_name == "optuna-pytest"]
+    assert len(parents) == 1
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+    assert len(children) == 2
+    best = max(children, key=lambda r: r.data.metrics["val_f1_V"])
+    assert parents[0].data.tags["best_mlflow_run_id"] == best.info.run_id
+    assert study.best_value == pytest.approx(best.data.metrics["val_f1_V"])

@@ -1,0 +1,127 @@
+"""Training and test sets: MIT-BIH records run through the serving code path.
+
+Each record is cut into strips that are processed independently, exactly as the
+service processes a request: resample, filter, detect, features
+(:func:`ecg.pipeline.extract_beats`). Detected beats take the AAMI class of the
+reference beat they match (EC57, ±150 ms); a detection that matches none is a
+false beat, labelled ``-`` (not V: the model must learn to leave it alone).
+"""
+
+import hashlib
+import inspect
+import json
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import numpy as np
+
+from ecg import MODEL_FS, detect, features, pipeline
+from ecg.ec57 import in_ranges, match_beats
+
+from .data import AAMI_CLASS, load_record
+
+MATCH_TOLERANCE = int(round(0.150 * MODEL_FS))
+
+
+@dataclass
+class BeatSet:
+    """Beats of several records with their model inputs and labels (n beats)."""
+
+    windows: np.ndarray  # (n, 360, 2) float32
+    features: np.ndarray  # (n, 10) float32
+    labels: np.ndarray  # (n,) str: AAMI class N S V F Q, or '-' for a false detection
+    records: np.ndarray  # (n,) str
+    strips: np.ndarray  # (n,) int, strip number within the record (-1: whole record)
+    positions: np.ndarray  # (n,) int, sample in the record (360 Hz)
+
+    def __len__(self):
+        return len(self.labels)
+
+    @property
+    def y(self):
+        return (self.labels == "V").astype(np.float32)
+
+    def subset(self, mask):
+        return BeatSet(**{f.name: getattr(self, f.name)[mask] for f in fields(self)})
+
+    @staticmethod
+    def concat(sets):
+        sets = [s for s in sets if s is not None]
+        return BeatSet(**{f.name: np.concatenate([getattr(s, f.name) for s in sets]) for f in fields(BeatSet)})
+
+
+def label_detections(peaks, ref_samples, ref_symbols):
+    """AAMI class of the reference beat each detection matches, '-' when none, shape (n,)."""
+    labels = np.full(len(peaks), "-", dtype="<U1")
+    ri, ti = match_beats(ref_samples, peaks, MATCH_TOLERANCE)
+    labels[ti] = [AAMI_CLASS[s] for s in np.asarray(ref_symbols)[ri]]
+    return labels
+
+
+def strip_bounds(n, fs, strip_s, offset_s=0.0):
+    """(start, end) sample pairs of consecutive ``strip_s`` strips; ``strip_s`` None: the whole signal."""
+    if not strip_s:
+        return [(0, n)]
+    size, start = int(round(strip_s * fs)), int(round(offset_s * fs))
+    bounds = [(a, min(a + size, n)) for a in range(start, n, size)]
+    return [(a, b) for a, b in bounds if b - a >= size // 2]
+
+
+def record_beats(record, strip_s=10.0, offset_s=0.0, use_reference=False):
+    """Beats of one record processed strip by strip as the service would; a :class:`BeatSet`.
+
+    ``use_reference``: take the reference beat positions instead of the detector's
+    (the literature's protocol); false detections then do not exist.
+    Beats inside excluded ranges (ventricular flutter) are dropped.
+    """
+    assert record.fs == MODEL_FS, "MIT-BIH is recorded at 360 Hz"
+    parts = []
+    for k, (a, b) in enumerate(strip_bounds(len(record.signal), record.fs, strip_s, offset_s)):
+        sel = (record.ann_samples >= a) & (record.ann_samples < b)
+        ref, sym = record.ann_samples[sel] - a, record.ann_symbols[sel]
+        beats = pipeline.extract_beats(record.signal[a:b], record.fs, peaks=ref if use_reference else None)
+        if not len(beats):
+            continue
+        keep = ~in_ranges(beats.peaks + a, record.excluded)
+        parts.append(BeatSet(
+            windows=beats.windows[keep],
+            features=beats.features[keep],
+            labels=label_detections(beats.peaks, ref, sym)[keep],
+            records=np.full(keep.sum(), record.name),
+            strips=np.full(keep.sum(), k if strip_s else -1),
+            positions=beats.peaks[keep] + a,
+        ))
+    return BeatSet.concat(parts) if parts else None
+
+
+def code_fingerprint():
+    """Hash of the preprocessing code and spec: a cached set is reused only if it matches."""
+    src = "".join(inspect.getsource(m) for m in (detect, features, pipeline))
+    spec = json.dumps(pipeline.PREPROCESSING, sort_keys=True)
+    return hashlib.sha256((src + spec).encode()).hexdigest()[:16]
+
+
+def build(records, data_dir=None, strip_s=10.0, offsets=(0.0,), use_reference=False,
+          cache_dir="cache", progress=print):
+    """A :class:`BeatSet` over ``records`` (strips at each offset), cached on disk per record."""
+    parts = []
+    cache = Path(cache_dir) if cache_dir else None
+    for i, name in enumerate(records):
+        for off in offsets:
+            key = f"{name}_s{strip_s}_o{off}_{'ref' if use_reference else 'det'}_{code_fingerprint()}.npz"
+            if cache and (cache / key).exists():
+                with np.load(cache / key) as z:
+                    parts.append(BeatSet(**{f.name: z[f.name] for f in fields(BeatSet)}))
+                continue
+            bs = record_beats(load_record(name, data_dir), strip_s, off, use_reference)
+            if bs is None:
+                continue
+            if cache:
+                cache.mkdir(parents=True, exist_ok=True)
+                tmp = cache / (key + ".tmp.npz")
+                np.savez(tmp, **{f.name: getattr(bs, f.name) for f in fields(bs)})
+                tmp.replace(cache / key)
+            parts.append(bs)
+        if progress:
+            progress(f"  beats: {i + 1}/{len(records)} records ({name})")
+    return BeatSet.concat(parts)

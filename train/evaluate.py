@@ -1,0 +1,123 @@
+"""Decision tuning on validation beats and DS2 evaluation (reference beats and end to end)."""
+
+import numpy as np
+
+from ecg import MODEL_FS
+from ecg.decision import classify, fit_platt, ruleguard_mask
+from ecg.ec57 import binary_metrics, end_to_end_metrics
+
+from .data import load_record
+
+
+def predict_raw(model, beats, batch_size=4096):
+    """The network's V probability for every beat of a BeatSet, shape (n,)."""
+    out = []
+    for i in range(0, len(beats), batch_size):
+        x = {"beat": beats.windows[i:i + batch_size], "rr": beats.features[i:i + batch_size]}
+        out.append(np.asarray(model(x, training=False)).reshape(-1))
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def best_f1_threshold(p, y, grid=np.linspace(0.02, 0.98, 97)):
+    """Threshold on ``p`` (n,) with the best F1 of the positive class ``y`` (n,), and that F1."""
+    y = np.asarray(y, bool)
+    best = (0.5, -1.0)
+    for t in grid:
+        pred = p >= t
+        tp = np.sum(pred & y)
+        f1 = 2 * tp / max(2 * tp + np.sum(pred & ~y) + np.sum(~pred & y), 1)
+        if f1 > best[1] + 1e-9:
+            best = (float(t), float(f1))
+    return best
+
+
+def tune_decision(p_raw, y, features, use_ruleguard=True):
+    """Calibration, threshold and RuleGuard from validation beats only.
+
+    Returns ``(decision, report)``: the card's ``decision`` object and the
+    validation figures that chose it.
+    """
+    calibration = fit_platt(p_raw, y)
+    decision = {"calibration": calibration, "threshold": 0.5, "ruleguard": {"enabled": False}}
+    p = classify(p_raw, features, decision, apply_ruleguard=False)[1]
+    threshold, f1 = best_f1_threshold(p, y)
+    decision["threshold"] = threshold
+    report = {"val_f1_V_no_ruleguard": f1, "val_f1_V": f1}
+    if use_ruleguard:
+        best = None
+        for tol in (0.05, 0.1, 0.15):
+            for width in (0.06, 0.08, 0.1):
+                rule = {"enabled": True, "rr_tolerance": tol, "max_qrs_width_s": width}
+                pred = (p >= threshold) & ~ruleguard_mask(features, rule)
+                m = binary_metrics(np.where(y, "V", "N"), np.where(pred, "V", "N"))
+                if best is None or m["F1"] > best[0]:
+                    best = (m["F1"], rule)
+        # keep the rule only when it helps on validation beats
+        if best[0] > f1 + 1e-4:
+            decision["ruleguard"] = best[1]
+            report["val_f1_V"] = best[0]
+        else:
+            decision["ruleguard"] = {**best[1], "enabled": False}
+    return decision, report
+
+
+def label_beats(model, beats, decision, apply_ruleguard=True):
+    """Predicted labels 'V'/'N' (n,) and calibrated V probabilities (n,) of a BeatSet."""
+    is_v, p_v, _ = classify(predict_raw(model, beats), beats.features, decision, apply_ruleguard)
+    return np.where(is_v, "V", "N"), p_v
+
+
+def reference_metrics(labels_true, labels_pred):
+    """Figures on reference beat positions, named as the old pipeline logged them."""
+    m = binary_metrics(labels_true, labels_pred, "V")
+    return {
+        "test_f1_V": m["F1"], "test_precision_V": m["PPV"], "test_recall_V": m["Se"],
+        "test_accuracy": m["accuracy"], "test_fpr_V": m["FPR"],
+        "test_TP": m["TP"], "test_FP": m["FP"], "test_FN": m["FN"], "test_TN": m["TN"],
+    }
+
+
+def _sum_counts(parts):
+    keys = ("TP", "FP", "FN", "TN")
+    return {k: int(sum(p.get(k, 0) for p in parts)) for k in keys}
+
+
+def _ratios(c):
+    tp, fp, fn = c["TP"], c["FP"], c["FN"]
+    se = tp / (tp + fn) if tp + fn else float("nan")
+    ppv = tp / (tp + fp) if tp + fp else float("nan")
+    f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else float("nan")
+    return se, ppv, f1
+
+
+def end_to_end(beats, pred_labels, records, data_dir=None, prefix="e2e"):
+    """EC57 scoring of detected, classified beats against each record's reference.
+
+    ``beats``: a BeatSet of detections (its ``records`` and ``positions``);
+    ``pred_labels``: 'V'/'N' per detection. Returns ``(metrics, rows)``: gross
+    figures over all records and one row per record.
+    """
+    rows, matched, strict, qrs = [], [], [], []
+    for name in records:
+        rec = load_record(name, data_dir)
+        sel = beats.records == name
+        ref_labels = rec.ann_classes
+        m = end_to_end_metrics(rec.ann_samples, ref_labels, beats.positions[sel], pred_labels[sel],
+                               MODEL_FS, excluded=rec.excluded)
+        matched.append(m["matched"]), strict.append(m["strict"]), qrs.append(m["qrs"])
+        rows.append({
+            "record": name, "ref_beats": m["qrs"]["TP"] + m["qrs"]["FN"], "ref_V": int(np.sum(ref_labels == "V")),
+            "qrs_FN": m["qrs"]["FN"], "qrs_FP": m["qrs"]["FP"],
+            "V_TP": m["matched"]["TP"], "V_FP": m["matched"]["FP"], "V_FN": m["matched"]["FN"],
+            "V_Se": m["matched"]["Se"], "V_PPV": m["matched"]["PPV"], "V_F1": m["matched"]["F1"],
+            "strict_V_F1": m["strict"]["F1"],
+        })
+    out = {}
+    for tag, parts in (("", matched), ("_strict", strict)):
+        c = _sum_counts(parts)
+        se, ppv, f1 = _ratios(c)
+        out.update({f"{prefix}{tag}_recall_V": se, f"{prefix}{tag}_precision_V": ppv, f"{prefix}{tag}_f1_V": f1})
+    q = {k: sum(p[k] for p in qrs) for k in ("TP", "FP", "FN")}
+    out[f"{prefix}_qrs_se"] = q["TP"] / max(q["TP"] + q["FN"], 1)
+    out[f"{prefix}_qrs_ppv"] = q["TP"] / max(q["TP"] + q["FP"], 1)
+    return out, rows

@@ -1,0 +1,51 @@
+"""The Keras network: a 1-D CNN on the beat window beside a dense branch on RR features.
+
+Inputs are named as the ONNX model's will be: ``beat`` (batch, 360, 2) and ``rr``
+(batch, 10); the output ``p_v`` (batch, 1) is the V probability before calibration.
+The RR branch standardises its inputs with statistics fitted on the training set,
+inside the model, so the exported graph carries them.
+"""
+
+import keras
+from keras import layers
+
+DEFAULTS = {
+    "filters": 32,  # first conv layer; the next two have 2x and 4x
+    "kernel": 7,
+    "dense": 64,
+    "rr_dense": 16,
+    "dropout": 0.3,
+    "learning_rate": 1e-3,
+}
+
+
+def build_model(window_shape, n_features, rr_mean, rr_std, params=None):
+    """Compile a fresh network. ``rr_mean``/``rr_std``: (n_features,) training statistics."""
+    p = {**DEFAULTS, **(params or {})}
+    f, k = int(p["filters"]), int(p["kernel"])
+    beat = keras.Input(shape=window_shape, name="beat")
+    rr = keras.Input(shape=(n_features,), name="rr")
+
+    x = layers.Conv1D(f, k, padding="same", activation="relu")(beat)
+    x = layers.MaxPooling1D(2)(x)
+    x = layers.Conv1D(2 * f, max(k - 2, 3), padding="same", activation="relu")(x)
+    x = layers.MaxPooling1D(2)(x)
+    x = layers.Conv1D(4 * f, 3, padding="same", activation="relu")(x)
+    x = layers.GlobalAveragePooling1D()(x)
+
+    # (rr - mean) / std as constants of the graph (a Normalization layer's statistics
+    # became extra graph inputs in tf2onnx's export)
+    r = layers.Rescaling(scale=(1.0 / rr_std).astype("float32"), offset=(-rr_mean / rr_std).astype("float32"))(rr)
+    r = layers.Dense(int(p["rr_dense"]), activation="relu")(r)
+
+    h = layers.Concatenate()([x, r])
+    h = layers.Dense(int(p["dense"]), activation="relu")(h)
+    h = layers.Dropout(float(p["dropout"]))(h)
+    out = layers.Dense(1, activation="sigmoid", name="p_v")(h)
+
+    model = keras.Model(inputs={"beat": beat, "rr": rr}, outputs=out, name="ecg_nv_cnn")
+    model.compile(
+        optimizer=keras.optimizers.Adam(float(p["learning_rate"])),
+        loss="binary_crossentropy",
+    )
+    return model

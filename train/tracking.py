@@ -1,0 +1,30 @@
+"""Where MLflow runs go: ``$MLFLOW_TRACKING_URI``, else an embedded SQLite store here.
+
+The default keeps ``mlflow.db`` and its artifacts (``mlruns/``) in the project
+directory, so ``mlflow ui --backend-store-uri sqlite:///mlflow.db`` shows them.
+"""
+
+import os
+from pathlib import Path
+
+EXPERIMENT = "deteccion_arritmias_ecg"
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+
+def tracking_uri():
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{PROJECT_DIR / 'mlflow.db'}"
+
+
+def setup(experiment=EXPERIMENT):
+    """Point MLflow at the tracking store and return the experiment id (created if new)."""
+    import mlflow
+
+    uri = tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    exp = mlflow.get_experiment_by_name(experiment)
+    if exp is not None:
+        return exp.experiment_id
+    artifacts = None
+    if uri.startswith("sqlite:///"):  # artifacts beside the database file
+        artifacts = (Path(uri[len("sqlite:///"):]).resolve().parent / "mlruns").as_uri()
+    return mlflow.create_experiment(experiment, artifact_location=artifacts)

@@ -1,0 +1,260 @@
+"""``python -m train``: fit the N-vs-V network on DS1, tune its decision on a DS1
+validation split made by record, evaluate on DS2, and track everything in MLflow.
+"""
+
+import argparse
+import csv
+import json
+import os
+import platform
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from ecg.pipeline import PREPROCESSING
+
+from . import dataset, tracking
+from .data import DS1, DS2, data_dir
+from .evaluate import best_f1_threshold, end_to_end, label_beats, predict_raw, reference_metrics, tune_decision
+from .model import DEFAULTS as MODEL_DEFAULTS
+
+# DS1 records held out for early stopping, calibration, threshold and rules: by
+# record, so validation patients are unseen, with ~1/3 of DS1's V beats.
+VALIDATION = ("106", "114", "116", "201", "223", "230")
+
+
+def log(msg):
+    print(f"[{datetime.now():%H:%M:%S}] {msg}", flush=True)
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m train", description=__doc__)
+    ap.add_argument("--data", help="MIT-BIH directory (default: $ECG_DATA_DIR, data/mitdb, ../shared/data/mitdb)")
+    ap.add_argument("--train-records", nargs="+", help="default: DS1 minus --val-records")
+    ap.add_argument("--val-records", nargs="+", default=list(VALIDATION))
+    ap.add_argument("--test-records", nargs="+", default=list(DS2))
+    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--patience", type=int, default=5, help="epochs without a better val_f1_V before stopping")
+    ap.add_argument("--batch-size", type=int, default=256)
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--imbalance", choices=["none", "balanced", "sqrt"], default="sqrt",
+                    help="class weight of V: none (1), balanced (n_nonV/n_V) or its square root")
+    ap.add_argument("--strip-seconds", type=float, default=10.0, help="strip length the records are cut into")
+    ap.add_argument("--train-offsets", type=float, nargs="+", default=[0.0, 5.0],
+                    help="strip offsets (s) for training: each gives every beat another context")
+    ap.add_argument("--no-ruleguard", action="store_true", help="do not tune a RuleGuard")
+    ap.add_argument("--max-train-beats", type=int, help="subsample training beats (tests, quick looks)")
+    ap.add_argument("--skip-e2e", action="store_true", help="only the reference-beat DS2 evaluation")
+    ap.add_argument("--run-name", help="MLflow run name (default says what was tried)")
+    ap.add_argument("--cache", default="cache", help="directory for cached beat sets ('' for none)")
+    for k, v in MODEL_DEFAULTS.items():
+        ap.add_argument("--" + k.replace("_", "-"), type=type(v), default=v)
+    return ap.parse_args(argv)
+
+
+def class_weights(y, mode):
+    n_v = max(float(np.sum(y)), 1.0)
+    ratio = (len(y) - n_v) / n_v
+    w = {"none": 1.0, "balanced": ratio, "sqrt": np.sqrt(ratio)}[mode]
+    return {0: 1.0, 1: float(w)}
+
+
+def save_plots(out_dir, y_true, p_v, threshold, labels_true, labels_pred):
+    """Confusion matrix and precision-recall curve (DS2, reference beats) as PNGs."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    classes = ["N", "S", "V", "F", "Q"]
+    cm = np.array([[np.sum((labels_true == t) & (labels_pred == p)) for p in ("N", "V")] for t in classes])
+    fig, ax = plt.subplots(figsize=(4, 5))
+    ax.imshow(np.log1p(cm), cmap="Blues")
+    for i in range(len(classes)):
+        for j in range(2):
+            ax.text(j, i, str(cm[i, j]), ha="center", va="center")
+    ax.set_xticks([0, 1], ["pred N", "pred V"])
+    ax.set_yticks(range(len(classes)), classes)
+    ax.set_title("DS2 reference beats")
+    fig.tight_layout()
+    fig.savefig(out_dir / "confusion_matrix.png", dpi=100)
+    plt.close(fig)
+
+    order = np.argsort(-p_v)
+    tp = np.cumsum(y_true[order])
+    prec = tp / np.arange(1, len(order) + 1)
+    rec = tp / max(y_true.sum(), 1)
+    fig, ax = plt.subplots(figsize=(5, 4))
+    ax.plot(rec, prec)
+    t_pred = p_v >= threshold
+    ax.scatter([np.sum(t_pred & (y_true == 1)) / max(y_true.sum(), 1)],
+               [np.sum(t_pred & (y_true == 1)) / max(t_pred.sum(), 1)], color="red", label=f"threshold {threshold:.2f}")
+    ax.set_xlabel("recall V")
+    ax.set_ylabel("precision V")
+    ax.set_title("DS2 precision-recall (reference beats)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out_dir / "precision_recall.png", dpi=100)
+    plt.close(fig)
+    return cm
+
+
+def write_csv(path, rows):
+    if not rows:
+        return
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+
+
+def run(args, nested=False, on_epoch=None, tags=None):
+    """Train, tune, evaluate and log one MLflow run; returns ``(run_id, metrics)``.
+
+    ``nested``: start the run under the active one (Optuna trials under their study's
+    run). ``on_epoch(epoch, val_f1)`` is called after every epoch and may raise to stop
+    (Optuna's pruning); the run then ends FAILED with a ``stopped_by`` tag, and
+    promotion, which only looks at FINISHED runs, never picks it.
+    """
+    import keras
+    import mlflow
+    import tensorflow as tf
+
+    from .model import build_model
+
+    t_start = time.time()
+    keras.utils.set_random_seed(args.seed)
+    tf.config.experimental.enable_op_determinism()
+    ddir = data_dir(args.data)
+    val_records = list(args.val_records)
+    train_records = args.train_records or [r for r in DS1 if r not in val_records]
+    overlap = set(train_records) & set(args.test_records) | set(val_records) & set(args.test_records)
+    if overlap:
+        raise SystemExit(f"records in both training/validation and test: {sorted(overlap)}")
+    cache = args.cache or None
+    strip = args.strip_seconds or None
+
+    log(f"building training beats from {len(train_records)} records ({ddir})")
+    train = dataset.build(train_records, ddir, strip, args.train_offsets, cache_dir=cache, progress=log)
+    if args.max_train_beats and len(train) > args.max_train_beats:
+        keep = np.random.default_rng(args.seed).choice(len(train), args.max_train_beats, replace=False)
+        train = train.subset(np.sort(keep))
+    log(f"building validation beats from {len(val_records)} records")
+    val = dataset.build(val_records, ddir, strip, (0.0,), cache_dir=cache, progress=log)
+    log(f"train {len(train)} beats ({int(train.y.sum())} V), validation {len(val)} beats ({int(val.y.sum())} V)")
+
+    params = {k: getattr(args, k) for k in MODEL_DEFAULTS}
+    rr_mean = train.features.mean(axis=0)
+    rr_std = train.features.std(axis=0) + 1e-6
+    model = build_model(train.windows.shape[1:], train.features.shape[1], rr_mean, rr_std, params)
+    weights = class_weights(train.y, args.imbalance)
+
+    exp_id = tracking.setup()
+    name = args.run_name or f"cnn{args.filters}-k{args.kernel}-{args.imbalance}-seed{args.seed}"
+    with mlflow.start_run(experiment_id=exp_id, run_name=name, nested=nested, tags=tags) as active:
+        run_id = active.info.run_id
+        mlflow.log_params({
+            **params, "seed": args.seed, "imbalance": args.imbalance, "class_weight_V": weights[1],
+            "batch_size": args.batch_size, "epochs_max": args.epochs, "patience": args.patience,
+            "strip_seconds": strip, "train_offsets": json.dumps(args.train_offsets),
+            "train_records": " ".join(train_records), "val_records": " ".join(val_records),
+            "test_records": " ".join(args.test_records), "train_beats": len(train), "val_beats": len(val),
+            "preprocessing_version": PREPROCESSING["version"], "detector": PREPROCESSING["detector"],
+        })
+        mlflow.set_tags({"split": "de Chazal 2004 inter-patient; validation by record within DS1",
+                         "host": platform.node()})
+
+        best = {"f1": -1.0, "epoch": -1, "weights": None}
+        xs = {"beat": train.windows, "rr": train.features}
+        for epoch in range(args.epochs):
+            t0 = time.time()
+            hist = model.fit(xs, train.y, batch_size=args.batch_size, epochs=1, verbose=0,
+                             class_weight=weights, shuffle=True)
+            p_val = predict_raw(model, val)
+            _, f1 = best_f1_threshold(p_val, val.y)
+            f1_05 = best_f1_threshold(p_val, val.y, grid=[0.5])[1]
+            eps = 1e-7
+            val_loss = float(-np.mean(val.y * np.log(p_val + eps) + (1 - val.y) * np.log(1 - p_val + eps)))
+            mlflow.log_metrics({"loss": float(hist.history["loss"][-1]), "val_loss": val_loss,
+                                "val_f1_V_best_threshold": f1, "val_f1_V_at_0.5": f1_05}, step=epoch)
+            log(f"epoch {epoch + 1}/{args.epochs}: loss {hist.history['loss'][-1]:.4f} "
+                f"val_loss {val_loss:.4f} val F1-V {f1:.4f} ({time.time() - t0:.0f} s)")
+            if f1 > best["f1"] + 1e-4:
+                best = {"f1": f1, "epoch": epoch, "weights": model.get_weights()}
+            if on_epoch is not None:
+                try:
+                    on_epoch(epoch, f1)
+                except Exception as exc:
+                    mlflow.set_tag("stopped_by", type(exc).__name__)
+                    raise
+            if epoch - best["epoch"] >= args.patience:
+                log(f"early stop: no better val F1-V since epoch {best['epoch'] + 1}")
+                break
+        model.set_weights(best["weights"])
+        mlflow.log_metric("best_epoch", best["epoch"] + 1)
+
+        log("tuning calibration, threshold and RuleGuard on the validation split")
+        decision, val_report = tune_decision(predict_raw(model, val), val.y, val.features,
+                                             use_ruleguard=not args.no_ruleguard)
+        metrics = dict(val_report)
+
+        log(f"DS2 evaluation on reference beats ({len(args.test_records)} records)")
+        test_ref = dataset.build(args.test_records, ddir, None, (0.0,), use_reference=True,
+                                 cache_dir=cache, progress=None)
+        pred_ref, p_ref = label_beats(model, test_ref, decision)
+        metrics.update(reference_metrics(np.where(test_ref.labels == "V", "V", "N"), pred_ref))
+        rows = []
+        if not args.skip_e2e:
+            for tag, s in (("e2e", None), ("e2e_strip", strip)):
+                log(f"DS2 end to end ({'whole records' if s is None else f'{s:g}-s strips'})")
+                det = dataset.build(args.test_records, ddir, s, (0.0,), cache_dir=cache, progress=None)
+                m, r = end_to_end(det, label_beats(model, det, decision)[0], args.test_records, ddir, prefix=tag)
+                metrics.update(m)
+                rows += [{"evaluation": tag, **row} for row in r]
+        metrics["train_minutes"] = (time.time() - t_start) / 60
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
+
+        card = {
+            "name": "ecg_nv_cnn",
+            "created_at": datetime.now(timezone.utc).isoformat(),
+            "mlflow": {"run_id": run_id, "experiment": tracking.EXPERIMENT, "run_name": name},
+            "preprocessing": PREPROCESSING,
+            "decision": decision,
+            "confidence": "calibrated probability that the predicted class is right",
+            "inputs": {"beat": [None, *train.windows.shape[1:]], "rr": [None, train.features.shape[1]]},
+            "outputs": {"p_v": [None, 1]},
+            "classes": {"V": "AAMI V (MIT-BIH V, E)", "N": "every other beat"},
+            "data_split": {"protocol": "de Chazal 2004 inter-patient, paced records excluded",
+                           "train": train_records, "validation": val_records, "test": list(args.test_records)},
+            "training": {**params, "seed": args.seed, "imbalance": args.imbalance,
+                         "best_epoch": best["epoch"] + 1},
+            "metrics": {k: float(v) for k, v in metrics.items()},
+            "data": "MIT-BIH Arrhythmia Database (Moody & Mark 2001; Goldberger et al. 2000), ODC-By 1.0",
+        }
+        with tempfile.TemporaryDirectory() as tmp:
+            tmp = Path(tmp)
+            model.save(tmp / "model.keras")
+            (tmp / "model_card.json").write_text(json.dumps(card, indent=2))
+            mlflow.log_artifact(str(tmp / "model.keras"), "model")
+            mlflow.log_artifact(str(tmp / "model_card.json"), "model")
+            save_plots(tmp, test_ref.y, p_ref, decision["threshold"],
+                       np.where(test_ref.labels == "-", "N", test_ref.labels), pred_ref)
+            write_csv(tmp / "per_record.csv", rows)
+            for f in ("confusion_matrix.png", "precision_recall.png", "per_record.csv"):
+                if (tmp / f).exists():
+                    mlflow.log_artifact(str(tmp / f), "evaluation")
+        summary = {k: round(float(v), 4) for k, v in metrics.items() if "f1" in k or "recall" in k or "precision" in k}
+        log(f"run {run_id} done in {metrics['train_minutes']:.1f} min: {json.dumps(summary)}")
+        return run_id, metrics
+
+
+def main(argv=None):
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    run(parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()
