@@ -1,0 +1,66 @@
+"""ECG arrhythmia detection service (N/V per beat): Flask + ONNX Runtime.
+
+``create_app()`` builds the app; ``wsgi.py`` exposes it to gunicorn. Each worker process
+loads its own ONNX Runtime session once, here, at start-up.
+"""
+
+from flask import Flask
+from flask_cors import CORS
+from flask_smorest import Api as SmorestApi
+
+from . import config, errors, jsonio, metrics, model, requestlog, schemas
+
+__version__ = "0.1.0"
+
+
+class Api(SmorestApi):
+    """flask-smorest with this service's error body (``detail``, ``errors``)."""
+
+    ERROR_SCHEMA = schemas.ErrorSchema
+
+    def handle_http_exception(self, error):
+        return errors.http_error(error)
+
+
+def _openapi_config(app):
+    app.config.update(
+        API_TITLE="ECG arrhythmia detection API (N / V beats)",
+        API_VERSION=__version__,
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/",
+        OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="docs",
+        OPENAPI_SWAGGER_UI_URL="/static/swagger-ui/",  # vendored: no CDN
+        OPENAPI_SWAGGER_UI_CONFIG={"validatorUrl": None, "deepLinking": True},
+        OPENAPI_REDOC_PATH="redoc",
+        OPENAPI_REDOC_URL="/static/redoc/redoc.standalone.js",
+        API_SPEC_OPTIONS={"info": {"description": (
+            "Classifies every heartbeat of one ECG lead as N (normal and other non-ventricular "
+            "beats) or V (ventricular ectopic), with ONNX Runtime. Send the lead in millivolts "
+            "at 100-1000 Hz; the service resamples to 360 Hz, detects R peaks and returns one "
+            "prediction per beat. " + schemas.CONFIDENCE_DOC)}},
+    )
+
+
+def create_app(test_config=None):
+    app = Flask(__name__)
+    app.config.from_mapping(config.from_env())
+    if test_config:
+        app.config.from_mapping(test_config)
+    app.json = jsonio.OrjsonProvider(app)
+    app.config.setdefault("SEND_FILE_MAX_AGE_DEFAULT", 86400)  # vendored doc assets
+    _openapi_config(app)
+
+    requestlog.setup_logging(app.config["LOG_LEVEL"])
+    model.init_app(app)
+    app_metrics = metrics.init_app(app, model.get_state(app))
+    requestlog.init_app(app, app_metrics)
+    CORS(app, origins=app.config["CORS_ORIGINS"], expose_headers=["X-Request-ID"])
+
+    api = Api(app)
+    from . import health, predictions
+
+    api.register_blueprint(health.blp)
+    api.register_blueprint(predictions.blp)
+    predictions.add_no_slash_rule(app)
+    return app

@@ -1,0 +1,38 @@
+"""The service's settings, all in one place: environment variables with defaults.
+
+| variable | default | what |
+|---|---|---|
+| `ECG_MODEL_DIR` | `models/ecg_nv_cnn` beside this package | model card `model.json` + ONNX file |
+| `ECG_MAX_BODY_MB` | 32 | request body limit in MB (a 30-min record at 360 Hz is ~10-14 MB of JSON) |
+| `ECG_LOG_LEVEL` | INFO | level of the JSON request log |
+| `ECG_CORS_ORIGINS` | `*` | comma-separated origins allowed to call the API from a browser |
+| `ECG_ORT_THREADS` | 1 | ONNX Runtime intra-op threads per worker (1: workers, not threads, use the cores) |
+| `ECG_API_KEY` | unset | reserved for an API key check; not enforced yet |
+
+Gunicorn's own settings (`PORT`, `HOST`, `WEB_CONCURRENCY`, `GUNICORN_THREADS`,
+`GUNICORN_TIMEOUT`) are read in `gunicorn.conf.py`.
+"""
+
+import os
+from pathlib import Path
+
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "ecg_nv_cnn"
+
+
+def _int(environ, name, default):
+    raw = environ.get(name)
+    return default if raw in (None, "") else int(raw)
+
+
+def from_env(environ=None):
+    """Flask config keys from ``environ`` (default ``os.environ``)."""
+    env = os.environ if environ is None else environ
+    origins = [o.strip() for o in env.get("ECG_CORS_ORIGINS", "*").split(",") if o.strip()]
+    return {
+        "MODEL_DIR": env.get("ECG_MODEL_DIR") or str(DEFAULT_MODEL_DIR),
+        "MAX_CONTENT_LENGTH": int(float(env.get("ECG_MAX_BODY_MB") or 32) * 1024 * 1024),
+        "LOG_LEVEL": (env.get("ECG_LOG_LEVEL") or "INFO").upper(),
+        "CORS_ORIGINS": origins or ["*"],
+        "ORT_INTRA_OP_THREADS": _int(env, "ECG_ORT_THREADS", 1),
+        "API_KEY": env.get("ECG_API_KEY") or None,
+    }

@@ -1,0 +1,119 @@
+"""One prediction: the ecg core's beats, one batched ONNX call, the card's decision rules.
+
+Everything is vectorised over beats; the only per-beat Python is building the
+response list.
+"""
+
+import numpy as np
+
+from ecg import MODEL_FS
+from ecg.decision import classify
+from ecg.pipeline import extract_beats
+
+MODEL_LEAD = "MLII"
+HR_RANGE_BPM = (30.0, 220.0)
+
+
+class NoBeatsFound(Exception):
+    pass
+
+
+def _rounded_or_null(values, decimals):
+    """List of rounded floats with None where a value is NaN (JSON null, never invented)."""
+    out = np.round(values, decimals).astype(object)
+    out[~np.isfinite(values)] = None
+    return out.tolist()
+
+
+def _quality_warnings(x, fs, n_beats, heart_rate):
+    warnings = []
+    lo, hi = float(x.min()), float(x.max())
+    span = hi - lo
+    if span > 20.0:
+        warnings.append(f"amplitude {span:.0f} mV peak to peak: is signal_data in millivolts?")
+    elif span < 0.1:
+        warnings.append(f"very low amplitude ({span:.3f} mV peak to peak)")
+    at_extremes = int(np.count_nonzero(x == hi) + np.count_nonzero(x == lo))
+    if at_extremes > max(10, 0.01 * len(x)):
+        warnings.append(f"{100 * at_extremes / len(x):.1f}% of samples sit at the signal's "
+                        "minimum or maximum: clipped or saturated signal?")
+    if heart_rate is not None and not HR_RANGE_BPM[0] <= heart_rate <= HR_RANGE_BPM[1]:
+        warnings.append(f"heart rate {heart_rate:.0f} bpm is outside {HR_RANGE_BPM[0]:.0f}-"
+                        f"{HR_RANGE_BPM[1]:.0f}: detection may be unreliable (noise?)")
+    if n_beats < 3:
+        warnings.append(f"only {n_beats} beat(s) detected in {len(x) / fs:.1f} s")
+    return warnings
+
+
+def predict(model, x, fs, derivation="MLII", apply_ruleguard=True):
+    """The contract's response fields (no ids, timestamps or timing) for signal ``x`` at ``fs`` Hz.
+
+    Raises :class:`NoBeatsFound` when the detector finds no beat (flat line, noise only).
+    """
+    beats = extract_beats(x, fs)
+    n = len(beats)
+    if n == 0:
+        raise NoBeatsFound()
+    p_raw = model.p_v(beats.windows, beats.features)
+    is_v, p_v, flipped = classify(p_raw, beats.features, model.decision, apply_ruleguard)
+
+    confidence = np.where(is_v, p_v, 1.0 - p_v)
+    n_v = int(np.count_nonzero(is_v))
+    if n_v:
+        overall, overall_conf = "V", round(float(p_v[is_v].max()), 6)
+        # from the rounded figure the client sees, so that the published pair obeys the rule
+        risk = "HIGH" if overall_conf >= 0.85 else "MEDIUM" if overall_conf >= 0.70 else "LOW"
+    else:
+        overall, overall_conf, risk = "N", round(float(1.0 - p_v.max()), 6), "LOW"
+
+    rr = beats.rr_prev_s[1:]
+    heart_rate = round(60.0 / float(np.median(rr)), 1) if len(rr) else None
+    beat_predictions = [
+        {"beat_index": i, "position_sample": pos, "arrhythmia_type": kind, "confidence": c,
+         "rr_previous": rp, "rr_next": rn, "qrs_width_ms": q}
+        for i, (pos, kind, c, rp, rn, q) in enumerate(zip(
+            beats.positions.tolist(),
+            np.where(is_v, "V", "N").tolist(),
+            np.round(confidence, 6).tolist(),
+            _rounded_or_null(beats.rr_prev_s, 4),
+            _rounded_or_null(beats.rr_next_s, 4),
+            _rounded_or_null(beats.qrs_width_s * 1000.0, 1),
+        ))
+    ]
+
+    ruleguard_applied = bool(apply_ruleguard and (model.decision.get("ruleguard") or {}).get("enabled"))
+    warnings = []
+    if derivation.strip().upper() != MODEL_LEAD:
+        warnings.append(f"derivation {derivation!r} is not {MODEL_LEAD}, the lead the model "
+                        "was trained on: beat labels may be less reliable")
+    warnings += _quality_warnings(x, fs, n, heart_rate)
+    return {
+        "overall_arrhythmia_type": overall,
+        "overall_confidence": overall_conf,
+        "risk_level": risk,
+        "threshold_used": model.threshold,
+        "total_beats": n,
+        "normal_beats": n - n_v,
+        "ventricular_beats": n_v,
+        "beat_predictions": beat_predictions,
+        "metadata": {
+            "total_beats": n,
+            "normal_beats": n - n_v,
+            "ventricular_beats": n_v,
+            "ruleguard_applied": ruleguard_applied,
+            "ruleguard_requested": bool(apply_ruleguard),
+            "ruleguard_flipped_beats": int(np.count_nonzero(flipped)),
+            "heart_rate_bpm": heart_rate,
+            "pvc_burden_percent": round(100.0 * n_v / n, 2),
+            "model_name": model.name,
+            "model_version": model.version,
+            "preprocessing_version": model.preprocessing_version,
+            "derivation": derivation,
+            "sampling_rate": fs,
+            "model_sampling_rate": MODEL_FS,
+            "resampled": fs != MODEL_FS,
+            "n_samples": len(x),
+            "duration_s": round(len(x) / fs, 3),
+            "warnings": warnings,
+        },
+    }

@@ -1,0 +1,180 @@
+"""The model of this worker: card + one ONNX Runtime session, loaded once at start-up.
+
+A missing, corrupt or incompatible model never stops the service: the worker starts
+degraded, with the reason, and predictions answer 503 saying it.
+"""
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from ecg.pipeline import PREPROCESSING, SUPPORTED_VERSIONS
+
+log = logging.getLogger("service.model")
+
+BEAT_SHAPE = (2 * PREPROCESSING["window_samples"][0], 2)  # (360, 2)
+RR_WIDTH = len(PREPROCESSING["rr_features"])  # 10
+
+
+class ModelUnavailable(Exception):
+    """The model cannot be used; the message says why, for /health and 503s."""
+
+
+@dataclass
+class LoadedModel:
+    card: dict
+    session: ort.InferenceSession
+
+    @property
+    def decision(self):
+        return self.card["decision"]
+
+    @property
+    def threshold(self):
+        return float(self.card["decision"]["threshold"])
+
+    @property
+    def version(self):
+        return str(self.card["version"])
+
+    @property
+    def name(self):
+        return str(self.card.get("name", "ecg_nv_cnn"))
+
+    @property
+    def preprocessing_version(self):
+        return self.card["preprocessing"]["version"]
+
+    def summary(self):
+        return {
+            "name": self.name,
+            "version": self.version,
+            "preprocessing_version": self.preprocessing_version,
+            "mlflow_run_id": (self.card.get("mlflow") or {}).get("run_id"),
+            "threshold": self.threshold,
+            "created_at": self.card.get("created_at"),
+            "metrics": self.card.get("metrics") or {},
+        }
+
+    def p_v(self, windows, features):
+        """Raw V probabilities (n,) of n beats: one batched ONNX call."""
+        return self.session.run(["p_v"], {"beat": windows, "rr": features})[0][:, 0]
+
+
+@dataclass
+class ModelState:
+    """What a worker has: a model, or the reason it has none."""
+
+    model: LoadedModel | None
+    reason: str | None = None
+
+    @property
+    def loaded(self):
+        return self.model is not None
+
+
+def _session_options(intra_op_threads):
+    so = ort.SessionOptions()
+    # Several gunicorn workers share the cores: one thread each, no spinning, so a
+    # worker waiting for work does not burn a core another worker needs.
+    so.intra_op_num_threads = intra_op_threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    so.log_severity_level = 3
+    return so
+
+
+def _check_card(card):
+    try:
+        version = card["preprocessing"]["version"]
+        threshold = float(card["decision"]["threshold"])
+        card["decision"]["calibration"]
+        card["onnx"]["file"], card["onnx"]["sha256"]
+        card["version"]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelUnavailable(f"model card lacks a required entry: {exc}") from None
+    if version not in SUPPORTED_VERSIONS:
+        raise ModelUnavailable(
+            f"model card's preprocessing version {version!r} is not one this service "
+            f"produces ({', '.join(sorted(SUPPORTED_VERSIONS))})"
+        )
+    if not 0.0 <= threshold <= 1.0:
+        raise ModelUnavailable(f"model card's threshold {threshold} is not in 0..1")
+
+
+def _check_io(session):
+    inputs = {i.name: i.shape for i in session.get_inputs()}
+    outputs = [o.name for o in session.get_outputs()]
+    if set(inputs) != {"beat", "rr"} or "p_v" not in outputs:
+        raise ModelUnavailable(f"ONNX model has inputs {sorted(inputs)} and outputs {outputs}, "
+                               "expected inputs beat, rr and output p_v")
+    if tuple(inputs["beat"][1:]) != BEAT_SHAPE or tuple(inputs["rr"][1:]) != (RR_WIDTH,):
+        raise ModelUnavailable(f"ONNX input shapes {inputs} do not match the preprocessing "
+                               f"(beat [N, {BEAT_SHAPE[0]}, {BEAT_SHAPE[1]}], rr [N, {RR_WIDTH}])")
+
+
+def load_model(model_dir, intra_op_threads=1):
+    """Card + verified ONNX session from ``model_dir``; raises :class:`ModelUnavailable`."""
+    model_dir = Path(model_dir)
+    card_path = model_dir / "model.json"
+    try:
+        card = json.loads(card_path.read_bytes())
+    except FileNotFoundError:
+        raise ModelUnavailable(f"no model card at {card_path}") from None
+    except (OSError, ValueError) as exc:
+        raise ModelUnavailable(f"model card {card_path} is unreadable: {exc}") from None
+    if not isinstance(card, dict):
+        raise ModelUnavailable(f"model card {card_path} is not a JSON object")
+    _check_card(card)
+
+    onnx_path = model_dir / card["onnx"]["file"]
+    try:
+        blob = onnx_path.read_bytes()
+    except OSError as exc:
+        raise ModelUnavailable(f"ONNX file unreadable: {exc}") from None
+    digest = hashlib.sha256(blob).hexdigest()
+    if digest != card["onnx"]["sha256"]:
+        raise ModelUnavailable(f"sha256 of {onnx_path.name} is {digest}, the card says "
+                               f"{card['onnx']['sha256']}: corrupt or replaced file")
+    try:
+        session = ort.InferenceSession(blob, _session_options(intra_op_threads),
+                                       providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own exception types
+        raise ModelUnavailable(f"ONNX Runtime cannot load {onnx_path.name}: {exc}") from None
+    _check_io(session)
+
+    model = LoadedModel(card=card, session=session)
+    try:  # one real run: catches a model that loads but cannot execute, and warms it up
+        p = model.p_v(np.zeros((1, *BEAT_SHAPE), np.float32), np.zeros((1, RR_WIDTH), np.float32))
+    except Exception as exc:
+        raise ModelUnavailable(f"ONNX model fails on a test batch: {exc}") from None
+    if p.shape != (1,) or not np.isfinite(p).all():
+        raise ModelUnavailable(f"ONNX model returned {p!r} on a test batch")
+    return model
+
+
+def load_state(model_dir, intra_op_threads=1):
+    try:
+        model = load_model(model_dir, intra_op_threads)
+    except ModelUnavailable as exc:
+        log.error("model not loaded, service degraded", extra={"fields": {"reason": str(exc)}})
+        return ModelState(model=None, reason=str(exc))
+    log.info("model loaded", extra={"fields": {
+        "model_name": model.name, "model_version": model.version, "model_dir": str(model_dir)}})
+    return ModelState(model=model)
+
+
+def init_app(app):
+    app.extensions["ecg_model"] = load_state(app.config["MODEL_DIR"],
+                                             app.config["ORT_INTRA_OP_THREADS"])
+
+
+def get_state(app):
+    return app.extensions["ecg_model"]

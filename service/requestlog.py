@@ -1,0 +1,92 @@
+"""Request id, one structured JSON log line per request, and request metrics.
+
+The log line says who asked what and how it went (method, route, status, time, sizes,
+beat counts); it never holds the signal or the patient id.
+"""
+
+import logging
+import re
+import sys
+import time
+import uuid
+from datetime import datetime, timezone
+
+from flask import g, request
+
+from . import jsonio
+
+log = logging.getLogger("service.request")
+
+# a client's own X-Request-ID is kept when it is a sane token, else we make one
+_CLIENT_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}\Z")
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record):
+        entry = {
+            "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        entry.update(getattr(record, "fields", None) or {})
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return jsonio.dumps_bytes(entry).decode()
+
+
+class _StdoutHandler(logging.StreamHandler):
+    """Writes to whatever sys.stdout is now (pytest swaps it per test)."""
+
+    @property
+    def stream(self):
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
+def setup_logging(level):
+    logger = logging.getLogger("service")
+    logger.setLevel(level)
+    if not any(isinstance(h, _StdoutHandler) for h in logger.handlers):
+        handler = _StdoutHandler()
+        handler.setFormatter(JsonFormatter())
+        logger.addHandler(handler)
+    logger.propagate = False
+
+
+def init_app(app, metrics):
+    setup_logging(app.config["LOG_LEVEL"])
+
+    @app.before_request
+    def _start():
+        g.start = time.perf_counter()
+        given = request.headers.get("X-Request-ID", "")
+        g.request_id = given if _CLIENT_REQUEST_ID.match(given) else uuid.uuid4().hex
+
+    @app.after_request
+    def _finish(response):
+        elapsed = time.perf_counter() - g.get("start", time.perf_counter())
+        if not g.get("request_id"):
+            g.request_id = uuid.uuid4().hex
+        response.headers["X-Request-ID"] = g.request_id
+        # the rule, not the path: unknown paths must not grow the label set without bound;
+        # /api/v1/predictions and /api/v1/predictions/ count as one route
+        route = (request.url_rule.rule.rstrip("/") or "/") if request.url_rule else "<unmatched>"
+        metrics.observe_request(route, request.method, response.status_code, elapsed)
+        if log.isEnabledFor(logging.INFO):
+            fields = {
+                "request_id": g.request_id,
+                "method": request.method,
+                "path": request.path,
+                "route": route,
+                "status": response.status_code,
+                "duration_ms": round(elapsed * 1000.0, 3),
+                "request_bytes": request.content_length,
+                "remote_addr": request.remote_addr,
+            }
+            fields.update(g.get("log_fields") or {})
+            log.info("request", extra={"fields": fields})
+        return response

@@ -1,0 +1,227 @@
+"""Request and response schemas: they validate requests and generate the OpenAPI document.
+
+Types are strict as JSON writes them (the contract): ``sampling_rate`` must be a JSON
+integer (not ``"360"``, ``true``, ``360.5`` or ``null``), ``apply_ruleguard`` a JSON
+boolean, ``signal_data`` an array of plain finite numbers. Unknown fields are ignored,
+as the old service ignored them.
+"""
+
+import numpy as np
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
+
+MIN_SAMPLES = 360
+MIN_SECONDS = 5.0
+MAX_ABS_VALUE = 1e6  # far beyond any ECG in mV (or even in ADC counts or microvolts)
+
+CONFIDENCE_DOC = (
+    "Calibrated probability that the beat's predicted class is right: the V probability "
+    "p_v when the beat is V, 1 - p_v when it is N. p_v is the network's output after the "
+    "model card's Platt calibration; a beat is V when p_v >= threshold_used (and the "
+    "RuleGuard, when applied, did not turn it back to N)."
+)
+OVERALL_CONFIDENCE_DOC = (
+    "Confidence of the overall call: when V, the highest p_v among the V beats; when N, "
+    "1 - the highest p_v of all beats (how sure the service is that no beat is V)."
+)
+
+
+def example_signal(fs=360, seconds=10.0):
+    """A synthetic 10-s lead for the OpenAPI example, so "Try it out" gets a 201.
+
+    Narrow beats at 75 bpm in mV, with one premature wide beat at 4.3 s (a PVC-like shape).
+    """
+    t = np.arange(int(fs * seconds)) / fs
+    x = np.zeros_like(t)
+    for r in (0.4, 1.2, 2.0, 2.8, 3.6, 5.2, 6.0, 6.8, 7.6, 8.4, 9.2):
+        x += 0.15 * np.exp(-0.5 * ((t - r + 0.16) / 0.02) ** 2)  # P
+        x += 1.1 * np.exp(-0.5 * ((t - r) / 0.012) ** 2)  # R
+        x += 0.3 * np.exp(-0.5 * ((t - r - 0.3) / 0.05) ** 2)  # T
+    x += -1.4 * np.exp(-0.5 * ((t - 4.3) / 0.035) ** 2) + 0.4 * np.exp(-0.5 * ((t - 4.6) / 0.07) ** 2)
+    return np.round(x, 3).tolist()
+
+
+def _json_kind(value):
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, (list, tuple)):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+class StrictInteger(fields.Integer):
+    """A JSON integer only: marshmallow's strict Integer still takes ``true`` as 1."""
+
+    def __init__(self, **kwargs):
+        super().__init__(strict=True, **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, bool):
+            raise self.make_error("invalid")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+class StrictBoolean(fields.Boolean):
+    """``true`` or ``false`` only: marshmallow's Boolean also takes 1, "yes", "on"..."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, bool):
+            raise self.make_error("invalid")
+        return value
+
+
+class SignalField(fields.List):
+    """A JSON array of finite numbers, loaded straight into a float64 numpy array.
+
+    Documented as an array of numbers (it is a List for apispec), but checked in bulk:
+    marshmallow's per-element Float would cost seconds on a 30-min record.
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(fields.Float(allow_nan=False), **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, list):
+            raise ValidationError(f"Must be an array of numbers, got {_json_kind(value)}.")
+        if not set(map(type, value)) <= {float, int}:  # bool is its own type: rejected
+            i, bad = next((i, v) for i, v in enumerate(value) if type(v) not in (float, int))
+            raise ValidationError(f"Element {i} is {_json_kind(bad)}: only numbers are allowed.")
+        try:
+            x = np.array(value, dtype=np.float64)
+        except OverflowError:
+            raise ValidationError("Contains a number too large for a float.") from None
+        bad = ~np.isfinite(x) | (np.abs(x) > MAX_ABS_VALUE)
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise ValidationError(
+                f"Element {i} ({value[i]!r}) is not a finite number within ±{MAX_ABS_VALUE:g}."
+            )
+        if len(x) < MIN_SAMPLES:
+            raise ValidationError(f"At least {MIN_SAMPLES} samples are needed, got {len(x)}.")
+        return x
+
+
+class PredictionRequestSchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    signal_data = SignalField(
+        required=True,
+        metadata={
+            "description": "One ECG lead in millivolts: at least 360 samples and at least "
+            "5 s of signal; finite numbers only (no strings, null, NaN or Infinity).",
+            "example": [0.0] * 8,
+        },
+    )
+    sampling_rate = StrictInteger(
+        load_default=360,
+        validate=validate.Range(min=100, max=1000),
+        metadata={"description": "Hz, a JSON integer from 100 to 1000; resampled to 360 Hz "
+                                 "by the service.", "example": 360},
+    )
+    derivation = fields.String(
+        load_default="MLII",
+        validate=validate.Length(min=1, max=32),
+        metadata={"description": "Lead name (MLII, V1, V5...). The model is trained on MLII: "
+                                 "another lead is accepted and flagged in metadata."},
+    )
+    patient_id = fields.String(
+        load_default=None, allow_none=True, validate=validate.Length(max=256),
+        metadata={"description": "Opaque client identifier, echoed in metadata, never logged."},
+    )
+    apply_ruleguard = StrictBoolean(
+        load_default=True,
+        metadata={"description": "Apply the rule-based post-filter that turns likely false "
+                                 "V calls back to N (when the model card enables it)."},
+    )
+
+    @validates_schema
+    def _long_enough(self, data, **kwargs):
+        x, fs = data.get("signal_data"), data.get("sampling_rate")
+        if x is not None and isinstance(fs, int) and len(x) / fs < MIN_SECONDS:
+            raise ValidationError(
+                f"At least {MIN_SECONDS:g} s of signal is needed, got {len(x) / fs:.2f} s "
+                f"({len(x)} samples at {fs} Hz).",
+                field_name="signal_data",
+            )
+
+
+class BeatPredictionSchema(Schema):
+    beat_index = fields.Integer(metadata={"description": "0-based index in this response"})
+    position_sample = fields.Integer(metadata={
+        "description": "R-peak sample index in the submitted signal, at the submitted "
+                       "sampling_rate"})
+    arrhythmia_type = fields.String(validate=validate.OneOf(["N", "V"]))
+    confidence = fields.Float(metadata={"description": CONFIDENCE_DOC})
+    rr_previous = fields.Float(allow_none=True, metadata={
+        "description": "Seconds since the previous beat; null for the first beat"})
+    rr_next = fields.Float(allow_none=True, metadata={
+        "description": "Seconds to the next beat; null for the last beat"})
+    qrs_width_ms = fields.Float(allow_none=True, metadata={
+        "description": "Estimated QRS width in milliseconds"})
+
+
+class PredictionResponseSchema(Schema):
+    prediction_id = fields.UUID()
+    ecg_signal_id = fields.UUID()
+    overall_arrhythmia_type = fields.String(validate=validate.OneOf(["N", "V"]), metadata={
+        "description": "V when at least one beat is V"})
+    overall_confidence = fields.Float(metadata={"description": OVERALL_CONFIDENCE_DOC})
+    risk_level = fields.String(validate=validate.OneOf(["LOW", "MEDIUM", "HIGH"]), metadata={
+        "description": "N overall: LOW. V overall: HIGH when overall_confidence >= 0.85, "
+                       "MEDIUM when >= 0.70, else LOW"})
+    threshold_used = fields.Float(metadata={
+        "description": "Decision threshold on the calibrated V probability (model card)"})
+    total_beats = fields.Integer()
+    normal_beats = fields.Integer()
+    ventricular_beats = fields.Integer()
+    beat_predictions = fields.List(fields.Nested(BeatPredictionSchema), metadata={
+        "description": "Every detected beat, in time order"})
+    processing_time_ms = fields.Float()
+    created_at = fields.DateTime(metadata={"description": "ISO 8601, UTC (+00:00)"})
+    metadata = fields.Dict(allow_none=True, metadata={
+        "description": "total_beats, normal_beats, ventricular_beats, ruleguard_applied "
+                       "(as before), plus heart_rate_bpm, pvc_burden_percent, model_name, "
+                       "model_version, preprocessing_version, sampling_rate, resampled, "
+                       "duration_s, derivation, warnings (derivation and signal quality)"})
+
+
+class ModelSummarySchema(Schema):
+    name = fields.String()
+    version = fields.String()
+    preprocessing_version = fields.String()
+    mlflow_run_id = fields.String(allow_none=True)
+    threshold = fields.Float()
+    created_at = fields.String(allow_none=True)
+    metrics = fields.Dict()
+
+
+class HealthSchema(Schema):
+    status = fields.String(validate=validate.OneOf(["healthy", "degraded"]))
+    version = fields.String(metadata={"description": "service version"})
+    model_loaded = fields.Boolean()
+    timestamp = fields.DateTime()
+    reason = fields.String(allow_none=True, metadata={
+        "description": "why no model is loaded (degraded only)"})
+    model = fields.Nested(ModelSummarySchema, allow_none=True)
+
+
+class RootSchema(Schema):
+    name = fields.String()
+    version = fields.String()
+    docs = fields.String()
+    health = fields.String()
+    redoc = fields.String()
+    openapi = fields.String()
+
+
+class ErrorSchema(Schema):
+    detail = fields.String(metadata={"description": "what went wrong, for a human"})
+    status = fields.Integer()
+    errors = fields.Dict(metadata={"description": "422: messages per request field"})
+    request_id = fields.String()

@@ -1,0 +1,123 @@
+"""A missing, corrupt or incompatible model: the service starts degraded, says why, and
+predictions answer 503."""
+
+import hashlib
+import json
+import shutil
+
+import pytest
+
+from service import config, create_app
+from service.model import ModelUnavailable, load_model
+from tests.service_helpers import MODEL_DIR, PAYLOAD, PREDICT, edit_card, model_copy
+
+
+def _damage_onnx_keep_hash(d):
+    onnx = d / "model.onnx"
+    onnx.write_bytes(b"not an onnx graph")
+    edit_card(d, lambda c: c["onnx"].update(sha256=hashlib.sha256(b"not an onnx graph").hexdigest()))
+
+
+DAMAGES = {
+    "no folder": (lambda d: shutil.rmtree(d), "no model card"),
+    "no card": (lambda d: (d / "model.json").unlink(), "no model card"),
+    "card not JSON": (lambda d: (d / "model.json").write_text("{oops"), "unreadable"),
+    "card not an object": (lambda d: (d / "model.json").write_text("[1]"), "not a JSON object"),
+    "no ONNX file": (lambda d: (d / "model.onnx").unlink(), "ONNX file unreadable"),
+    "sha256 mismatch": (lambda d: (d / "model.onnx").write_bytes((d / "model.onnx").read_bytes() + b"\0"), "sha256"),
+    "unknown preprocessing version": (
+        lambda d: edit_card(d, lambda c: c["preprocessing"].update(version="nv-pre-99")), "nv-pre-99"),
+    "card without decision": (lambda d: edit_card(d, lambda c: c.pop("decision")), "decision"),
+    "threshold out of range": (
+        lambda d: edit_card(d, lambda c: c["decision"].update(threshold=1.5)), "threshold"),
+    "ONNX bytes not a model": (_damage_onnx_keep_hash, "ONNX Runtime cannot load"),
+}
+
+
+@pytest.fixture(params=sorted(DAMAGES))
+def broken(request, tmp_path):
+    damage, reason = DAMAGES[request.param]
+    d = model_copy(tmp_path)
+    damage(d)
+    app = create_app({"TESTING": True, "MODEL_DIR": str(d)})
+    return app, reason
+
+
+def test_broken_model_starts_degraded_with_the_reason(broken):
+    app, reason = broken
+    r = app.test_client().get("/health")
+    assert r.status_code == 200
+    body = r.get_json()
+    assert body["status"] == "degraded" and body["model_loaded"] is False
+    assert reason in body["reason"]
+    assert isinstance(body["version"], str) and body["timestamp"]
+
+
+def test_broken_model_predictions_answer_503_with_detail(broken):
+    app, reason = broken
+    r = app.test_client().post(PREDICT, json=PAYLOAD)
+    assert r.status_code == 503
+    assert r.headers["Content-Type"] == "application/json"
+    assert reason in r.get_json()["detail"]
+
+
+def test_degraded_service_still_serves_root_docs_and_metrics(broken):
+    c = broken[0].test_client()
+    assert c.get("/").status_code == 200
+    assert c.get("/openapi.json").status_code == 200
+    assert "ecg_model_loaded 0.0" in c.get("/metrics").get_data(as_text=True)
+
+
+def test_degraded_service_still_validates_before_answering_503(broken):
+    r = broken[0].test_client().post(PREDICT, data="{", content_type="application/json")
+    assert r.status_code == 400
+
+
+def test_wrong_input_names_are_refused(tmp_path):
+    pytest.importorskip("onnx")  # in the training venv only
+    from onnx import TensorProto, helper
+
+    d = model_copy(tmp_path)
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["p_v"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 1])],
+        [helper.make_tensor_value_info("p_v", TensorProto.FLOAT, [None, 1])])
+    blob = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+    (d / "model.onnx").write_bytes(blob)
+    edit_card(d, lambda c: c["onnx"].update(sha256=hashlib.sha256(blob).hexdigest()))
+    with pytest.raises(ModelUnavailable, match="expected inputs beat, rr"):
+        load_model(d)
+
+
+def test_the_shipped_model_loads_and_matches_its_card():
+    model = load_model(MODEL_DIR)
+    card = json.loads((MODEL_DIR / "model.json").read_text())
+    assert model.version == card["version"]
+    assert model.threshold == card["decision"]["threshold"]
+    assert hashlib.sha256((MODEL_DIR / card["onnx"]["file"]).read_bytes()).hexdigest() == card["onnx"]["sha256"]
+
+
+def test_session_uses_one_intra_op_thread_by_default():
+    model = load_model(MODEL_DIR)
+    opts = model.session.get_session_options()
+    assert opts.intra_op_num_threads == 1 and opts.inter_op_num_threads == 1
+
+
+def test_config_reads_the_environment_with_defaults():
+    defaults = config.from_env({})
+    assert defaults["MODEL_DIR"] == str(config.DEFAULT_MODEL_DIR)
+    assert defaults["MAX_CONTENT_LENGTH"] == 32 * 1024 * 1024
+    assert defaults["LOG_LEVEL"] == "INFO" and defaults["CORS_ORIGINS"] == ["*"]
+    assert defaults["ORT_INTRA_OP_THREADS"] == 1 and defaults["API_KEY"] is None
+    custom = config.from_env({"ECG_MODEL_DIR": "/m", "ECG_MAX_BODY_MB": "2", "ECG_LOG_LEVEL": "debug",
+                              "ECG_CORS_ORIGINS": "https://a.org, https://b.org", "ECG_ORT_THREADS": "2"})
+    assert custom["MODEL_DIR"] == "/m" and custom["MAX_CONTENT_LENGTH"] == 2 * 1024 * 1024
+    assert custom["LOG_LEVEL"] == "DEBUG" and custom["CORS_ORIGINS"] == ["https://a.org", "https://b.org"]
+    assert custom["ORT_INTRA_OP_THREADS"] == 2
+
+
+def test_model_dir_comes_from_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("ECG_MODEL_DIR", str(tmp_path / "nowhere"))
+    app = create_app({"TESTING": True})
+    body = app.test_client().get("/health").get_json()
+    assert body["status"] == "degraded" and "nowhere" in body["reason"]
