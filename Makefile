@@ -1,9 +1,9 @@
-# Two commands on a fresh machine with Python 3.11: `make demo` (later `make serve`) and `make test`.
+# Two commands on a fresh machine with Python 3.11: `make serve` (or `make demo`) and `make test`.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test train detector-eval mlflow-ui clean
+.PHONY: serve demo test train detector-eval mlflow-ui clean
 
 # The full environment (training, conversion, tests); rebuilt when the pins change.
 $(VENV)/.installed: requirements-api.txt requirements-train.txt
@@ -11,6 +11,17 @@ $(VENV)/.installed: requirements-api.txt requirements-train.txt
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-train.txt
 	touch $@
+
+# Serving only: its own venv from requirements-api.txt alone, as the Docker image has it.
+.venv-api/.installed: requirements-api.txt
+	$(PYTHON) -m venv .venv-api
+	.venv-api/bin/python -m pip install --quiet --upgrade pip
+	.venv-api/bin/python -m pip install --quiet -r requirements-api.txt
+	touch $@
+
+# The Flask + ONNX Runtime service on http://localhost:7860 (PORT, WEB_CONCURRENCY... in gunicorn.conf.py).
+serve: .venv-api/.installed
+	.venv-api/bin/gunicorn -c gunicorn.conf.py wsgi:app
 
 # Train a small model on the bundled MIT-BIH excerpts into the local MLflow store.
 demo: $(VENV)/.installed
@@ -31,4 +42,4 @@ mlflow-ui: $(VENV)/.installed
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db --port 5000
 
 clean:
-	rm -rf $(VENV) cache .pytest_cache
+	rm -rf $(VENV) .venv-api cache .pytest_cache
