@@ -1,0 +1,192 @@
+"""python -m convert.promote end to end, on tiny models trained on the fixtures."""
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorflow")
+pytest.importorskip("tf2onnx")
+
+TINY = ["--train-records", "119", "208", "--val-records", "200", "--test-records", "233", "100",
+        "--epochs", "1", "--max-train-beats", "300", "--cache", ""]
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory, fixture_dir):
+    """A temporary MLflow store with two finished runs (different seeds)."""
+    tmp = tmp_path_factory.mktemp("promote")
+    uri = f"sqlite:///{tmp / 'mlflow.db'}"
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MLFLOW_TRACKING_URI", uri)
+    mp.setenv("ECG_DATA_DIR", str(fixture_dir))
+    from train.train import parse_args, run
+
+    runs = [run(parse_args(["--data", str(fixture_dir), *TINY, "--seed", str(s), "--run-name", f"tiny-{s}"]))
+            for s in (1, 2)]
+    yield {"uri": uri, "tmp": tmp, "runs": runs, "data": str(fixture_dir)}
+    mp.undo()
+
+
+def promote(store, out, *extra):
+    from convert.promote import main
+
+    os.environ["MLFLOW_TRACKING_URI"] = store["uri"]
+    os.environ["ECG_DATA_DIR"] = store["data"]
+    return main(["--output", str(out), "--data", store["data"], *extra])
+
+
+def snapshot(d):
+    return {p.name: p.read_bytes() for p in sorted(d.iterdir())} if d.exists() else {}
+
+
+@pytest.fixture
+def out(store, tmp_path):
+    return tmp_path / "models" / "ecg_nv_cnn"
+
+
+def test_promotes_the_best_validation_run_with_a_complete_card(store, out, capsys):
+    import keras
+    import mlflow
+    import onnxruntime as ort
+
+    assert promote(store, out) == 0
+    best_id, best_metrics = max(store["runs"], key=lambda r: r[1]["val_f1_V"])
+    card = json.loads((out / "model.json").read_text())
+    assert card["mlflow"]["run_id"] == best_id
+    assert card["onnx"]["sha256"] == hashlib.sha256((out / "model.onnx").read_bytes()).hexdigest()
+    for key in ("name", "version", "promoted_at", "metrics", "data_split", "preprocessing", "decision",
+                "inputs", "outputs", "onnx", "versions", "verification"):
+        assert key in card, key
+    for pkg in ("tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime"):
+        assert pkg in card["versions"], pkg
+    assert card["onnx"]["opset"] >= 13
+    assert card["verification"]["parity"]["max_abs_diff"] <= 1e-5
+    assert card["verification"]["end_to_end"]["e2e_f1_V"]["onnx"] == pytest.approx(best_metrics["e2e_f1_V"], abs=0.002)
+    assert "candidates by val_f1_V" in capsys.readouterr().out
+
+    # ONNX Runtime gives the Keras model's outputs, with a dynamic batch
+    mlflow.set_tracking_uri(store["uri"])
+    local = mlflow.artifacts.download_artifacts(run_id=best_id, artifact_path="model")
+    model = keras.saving.load_model(f"{local}/model.keras")
+    sess = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+    assert [i.name for i in sess.get_inputs()] == ["beat", "rr"]
+    rng = np.random.default_rng(0)
+    for n in (1, 7):
+        x = {"beat": rng.standard_normal((n, 360, 2)).astype(np.float32),
+             "rr": rng.standard_normal((n, 10)).astype(np.float32)}
+        assert np.abs(sess.run(["p_v"], x)[0] - np.asarray(model(x, training=False))).max() <= 1e-5
+
+    client = mlflow.MlflowClient(store["uri"])
+    mv = client.get_model_version_by_alias("ECG_Arritmias_NvsV", "production")
+    assert str(mv.version) == card["version"] and mv.run_id == best_id
+
+
+def test_dry_run_writes_nothing(store, out):
+    assert promote(store, out, "--dry-run") == 0
+    assert not out.exists() or snapshot(out) == {}
+
+
+def test_refuses_a_worse_candidate_unless_forced_and_rollback_toggles(store, out, capsys):
+    worse_id = min(store["runs"], key=lambda r: r[1]["val_f1_V"])[0]
+    best_id = max(store["runs"], key=lambda r: r[1]["val_f1_V"])[0]
+    if worse_id == best_id:
+        pytest.skip("both tiny runs scored the same")
+    assert promote(store, out) == 0
+    before = snapshot(out)
+    assert promote(store, out, "--run-id", worse_id) == 2
+    assert "worse than production" in capsys.readouterr().err
+    assert snapshot(out) == before
+    assert promote(store, out, "--run-id", worse_id, "--force") == 0
+    assert json.loads((out / "model.json").read_text())["mlflow"]["run_id"] == worse_id
+    assert promote(store, out, "--rollback") == 0
+    assert snapshot(out) == before
+
+
+def test_refusals_say_why(store, out, tmp_path, capsys, monkeypatch):
+    # no experiment at all
+    empty = {**store, "uri": f"sqlite:///{tmp_path / 'empty.db'}"}
+    assert promote(empty, out) == 2
+    assert "train first" in capsys.readouterr().err
+    # nothing to roll back to
+    assert promote(store, tmp_path / "fresh" / "m", "--rollback") == 2
+    assert "no previous version" in capsys.readouterr().err
+    # a run without a model artifact
+    import mlflow
+
+    mlflow.set_tracking_uri(store["uri"])
+    exp = mlflow.get_experiment_by_name("deteccion_arritmias_ecg")
+    with mlflow.start_run(experiment_id=exp.experiment_id, run_name="no-model") as r:
+        mlflow.log_metric("val_f1_V", 0.99)
+    assert promote(store, out) == 2
+    assert "no model artifact" in capsys.readouterr().err
+    mlflow.MlflowClient(store["uri"]).delete_run(r.info.run_id)
+    # an output directory that cannot be written
+    if os.geteuid() != 0:  # root writes anywhere
+        ro = tmp_path / "ro"
+        ro.mkdir()
+        ro.chmod(0o500)
+        assert promote(store, ro / "m") == 2
+    # a conversion failure and a parity failure: nothing written
+    from convert import promote as mod
+
+    monkeypatch.setattr(mod, "PARITY_MAX_ABS", -1.0)
+    assert promote(store, out) == 2
+    assert "disagree" in capsys.readouterr().err and not (out / "model.onnx").exists()
+    monkeypatch.undo()
+
+    import convert.onnx_export as ex
+
+    def broken(*a, **k):
+        raise ValueError("unsupported op")
+
+    monkeypatch.setattr(ex, "export_onnx", broken)
+    assert promote(store, out) == 2
+    assert "conversion failed" in capsys.readouterr().err and not (out / "model.onnx").exists()
+
+
+def test_a_failure_mid_write_leaves_the_old_files_identical(store, out, monkeypatch):
+    assert promote(store, out) == 0
+    worse_id = min(store["runs"], key=lambda r: r[1]["val_f1_V"])[0]
+    before = snapshot(out)
+    from convert import promote as mod
+
+    real = mod.os.replace
+    calls = []
+
+    def failing_replace(src, dst):
+        calls.append(dst)
+        if len(calls) == 2:  # the ONNX file is in place; the card is not
+            raise OSError("disk full")
+        return real(src, dst)
+
+    monkeypatch.setattr(mod.os, "replace", failing_replace)
+    with pytest.raises(OSError):
+        promote(store, out, "--run-id", worse_id, "--force", "--no-registry")
+    monkeypatch.undo()
+    assert snapshot(out) == before  # both files byte-identical, no temporaries left
+
+
+def test_commit_records_the_deployment(store, tmp_path):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(repo)]
+    subprocess.run([*git[:-2], "init", "-q", str(repo)], check=True)
+    subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "init"], check=True)
+    os.environ["GIT_AUTHOR_NAME"] = os.environ["GIT_COMMITTER_NAME"] = "t"
+    os.environ["GIT_AUTHOR_EMAIL"] = os.environ["GIT_COMMITTER_EMAIL"] = "t@t"
+    out = repo / "models" / "ecg_nv_cnn"
+    assert promote(store, out, "--commit") == 0
+    log = subprocess.run([*git, "log", "--grep", "Deploy: MLflow", "--format=%s%n%b"],
+                         capture_output=True, text=True, check=True).stdout
+    card = json.loads((out / "model.json").read_text())
+    m = card["metrics"]
+    assert f"Deploy: MLflow model (F1-V: {m['test_f1_V']:.4f}, Acc: {m['test_accuracy']:.4f})" in log
+    assert card["mlflow"]["run_id"] in log
+    files = subprocess.run([*git, "show", "--name-only", "--format=", "HEAD"], capture_output=True, text=True).stdout
+    assert "models/ecg_nv_cnn/model.onnx" in files and "models/ecg_nv_cnn/model.json" in files
+    shutil.rmtree(repo)
