@@ -1,0 +1,206 @@
+"""ecg.detect.detect_r_peaks on synthetic ECGs whose beat positions are known.
+
+The synthetic beat is a sum of Gaussian bumps (P, Q, R, S, T) placed relative to a
+known R time; baseline wander and white noise are added. Real MIT-BIH excerpts are
+scored too when tests/data/mitdb holds some (skipped otherwise).
+"""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ecg.detect import detect_r_peaks
+from ecg.ec57 import detection_stats
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "tests" / "data" / "mitdb"
+
+# (amplitude mV, centre s relative to R, width s) of a normal narrow beat
+NORMAL = ((0.15, -0.16, 0.025), (-0.10, -0.025, 0.010), (1.00, 0.0, 0.010),
+          (-0.25, 0.025, 0.010), (0.30, 0.25, 0.045))
+# a wide ventricular beat: no P wave, large slow biphasic QRS, discordant T
+WIDE = ((1.3, -0.02, 0.025), (-0.6, 0.05, 0.025), (-0.45, 0.30, 0.06))
+
+
+def synthetic_ecg(r_times, fs, duration, beat=NORMAL, kinds=None, wander_mv=0.3,
+                  noise_mv=0.02, seed=0):
+    """ECG (mV, shape (round(duration*fs),)) with an R wave at each of ``r_times`` (s).
+
+    ``kinds``: optional per-beat booleans, True for a wide (ventricular) beat.
+    T waves move closer at fast rates (QT shortens), as they do in real ECGs.
+    """
+    rng = np.random.default_rng(seed)
+    n = int(round(duration * fs))
+    t = np.arange(n) / fs
+    x = np.zeros(n)
+    r_times = np.asarray(r_times, float)
+    rr = np.diff(r_times).mean() if len(r_times) > 1 else 1.0
+    qt_scale = min(1.0, np.sqrt(rr))
+    for i, r in enumerate(r_times):
+        shape = WIDE if kinds is not None and kinds[i] else beat
+        for amp, centre, width in shape:
+            c = centre * qt_scale if centre > 0.1 else centre
+            lo, hi = int((r + c - 5 * width) * fs), int((r + c + 5 * width) * fs) + 1
+            lo, hi = max(lo, 0), min(hi, n)
+            if hi > lo:
+                x[lo:hi] += amp * np.exp(-0.5 * ((t[lo:hi] - r - c) / width) ** 2)
+    x += wander_mv * np.sin(2 * np.pi * 0.25 * t + 0.7) + 0.5 * wander_mv * np.sin(2 * np.pi * 0.07 * t)
+    x += noise_mv * rng.standard_normal(n)
+    return x
+
+
+def regular_beats(bpm, duration, first=0.4, jitter=0.0, seed=1):
+    rng = np.random.default_rng(seed)
+    rr = 60.0 / bpm
+    times = np.arange(first, duration, rr)
+    return np.sort(times + jitter * rr * rng.uniform(-1, 1, len(times)))
+
+
+def score(r_times, peaks, fs):
+    ref = np.rint(np.asarray(r_times) * fs).astype(np.int64)
+    return detection_stats(ref, peaks, fs)
+
+
+@pytest.mark.parametrize("fs", [100, 250, 360, 500, 1000])
+def test_finds_every_beat_at_every_rate(fs):
+    r = regular_beats(72, 10.0, jitter=0.1)
+    peaks = detect_r_peaks(synthetic_ecg(r, fs, 10.0), fs)
+    st = score(r, peaks, fs)
+    assert st["FN"] == 0 and st["FP"] == 0, st
+    # placed on the R wave, not ~50 ms late
+    assert np.all(np.abs(st["errors_ms"]) <= 20.0), st["errors_ms"]
+
+
+def test_output_type_sorted_unique():
+    fs = 360
+    r = regular_beats(80, 10.0)
+    peaks = detect_r_peaks(synthetic_ecg(r, fs, 10.0), fs)
+    assert peaks.dtype == np.int64 and peaks.ndim == 1
+    assert np.all(np.diff(peaks) > 0)
+    assert peaks.min() >= 0 and peaks.max() < 10 * fs
+
+
+def test_inverted_polarity_gives_the_same_beats():
+    fs = 360
+    r = regular_beats(65, 10.0, jitter=0.15)
+    x = synthetic_ecg(r, fs, 10.0)
+    up, down = detect_r_peaks(x, fs), detect_r_peaks(-x, fs)
+    assert len(up) == len(down) == len(r)
+    assert np.max(np.abs(up - down)) <= 2
+    st = score(r, down, fs)
+    assert st["FN"] == 0 and st["FP"] == 0
+
+
+def test_baseline_wander_does_not_move_peaks():
+    fs = 360
+    r = regular_beats(75, 10.0, jitter=0.1)
+    calm = detect_r_peaks(synthetic_ecg(r, fs, 10.0, wander_mv=0.0), fs)
+    # 1.5 mV of slow wander plus a 2 mV offset: larger than the QRS itself
+    wavy = detect_r_peaks(synthetic_ecg(r, fs, 10.0, wander_mv=1.5) + 2.0, fs)
+    assert len(calm) == len(wavy) == len(r)
+    assert np.max(np.abs(calm - wavy)) <= 2
+
+
+@pytest.mark.parametrize("fs", [250, 360])
+def test_beats_at_the_strip_edges(fs):
+    duration = 8.0
+    # first R 60 ms after the start, last R 60 ms before the end
+    r = np.linspace(0.06, duration - 0.06, 10)
+    peaks = detect_r_peaks(synthetic_ecg(r, fs, duration), fs)
+    st = score(r, peaks, fs)
+    assert st["FN"] == 0 and st["FP"] == 0, (r * fs, peaks)
+    assert np.all(np.abs(st["errors_ms"]) <= 30.0)
+
+
+@pytest.mark.parametrize("bpm", [30, 220])
+def test_very_slow_and_very_fast_rhythms(bpm):
+    fs, duration = 360, 20.0
+    r = regular_beats(bpm, duration, first=0.5, jitter=0.03)
+    peaks = detect_r_peaks(synthetic_ecg(r, fs, duration), fs)
+    st = score(r, peaks, fs)
+    assert st["FN"] == 0 and st["FP"] == 0, st
+
+
+def test_pause_and_rate_change():
+    """A 3-s pause between a fast and a slow run (search-back must not invent beats)."""
+    fs = 360
+    r = np.concatenate([regular_beats(110, 6.0, first=0.3), 9.0 + regular_beats(55, 11.0, first=0.0)])
+    peaks = detect_r_peaks(synthetic_ecg(r, fs, 20.0), fs)
+    st = score(r, peaks, fs)
+    assert st["FN"] == 0 and st["FP"] == 0, st
+
+
+def test_wide_ventricular_beats_and_noise():
+    fs, duration = 360, 60.0
+    rng = np.random.default_rng(3)
+    r = regular_beats(75, duration, jitter=0.05)
+    wide = rng.random(len(r)) < 0.2
+    # premature wide beats: move them 25 % earlier than their slot
+    r[wide] -= 0.25 * 0.8
+    r = np.sort(r[r > 0.2])
+    wide = wide[-len(r):]
+    x = synthetic_ecg(r, fs, duration, kinds=wide, noise_mv=0.05, seed=4)
+    st = score(r, detect_r_peaks(x, fs), fs)
+    assert st["Se"] >= 0.99 and st["PPV"] >= 0.99, st
+
+
+def test_long_record_and_strips_agree():
+    """A 5-min record and its independent 10-s strips find the same beats."""
+    fs, duration = 360, 300.0
+    r = regular_beats(70, duration, jitter=0.15, seed=5)
+    x = synthetic_ecg(r, fs, duration, seed=6)
+    whole = detect_r_peaks(x, fs)
+    step = 10 * fs
+    strips = np.concatenate([detect_r_peaks(x[s:s + step], fs) + s for s in range(0, len(x), step)])
+    for peaks in (whole, strips):
+        st = score(r, peaks, fs)
+        assert st["Se"] >= 0.995 and st["PPV"] >= 0.995, st
+
+
+@pytest.mark.parametrize("signal", ["zeros", "offset", "tiny_noise"])
+def test_flat_line_has_no_beats(signal):
+    fs = 360
+    n = 10 * fs
+    x = {"zeros": np.zeros(n), "offset": np.full(n, 1.7),
+         "tiny_noise": 1e-3 * np.random.default_rng(0).standard_normal(n)}[signal]
+    assert len(detect_r_peaks(x, fs)) == 0
+
+
+def test_short_input_and_bad_arguments():
+    assert len(detect_r_peaks(np.zeros(10), 360)) == 0
+    with pytest.raises(ValueError):
+        detect_r_peaks(np.zeros((2, 3600)), 360)
+    with pytest.raises(ValueError):
+        detect_r_peaks(np.zeros(3600), 50)
+    x = np.zeros(3600)
+    x[100] = np.nan
+    with pytest.raises(ValueError):
+        detect_r_peaks(x, 360)
+
+
+def test_import_pulls_no_tensorflow_or_wfdb():
+    code = ("import sys, ecg.detect, ecg.detector_eval; "
+            "bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'wfdb', 'train')]; "
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
+
+
+FIXTURE_RECORDS = sorted(p.stem for p in FIXTURES.glob("*.hea"))
+
+
+@pytest.mark.skipif(not FIXTURE_RECORDS, reason="no MIT-BIH excerpts in tests/data/mitdb")
+@pytest.mark.parametrize("name", FIXTURE_RECORDS)
+def test_mitdb_excerpts(name):
+    from train.data import load_record
+
+    from ecg.detector_eval import detect_in_strips
+
+    rec = load_record(name, str(FIXTURES))
+    whole = detect_r_peaks(rec.signal, rec.fs)
+    strips = detect_in_strips(rec.signal, rec.fs, 10.0)  # as the service sees a record
+    for peaks in (whole, strips):
+        st = detection_stats(rec.ann_samples, peaks, rec.fs, rec.excluded)
+        assert st["Se"] >= 0.99 and st["PPV"] >= 0.99, (name, st["TP"], st["FN"], st["FP"])
