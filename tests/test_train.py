@@ -110,3 +110,29 @@ def test_optuna_trials_are_child_runs_ranked_by_validation(tmp_path, fixture_dir
     best = max(children, key=lambda r: r.data.metrics["val_f1_V"])
     assert parents[0].data.tags["best_mlflow_run_id"] == best.info.run_id
     assert study.best_value == pytest.approx(best.data.metrics["val_f1_V"])
+
+
+def test_a_seed_ensemble_is_one_model_averaging_its_members(tmp_path, fixture_dir, monkeypatch):
+    import keras
+    import mlflow
+
+    from train.train import parse_args, run
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    run_id, metrics = run(parse_args([
+        "--data", str(fixture_dir), "--train-records", "119", "--val-records", "200", "--test-records", "233",
+        "--epochs", "1", "--max-train-beats", "200", "--cache", "", "--members", "2", "--augment", "0.1",
+        "--skip-e2e"]))
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="model", dst_path=str(tmp_path))
+    model = keras.saving.load_model(f"{local}/model.keras")
+    members = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+    assert len(members) == 2
+    rng = np.random.default_rng(1)
+    x = {"beat": rng.standard_normal((5, 360, 2)).astype(np.float32),
+         "rr": rng.standard_normal((5, 10)).astype(np.float32)}
+    each = [np.asarray(m(x, training=False)) for m in members]
+    assert not np.allclose(each[0], each[1])  # different seeds, different networks
+    assert np.allclose(np.asarray(model(x, training=False)), (each[0] + each[1]) / 2, atol=1e-6)
+    history = mlflow.MlflowClient().get_metric_history(run_id, "member1_val_loss")
+    assert len(history) == 1

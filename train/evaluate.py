@@ -18,7 +18,11 @@ def predict_raw(model, beats, batch_size=4096):
     return np.concatenate(out) if out else np.zeros(0)
 
 
-def best_f1_threshold(p, y, grid=np.linspace(0.02, 0.98, 97)):
+THRESHOLDS = np.unique(np.concatenate([np.geomspace(1e-4, 0.02, 24), np.linspace(0.02, 0.98, 97),
+                                       1 - np.geomspace(1e-4, 0.02, 24)]))
+
+
+def best_f1_threshold(p, y, grid=THRESHOLDS):
     """Threshold on ``p`` (n,) with the best F1 of the positive class ``y`` (n,), and that F1."""
     y = np.asarray(y, bool)
     best = (0.5, -1.0)

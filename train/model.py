@@ -16,10 +16,12 @@ DEFAULTS = {
     "rr_dense": 16,
     "dropout": 0.3,
     "learning_rate": 1e-3,
+    "label_smoothing": 0.0,  # > 0 keeps the network from growing over-confident on training patients
+    "weight_decay": 0.0,  # AdamW decoupled weight decay
 }
 
 
-def build_model(window_shape, n_features, rr_mean, rr_std, params=None):
+def build_model(window_shape, n_features, rr_mean, rr_std, params=None, name="ecg_nv_cnn"):
     """Compile a fresh network. ``rr_mean``/``rr_std``: (n_features,) training statistics."""
     p = {**DEFAULTS, **(params or {})}
     f, k = int(p["filters"]), int(p["kernel"])
@@ -43,9 +45,21 @@ def build_model(window_shape, n_features, rr_mean, rr_std, params=None):
     h = layers.Dropout(float(p["dropout"]))(h)
     out = layers.Dense(1, activation="sigmoid", name="p_v")(h)
 
-    model = keras.Model(inputs={"beat": beat, "rr": rr}, outputs=out, name="ecg_nv_cnn")
+    model = keras.Model(inputs={"beat": beat, "rr": rr}, outputs=out, name=name)
+    wd = float(p["weight_decay"])
     model.compile(
-        optimizer=keras.optimizers.Adam(float(p["learning_rate"])),
-        loss="binary_crossentropy",
+        optimizer=keras.optimizers.AdamW(float(p["learning_rate"]), weight_decay=wd) if wd > 0
+        else keras.optimizers.Adam(float(p["learning_rate"])),
+        loss=keras.losses.BinaryCrossentropy(label_smoothing=float(p["label_smoothing"])),
     )
     return model
+
+
+def average_models(models):
+    """One model whose ``p_v`` is the mean of ``models``' (same inputs): a seed ensemble."""
+    first = models[0]
+    beat = keras.Input(shape=first.input["beat"].shape[1:], name="beat")
+    rr = keras.Input(shape=first.input["rr"].shape[1:], name="rr")
+    outs = [m({"beat": beat, "rr": rr}) for m in models]
+    return keras.Model(inputs={"beat": beat, "rr": rr}, outputs=layers.Average(name="p_v")(outs),
+                       name="ecg_nv_cnn_ensemble")

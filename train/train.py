@@ -50,6 +50,8 @@ def parse_args(argv=None):
     ap.add_argument("--augment", type=float, default=0.0,
                     help="noise augmentation level (0: off): each epoch sees beats with random "
                          "amplitude change and noise of up to this fraction of the QRS amplitude")
+    ap.add_argument("--members", type=int, default=1,
+                    help="networks trained with different seeds and averaged into one model")
     ap.add_argument("--no-ruleguard", action="store_true", help="do not tune a RuleGuard")
     ap.add_argument("--ablate-relative", action="store_true",
                     help="measurement only: blank the patient-relative inputs (beat minus median beat, "
@@ -148,6 +150,46 @@ def write_csv(path, rows):
         w.writerows(rows)
 
 
+def fit_member(model, train, val, args, weights, seed, prefix="", on_epoch=None):
+    """Fit one network epoch by epoch, keep the weights of its best validation F1-V.
+
+    Logs ``{prefix}loss``, ``val_loss``, ``val_f1_V_best_threshold`` and
+    ``val_f1_V_at_0.5`` per epoch; returns the best epoch (1-based).
+    """
+    import mlflow
+
+    best = {"f1": -1.0, "epoch": -1, "weights": None}
+    rng = np.random.default_rng(seed)  # augmentation noise
+    for epoch in range(args.epochs):
+        t0 = time.time()
+        windows = augment(train.windows, args.augment, rng) if args.augment > 0 else train.windows
+        hist = model.fit({"beat": windows, "rr": train.features}, train.y, batch_size=args.batch_size,
+                         epochs=1, verbose=0, class_weight=weights, shuffle=True)
+        p_val = predict_raw(model, val)
+        _, f1 = best_f1_threshold(p_val, val.y)
+        f1_05 = best_f1_threshold(p_val, val.y, grid=[0.5])[1]
+        eps = 1e-7
+        val_loss = float(-np.mean(val.y * np.log(p_val + eps) + (1 - val.y) * np.log(1 - p_val + eps)))
+        loss = float(hist.history["loss"][-1])
+        mlflow.log_metrics({f"{prefix}loss": loss, f"{prefix}val_loss": val_loss,
+                            f"{prefix}val_f1_V_best_threshold": f1, f"{prefix}val_f1_V_at_0.5": f1_05}, step=epoch)
+        log(f"{prefix}epoch {epoch + 1}/{args.epochs}: loss {loss:.4f} val_loss {val_loss:.4f} "
+            f"val F1-V {f1:.4f} ({time.time() - t0:.0f} s)")
+        if f1 > best["f1"] + 1e-4:
+            best = {"f1": f1, "epoch": epoch, "weights": model.get_weights()}
+        if on_epoch is not None:
+            try:
+                on_epoch(epoch, f1)
+            except Exception as exc:
+                mlflow.set_tag("stopped_by", type(exc).__name__)
+                raise
+        if epoch - best["epoch"] >= args.patience:
+            log(f"{prefix}early stop: no better val F1-V since epoch {best['epoch'] + 1}")
+            break
+    model.set_weights(best["weights"])
+    return best["epoch"] + 1
+
+
 def run(args, nested=False, on_epoch=None, tags=None):
     """Train, tune, evaluate and log one MLflow run; returns ``(run_id, metrics)``.
 
@@ -160,7 +202,7 @@ def run(args, nested=False, on_epoch=None, tags=None):
     import mlflow
     import tensorflow as tf
 
-    from .model import build_model
+    from .model import average_models, build_model
 
     t_start = time.time()
     keras.utils.set_random_seed(args.seed)
@@ -190,7 +232,8 @@ def run(args, nested=False, on_epoch=None, tags=None):
     params = {k: getattr(args, k) for k in MODEL_DEFAULTS}
     rr_mean = train.features.mean(axis=0)
     rr_std = train.features.std(axis=0) + 1e-6
-    model = build_model(train.windows.shape[1:], train.features.shape[1], rr_mean, rr_std, params)
+    model = build_model(train.windows.shape[1:], train.features.shape[1], rr_mean, rr_std, params,
+                        name="ecg_nv_cnn_0" if args.members > 1 else "ecg_nv_cnn")
     weights = class_weights(train.y, args.imbalance)
 
     exp_id = tracking.setup()
@@ -199,7 +242,7 @@ def run(args, nested=False, on_epoch=None, tags=None):
         run_id = active.info.run_id
         mlflow.log_params({
             **params, "seed": args.seed, "imbalance": args.imbalance, "class_weight_V": weights[1],
-            "batch_size": args.batch_size, "augment": args.augment, "ablate_relative": args.ablate_relative, "epochs_max": args.epochs, "patience": args.patience,
+            "batch_size": args.batch_size, "augment": args.augment, "ablate_relative": args.ablate_relative, "members": args.members, "epochs_max": args.epochs, "patience": args.patience,
             "strip_seconds": strip, "train_offsets": json.dumps(args.train_offsets),
             "train_records": " ".join(train_records), "val_records": " ".join(val_records),
             "test_records": " ".join(args.test_records), "train_beats": len(train), "val_beats": len(val),
@@ -210,36 +253,16 @@ def run(args, nested=False, on_epoch=None, tags=None):
         if args.ablate_relative:
             mlflow.set_tag("ablation", "relative inputs blanked: a measurement, not a model to serve")
 
-        best = {"f1": -1.0, "epoch": -1, "weights": None}
-        rng = np.random.default_rng(args.seed)
-        for epoch in range(args.epochs):
-            t0 = time.time()
-            windows = augment(train.windows, args.augment, rng) if args.augment > 0 else train.windows
-            xs = {"beat": windows, "rr": train.features}
-            hist = model.fit(xs, train.y, batch_size=args.batch_size, epochs=1, verbose=0,
-                             class_weight=weights, shuffle=True)
-            p_val = predict_raw(model, val)
-            _, f1 = best_f1_threshold(p_val, val.y)
-            f1_05 = best_f1_threshold(p_val, val.y, grid=[0.5])[1]
-            eps = 1e-7
-            val_loss = float(-np.mean(val.y * np.log(p_val + eps) + (1 - val.y) * np.log(1 - p_val + eps)))
-            mlflow.log_metrics({"loss": float(hist.history["loss"][-1]), "val_loss": val_loss,
-                                "val_f1_V_best_threshold": f1, "val_f1_V_at_0.5": f1_05}, step=epoch)
-            log(f"epoch {epoch + 1}/{args.epochs}: loss {hist.history['loss'][-1]:.4f} "
-                f"val_loss {val_loss:.4f} val F1-V {f1:.4f} ({time.time() - t0:.0f} s)")
-            if f1 > best["f1"] + 1e-4:
-                best = {"f1": f1, "epoch": epoch, "weights": model.get_weights()}
-            if on_epoch is not None:
-                try:
-                    on_epoch(epoch, f1)
-                except Exception as exc:
-                    mlflow.set_tag("stopped_by", type(exc).__name__)
-                    raise
-            if epoch - best["epoch"] >= args.patience:
-                log(f"early stop: no better val F1-V since epoch {best['epoch'] + 1}")
-                break
-        model.set_weights(best["weights"])
-        mlflow.log_metric("best_epoch", best["epoch"] + 1)
+        members, best_epochs = [], []
+        for m in range(args.members):
+            prefix = f"member{m}_" if args.members > 1 else ""
+            keras.utils.set_random_seed(args.seed + 1000 * m)
+            member = model if m == 0 else build_model(train.windows.shape[1:], train.features.shape[1],
+                                                      rr_mean, rr_std, params, name=f"ecg_nv_cnn_{m}")
+            best_epochs.append(fit_member(member, train, val, args, weights, args.seed + 1000 * m, prefix, on_epoch))
+            members.append(member)
+        model = average_models(members) if len(members) > 1 else members[0]
+        mlflow.log_metric("best_epoch", max(best_epochs))
 
         log("tuning calibration, threshold and RuleGuard on the validation split")
         decision, val_report = tune_decision(predict_raw(model, val), val.y, val.features,
@@ -274,7 +297,7 @@ def run(args, nested=False, on_epoch=None, tags=None):
             "data_split": {"protocol": "de Chazal 2004 inter-patient, paced records excluded",
                            "train": train_records, "validation": val_records, "test": list(args.test_records)},
             "training": {**params, "seed": args.seed, "imbalance": args.imbalance, "augment": args.augment,
-                         "best_epoch": best["epoch"] + 1},
+                         "members": args.members, "best_epochs": [e for e in best_epochs]},
             "metrics": {k: float(v) for k, v in metrics.items()},
             "data": "MIT-BIH Arrhythmia Database (Moody & Mark 2001; Goldberger et al. 2000), ODC-By 1.0",
         }
