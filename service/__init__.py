@@ -58,9 +58,10 @@ def create_app(test_config=None):
     CORS(app, origins=app.config["CORS_ORIGINS"], expose_headers=["X-Request-ID"])
 
     api = Api(app)
-    from . import health, predictions
+    from . import demo, health, predictions
 
     api.register_blueprint(health.blp)
     api.register_blueprint(predictions.blp)
     predictions.add_no_slash_rule(app)
+    app.register_blueprint(demo.bp)  # a plain Flask blueprint: the page is not in the OpenAPI document
     return app

@@ -5,7 +5,7 @@ from datetime import datetime, timezone
 from flask import current_app
 from flask_smorest import Blueprint
 
-from . import __version__, model, schemas
+from . import __version__, demo, model, schemas
 
 blp = Blueprint("health", __name__, description="Service status")
 
@@ -13,9 +13,17 @@ blp = Blueprint("health", __name__, description="Service status")
 @blp.route("/", methods=["GET"])
 @blp.response(200, schemas.RootSchema)
 def root():
-    """What this API is and where its documentation lives"""
-    return {"name": "ECG arrhythmia detection API (N / V beats)", "version": __version__,
-            "docs": "/docs", "health": "/health", "redoc": "/redoc", "openapi": "/openapi.json"}
+    """What this API is and where its documentation lives
+
+    Browsers (`Accept: text/html` preferred to JSON) get the demo page instead, also at
+    /demo; `*/*` or no Accept header gets this JSON.
+    """
+    if demo.wants_page():
+        return demo.page_response()
+    # the answer depends on Accept: caches must not give a browser's page to curl
+    return ({"name": "ECG arrhythmia detection API (N / V beats)", "version": __version__,
+             "docs": "/docs", "health": "/health", "redoc": "/redoc", "openapi": "/openapi.json"},
+            200, {"Vary": "Accept"})
 
 
 @blp.route("/health", methods=["GET"])
