@@ -30,19 +30,25 @@ def calibrate(p_raw, calibration):
     return expit(calibration.get("a", 1.0) * logit(p_raw) + calibration.get("b", 0.0))
 
 
-def fit_platt(p_raw, y, iterations=50):
-    """Platt parameters ``{"a", "b"}`` minimising log loss of (p_raw, y) (Newton's method)."""
+def fit_platt(p_raw, y, iterations=100):
+    """Platt parameters ``{"a", "b"}`` minimising log loss of (p_raw, y) (Newton's method).
+
+    Targets are Platt's smoothed labels ((n+ + 1)/(n+ + 2) and 1/(n- + 2)) rather than
+    0/1, so well-separated validation beats give a finite fit instead of a step.
+    """
     x = logit(p_raw)
-    y = np.asarray(y, dtype=np.float64)
+    y = np.asarray(y, dtype=bool)
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    t = np.where(y, (n_pos + 1.0) / (n_pos + 2.0), 1.0 / (n_neg + 2.0))
     a, b = 1.0, 0.0
     for _ in range(iterations):
         p = expit(a * x + b)
-        g = np.array([np.sum((p - y) * x), np.sum(p - y)])
+        g = np.array([np.sum((p - t) * x), np.sum(p - t)])
         w = p * (1 - p) + 1e-12
         h = np.array([[np.sum(w * x * x), np.sum(w * x)], [np.sum(w * x), np.sum(w)]])
-        step = np.linalg.solve(h + 1e-9 * np.eye(2), g)
+        step = np.linalg.solve(h + 1e-6 * np.eye(2), g)
         a, b = a - step[0], b - step[1]
-        if np.abs(step).max() < 1e-8:
+        if np.abs(step).max() < 1e-9:
             break
     return {"method": "platt", "a": float(a), "b": float(b)}
 

@@ -50,6 +50,8 @@ def parse_args(argv=None):
     ap.add_argument("--augment", type=float, default=0.0,
                     help="noise augmentation level (0: off): each epoch sees beats with random "
                          "amplitude change and noise of up to this fraction of the QRS amplitude")
+    ap.add_argument("--folds", type=int, default=1,
+                    help="> 1: cross-fit over DS1 by record; one member per fold, decision tuned out of fold")
     ap.add_argument("--members", type=int, default=1,
                     help="networks trained with different seeds and averaged into one model")
     ap.add_argument("--no-ruleguard", action="store_true", help="do not tune a RuleGuard")
@@ -150,6 +152,20 @@ def write_csv(path, rows):
         w.writerows(rows)
 
 
+def assign_folds(records, k, directory):
+    """Split records into k folds with similar numbers of V beats (largest first, round robin)."""
+    from .data import load_record
+
+    n_v = {r: int(np.sum(load_record(r, directory).ann_classes == "V")) for r in records}
+    order = sorted(records, key=lambda r: (-n_v[r], r))
+    folds = [[] for _ in range(k)]
+    for i, r in enumerate(order):
+        # snake order (0..k-1, k-1..0) keeps the V counts of the folds close
+        j = i % (2 * k)
+        folds[j if j < k else 2 * k - 1 - j].append(r)
+    return [sorted(f) for f in folds]
+
+
 def fit_member(model, train, val, args, weights, seed, prefix="", on_epoch=None):
     """Fit one network epoch by epoch, keep the weights of its best validation F1-V.
 
@@ -220,52 +236,78 @@ def run(args, nested=False, on_epoch=None, tags=None):
         bs = dataset.build(records, ddir, strip_s, offsets, use_reference=reference, cache_dir=cache, progress=progress)
         return blank_relative(bs) if args.ablate_relative else bs
 
-    log(f"building training beats from {len(train_records)} records ({ddir})")
-    train = beats(train_records, strip, args.train_offsets)
-    if args.max_train_beats and len(train) > args.max_train_beats:
-        keep = np.random.default_rng(args.seed).choice(len(train), args.max_train_beats, replace=False)
-        train = train.subset(np.sort(keep))
-    log(f"building validation beats from {len(val_records)} records")
-    val = beats(val_records, strip)
-    log(f"train {len(train)} beats ({int(train.y.sum())} V), validation {len(val)} beats ({int(val.y.sum())} V)")
+    # Holdout (folds == 1): fit on train_records, early-stop and tune on val_records.
+    # Cross-fitting (folds > 1): DS1 split by record into folds; member k is fitted on the
+    # other folds and early-stopped on fold k; the decision is tuned on the out-of-fold
+    # predictions, so every DS1 patient informs it while no member judges its own patients.
+    dev_records = train_records + [r for r in val_records if r not in train_records]
+    if args.folds > 1:
+        folds = assign_folds(dev_records, args.folds, ddir)
+        log(f"cross-fitting over {len(dev_records)} DS1 records in {args.folds} folds: {folds}")
+    else:
+        folds = [val_records]
+    fit_records = dev_records if args.folds > 1 else train_records
+    log(f"building training beats from {len(fit_records)} records ({ddir})")
+    train_all = beats(fit_records, strip, args.train_offsets)
+    log("building validation beats")
+    val = beats(dev_records if args.folds > 1 else val_records, strip)
+    log(f"train {len(train_all)} beats ({int(train_all.y.sum())} V), "
+        f"validation {len(val)} beats ({int(val.y.sum())} V)")
 
     params = {k: getattr(args, k) for k in MODEL_DEFAULTS}
-    rr_mean = train.features.mean(axis=0)
-    rr_std = train.features.std(axis=0) + 1e-6
-    model = build_model(train.windows.shape[1:], train.features.shape[1], rr_mean, rr_std, params,
-                        name="ecg_nv_cnn_0" if args.members > 1 else "ecg_nv_cnn")
-    weights = class_weights(train.y, args.imbalance)
+    weights = class_weights(train_all.y, args.imbalance)
+    n_members = args.folds if args.folds > 1 else args.members
 
     exp_id = tracking.setup()
-    name = args.run_name or f"cnn{args.filters}-k{args.kernel}-{args.imbalance}-seed{args.seed}"
+    name = args.run_name or (f"cnn{args.filters}-k{args.kernel}-{args.imbalance}"
+                             f"{f'-cv{args.folds}' if args.folds > 1 else ''}-seed{args.seed}")
     with mlflow.start_run(experiment_id=exp_id, run_name=name, nested=nested, tags=tags) as active:
         run_id = active.info.run_id
         mlflow.log_params({
             **params, "seed": args.seed, "imbalance": args.imbalance, "class_weight_V": weights[1],
-            "batch_size": args.batch_size, "augment": args.augment, "ablate_relative": args.ablate_relative, "members": args.members, "epochs_max": args.epochs, "patience": args.patience,
+            "batch_size": args.batch_size, "augment": args.augment, "ablate_relative": args.ablate_relative,
+            "members": n_members, "folds": args.folds, "epochs_max": args.epochs, "patience": args.patience,
             "strip_seconds": strip, "train_offsets": json.dumps(args.train_offsets),
-            "train_records": " ".join(train_records), "val_records": " ".join(val_records),
-            "test_records": " ".join(args.test_records), "train_beats": len(train), "val_beats": len(val),
+            "train_records": " ".join(fit_records), "val_records": " ".join(dev_records if args.folds > 1 else val_records),
+            "fold_records": json.dumps(folds) if args.folds > 1 else "",
+            "test_records": " ".join(args.test_records), "train_beats": len(train_all), "val_beats": len(val),
             "preprocessing_version": PREPROCESSING["version"], "detector": PREPROCESSING["detector"],
         })
-        mlflow.set_tags({"split": "de Chazal 2004 inter-patient; validation by record within DS1",
+        mlflow.set_tags({"split": "de Chazal 2004 inter-patient; validation by record within DS1"
+                                  + (" (cross-fitted folds)" if args.folds > 1 else ""),
                          "host": platform.node()})
         if args.ablate_relative:
             mlflow.set_tag("ablation", "relative inputs blanked: a measurement, not a model to serve")
 
         members, best_epochs = [], []
-        for m in range(args.members):
-            prefix = f"member{m}_" if args.members > 1 else ""
+        p_val = np.zeros(len(val))
+        for m in range(n_members):
+            prefix = f"member{m}_" if n_members > 1 else ""
+            if args.folds > 1:
+                held_out = np.isin(val.records, folds[m])
+                fit_set, stop_set = train_all.subset(~np.isin(train_all.records, folds[m])), val.subset(held_out)
+            else:
+                held_out = np.ones(len(val), bool)
+                fit_set, stop_set = train_all, val
+            if args.max_train_beats and len(fit_set) > args.max_train_beats:
+                keep = np.random.default_rng(args.seed).choice(len(fit_set), args.max_train_beats, replace=False)
+                fit_set = fit_set.subset(np.sort(keep))
             keras.utils.set_random_seed(args.seed + 1000 * m)
-            member = model if m == 0 else build_model(train.windows.shape[1:], train.features.shape[1],
-                                                      rr_mean, rr_std, params, name=f"ecg_nv_cnn_{m}")
-            best_epochs.append(fit_member(member, train, val, args, weights, args.seed + 1000 * m, prefix, on_epoch))
+            member = build_model(fit_set.windows.shape[1:], fit_set.features.shape[1],
+                                 fit_set.features.mean(axis=0), fit_set.features.std(axis=0) + 1e-6, params,
+                                 name=f"ecg_nv_cnn_{m}" if n_members > 1 else "ecg_nv_cnn")
+            best_epochs.append(fit_member(member, fit_set, stop_set, args, weights, args.seed + 1000 * m,
+                                          prefix, on_epoch))
             members.append(member)
-        model = average_models(members) if len(members) > 1 else members[0]
+            if args.folds > 1:
+                p_val[held_out] = predict_raw(member, stop_set)
+        model = average_models(members) if n_members > 1 else members[0]
+        if args.folds == 1:
+            p_val = predict_raw(model, val)
         mlflow.log_metric("best_epoch", max(best_epochs))
 
-        log("tuning calibration, threshold and RuleGuard on the validation split")
-        decision, val_report = tune_decision(predict_raw(model, val), val.y, val.features,
+        log("tuning calibration, threshold and RuleGuard on the validation " + ("out-of-fold predictions" if args.folds > 1 else "split"))
+        decision, val_report = tune_decision(p_val, val.y, val.features,
                                              use_ruleguard=not args.no_ruleguard)
         metrics = dict(val_report)
 
@@ -291,13 +333,14 @@ def run(args, nested=False, on_epoch=None, tags=None):
             "preprocessing": PREPROCESSING,
             "decision": decision,
             "confidence": "calibrated probability that the predicted class is right",
-            "inputs": {"beat": [None, *train.windows.shape[1:]], "rr": [None, train.features.shape[1]]},
+            "inputs": {"beat": [None, *val.windows.shape[1:]], "rr": [None, val.features.shape[1]]},
             "outputs": {"p_v": [None, 1]},
             "classes": {"V": "AAMI V (MIT-BIH V, E)", "N": "every other beat"},
             "data_split": {"protocol": "de Chazal 2004 inter-patient, paced records excluded",
-                           "train": train_records, "validation": val_records, "test": list(args.test_records)},
+                           "train": fit_records, "validation": dev_records if args.folds > 1 else val_records,
+                           "folds": folds if args.folds > 1 else None, "test": list(args.test_records)},
             "training": {**params, "seed": args.seed, "imbalance": args.imbalance, "augment": args.augment,
-                         "members": args.members, "best_epochs": [e for e in best_epochs]},
+                         "members": n_members, "folds": args.folds, "best_epochs": best_epochs},
             "metrics": {k: float(v) for k, v in metrics.items()},
             "data": "MIT-BIH Arrhythmia Database (Moody & Mark 2001; Goldberger et al. 2000), ODC-By 1.0",
         }
