@@ -26,7 +26,7 @@ serve: .venv-api/.installed
 # Train a small model on the bundled MIT-BIH excerpts into the local MLflow store.
 demo: $(VENV)/.installed
 	$(PY) -m train --data tests/data/mitdb --train-records 119 208 --val-records 200 \
-	    --test-records 233 100 --epochs 3 --run-name demo-on-bundled-excerpts
+	    --test-records 233 100 --folds 1 --epochs 3 --run-name demo-on-bundled-excerpts
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q

@@ -13,7 +13,7 @@ pytest.importorskip("tensorflow")
 pytest.importorskip("tf2onnx")
 
 TINY = ["--train-records", "119", "208", "--val-records", "200", "--test-records", "233", "100",
-        "--epochs", "1", "--max-train-beats", "300", "--cache", ""]
+        "--epochs", "1", "--max-train-beats", "300", "--cache", "", "--folds", "1"]
 
 
 @pytest.fixture(scope="module")

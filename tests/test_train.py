@@ -21,7 +21,7 @@ def tiny_run(tmp_path_factory, fixture_dir):
         args = parse_args([
             "--data", str(fixture_dir), "--train-records", "119", "208", "--val-records", "200",
             "--test-records", "233", "100", "--epochs", "1", "--max-train-beats", "300",
-            "--cache", "", "--run-name", "pytest-tiny", "--seed", "7",
+            "--cache", "", "--run-name", "pytest-tiny", "--seed", "7", "--folds", "1",
         ])
         run_id, metrics = run(args)
         yield run_id, metrics, os.environ["MLFLOW_TRACKING_URI"]
@@ -81,7 +81,7 @@ def test_test_records_never_overlap_training(fixture_dir):
     from train.train import parse_args, run
 
     args = parse_args(["--data", str(fixture_dir), "--train-records", "119", "--val-records", "200",
-                       "--test-records", "200", "--cache", ""])
+                       "--test-records", "200", "--cache", "", "--folds", "1"])
     with pytest.raises(SystemExit, match="both"):
         run(args)
 
@@ -97,7 +97,8 @@ def test_optuna_trials_are_child_runs_ranked_by_validation(tmp_path, fixture_dir
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     optimize.main(["--n-trials", "2", "--epochs", "1", "--storage", storage, "--study", "pytest",
                    "--data", str(fixture_dir), "--train-records", "119", "--val-records", "200",
-                   "--test-records", "233", "--cache", "", "--max-train-beats", "200", "--skip-e2e"])
+                   "--test-records", "233", "--cache", "", "--max-train-beats", "200", "--skip-e2e",
+                   "--folds", "1"])
     study = optuna.load_study(study_name="pytest", storage=storage)
     assert len(study.trials) == 2
     client = mlflow.MlflowClient(uri)
@@ -122,7 +123,7 @@ def test_a_seed_ensemble_is_one_model_averaging_its_members(tmp_path, fixture_di
     run_id, metrics = run(parse_args([
         "--data", str(fixture_dir), "--train-records", "119", "--val-records", "200", "--test-records", "233",
         "--epochs", "1", "--max-train-beats", "200", "--cache", "", "--members", "2", "--augment", "0.1",
-        "--skip-e2e"]))
+        "--skip-e2e", "--folds", "1"]))
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="model", dst_path=str(tmp_path))
     model = keras.saving.load_model(f"{local}/model.keras")
@@ -136,3 +137,30 @@ def test_a_seed_ensemble_is_one_model_averaging_its_members(tmp_path, fixture_di
     assert np.allclose(np.asarray(model(x, training=False)), (each[0] + each[1]) / 2, atol=1e-6)
     history = mlflow.MlflowClient().get_metric_history(run_id, "member1_val_loss")
     assert len(history) == 1
+
+
+def test_cross_fitting_holds_every_record_out_once(tmp_path, fixture_dir, monkeypatch):
+    import mlflow
+
+    from train.train import parse_args, run
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    run_id, metrics = run(parse_args([
+        "--data", str(fixture_dir), "--train-records", "119", "208", "200", "--val-records", "119",
+        "--test-records", "233", "--epochs", "1", "--cache", "", "--folds", "3", "--skip-e2e"]))
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    card_path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="model/model_card.json",
+                                                    dst_path=str(tmp_path))
+    import json
+
+    card = json.loads(open(card_path).read())
+    folds = card["data_split"]["folds"]
+    assert sorted(r for f in folds for r in f) == ["119", "200", "208"]  # each record in one fold
+    assert card["training"]["members"] == 3 and len(card["training"]["best_epochs"]) == 3
+    client = mlflow.MlflowClient()
+    for k in range(3):
+        assert len(client.get_metric_history(run_id, f"member{k}_val_loss")) == 1
+    assert 0 <= metrics["val_f1_V"] <= 1
+    with pytest.raises(SystemExit, match="folds"):
+        run(parse_args(["--data", str(fixture_dir), "--train-records", "119", "--val-records", "200",
+                        "--test-records", "233", "--cache", "", "--folds", "5"]))

@@ -38,8 +38,8 @@ def parse_args(argv=None):
     ap.add_argument("--train-records", nargs="+", help="default: DS1 minus --val-records")
     ap.add_argument("--val-records", nargs="+", default=list(VALIDATION))
     ap.add_argument("--test-records", nargs="+", default=list(DS2))
-    ap.add_argument("--epochs", type=int, default=30)
-    ap.add_argument("--patience", type=int, default=5, help="epochs without a better val_f1_V before stopping")
+    ap.add_argument("--epochs", type=int, default=15)
+    ap.add_argument("--patience", type=int, default=3, help="epochs without a better val_f1_V before stopping")
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--imbalance", choices=["none", "balanced", "sqrt"], default="sqrt",
@@ -47,10 +47,10 @@ def parse_args(argv=None):
     ap.add_argument("--strip-seconds", type=float, default=10.0, help="strip length the records are cut into")
     ap.add_argument("--train-offsets", type=float, nargs="+", default=[0.0, 5.0],
                     help="strip offsets (s) for training: each gives every beat another context")
-    ap.add_argument("--augment", type=float, default=0.0,
+    ap.add_argument("--augment", type=float, default=0.1,
                     help="noise augmentation level (0: off): each epoch sees beats with random "
                          "amplitude change and noise of up to this fraction of the QRS amplitude")
-    ap.add_argument("--folds", type=int, default=1,
+    ap.add_argument("--folds", type=int, default=5,
                     help="> 1: cross-fit over DS1 by record; one member per fold, decision tuned out of fold")
     ap.add_argument("--members", type=int, default=1,
                     help="networks trained with different seeds and averaged into one model")
@@ -241,6 +241,8 @@ def run(args, nested=False, on_epoch=None, tags=None):
     # other folds and early-stopped on fold k; the decision is tuned on the out-of-fold
     # predictions, so every DS1 patient informs it while no member judges its own patients.
     dev_records = train_records + [r for r in val_records if r not in train_records]
+    if args.folds > len(dev_records):
+        raise SystemExit(f"--folds {args.folds} needs at least as many DS1 records, got {len(dev_records)}")
     if args.folds > 1:
         folds = assign_folds(dev_records, args.folds, ddir)
         log(f"cross-fitting over {len(dev_records)} DS1 records in {args.folds} folds: {folds}")
@@ -296,8 +298,10 @@ def run(args, nested=False, on_epoch=None, tags=None):
             member = build_model(fit_set.windows.shape[1:], fit_set.features.shape[1],
                                  fit_set.features.mean(axis=0), fit_set.features.std(axis=0) + 1e-6, params,
                                  name=f"ecg_nv_cnn_{m}" if n_members > 1 else "ecg_nv_cnn")
+            # one step sequence across members, so Optuna compares trials at like points
+            report = (lambda e, f1, m=m: on_epoch(m * args.epochs + e, f1)) if on_epoch else None
             best_epochs.append(fit_member(member, fit_set, stop_set, args, weights, args.seed + 1000 * m,
-                                          prefix, on_epoch))
+                                          prefix, report))
             members.append(member)
             if args.folds > 1:
                 p_val[held_out] = predict_raw(member, stop_set)
