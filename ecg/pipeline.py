@@ -74,6 +74,16 @@ def extract_beats(x, fs, peaks=None):
     x360, filtered = preprocess(x, fs)
     if peaks is None:
         peaks = detect_r_peaks(x360, MODEL_FS)
+    return beat_inputs(filtered, peaks, fs, len(x))
+
+
+def beat_inputs(filtered, peaks, fs, n_samples):
+    """The classifier's inputs for ``peaks`` (R peaks at 360 Hz) in ``filtered``.
+
+    ``filtered``: the band-passed 360 Hz signal from :func:`preprocess`; ``fs`` and
+    ``n_samples``: the caller's rate and signal length (positions are mapped back
+    to them). The last stage of :func:`extract_beats`, apart so it can be timed.
+    """
     peaks = np.asarray(peaks, dtype=np.int64)
     n = len(peaks)
     before, after = PREPROCESSING["window_samples"]
@@ -95,7 +105,7 @@ def extract_beats(x, fs, peaks=None):
 
     return Beats(
         peaks=peaks,
-        positions=map_positions(peaks, MODEL_FS, fs, n_to=len(x)),
+        positions=map_positions(peaks, MODEL_FS, fs, n_to=n_samples),
         windows=np.stack([windows, windows - templates], axis=-1).astype(np.float32),
         features=feats,
         rr_prev_s=rr_prev,
