@@ -51,12 +51,16 @@ def predict(model, x, fs, derivation="MLII", apply_ruleguard=True):
     Raises :class:`NoBeatsFound` when the detector finds no beat (flat line, noise only).
     """
     beats = extract_beats(x, fs)
-    n = len(beats)
-    if n == 0:
+    if len(beats) == 0:
         raise NoBeatsFound()
     p_raw = model.p_v(beats.windows, beats.features)
     is_v, p_v, flipped = classify(p_raw, beats.features, model.decision, apply_ruleguard)
+    return build_result(model, beats, is_v, p_v, flipped, x, fs, derivation, apply_ruleguard)
 
+
+def build_result(model, beats, is_v, p_v, flipped, x, fs, derivation, apply_ruleguard):
+    """The response fields of :func:`predict` from classified beats (timed apart by the bench)."""
+    n = len(beats)
     confidence = np.where(is_v, p_v, 1.0 - p_v)
     n_v = int(np.count_nonzero(is_v))
     if n_v:

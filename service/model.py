@@ -19,6 +19,7 @@ log = logging.getLogger("service.model")
 
 BEAT_SHAPE = (2 * PREPROCESSING["window_samples"][0], 2)  # (360, 2)
 RR_WIDTH = len(PREPROCESSING["rr_features"])  # 10
+BATCH_BEATS = 256  # beats per ONNX call: a 10-s strip is one call, a 30-min record ~10
 
 
 class ModelUnavailable(Exception):
@@ -62,8 +63,19 @@ class LoadedModel:
         }
 
     def p_v(self, windows, features):
-        """Raw V probabilities (n,) of n beats: one batched ONNX call."""
-        return self.session.run(["p_v"], {"beat": windows, "rr": features})[0][:, 0]
+        """Raw V probabilities (n,) of n beats: one batched ONNX call per ``BATCH_BEATS`` beats.
+
+        A 30-min record (~2,500 beats) in one call would make ONNX Runtime's arena hold
+        hundreds of MB of activations for the worker's lifetime; in batches it stays
+        small, and each beat's probability is the same bit for bit (the network treats
+        beats independently).
+        """
+        n = len(windows)
+        if n <= BATCH_BEATS:
+            return self.session.run(["p_v"], {"beat": windows, "rr": features})[0][:, 0]
+        return np.concatenate([
+            self.session.run(["p_v"], {"beat": windows[i:i + BATCH_BEATS], "rr": features[i:i + BATCH_BEATS]})[0][:, 0]
+            for i in range(0, n, BATCH_BEATS)])
 
 
 @dataclass

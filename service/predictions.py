@@ -22,7 +22,8 @@ blp = Blueprint("predictions", __name__, url_prefix="/api/v1/predictions",
 
 
 @blp.route("/", methods=["POST"])
-@blp.arguments(schemas.PredictionRequestSchema, example={
+# an instance, not the class: webargs would build a new schema (deep-copying its fields) per request
+@blp.arguments(schemas.PredictionRequestSchema(), example={
     "signal_data": schemas.example_signal(), "sampling_rate": 360, "derivation": "MLII",
     "patient_id": None, "apply_ruleguard": True})
 @blp.response(201, schemas.PredictionResponseSchema)
