@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: serve demo test train detector-eval mlflow-ui clean
+.PHONY: serve demo test train detector-eval mlflow-ui bench clean
 
 # The full environment (training, conversion, tests); rebuilt when the pins change.
 $(VENV)/.installed: requirements-api.txt requirements-train.txt
@@ -37,6 +37,11 @@ train: $(VENV)/.installed
 
 detector-eval: $(VENV)/.installed
 	$(PY) -m ecg.detector_eval $(if $(DATA),--data $(DATA))
+
+# ONNX serving against TensorFlow, side by side: bench/results.json and bench/results.md.
+# Needs wrk (apt-get install -y wrk) for the HTTP part; BENCH_ARGS=--accuracy adds DS2 through the API.
+bench: $(VENV)/.installed
+	$(PY) -m bench $(BENCH_ARGS)
 
 mlflow-ui: $(VENV)/.installed
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db --port 5000

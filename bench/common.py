@@ -1,0 +1,121 @@
+"""What every part of the bench shares: inputs, timing statistics, the machine's state."""
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+PAYLOAD_10S = PROJECT_DIR / "test_payload_10s.json"
+RECORD_30MIN = "200"  # a DS2 record, lead MLII: the record test_payload_10s.json is cut from
+MITDB_DIRS = (os.environ.get("ECG_DATA_DIR"), PROJECT_DIR / "data" / "mitdb",
+              PROJECT_DIR.parent / "shared" / "data" / "mitdb")
+
+
+def log(*args):
+    print(*args, file=sys.stderr, flush=True)
+
+
+def mitdb_dir():
+    """The MIT-BIH folder, or None when it is not on this machine."""
+    for d in MITDB_DIRS:
+        if d and Path(d).is_dir() and (Path(d) / f"{RECORD_30MIN}.hea").exists():
+            return Path(d)
+    return None
+
+
+def payload_10s():
+    """The body of a real 10-s strip request (bytes) and its decoded object."""
+    import orjson
+
+    body = PAYLOAD_10S.read_bytes()
+    return body, orjson.loads(body)
+
+
+def payload_30min():
+    """(body bytes, None) for the whole of record 200 lead MLII, or (None, reason)."""
+    import orjson
+
+    d = mitdb_dir()
+    if d is None:
+        return None, "MIT-BIH not found (ECG_DATA_DIR, data/mitdb, ../shared/data/mitdb)"
+    try:
+        import wfdb
+    except ImportError:
+        return None, "wfdb is not installed in this venv"
+    rec = wfdb.rdrecord(str(d / RECORD_30MIN))
+    names = [s.strip() for s in rec.sig_name]
+    x = rec.p_signal[:, names.index("MLII") if "MLII" in names else 0]
+    body = orjson.dumps({"signal_data": np.round(x, 3).tolist(), "sampling_rate": int(rec.fs),
+                         "derivation": "MLII"})
+    return body, None
+
+
+def stats_ms(seconds):
+    """Median, p99, min, mean (ms) and count of a list of durations in seconds."""
+    a = np.asarray(seconds, dtype=np.float64) * 1000.0
+    if not len(a):
+        return {"n": 0}
+    return {"n": int(len(a)), "median_ms": float(np.median(a)), "p99_ms": float(np.percentile(a, 99)),
+            "min_ms": float(a.min()), "mean_ms": float(a.mean())}
+
+
+def timed(fn, n, warmup=3):
+    """Durations (s) of ``n`` calls of ``fn`` after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    out = []
+    for _ in range(n):
+        t = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def interleaved(fns, n, warmup=3):
+    """Durations (s) of each of ``fns`` (name -> callable), run in alternation ``n`` times.
+
+    Alternating keeps a noisy shared machine from favouring whichever ran first.
+    """
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    out = {k: [] for k in fns}
+    for _ in range(n):
+        for k, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            out[k].append(time.perf_counter() - t)
+    return out
+
+
+def training_running():
+    """Command lines of training jobs now running on this machine (they share the cores)."""
+    try:
+        out = subprocess.run(["pgrep", "-af", "python -m train"], capture_output=True, text=True).stdout
+    except FileNotFoundError:
+        return []
+    return [line for line in out.splitlines() if "pgrep" not in line]
+
+
+def machine():
+    info = {"cpus": os.cpu_count(), "python": sys.version.split()[0]}
+    try:
+        info["loadavg_1min"] = os.getloadavg()[0]
+    except OSError:
+        pass
+    info["training_jobs_running"] = training_running()
+    info["OPENBLAS_CORETYPE"] = os.environ.get("OPENBLAS_CORETYPE")
+    return info
+
+
+def rss_mb(pid="self"):
+    """Resident set size of a process in MB (VmRSS from /proc)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    return float("nan")

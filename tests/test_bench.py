@@ -1,0 +1,93 @@
+"""Smoke tests of the bench (python -m bench) with tiny counts.
+
+They check that every part runs and reports well-formed, positive figures; they never
+check speed (the targets are judged by the bench's own report, on a quiet machine).
+"""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from bench import http_load, inprocess, report
+from bench.__main__ import main as bench_main
+from bench.common import PROJECT_DIR, payload_10s
+from tests.conftest import FIXTURES
+
+
+def positive(x):
+    return isinstance(x, (int, float)) and x > 0
+
+
+def test_staged_path_answers_like_the_service_and_times_every_stage():
+    body, _ = payload_10s()
+    r = inprocess.measure(body, 3, "10 s")
+    assert r["beats"] == 14 and r["n_samples"] == 3600
+    assert set(r["stages"]) == set(inprocess.STAGES)
+    assert all(positive(s["median_ms"]) and s["n"] == 3 for s in r["stages"].values())
+    assert positive(r["whole"]["median_ms"]) and r["whole"]["p99_ms"] >= r["whole"]["median_ms"]
+    assert r["slowest_stage"] in inprocess.STAGES
+
+
+def test_quick_run_writes_results_json_and_table(tmp_path):
+    bench_main(["--quick", "--skip", "tf", "http", "venvs", "--no-30min", "--out", str(tmp_path)])
+    res = json.loads((tmp_path / "results.json").read_text())
+    assert {"inprocess", "tensorflow", "http", "footprint", "targets", "machine_at_start"} <= set(res)
+    assert positive(res["inprocess"]["10s"]["whole"]["median_ms"])
+    assert res["inprocess"]["30min"] == {"skipped": "--no-30min"}
+    assert set(res["targets"]) == set(report.TARGETS)
+    t = res["targets"]["inprocess_10s_median_ms"]
+    assert positive(t["value"]) and t["met"] in (True, False)
+    assert res["targets"]["http_c16_req_per_s"]["met"] is None  # skipped, so not measured
+    assert res["inprocess"]["profile_10s_top"][0]["tottime_ms_per_request"] > 0
+    md = (tmp_path / "results.md").read_text()
+    assert "| target | measured | target | met |" in md and "| onnx |" in md
+
+
+def test_targets_are_judged_on_the_right_side():
+    r = {"inprocess": {"10s": {"whole": {"median_ms": 1.5}}, "30min": {"whole": {"median_ms": 700.0}}},
+         "tensorflow": {"request_10s": {"onnx": {"median_ms": 2.0}, "keras_predict": {"median_ms": 60.0}}},
+         "http": {"levels": [{"connections": 16, "req_per_s": 420.0, "p99_ms": 80.0, "errors": 0}],
+                  "rss_workers_after_load_mb": [120.0, 151.0]},
+         "footprint": {"api_over_tensorflow": 0.15}}
+    t = report.evaluate_targets(r)
+    assert t["inprocess_10s_median_ms"]["met"] is True
+    assert t["inprocess_30min_median_s"]["met"] is False and t["inprocess_30min_median_s"]["value"] == 0.7
+    assert t["predict_over_onnx_10s"]["met"] is True and t["predict_over_onnx_10s"]["value"] == 30.0
+    assert t["http_c16_req_per_s"]["met"] is True and t["http_c16_p99_ms"]["met"] is False
+    assert t["http_c16_errors"]["met"] is True
+    assert t["worker_rss_mb"]["met"] is False and t["venv_api_over_tf"]["met"] is True
+
+
+def test_gunicorn_cold_start_load_and_accuracy_on_a_fixture(tmp_path):
+    from bench import accuracy
+
+    body, _ = payload_10s()
+    with http_load.Server() as srv:
+        cold = srv.wait_first_201(body)
+        assert positive(cold)
+        assert srv.worker_pids() and all(positive(p) for p in srv.worker_pids())
+        if http_load.wrk_available():
+            f = tmp_path / "body.json"
+            f.write_bytes(body)
+            lv = http_load.run_wrk(srv.port, 2, 1, f, server=srv)
+            assert lv["requests"] > 0 and lv["errors"] == 0 and positive(lv["req_per_s"])
+            assert lv["p99_ms"] >= lv["p50_ms"] > 0 and lv["generator_cpu_s"] >= 0
+        acc = accuracy.measure(srv.port, FIXTURES, records=["119"])  # many V beats in 119
+    assert acc["http_statuses"] == {"201": acc["strips"]} and acc["strips"] >= 10
+    assert acc["V_matched"]["TP"] > 0 and 0 < acc["qrs"]["Se"] <= 1
+
+
+def test_tf_path_runs_in_its_own_process():
+    pytest.importorskip("tensorflow")
+    r = subprocess.run([sys.executable, "-m", "bench.tf_path", "--n10", "2", "--n30", "0", "--model-n", "2"],
+                       cwd=PROJECT_DIR, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = json.loads(r.stdout)
+    assert out["model_source"]["kind"] in ("mlflow", "train.model.build_model")
+    for key in ("onnx", "keras_predict", "keras_call"):
+        assert positive(out["request_10s"][key]["median_ms"])
+        assert positive(out["model_only_10s"][key]["median_ms"])
+    assert positive(out["rss_keras_process_mb"])
+    assert "skipped" in out["request_30min"]
