@@ -7,6 +7,7 @@ degraded, with the reason, and predictions answer 503 saying it.
 import hashlib
 import json
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,8 +23,23 @@ RR_WIDTH = len(PREPROCESSING["rr_features"])  # 10
 BATCH_BEATS = 256  # beats per ONNX call: a 10-s strip is one call, a 30-min record ~10
 
 
+# A promotion (convert.promote.install) renames the ONNX file, then the card: a worker
+# reading between the two renames sees a pair whose sha256 differ. Read again a few
+# times before calling the model corrupt.
+SHA_MISMATCH_RETRIES = 3
+SHA_MISMATCH_WAIT_S = 0.2
+
+
 class ModelUnavailable(Exception):
-    """The model cannot be used; the message says why, for /health and 503s."""
+    """The model cannot be used; the message says why, for /health and 503s.
+
+    Messages name files, never their folder: they reach clients, and a client has
+    no business knowing the server's paths (the log has the folder).
+    """
+
+
+class ShaMismatch(ModelUnavailable):
+    pass
 
 
 @dataclass
@@ -132,34 +148,50 @@ def _check_io(session):
                                f"(beat [N, {BEAT_SHAPE[0]}, {BEAT_SHAPE[1]}], rr [N, {RR_WIDTH}])")
 
 
-def load_model(model_dir, intra_op_threads=1):
-    """Card + verified ONNX session from ``model_dir``; raises :class:`ModelUnavailable`."""
-    model_dir = Path(model_dir)
+def _read_verified(model_dir):
+    """(card, ONNX bytes) whose sha256 the card vouches for."""
     card_path = model_dir / "model.json"
     try:
         card = json.loads(card_path.read_bytes())
     except FileNotFoundError:
-        raise ModelUnavailable(f"no model card at {card_path}") from None
-    except (OSError, ValueError) as exc:
-        raise ModelUnavailable(f"model card {card_path} is unreadable: {exc}") from None
+        raise ModelUnavailable("no model card (model.json) in the model folder") from None
+    except OSError as exc:
+        raise ModelUnavailable(f"model card unreadable (model.json: {exc.strerror})") from None
+    except ValueError as exc:
+        raise ModelUnavailable(f"model card unreadable (model.json is not valid JSON: {exc})") from None
     if not isinstance(card, dict):
-        raise ModelUnavailable(f"model card {card_path} is not a JSON object")
+        raise ModelUnavailable("model card model.json is not a JSON object")
     _check_card(card)
 
-    onnx_path = model_dir / card["onnx"]["file"]
+    onnx_name = Path(str(card["onnx"]["file"])).name
     try:
-        blob = onnx_path.read_bytes()
+        blob = (model_dir / card["onnx"]["file"]).read_bytes()
     except OSError as exc:
-        raise ModelUnavailable(f"ONNX file unreadable: {exc}") from None
+        raise ModelUnavailable(f"ONNX file unreadable ({onnx_name}: {exc.strerror})") from None
     digest = hashlib.sha256(blob).hexdigest()
     if digest != card["onnx"]["sha256"]:
-        raise ModelUnavailable(f"sha256 of {onnx_path.name} is {digest}, the card says "
-                               f"{card['onnx']['sha256']}: corrupt or replaced file")
+        raise ShaMismatch(f"sha256 of {onnx_name} is {digest}, the card says "
+                          f"{card['onnx']['sha256']}: corrupt or replaced file")
+    return card, blob
+
+
+def load_model(model_dir, intra_op_threads=1):
+    """Card + verified ONNX session from ``model_dir``; raises :class:`ModelUnavailable`."""
+    model_dir = Path(model_dir)
+    for attempt in range(SHA_MISMATCH_RETRIES + 1):
+        try:
+            card, blob = _read_verified(model_dir)
+            break
+        except ShaMismatch:
+            if attempt == SHA_MISMATCH_RETRIES:
+                raise
+            time.sleep(SHA_MISMATCH_WAIT_S)  # maybe a promotion between its two renames
+    onnx_name = Path(str(card["onnx"]["file"])).name
     try:
         session = ort.InferenceSession(blob, _session_options(intra_op_threads),
                                        providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own exception types
-        raise ModelUnavailable(f"ONNX Runtime cannot load {onnx_path.name}: {exc}") from None
+        raise ModelUnavailable(f"ONNX Runtime cannot load {onnx_name}: {exc}") from None
     _check_io(session)
 
     model = LoadedModel(card=card, session=session)
@@ -176,7 +208,8 @@ def load_state(model_dir, intra_op_threads=1):
     try:
         model = load_model(model_dir, intra_op_threads)
     except ModelUnavailable as exc:
-        log.error("model not loaded, service degraded", extra={"fields": {"reason": str(exc)}})
+        log.error("model not loaded, service degraded",
+                  extra={"fields": {"reason": str(exc), "model_dir": str(model_dir)}})
         return ModelState(model=None, reason=str(exc))
     log.info("model loaded", extra={"fields": {
         "model_name": model.name, "model_version": model.version, "model_dir": str(model_dir)}})

@@ -120,4 +120,6 @@ def test_model_dir_comes_from_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("ECG_MODEL_DIR", str(tmp_path / "nowhere"))
     app = create_app({"TESTING": True})
     body = app.test_client().get("/health").get_json()
-    assert body["status"] == "degraded" and "nowhere" in body["reason"]
+    assert app.config["MODEL_DIR"] == str(tmp_path / "nowhere")
+    assert body["status"] == "degraded" and "no model card" in body["reason"]
+    assert str(tmp_path) not in body["reason"]  # the reason reaches clients: no server paths
