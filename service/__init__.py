@@ -8,7 +8,7 @@ from flask import Flask
 from flask_cors import CORS
 from flask_smorest import Api as SmorestApi
 
-from . import config, errors, jsonio, metrics, model, requestlog, schemas
+from . import auth, config, errors, jsonio, metrics, model, requestlog, schemas
 
 __version__ = "0.1.0"
 
@@ -55,9 +55,11 @@ def create_app(test_config=None):
     model.init_app(app)
     app_metrics = metrics.init_app(app, model.get_state(app))
     requestlog.init_app(app, app_metrics)
+    auth.init_app(app)  # after the request log: refused requests are logged and counted too
     CORS(app, origins=app.config["CORS_ORIGINS"], expose_headers=["X-Request-ID"])
 
     api = Api(app)
+    api.spec.components.security_scheme("ApiKey", auth.SECURITY_SCHEME)
     from . import demo, health, predictions
 
     api.register_blueprint(health.blp)

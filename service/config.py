@@ -4,10 +4,12 @@
 |---|---|---|
 | `ECG_MODEL_DIR` | `models/ecg_nv_cnn` beside this package | model card `model.json` + ONNX file |
 | `ECG_MAX_BODY_MB` | 32 | request body limit in MB (a 30-min record at 360 Hz is ~10-14 MB of JSON) |
+| `ECG_MAX_SAMPLES` | 1,800,000 | most samples in one signal (30 min at 1000 Hz): bounds a request's work |
+| `ECG_REQUEST_TIMEOUT_S` | 60 | a prediction still running after this many seconds answers 503 |
 | `ECG_LOG_LEVEL` | INFO | level of the JSON request log |
 | `ECG_CORS_ORIGINS` | `*` | comma-separated origins allowed to call the API from a browser |
 | `ECG_ORT_THREADS` | 1 | ONNX Runtime intra-op threads per worker (1: workers, not threads, use the cores) |
-| `ECG_API_KEY` | unset | reserved for an API key check; not enforced yet |
+| `ECG_API_KEY` | unset | when set, predictions need this value in an `X-API-Key` header (401 otherwise) |
 
 Gunicorn's own settings (`PORT`, `HOST`, `WEB_CONCURRENCY`, `GUNICORN_THREADS`,
 `GUNICORN_TIMEOUT`) are read in `gunicorn.conf.py`.
@@ -24,6 +26,11 @@ def _int(environ, name, default):
     return default if raw in (None, "") else int(raw)
 
 
+def _float(environ, name, default):
+    raw = environ.get(name)
+    return default if raw in (None, "") else float(raw)
+
+
 def from_env(environ=None):
     """Flask config keys from ``environ`` (default ``os.environ``)."""
     env = os.environ if environ is None else environ
@@ -33,6 +40,8 @@ def from_env(environ=None):
         "MAX_CONTENT_LENGTH": int(float(env.get("ECG_MAX_BODY_MB") or 32) * 1024 * 1024),
         "LOG_LEVEL": (env.get("ECG_LOG_LEVEL") or "INFO").upper(),
         "CORS_ORIGINS": origins or ["*"],
+        "MAX_SAMPLES": _int(env, "ECG_MAX_SAMPLES", 1_800_000),
+        "REQUEST_TIMEOUT_S": _float(env, "ECG_REQUEST_TIMEOUT_S", 60.0),
         "ORT_INTRA_OP_THREADS": _int(env, "ECG_ORT_THREADS", 1),
         "API_KEY": env.get("ECG_API_KEY") or None,
     }

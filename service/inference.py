@@ -4,18 +4,34 @@ Everything is vectorised over beats; the only per-beat Python is building the
 response list.
 """
 
+import time
+
 import numpy as np
 
 from ecg import MODEL_FS
 from ecg.decision import classify
-from ecg.pipeline import extract_beats
+from ecg.pipeline import PREPROCESSING, extract_beats
 
 MODEL_LEAD = "MLII"
 HR_RANGE_BPM = (30.0, 220.0)
+TEMPLATE_CORR = PREPROCESSING["rr_features"].index("template_corr")
+# real strips, even full of PVCs, have a median beat-to-template correlation >= 0.5;
+# white or drifting noise, in which the detector still "finds" beats, stays under 0.25
+MIN_TEMPLATE_CORR = 0.3
 
 
 class NoBeatsFound(Exception):
     pass
+
+
+class TooSlow(Exception):
+    """The request's time budget ran out; the message is the stage done last."""
+
+
+def _check_deadline(deadline, stage):
+    """Stop between stages once ``deadline`` (a time.perf_counter() value) has passed."""
+    if deadline is not None and time.perf_counter() > deadline:
+        raise TooSlow(stage)
 
 
 def _rounded_or_null(values, decimals):
@@ -45,15 +61,18 @@ def _quality_warnings(x, fs, n_beats, heart_rate):
     return warnings
 
 
-def predict(model, x, fs, derivation="MLII", apply_ruleguard=True):
+def predict(model, x, fs, derivation="MLII", apply_ruleguard=True, deadline=None):
     """The contract's response fields (no ids, timestamps or timing) for signal ``x`` at ``fs`` Hz.
 
-    Raises :class:`NoBeatsFound` when the detector finds no beat (flat line, noise only).
+    Raises :class:`NoBeatsFound` when the detector finds no beat (flat line, noise only),
+    :class:`TooSlow` when ``deadline`` (a time.perf_counter() value) passes between stages.
     """
     beats = extract_beats(x, fs)
     if len(beats) == 0:
         raise NoBeatsFound()
+    _check_deadline(deadline, "beat detection")
     p_raw = model.p_v(beats.windows, beats.features)
+    _check_deadline(deadline, "the network")
     is_v, p_v, flipped = classify(p_raw, beats.features, model.decision, apply_ruleguard)
     return build_result(model, beats, is_v, p_v, flipped, x, fs, derivation, apply_ruleguard)
 
@@ -91,6 +110,9 @@ def build_result(model, beats, is_v, p_v, flipped, x, fs, derivation, apply_rule
         warnings.append(f"derivation {derivation!r} is not {MODEL_LEAD}, the lead the model "
                         "was trained on: beat labels may be less reliable")
     warnings += _quality_warnings(x, fs, n, heart_rate)
+    if n >= 3 and np.median(beats.features[:, TEMPLATE_CORR]) < MIN_TEMPLATE_CORR:
+        warnings.append("the detected beats do not resemble one another: noise, or a very "
+                        "poor signal? Beat labels are unreliable")
     return {
         "overall_arrhythmia_type": overall,
         "overall_confidence": overall_conf,

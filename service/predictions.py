@@ -30,26 +30,45 @@ blp = Blueprint("predictions", __name__, url_prefix="/api/v1/predictions",
 @blp.alt_response(400, schema=schemas.ErrorSchema, description="Malformed JSON")
 @blp.alt_response(413, schema=schemas.ErrorSchema, description="Body over the size limit")
 @blp.alt_response(415, schema=schemas.ErrorSchema, description="Content-Type is not JSON")
-@blp.alt_response(503, schema=schemas.ErrorSchema, description="No usable model loaded")
+@blp.alt_response(401, schema=schemas.ErrorSchema,
+                  description="Missing or wrong X-API-Key (only when ECG_API_KEY is set)")
+@blp.alt_response(422, schema=schemas.ErrorSchema,
+                  description="Invalid body, or no heartbeat found in the signal")
+@blp.alt_response(503, schema=schemas.ErrorSchema,
+                  description="No usable model loaded, or the request ran past its time limit")
+@blp.doc(security=[{}, {"ApiKey": []}])  # {}: no key needed unless ECG_API_KEY is set
 def create_prediction(body):
     """Classify every beat of one ECG lead as N or V
 
     422 when the body fails validation, and when no beat can be found in the signal
-    (a flat line, for instance).
+    (a flat line, for instance). 503 when no model is loaded, or when the prediction
+    runs past ECG_REQUEST_TIMEOUT_S (60 s by default). Unknown fields are ignored and
+    named in `metadata.warnings`.
     """
     state = model.get_state(current_app)
     if not state.loaded:
         abort(503, detail=f"No usable model is loaded: {state.reason}")
     x, fs = body["signal_data"], body["sampling_rate"]
     g.log_fields = {"n_samples": len(x), "sampling_rate": fs}
+    budget_s = current_app.config.get("REQUEST_TIMEOUT_S")
+    deadline = g.start + budget_s if budget_s else None
     try:
-        result = inference.predict(state.model, x, fs, body["derivation"], body["apply_ruleguard"])
+        result = inference.predict(state.model, x, fs, body["derivation"], body["apply_ruleguard"],
+                                   deadline=deadline)
+    except inference.TooSlow as exc:
+        abort(503, detail=f"The prediction ran past the {budget_s:g} s limit "
+                          f"(ECG_REQUEST_TIMEOUT_S) and was stopped after {exc}: the service "
+                          "is overloaded or the record too long; retry later or send a shorter one.")
     except inference.NoBeatsFound:
         message = (f"No heartbeat could be detected in {len(x) / fs:.1f} s of signal "
                    "(flat line, or no QRS complex found).")
         abort(422, detail=message, errors={"signal_data": [message]})
 
     result["metadata"]["patient_id"] = body["patient_id"]
+    unknown = g.get("unknown_fields")
+    if unknown:  # a misspelt field (say "fs") must not pass unnoticed
+        names = ", ".join(repr(name[:40]) for name in unknown[:5]) + (", ..." if len(unknown) > 5 else "")
+        result["metadata"]["warnings"].append(f"unknown field(s) ignored: {names}")
     n_v = result["ventricular_beats"]
     current_app.extensions["ecg_metrics"].observe_beats(result["normal_beats"], n_v)
     g.log_fields.update(beats=result["total_beats"], ventricular_beats=n_v,

@@ -3,14 +3,20 @@
 Types are strict as JSON writes them (the contract): ``sampling_rate`` must be a JSON
 integer (not ``"360"``, ``true``, ``360.5`` or ``null``), ``apply_ruleguard`` a JSON
 boolean, ``signal_data`` an array of plain finite numbers. Unknown fields are ignored,
-as the old service ignored them.
+as the old service ignored them, and named in the response's warnings (a misspelt
+``sampling_rate`` would otherwise silently become 360 Hz).
 """
 
 import numpy as np
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
+from flask import current_app, g, has_app_context
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, pre_load, validate, validates_schema
 
 MIN_SAMPLES = 360
 MIN_SECONDS = 5.0
+MIN_RATE_HZ = 100
+# the fewest samples any valid request has: 5 s at the lowest rate (documented as minItems)
+MIN_ITEMS = max(MIN_SAMPLES, int(MIN_SECONDS * MIN_RATE_HZ))
+MAX_SAMPLES = 1_800_000  # 30 min at 1000 Hz; ECG_MAX_SAMPLES overrides it (service/config.py)
 MAX_ABS_VALUE = 1e6  # far beyond any ECG in mV (or even in ADC counts or microvolts)
 
 CONFIDENCE_DOC = (
@@ -88,6 +94,10 @@ class SignalField(fields.List):
     def _deserialize(self, value, attr, data, **kwargs):
         if not isinstance(value, list):
             raise ValidationError(f"Must be an array of numbers, got {_json_kind(value)}.")
+        limit = current_app.config.get("MAX_SAMPLES", MAX_SAMPLES) if has_app_context() else MAX_SAMPLES
+        if len(value) > limit:  # before any per-sample work: the limit bounds a request's cost
+            raise ValidationError(f"At most {limit} samples are accepted (ECG_MAX_SAMPLES), "
+                                  f"got {len(value)}: split the record.")
         if not set(map(type, value)) <= {float, int}:  # bool is its own type: rejected
             i, bad = next((i, v) for i, v in enumerate(value) if type(v) not in (float, int))
             raise ValidationError(f"Element {i} is {_json_kind(bad)}: only numbers are allowed.")
@@ -114,13 +124,15 @@ class PredictionRequestSchema(Schema):
         required=True,
         metadata={
             "description": "One ECG lead in millivolts: at least 360 samples and at least "
-            "5 s of signal; finite numbers only (no strings, null, NaN or Infinity).",
-            "example": [0.0] * 8,
+            f"5 s of signal (so never fewer than {MIN_ITEMS}), at most {MAX_SAMPLES} samples by "
+            "default (ECG_MAX_SAMPLES); finite numbers only (no strings, null, NaN or Infinity).",
+            "minItems": MIN_ITEMS,
+            "maxItems": MAX_SAMPLES,
         },
     )
     sampling_rate = StrictInteger(
         load_default=360,
-        validate=validate.Range(min=100, max=1000),
+        validate=validate.Range(min=MIN_RATE_HZ, max=1000),
         metadata={"description": "Hz, a JSON integer from 100 to 1000; resampled to 360 Hz "
                                  "by the service.", "example": 360},
     )
@@ -139,6 +151,12 @@ class PredictionRequestSchema(Schema):
         metadata={"description": "Apply the rule-based post-filter that turns likely false "
                                  "V calls back to N (when the model card enables it)."},
     )
+
+    @pre_load
+    def _note_unknown_fields(self, data, **kwargs):
+        if isinstance(data, dict) and has_app_context():
+            g.unknown_fields = sorted(set(data) - set(self.fields))
+        return data
 
     @validates_schema
     def _long_enough(self, data, **kwargs):
