@@ -1,0 +1,201 @@
+"""Soak: a steady load of real 10-s DS2 strips for minutes; latency and memory per minute.
+
+    nice -n 19 .venv/bin/python -m bench.soak --minutes 10 --concurrency 32 [--data DIR]
+
+Starts its own gunicorn (gunicorn.conf.py, --workers, default 2) on a free loopback port
+(it inherits the nice level), unless --url (and --master-pid, to read the workers'
+memory) names a running one. Each of ``--concurrency`` client threads keeps one
+connection open and posts strips back to back. The strips are cut from the MIT-BIH DS2
+records (lead MLII, 10 s, every 60 s of each record), so the MIT-BIH folder is needed
+(--data, $ECG_DATA_DIR, data/mitdb or ../shared/data/mitdb).
+
+Prints, per minute: requests, errors, p50/p90/p99/max latency, each worker's RSS, the load
+average; then whether the run was clean (zero errors, same workers from start to end) and
+JSON with everything (--json FILE writes it). Exit status 1 on any error.
+"""
+
+import argparse
+import http.client
+import json
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+# de Chazal's DS2 (paced records excluded), the test half of the inter-patient split
+DS2 = ("100", "103", "105", "111", "113", "117", "121", "123", "200", "202", "210", "212",
+       "213", "214", "219", "221", "222", "228", "231", "232", "233", "234")
+STRIP_S = 10
+STRIP_EVERY_S = 60
+
+
+def mitdb_dir(given=None):
+    for d in (given, os.environ.get("ECG_DATA_DIR"), PROJECT_DIR / "data" / "mitdb",
+              PROJECT_DIR.parent / "shared" / "data" / "mitdb"):
+        if d and (Path(d) / "200.hea").exists():
+            return Path(d)
+    raise SystemExit("MIT-BIH not found: pass --data DIR (or set ECG_DATA_DIR)")
+
+
+def ds2_strips(data_dir):
+    """Request bodies: 10 s of lead MLII from every minute of every DS2 record."""
+    import wfdb
+
+    bodies = []
+    for rec_name in DS2:
+        rec = wfdb.rdrecord(str(data_dir / rec_name))
+        names = [s.strip() for s in rec.sig_name]
+        x = rec.p_signal[:, names.index("MLII") if "MLII" in names else 0]
+        fs = int(rec.fs)
+        for start in range(0, len(x) - STRIP_S * fs, STRIP_EVERY_S * fs):
+            strip = np.round(x[start:start + STRIP_S * fs], 3).tolist()
+            bodies.append(json.dumps({"signal_data": strip, "sampling_rate": fs,
+                                      "derivation": "MLII", "patient_id": rec_name}).encode())
+    return bodies
+
+
+def rss_mb(pid):
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        return None
+    return None
+
+
+def worker_pids(master_pid):
+    try:
+        children = Path(f"/proc/{master_pid}/task/{master_pid}/children").read_text().split()
+    except OSError:
+        return []
+    return sorted(int(p) for p in children)
+
+
+class Client(threading.Thread):
+    """One connection, requests back to back until ``end``; records (t, latency, status)."""
+
+    def __init__(self, host, port, bodies, offset, end, results):
+        super().__init__(daemon=True)
+        self.host, self.port, self.bodies, self.i = host, port, bodies, offset
+        self.end, self.results = end, results
+
+    def run(self):
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=120)
+        while time.monotonic() < self.end:
+            body = self.bodies[self.i % len(self.bodies)]
+            self.i += 7  # threads walk the strips on different paths
+            t0 = time.monotonic()
+            try:
+                conn.request("POST", "/api/v1/predictions", body, {"Content-Type": "application/json"})
+                resp = conn.getresponse()
+                resp.read()
+                status = resp.status
+            except (OSError, http.client.HTTPException) as exc:
+                status = f"{type(exc).__name__}"
+                conn.close()
+                conn = http.client.HTTPConnection(self.host, self.port, timeout=120)
+            t1 = time.monotonic()
+            self.results.append((t1, t1 - t0, status))  # list.append is atomic under the GIL
+        conn.close()
+
+
+def summarise(results, samples, t_start, minutes):
+    rows = []
+    for m in range(minutes):
+        lo, hi = t_start + 60 * m, t_start + 60 * (m + 1)
+        lat = np.array([r[1] for r in results if lo <= r[0] < hi]) * 1000.0
+        errors = sum(1 for r in results if lo <= r[0] < hi and r[2] != 201)
+        in_minute = [s for s in samples if lo <= s["t"] < hi]
+        rss = {}
+        for s in in_minute:
+            for pid, mb in s["rss_mb"].items():
+                rss[pid] = mb  # the last reading of the minute
+        rows.append({
+            "minute": m + 1, "requests": int(len(lat)), "errors": errors,
+            "p50_ms": round(float(np.percentile(lat, 50)), 1) if len(lat) else None,
+            "p90_ms": round(float(np.percentile(lat, 90)), 1) if len(lat) else None,
+            "p99_ms": round(float(np.percentile(lat, 99)), 1) if len(lat) else None,
+            "max_ms": round(float(lat.max()), 1) if len(lat) else None,
+            "worker_rss_mb": {str(k): round(v, 1) for k, v in sorted(rss.items())},
+            "loadavg_1m": in_minute[-1]["loadavg"][0] if in_minute else None,
+        })
+    return rows
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--minutes", type=int, default=10)
+    ap.add_argument("--concurrency", type=int, default=32)
+    ap.add_argument("--workers", type=int, default=2, help="gunicorn workers when started here")
+    ap.add_argument("--data", help="MIT-BIH folder")
+    ap.add_argument("--url", help="a running service, e.g. http://127.0.0.1:7860")
+    ap.add_argument("--master-pid", type=int, help="with --url: its gunicorn master, for RSS")
+    ap.add_argument("--json", help="write the full results here")
+    args = ap.parse_args(argv)
+
+    bodies = ds2_strips(mitdb_dir(args.data))
+    print(f"{len(bodies)} strips of {STRIP_S} s from {len(DS2)} DS2 records", flush=True)
+    proc = None
+    if args.url:
+        url, master = args.url, args.master_pid
+    else:
+        sys.path.insert(0, str(PROJECT_DIR))
+        from tests.service_helpers import start_gunicorn
+
+        # run under nice -n 19 and the server inherits it: a shared machine's other jobs go first
+        proc, url = start_gunicorn({"WEB_CONCURRENCY": str(args.workers)})
+        master = proc.pid
+    host, port = url.split("//")[1].split(":")
+    try:
+        workers_at_start = worker_pids(master) if master else []
+        results, samples = [], []
+        t_start = time.monotonic()
+        end = t_start + 60 * args.minutes
+        clients = [Client(host, int(port), bodies, i, end, results) for i in range(args.concurrency)]
+        for c in clients:
+            c.start()
+        while time.monotonic() < end:
+            samples.append({"t": time.monotonic(), "loadavg": os.getloadavg(),
+                            "rss_mb": {p: rss_mb(p) for p in worker_pids(master)} if master else {}})
+            time.sleep(5)
+        for c in clients:
+            c.join(timeout=180)
+        samples.append({"t": time.monotonic() - 1e-6, "loadavg": os.getloadavg(),
+                        "rss_mb": {p: rss_mb(p) for p in worker_pids(master)} if master else {}})
+        workers_at_end = worker_pids(master) if master else []
+    finally:
+        if proc is not None:
+            from tests.service_helpers import stop
+
+            stop(proc)
+
+    rows = summarise(results, samples, t_start, args.minutes)
+    errors = sum(r["errors"] for r in rows)
+    print(f"{'min':>3} {'req':>6} {'err':>4} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} "
+          f"{'max ms':>8} {'load':>5}  worker RSS MB")
+    for r in rows:
+        print(f"{r['minute']:>3} {r['requests']:>6} {r['errors']:>4} {r['p50_ms']:>8} "
+              f"{r['p90_ms']:>8} {r['p99_ms']:>8} {r['max_ms']:>8} {r['loadavg_1m']:>5.2f}  "
+              f"{' '.join(f'{v:.1f}' for v in r['worker_rss_mb'].values())}")
+    statuses = {}
+    for r in results:
+        statuses[str(r[2])] = statuses.get(str(r[2]), 0) + 1
+    report = {"minutes": args.minutes, "concurrency": args.concurrency, "strips": len(bodies),
+              "requests": len(results), "statuses": statuses, "errors": errors,
+              "workers_at_start": workers_at_start, "workers_at_end": workers_at_end,
+              "per_minute": rows}
+    print(f"requests {len(results)}, errors {errors}, statuses {statuses}, workers "
+          f"{'unchanged' if workers_at_start == workers_at_end else 'CHANGED'} "
+          f"({workers_at_start} -> {workers_at_end})")
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=1))
+    return 1 if errors or workers_at_start != workers_at_end else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
