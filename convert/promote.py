@@ -125,20 +125,18 @@ def check_parity(model, onnx_path, decision, data_dir):
     return result
 
 
-def check_end_to_end(onnx_path, card, data_dir):
-    """Recompute the card's e2e DS2 figures with ONNX Runtime through the serving code path."""
+def check_end_to_end(model_dir, card, data_dir):
+    """Recompute the card's e2e DS2 figures with the candidate in ``model_dir``, served as the service serves."""
     from train.data import data_dir as find_data
 
-    from .serving_check import end_to_end_onnx
+    from .serving_check import end_to_end_served
 
     try:
         directory = find_data(data_dir)
     except FileNotFoundError:
         log("end-to-end check SKIPPED: no MIT-BIH copy (pass --data DIR or set ECG_DATA_DIR)")
         return {"skipped": "no MIT-BIH data directory"}
-    records = card["data_split"]["test"]
-    strip = 10.0
-    got = end_to_end_onnx(onnx_path, card, records, directory, strip)
+    got = end_to_end_served(model_dir, card["data_split"]["test"], directory, 10.0)
     result = {}
     for key in E2E_KEYS:
         want = card["metrics"].get(key)
@@ -347,7 +345,13 @@ def promote(args):
             raise PromotionError(f"ONNX conversion failed ({type(exc).__name__}: {exc}): "
                                  "check tf2onnx/onnx versions in requirements-train.txt") from None
         verification = {"parity": check_parity(model, onnx_path, train_card["decision"], args.data)}
-        verification["end_to_end"] = check_end_to_end(onnx_path, {**train_card, "metrics": run.data.metrics}, args.data)
+        # the candidate as the service will read it: the same card fields and sha256 check
+        candidate = tmp / "candidate"
+        candidate.mkdir()
+        shutil.copy2(onnx_path, candidate / "model.onnx")
+        cand_card = build_card(train_card, run, onnx_path, OPSET, verification, "candidate")
+        (candidate / "model.json").write_text(json.dumps(cand_card, indent=2))
+        verification["end_to_end"] = check_end_to_end(candidate, cand_card, args.data)
 
         if args.dry_run:
             log(f"dry run: {run.info.run_id} verified; nothing written, registered or committed")

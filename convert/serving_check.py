@@ -1,5 +1,6 @@
-"""End-to-end DS2 figures of an ONNX model computed the way the service computes them:
-``ecg.pipeline.extract_beats`` on each signal, one ONNX Runtime call, ``ecg.decision.classify``.
+"""End-to-end DS2 figures of a candidate model computed the way the service computes them:
+the service's own loader (card and sha256 checks, one ONNX Runtime session) and its
+``p_v``, ``ecg.pipeline.extract_beats`` on every signal, ``ecg.decision.classify``.
 """
 
 import numpy as np
@@ -8,24 +9,19 @@ from ecg.decision import classify
 from train import dataset
 from train.evaluate import end_to_end
 
-from .onnx_export import OUTPUT, onnx_session
 
+def end_to_end_served(model_dir, records, directory, strip_s=10.0):
+    """``{"e2e_f1_V": ..., "e2e_strip_f1_V": ...}`` (and the other e2e figures) for ``records``.
 
-def onnx_labels(session, beats, decision, batch_size=4096):
-    p = []
-    for i in range(0, len(beats), batch_size):
-        x = {"beat": beats.windows[i:i + batch_size], "rr": beats.features[i:i + batch_size]}
-        p.append(session.run([OUTPUT], x)[0].reshape(-1))
-    p = np.concatenate(p) if p else np.zeros(0)
-    return np.where(classify(p, beats.features, decision)[0], "V", "N")
+    ``model_dir`` holds ``model.onnx`` and ``model.json`` as the service would read them.
+    """
+    from service.model import load_model
 
-
-def end_to_end_onnx(onnx_path, card, records, directory, strip_s=10.0):
-    """``{"e2e_f1_V": ..., "e2e_strip_f1_V": ...}`` (and the other e2e figures) for ``records``."""
-    session = onnx_session(onnx_path)
+    model = load_model(model_dir)
     out = {}
     for prefix, strip in (("e2e", None), ("e2e_strip", strip_s)):
         beats = dataset.build(records, directory, strip, (0.0,), cache_dir=None, progress=None)
-        metrics, _ = end_to_end(beats, onnx_labels(session, beats, card["decision"]), records, directory, prefix)
+        is_v = classify(model.p_v(beats.windows, beats.features), beats.features, model.decision)[0]
+        metrics, _ = end_to_end(beats, np.where(is_v, "V", "N"), records, directory, prefix)
         out.update(metrics)
     return out
