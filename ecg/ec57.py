@@ -99,10 +99,11 @@ def binary_metrics(y_true, y_pred, positive="V"):
     """
     t = np.asarray(y_true) == positive
     p = np.asarray(y_pred) == positive
-    tp = int(np.sum(t & p))
-    fp = int(np.sum(~t & p))
-    fn = int(np.sum(t & ~p))
-    tn = int(np.sum(~t & ~p))
+    return count_metrics(int(np.sum(t & p)), int(np.sum(~t & p)), int(np.sum(t & ~p)), int(np.sum(~t & ~p)))
+
+
+def count_metrics(tp, fp, fn, tn):
+    """Se, +P, F1, specificity, FPR and accuracy from confusion counts (NaN where undefined)."""
     se, ppv = _ratio(tp, tp + fn), _ratio(tp, tp + fp)
     f1 = _ratio(2 * tp, 2 * tp + fp + fn)
     return {

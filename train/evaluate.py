@@ -4,7 +4,7 @@ import numpy as np
 
 from ecg import MODEL_FS
 from ecg.decision import classify, fit_platt, ruleguard_mask
-from ecg.ec57 import binary_metrics, end_to_end_metrics
+from ecg.ec57 import binary_metrics, count_metrics, end_to_end_metrics
 
 from .data import load_record
 
@@ -81,19 +81,6 @@ def reference_metrics(labels_true, labels_pred):
     }
 
 
-def _sum_counts(parts):
-    keys = ("TP", "FP", "FN", "TN")
-    return {k: int(sum(p.get(k, 0) for p in parts)) for k in keys}
-
-
-def _ratios(c):
-    tp, fp, fn = c["TP"], c["FP"], c["FN"]
-    se = tp / (tp + fn) if tp + fn else float("nan")
-    ppv = tp / (tp + fp) if tp + fp else float("nan")
-    f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else float("nan")
-    return se, ppv, f1
-
-
 def end_to_end(beats, pred_labels, records, data_dir=None, prefix="e2e"):
     """EC57 scoring of detected, classified beats against each record's reference.
 
@@ -118,9 +105,9 @@ def end_to_end(beats, pred_labels, records, data_dir=None, prefix="e2e"):
         })
     out = {}
     for tag, parts in (("", matched), ("_strict", strict)):
-        c = _sum_counts(parts)
-        se, ppv, f1 = _ratios(c)
-        out.update({f"{prefix}{tag}_recall_V": se, f"{prefix}{tag}_precision_V": ppv, f"{prefix}{tag}_f1_V": f1})
+        m = count_metrics(*(sum(p[k] for p in parts) for k in ("TP", "FP", "FN", "TN")))
+        out.update({f"{prefix}{tag}_recall_V": m["Se"], f"{prefix}{tag}_precision_V": m["PPV"],
+                    f"{prefix}{tag}_f1_V": m["F1"]})
     q = {k: sum(p[k] for p in qrs) for k in ("TP", "FP", "FN")}
     out[f"{prefix}_qrs_se"] = q["TP"] / max(q["TP"] + q["FN"], 1)
     out[f"{prefix}_qrs_ppv"] = q["TP"] / max(q["TP"] + q["FP"], 1)
