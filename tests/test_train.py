@@ -164,3 +164,30 @@ def test_cross_fitting_holds_every_record_out_once(tmp_path, fixture_dir, monkey
     with pytest.raises(SystemExit, match="folds"):
         run(parse_args(["--data", str(fixture_dir), "--train-records", "119", "--val-records", "200",
                         "--test-records", "233", "--cache", "", "--folds", "5"]))
+
+
+def test_average_precision_ranks_positives():
+    from train.train import average_precision
+
+    # positives at ranks 1 and 3 of 4: (1/1 + 2/3) / 2
+    assert average_precision(np.array([0.9, 0.8, 0.7, 0.1]), np.array([1, 0, 1, 0])) == pytest.approx(5 / 6)
+    assert average_precision(np.array([0.1, 0.2]), np.array([1, 1])) == 1.0
+    assert average_precision(np.array([0.9, 0.1]), np.array([0, 1])) == 0.5
+    assert average_precision(np.array([0.5, 0.4]), np.array([0, 0])) == 0.0
+
+
+def test_stop_on_average_precision_is_logged(tmp_path, fixture_dir, monkeypatch):
+    import mlflow
+
+    from train.train import parse_args, run
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    run_id, _ = run(parse_args([
+        "--data", str(fixture_dir), "--train-records", "119", "208", "--val-records", "200",
+        "--test-records", "233", "--epochs", "2", "--patience", "5", "--max-train-beats", "300",
+        "--cache", "", "--folds", "1", "--skip-e2e", "--stop-on", "ap"]))
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    client = mlflow.MlflowClient()
+    assert client.get_run(run_id).data.params["stop_on"] == "ap"
+    history = client.get_metric_history(run_id, "val_ap_V")
+    assert len(history) == 2 and all(0 < h.value <= 1 for h in history)

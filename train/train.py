@@ -39,7 +39,10 @@ def parse_args(argv=None):
     ap.add_argument("--val-records", nargs="+", default=list(VALIDATION))
     ap.add_argument("--test-records", nargs="+", default=list(DS2))
     ap.add_argument("--epochs", type=int, default=15)
-    ap.add_argument("--patience", type=int, default=3, help="epochs without a better val_f1_V before stopping")
+    ap.add_argument("--patience", type=int, default=3, help="epochs without a better validation score before stopping")
+    ap.add_argument("--stop-on", choices=["f1", "ap"], default="f1",
+                    help="early-stopping score on the held-out records: F1-V at its best threshold, or "
+                         "average precision of V (threshold-free, less noisy on a few patients)")
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--imbalance", choices=["none", "balanced", "sqrt"], default="sqrt",
@@ -166,11 +169,25 @@ def assign_folds(records, k, directory):
     return [sorted(f) for f in folds]
 
 
-def fit_member(model, train, val, args, weights, seed, prefix="", on_epoch=None):
-    """Fit one network epoch by epoch, keep the weights of its best validation F1-V.
+def average_precision(p, y):
+    """Average precision of the positive class: mean precision at each positive's rank.
 
-    Logs ``{prefix}loss``, ``val_loss``, ``val_f1_V_best_threshold`` and
-    ``val_f1_V_at_0.5`` per epoch; returns the best epoch (1-based).
+    ``p`` (n,) scores, ``y`` (n,) 0/1 labels; ties are broken by order (as
+    sklearn's ``average_precision_score`` up to ties). 0 when there is no positive.
+    """
+    y = np.asarray(y, bool)[np.argsort(-np.asarray(p), kind="stable")]
+    if not y.any():
+        return 0.0
+    hits = np.cumsum(y)
+    return float(np.mean(hits[y] / (np.flatnonzero(y) + 1)))
+
+
+def fit_member(model, train, val, args, weights, seed, prefix="", on_epoch=None):
+    """Fit one network epoch by epoch, keep the weights of its best validation score.
+
+    The score is F1-V at its best threshold, or with ``--stop-on ap`` the average
+    precision of V. Logs ``{prefix}loss``, ``val_loss``, ``val_f1_V_best_threshold``,
+    ``val_f1_V_at_0.5`` and ``val_ap_V`` per epoch; returns the best epoch (1-based).
     """
     import mlflow
 
@@ -187,12 +204,15 @@ def fit_member(model, train, val, args, weights, seed, prefix="", on_epoch=None)
         eps = 1e-7
         val_loss = float(-np.mean(val.y * np.log(p_val + eps) + (1 - val.y) * np.log(1 - p_val + eps)))
         loss = float(hist.history["loss"][-1])
+        ap_v = average_precision(p_val, val.y)
         mlflow.log_metrics({f"{prefix}loss": loss, f"{prefix}val_loss": val_loss,
-                            f"{prefix}val_f1_V_best_threshold": f1, f"{prefix}val_f1_V_at_0.5": f1_05}, step=epoch)
+                            f"{prefix}val_f1_V_best_threshold": f1, f"{prefix}val_f1_V_at_0.5": f1_05,
+                            f"{prefix}val_ap_V": ap_v}, step=epoch)
         log(f"{prefix}epoch {epoch + 1}/{args.epochs}: loss {loss:.4f} val_loss {val_loss:.4f} "
-            f"val F1-V {f1:.4f} ({time.time() - t0:.0f} s)")
-        if f1 > best["f1"] + 1e-4:
-            best = {"f1": f1, "epoch": epoch, "weights": model.get_weights()}
+            f"val F1-V {f1:.4f} AP-V {ap_v:.4f} ({time.time() - t0:.0f} s)")
+        score = ap_v if getattr(args, "stop_on", "f1") == "ap" else f1
+        if score > best["f1"] + 1e-4:
+            best = {"f1": score, "epoch": epoch, "weights": model.get_weights()}
         if on_epoch is not None:
             try:
                 on_epoch(epoch, f1)
@@ -200,7 +220,7 @@ def fit_member(model, train, val, args, weights, seed, prefix="", on_epoch=None)
                 mlflow.set_tag("stopped_by", type(exc).__name__)
                 raise
         if epoch - best["epoch"] >= args.patience:
-            log(f"{prefix}early stop: no better val F1-V since epoch {best['epoch'] + 1}")
+            log(f"{prefix}early stop: no better validation {args.stop_on} since epoch {best['epoch'] + 1}")
             break
     model.set_weights(best["weights"])
     return best["epoch"] + 1
@@ -269,6 +289,7 @@ def run(args, nested=False, on_epoch=None, tags=None):
             **params, "seed": args.seed, "imbalance": args.imbalance, "class_weight_V": weights[1],
             "batch_size": args.batch_size, "augment": args.augment, "ablate_relative": args.ablate_relative,
             "members": n_members, "folds": args.folds, "epochs_max": args.epochs, "patience": args.patience,
+            "stop_on": args.stop_on,
             "strip_seconds": strip, "train_offsets": json.dumps(args.train_offsets),
             "train_records": " ".join(fit_records), "val_records": " ".join(dev_records if args.folds > 1 else val_records),
             "fold_records": json.dumps(folds) if args.folds > 1 else "",
