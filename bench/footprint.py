@@ -35,10 +35,24 @@ def tf_pin():
     return f"tensorflow-cpu=={m.group(1)}" if m else "tensorflow-cpu"
 
 
+def _requirements_key(requirements):
+    """What the venv was built from: the pip arguments and the text of each ``-r`` file."""
+    parts = list(requirements)
+    for flag, arg in zip(requirements, requirements[1:]):
+        if flag == "-r":
+            parts.append(Path(arg).read_text())
+    return "\n".join(parts)
+
+
 def build_venv(path, requirements, python=None):
-    """A fresh venv at ``path`` with ``requirements`` (pip arguments); skipped when built before."""
+    """A fresh venv at ``path`` with ``requirements`` (pip arguments); skipped when built before.
+
+    Rebuilt when the requirements changed since (a venv built before scipy left
+    requirements-api.txt would otherwise still be measured with it).
+    """
     marker = path / ".bench-installed"
-    if marker.exists():
+    key = _requirements_key(requirements)
+    if marker.exists() and marker.read_text() == key:
         return True, "reused"
     python = python or sys.executable
     log(f"  building {path} ({' '.join(requirements)}) ...")
@@ -50,7 +64,7 @@ def build_venv(path, requirements, python=None):
         r = subprocess.run(cmd, capture_output=True, text=True)
         if r.returncode:
             return False, f"{' '.join(cmd[:4])}... failed: {r.stderr.strip()[-300:]}"
-    marker.touch()
+    marker.write_text(key)
     return True, "built"
 
 

@@ -10,8 +10,8 @@ Training fits these on the DS1 validation split; the service only applies them.
 """
 
 import numpy as np
-from scipy.special import expit
 
+from .dsp import expit
 from .features import RR_FEATURE_NAMES
 
 _RR_PREV = RR_FEATURE_NAMES.index("rr_prev_ratio")

@@ -1,4 +1,4 @@
-"""R-peak (QRS) detection on one ECG lead (numpy + scipy only).
+"""R-peak (QRS) detection on one ECG lead (numpy only).
 
 ``detect_r_peaks(x, fs)`` finds every beat of a strip or a whole record and marks it
 where MIT-BIH's reference annotations mark beats, so that a classifier sees windows
@@ -30,9 +30,8 @@ did not mark.
 """
 
 import numpy as np
-from scipy import signal as sps
-from scipy.ndimage import uniform_filter1d
 
+from .dsp import find_peaks, uniform_filter1d
 from .signal import MAX_FS, MIN_FS, bandpass
 
 QRS_BAND_HZ = (5.0, 20.0)  # where QRS energy dominates P/T waves, wander and muscle noise
@@ -80,7 +79,7 @@ def candidate_peaks(env, fs):
     strip's first or last sample is still a candidate. Returns sample indices (k,).
     """
     padded = np.concatenate([[0.0], env, [0.0]])
-    peaks, _ = sps.find_peaks(padded, distance=max(int(REFRACTORY_S * fs), 1))
+    peaks = find_peaks(padded, distance=max(int(REFRACTORY_S * fs), 1))
     return peaks - 1
 
 

@@ -9,6 +9,8 @@ import pytest
 from tests.service_helpers import ROOT
 
 TRAINING_ONLY = ("tensorflow", "keras", "mlflow", "tf2onnx", "wfdb", "onnx=", "optuna", "torch")
+# not needed to serve: ecg/ is numpy only (ecg/dsp.py), and scipy cost each worker ~78 MB
+NOT_SERVED = TRAINING_ONLY + ("scipy",)
 
 
 def _instructions():
@@ -52,9 +54,15 @@ def test_serving_requirements_are_pinned_and_free_of_the_training_stack():
     reqs = [r for r in reqs if r]
     assert all("==" in r for r in reqs), reqs
     names = {r.split("==")[0].lower() for r in reqs}
-    assert {"flask", "flask-smorest", "marshmallow", "gunicorn", "onnxruntime", "orjson", "numpy", "scipy"} <= names
-    for banned in TRAINING_ONLY:
+    assert {"flask", "flask-smorest", "marshmallow", "gunicorn", "onnxruntime", "orjson", "numpy"} <= names
+    for banned in NOT_SERVED:
         assert not any(r.lower().startswith(banned) for r in reqs), banned
+
+
+def test_training_requirements_still_pin_scipy():
+    # wfdb needs it, and tests/test_dsp.py compares ecg/dsp.py with it
+    reqs = [line.split("#")[0].strip().lower() for line in (ROOT / "requirements-train.txt").read_text().splitlines()]
+    assert any(r.startswith("scipy==") for r in reqs)
 
 
 def test_space_readme_front_matter():
