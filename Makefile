@@ -12,9 +12,10 @@ $(VENV)/.installed: requirements-api.txt requirements-train.txt
 	$(PY) -m pip install --quiet -r requirements-train.txt
 	touch $@
 
-# Serving only: its own venv from requirements-api.txt alone, as the Docker image has it.
+# Serving only: its own venv from requirements-api.txt alone, as the Docker image has it
+# (--clear: a package dropped from the pins must not linger from an older build).
 .venv-api/.installed: requirements-api.txt
-	$(PYTHON) -m venv .venv-api
+	$(PYTHON) -m venv --clear .venv-api
 	.venv-api/bin/python -m pip install --quiet --upgrade pip
 	.venv-api/bin/python -m pip install --quiet -r requirements-api.txt
 	touch $@
