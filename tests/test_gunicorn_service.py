@@ -122,3 +122,25 @@ def test_a_broken_model_still_starts_degraded_under_gunicorn(tmp_path):
         assert status == 503 and "no model card" in body["detail"]
     finally:
         stop(proc)
+
+
+
+@pytest.mark.parametrize("given, expected", [(None, "1"), ("2", "2")])
+def test_the_config_gives_workers_single_threaded_blas_unless_told(given, expected, tmp_path):
+    # workers fork from the master after it read gunicorn.conf.py, and import numpy
+    # (which sizes OpenBLAS' thread pool from this variable) only then
+    import os
+    import subprocess
+    import sys
+
+    from tests.service_helpers import ROOT
+
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(tmp_path)  # else the config makes a temporary folder
+    if given:
+        env["OPENBLAS_NUM_THREADS"] = given
+    script = "import os, runpy; runpy.run_path('gunicorn.conf.py'); print(os.environ['OPENBLAS_NUM_THREADS'])"
+    out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[-1] == expected
