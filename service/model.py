@@ -20,6 +20,9 @@ log = logging.getLogger("service.model")
 
 BEAT_SHAPE = (2 * PREPROCESSING["window_samples"][0], 2)  # (360, 2)
 RR_WIDTH = len(PREPROCESSING["rr_features"])  # 10
+# the card keeps every figure of the run; /health leaves out the training curves
+# (each member's losses and epochs), which say nothing about the served model's quality
+TRAINING_ONLY_METRICS = ("member", "best_epoch", "train_minutes")
 BATCH_BEATS = 256  # beats per ONNX call: a 10-s strip is one call, a 30-min record ~10
 
 
@@ -75,7 +78,8 @@ class LoadedModel:
             "mlflow_run_id": (self.card.get("mlflow") or {}).get("run_id"),
             "threshold": self.threshold,
             "created_at": self.card.get("created_at"),
-            "metrics": self.card.get("metrics") or {},
+            "metrics": {k: v for k, v in (self.card.get("metrics") or {}).items()
+                        if not k.startswith(TRAINING_ONLY_METRICS)},
         }
 
     def p_v(self, windows, features):

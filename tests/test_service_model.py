@@ -123,3 +123,12 @@ def test_model_dir_comes_from_the_environment(monkeypatch, tmp_path):
     assert app.config["MODEL_DIR"] == str(tmp_path / "nowhere")
     assert body["status"] == "degraded" and "no model card" in body["reason"]
     assert str(tmp_path) not in body["reason"]  # the reason reaches clients: no server paths
+
+
+def test_health_shows_the_cards_test_figures_not_its_training_curves():
+    card = json.loads((MODEL_DIR / "model.json").read_text())
+    assert any(k.startswith("member") for k in card["metrics"])  # the card keeps them
+    shown = create_app({"TESTING": True}).test_client().get("/health").get_json()["model"]["metrics"]
+    assert shown["test_f1_V"] == card["metrics"]["test_f1_V"]
+    assert shown["val_f1_V"] == card["metrics"]["val_f1_V"]
+    assert not [k for k in shown if k.startswith("member") or k in ("best_epoch", "train_minutes")]
