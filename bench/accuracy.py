@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 import numpy as np
 import orjson
 
-from ecg.ec57 import end_to_end_metrics
+from ecg.ec57 import count_metrics, end_to_end_metrics
 
 from .common import log
 from .http_load import PREDICT_PATH
@@ -39,9 +39,9 @@ def _post(port, body):
 
 
 def _ratios(c):
-    tp, fp, fn = c["TP"], c["FP"], c["FN"]
-    return {"Se": tp / (tp + fn) if tp + fn else None, "PPV": tp / (tp + fp) if tp + fp else None,
-            "F1": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else None}
+    """Se, +P and F1 of summed counts; None (JSON null) where undefined."""
+    m = count_metrics(c["TP"], c["FP"], c["FN"], c["TN"])
+    return {k: None if np.isnan(m[k]) else m[k] for k in ("Se", "PPV", "F1")}
 
 
 def measure(port, data_dir, records=None, strip_s=10.0, threads=4):

@@ -112,10 +112,28 @@ def machine():
     return info
 
 
-def rss_mb(pid="self"):
-    """Resident set size of a process in MB (VmRSS from /proc)."""
+def rss_kb(pid="self"):
+    """Resident set size of a process in kB (VmRSS from /proc), None when it has none.
+
+    Raises OSError when the process is gone.
+    """
     with open(f"/proc/{pid}/status") as f:
         for line in f:
             if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024.0
-    return float("nan")
+                return int(line.split()[1])
+    return None
+
+
+def rss_mb(pid="self"):
+    """Resident set size of a process in MB (VmRSS from /proc); NaN when it has none."""
+    kb = rss_kb(pid)
+    return float("nan") if kb is None else kb / 1024.0
+
+
+def worker_pids(master_pid):
+    """The gunicorn master's child processes (its workers), sorted; [] once it is gone."""
+    try:
+        children = Path(f"/proc/{master_pid}/task/{master_pid}/children").read_text().split()
+    except OSError:
+        return []
+    return sorted(int(p) for p in children)

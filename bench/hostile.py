@@ -17,17 +17,16 @@ answers seen per case, any 5xx, and the worker's RSS every 1,000 requests. Run i
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
+from .common import PROJECT_DIR, rss_kb, worker_pids
+
 PAYLOAD = json.loads((PROJECT_DIR / "test_payload_10s.json").read_text())
 FS = PAYLOAD["sampling_rate"]
 STRIP = np.asarray(PAYLOAD["signal_data"], dtype=np.float64)
@@ -121,18 +120,6 @@ def hostile_cases():
 
 
 # --- the long run -----------------------------------------------------------------------
-
-def rss_kb(pid):
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no VmRSS for {pid}")
-
-
-def worker_pids(master_pid):
-    out = subprocess.run(["pgrep", "-P", str(master_pid)], capture_output=True, text=True).stdout
-    return [int(p) for p in out.split()]
-
 
 def post(url, case, timeout=60):
     req = urllib.request.Request(url + "/api/v1/predictions", data=case.body, method="POST",

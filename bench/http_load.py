@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .common import PROJECT_DIR, log, rss_mb
+from .common import PROJECT_DIR, log, rss_mb, worker_pids
 
 PREDICT_PATH = "/api/v1/predictions"
 WRK_SCRIPT = """
@@ -109,11 +109,7 @@ class Server:
         raise TimeoutError(f"no 201 within {timeout} s; see {self.log_path}")
 
     def worker_pids(self):
-        try:
-            with open(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children") as f:
-                return [int(p) for p in f.read().split()]
-        except OSError:
-            return []
+        return worker_pids(self.proc.pid)
 
     def cpu_seconds(self):
         """User + system CPU seconds of the master and its workers so far."""

@@ -25,20 +25,19 @@ from pathlib import Path
 
 import numpy as np
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
-# de Chazal's DS2 (paced records excluded), the test half of the inter-patient split
-DS2 = ("100", "103", "105", "111", "113", "117", "121", "123", "200", "202", "210", "212",
-       "213", "214", "219", "221", "222", "228", "231", "232", "233", "234")
+from train.data import DS2
+
+from .common import PROJECT_DIR, mitdb_dir, rss_mb, worker_pids
+
 STRIP_S = 10
 STRIP_EVERY_S = 60
 
 
-def mitdb_dir(given=None):
-    for d in (given, os.environ.get("ECG_DATA_DIR"), PROJECT_DIR / "data" / "mitdb",
-              PROJECT_DIR.parent / "shared" / "data" / "mitdb"):
-        if d and (Path(d) / "200.hea").exists():
-            return Path(d)
-    raise SystemExit("MIT-BIH not found: pass --data DIR (or set ECG_DATA_DIR)")
+def find_data(given=None):
+    d = Path(given) if given else mitdb_dir()
+    if d is None or not (d / "200.hea").exists():
+        raise SystemExit("MIT-BIH not found: pass --data DIR (or set ECG_DATA_DIR)")
+    return d
 
 
 def ds2_strips(data_dir):
@@ -58,22 +57,15 @@ def ds2_strips(data_dir):
     return bodies
 
 
-def rss_mb(pid):
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024.0
-    except OSError:
-        return None
-    return None
-
-
-def worker_pids(master_pid):
-    try:
-        children = Path(f"/proc/{master_pid}/task/{master_pid}/children").read_text().split()
-    except OSError:
-        return []
-    return sorted(int(p) for p in children)
+def worker_rss(master):
+    """{worker pid: RSS in MB} of ``master``'s workers; None for one that ended meanwhile."""
+    out = {}
+    for pid in worker_pids(master) if master else []:
+        try:
+            out[pid] = rss_mb(pid)
+        except OSError:
+            out[pid] = None
+    return out
 
 
 class Client(threading.Thread):
@@ -138,7 +130,7 @@ def main(argv=None):
     ap.add_argument("--json", help="write the full results here")
     args = ap.parse_args(argv)
 
-    bodies = ds2_strips(mitdb_dir(args.data))
+    bodies = ds2_strips(find_data(args.data))
     print(f"{len(bodies)} strips of {STRIP_S} s from {len(DS2)} DS2 records", flush=True)
     proc = None
     if args.url:
@@ -161,12 +153,12 @@ def main(argv=None):
             c.start()
         while time.monotonic() < end:
             samples.append({"t": time.monotonic(), "loadavg": os.getloadavg(),
-                            "rss_mb": {p: rss_mb(p) for p in worker_pids(master)} if master else {}})
+                            "rss_mb": worker_rss(master)})
             time.sleep(5)
         for c in clients:
             c.join(timeout=180)
         samples.append({"t": time.monotonic() - 1e-6, "loadavg": os.getloadavg(),
-                        "rss_mb": {p: rss_mb(p) for p in worker_pids(master)} if master else {}})
+                        "rss_mb": worker_rss(master)})
         workers_at_end = worker_pids(master) if master else []
     finally:
         if proc is not None:

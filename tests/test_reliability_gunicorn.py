@@ -9,11 +9,11 @@ import signal
 import socket
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
-from bench.hostile import hostile_cases, rss_kb
+from bench.common import rss_kb, worker_pids
+from bench.hostile import hostile_cases
 from convert.promote import install
 from tests.service_helpers import PAYLOAD_PATH, PREDICT, model_copy, start_gunicorn, stop
 from tests.service_helpers import http as request
@@ -23,10 +23,7 @@ JSON = {"Content-Type": "application/json"}
 
 
 def workers(master):
-    try:
-        return sorted(int(p) for p in Path(f"/proc/{master.pid}/task/{master.pid}/children").read_text().split())
-    except OSError:
-        return []
+    return worker_pids(master.pid)
 
 
 def wait_for(condition, timeout_s, what):
