@@ -42,13 +42,13 @@ accesslog = None
 errorlog = "-"
 loglevel = os.environ.get("ECG_LOG_LEVEL", "info").lower()
 
-# Metrics from all workers: each writes to files in this folder, /metrics sums them.
-# Set here, in the master, so that every worker inherits it before importing the app.
 # One thread per worker for numpy's BLAS too (ONNX Runtime is set so in service/model.py):
 # workers share the cores, and a BLAS thread pool per worker only makes them wait on
 # each other. Set here, before any worker imports numpy.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
+# Metrics from all workers: each writes to files in this folder, /metrics sums them.
+# Set here, in the master, so that every worker inherits it before importing the app.
 _own_metrics_dir = "PROMETHEUS_MULTIPROC_DIR" not in os.environ
 if _own_metrics_dir:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="ecg-metrics-")

@@ -191,7 +191,7 @@ def fit_member(model, train, val, args, weights, seed, prefix="", on_epoch=None)
     """
     import mlflow
 
-    best = {"f1": -1.0, "epoch": -1, "weights": None}
+    best = {"score": -1.0, "epoch": -1, "weights": None}
     rng = np.random.default_rng(seed)  # augmentation noise
     for epoch in range(args.epochs):
         t0 = time.time()
@@ -210,9 +210,9 @@ def fit_member(model, train, val, args, weights, seed, prefix="", on_epoch=None)
                             f"{prefix}val_ap_V": ap_v}, step=epoch)
         log(f"{prefix}epoch {epoch + 1}/{args.epochs}: loss {loss:.4f} val_loss {val_loss:.4f} "
             f"val F1-V {f1:.4f} AP-V {ap_v:.4f} ({time.time() - t0:.0f} s)")
-        score = ap_v if getattr(args, "stop_on", "f1") == "ap" else f1
-        if score > best["f1"] + 1e-4:
-            best = {"f1": score, "epoch": epoch, "weights": model.get_weights()}
+        score = ap_v if args.stop_on == "ap" else f1
+        if score > best["score"] + 1e-4:
+            best = {"score": score, "epoch": epoch, "weights": model.get_weights()}
         if on_epoch is not None:
             try:
                 on_epoch(epoch, f1)
