@@ -139,21 +139,47 @@ def test_a_seed_ensemble_is_one_model_averaging_its_members(tmp_path, fixture_di
     assert len(history) == 1
 
 
-def test_cross_fitting_holds_every_record_out_once(tmp_path, fixture_dir, monkeypatch):
+CV3 = ["--train-records", "119", "208", "200", "--val-records", "119", "--test-records", "233",
+       "--epochs", "1", "--cache", "", "--folds", "3", "--skip-e2e"]
+
+
+@pytest.fixture(scope="module")
+def cv3_run(tmp_path_factory, fixture_dir):
+    """A cross-fitted run over the three fixture records: (run_id, metrics, store dir)."""
+    import os
+
+    tmp = tmp_path_factory.mktemp("mlflow_cv3")
+    old = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp / 'mlflow.db'}"
+    try:
+        from train.train import parse_args, run
+
+        run_id, metrics = run(parse_args(["--data", str(fixture_dir), *CV3]))
+        yield run_id, metrics, tmp
+    finally:
+        if old is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = old
+
+
+def run_card(run_id, tmp_path):
+    import mlflow
+
+    path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="model/model_card.json",
+                                               dst_path=str(tmp_path))
+    return json.loads(open(path).read())
+
+
+def test_cross_fitting_holds_every_record_out_once(cv3_run, tmp_path, fixture_dir, monkeypatch):
     import mlflow
 
     from train.train import parse_args, run
 
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    run_id, metrics = run(parse_args([
-        "--data", str(fixture_dir), "--train-records", "119", "208", "200", "--val-records", "119",
-        "--test-records", "233", "--epochs", "1", "--cache", "", "--folds", "3", "--skip-e2e"]))
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    card_path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="model/model_card.json",
-                                                    dst_path=str(tmp_path))
-    import json
-
-    card = json.loads(open(card_path).read())
+    run_id, metrics, store = cv3_run
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store / 'mlflow.db'}")
+    mlflow.set_tracking_uri(f"sqlite:///{store / 'mlflow.db'}")
+    card = run_card(run_id, tmp_path)
     folds = card["data_split"]["folds"]
     assert sorted(r for f in folds for r in f) == ["119", "200", "208"]  # each record in one fold
     assert card["training"]["members"] == 3 and len(card["training"]["best_epochs"]) == 3
@@ -164,6 +190,41 @@ def test_cross_fitting_holds_every_record_out_once(tmp_path, fixture_dir, monkey
     with pytest.raises(SystemExit, match="folds"):
         run(parse_args(["--data", str(fixture_dir), "--train-records", "119", "--val-records", "200",
                         "--test-records", "233", "--cache", "", "--folds", "5"]))
+
+
+def test_distillation_gives_one_network_validated_out_of_fold(cv3_run, tmp_path, fixture_dir, monkeypatch):
+    import keras
+    import mlflow
+
+    from train.train import parse_args, run
+
+    teacher_id, _, store = cv3_run
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store / 'mlflow.db'}")
+    run_id, metrics = run(parse_args(["--data", str(fixture_dir), *CV3, "--distill-from", teacher_id,
+                                      "--epochs", "2", "--patience", "5"]))
+    mlflow.set_tracking_uri(f"sqlite:///{store / 'mlflow.db'}")
+    card = run_card(run_id, tmp_path)
+    assert card["training"]["members"] == 1 and card["training"]["distilled_from"] == teacher_id
+    assert len(card["training"]["best_epochs"]) == 3  # one fold student per fold gave the OOF figures
+    assert 0 <= metrics["val_f1_V_teacher_ensemble"] <= 1  # the paired comparison
+    client0 = mlflow.MlflowClient()
+    assert len(client0.get_metric_history(run_id, "fold0_inner1_val_loss")) >= 1  # an inner member (3 folds: 2 each)
+    assert 0 <= metrics["val_f1_V"] <= 1
+    client = mlflow.MlflowClient()
+    assert client.get_run(run_id).data.params["distill_from"] == teacher_id
+    # the served student trained the median of the fold students' epoch counts, on all records
+    epochs = int(np.median(card["training"]["best_epochs"]))
+    assert len(client.get_metric_history(run_id, "student_loss")) == epochs
+    local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="model/model.keras",
+                                                dst_path=str(tmp_path / "m"))
+    model = keras.saving.load_model(local)
+    assert not [layer for layer in model.layers if isinstance(layer, keras.Model)]  # one network, no members
+
+    # the nested validation must mirror the teacher's folds
+    with pytest.raises(SystemExit, match="other folds"):
+        run(parse_args(["--data", str(fixture_dir), "--train-records", "119", "208", "200", "233",
+                        "--val-records", "119", "--test-records", "100", "--cache", "", "--folds", "3",
+                        "--skip-e2e", "--distill-from", teacher_id]))
 
 
 def test_average_precision_ranks_positives():

@@ -57,6 +57,11 @@ def parse_args(argv=None):
                     help="> 1: cross-fit over DS1 by record; one member per fold, decision tuned out of fold")
     ap.add_argument("--members", type=int, default=1,
                     help="networks trained with different seeds and averaged into one model")
+    ap.add_argument("--distill-from", metavar="RUN_ID",
+                    help="distil a finished cross-fitted run (its ensemble is the teacher) into one network, "
+                         "5x cheaper to serve; validated out of fold like the teacher (see train/distill.py)")
+    ap.add_argument("--distill-alpha", type=float, default=0.5,
+                    help="weight of the teacher's probability in the student's target (the rest: the label)")
     ap.add_argument("--no-ruleguard", action="store_true", help="do not tune a RuleGuard")
     ap.add_argument("--ablate-relative", action="store_true",
                     help="measurement only: blank the patient-relative inputs (beat minus median beat, "
@@ -182,28 +187,37 @@ def average_precision(p, y):
     return float(np.mean(hits[y] / (np.flatnonzero(y) + 1)))
 
 
-def fit_member(model, train, val, args, weights, seed, prefix="", on_epoch=None):
+def fit_member(model, train, val, args, weights, seed, prefix="", on_epoch=None, targets=None, epochs=None):
     """Fit one network epoch by epoch, keep the weights of its best validation score.
 
     The score is F1-V at its best threshold, or with ``--stop-on ap`` the average
     precision of V. Logs ``{prefix}loss``, ``val_loss``, ``val_f1_V_best_threshold``,
     ``val_f1_V_at_0.5`` and ``val_ap_V`` per epoch; returns the best epoch (1-based).
+    ``targets`` (n,) in [0, 1]: soft targets instead of the labels (distillation);
+    ``val=None``: no held-out beats, train exactly ``epochs`` epochs and keep the last.
     """
     import mlflow
 
+    y = train.y if targets is None else np.asarray(targets, np.float32)
+    # a weight per beat rather than Keras' class_weight, which needs integer labels
+    sample_weight = np.where(train.y == 1, weights[1], weights[0]).astype(np.float32)
     best = {"score": -1.0, "epoch": -1, "weights": None}
     rng = np.random.default_rng(seed)  # augmentation noise
-    for epoch in range(args.epochs):
+    for epoch in range(args.epochs if val is not None else epochs):
         t0 = time.time()
         windows = augment(train.windows, args.augment, rng) if args.augment > 0 else train.windows
-        hist = model.fit({"beat": windows, "rr": train.features}, train.y, batch_size=args.batch_size,
-                         epochs=1, verbose=0, class_weight=weights, shuffle=True)
+        hist = model.fit({"beat": windows, "rr": train.features}, y, batch_size=args.batch_size,
+                         epochs=1, verbose=0, sample_weight=sample_weight, shuffle=True)
+        loss = float(hist.history["loss"][-1])
+        if val is None:
+            mlflow.log_metric(f"{prefix}loss", loss, step=epoch)
+            log(f"{prefix}epoch {epoch + 1}/{epochs}: loss {loss:.4f} ({time.time() - t0:.0f} s)")
+            continue
         p_val = predict_raw(model, val)
         _, f1 = best_f1_threshold(p_val, val.y)
         f1_05 = best_f1_threshold(p_val, val.y, grid=[0.5])[1]
         eps = 1e-7
         val_loss = float(-np.mean(val.y * np.log(p_val + eps) + (1 - val.y) * np.log(1 - p_val + eps)))
-        loss = float(hist.history["loss"][-1])
         ap_v = average_precision(p_val, val.y)
         mlflow.log_metrics({f"{prefix}loss": loss, f"{prefix}val_loss": val_loss,
                             f"{prefix}val_f1_V_best_threshold": f1, f"{prefix}val_f1_V_at_0.5": f1_05,
@@ -222,6 +236,8 @@ def fit_member(model, train, val, args, weights, seed, prefix="", on_epoch=None)
         if epoch - best["epoch"] >= args.patience:
             log(f"{prefix}early stop: no better validation {args.stop_on} since epoch {best['epoch'] + 1}")
             break
+    if val is None:
+        return epochs
     model.set_weights(best["weights"])
     return best["epoch"] + 1
 
@@ -268,6 +284,17 @@ def run(args, nested=False, on_epoch=None, tags=None):
         log(f"cross-fitting over {len(dev_records)} DS1 records in {args.folds} folds: {folds}")
     else:
         folds = [val_records]
+    exp_id = tracking.setup()
+    teacher = None
+    if args.distill_from:
+        from . import distill
+
+        teacher_dir = tempfile.TemporaryDirectory()
+        teacher, teacher_card = distill.load_teacher(args.distill_from, teacher_dir.name)
+        # the nested validation mirrors the teacher's cross-fit: it must be on the same folds
+        if teacher_card["data_split"]["folds"] != folds:
+            raise SystemExit(f"run {args.distill_from} was cross-fitted on other folds "
+                             f"({teacher_card['data_split']['folds']}), not {folds}")
     fit_records = dev_records if args.folds > 1 else train_records
     log(f"building training beats from {len(fit_records)} records ({ddir})")
     train_all = beats(fit_records, strip, args.train_offsets)
@@ -280,16 +307,17 @@ def run(args, nested=False, on_epoch=None, tags=None):
     weights = class_weights(train_all.y, args.imbalance)
     n_members = args.folds if args.folds > 1 else args.members
 
-    exp_id = tracking.setup()
     name = args.run_name or (f"cnn{args.filters}-k{args.kernel}-{args.imbalance}"
-                             f"{f'-cv{args.folds}' if args.folds > 1 else ''}-seed{args.seed}")
+                             f"{f'-cv{args.folds}' if args.folds > 1 else ''}"
+                             f"{'-distilled' if teacher else ''}-seed{args.seed}")
     with mlflow.start_run(experiment_id=exp_id, run_name=name, nested=nested, tags=tags) as active:
         run_id = active.info.run_id
         mlflow.log_params({
             **params, "seed": args.seed, "imbalance": args.imbalance, "class_weight_V": weights[1],
             "batch_size": args.batch_size, "augment": args.augment, "ablate_relative": args.ablate_relative,
             "members": n_members, "folds": args.folds, "epochs_max": args.epochs, "patience": args.patience,
-            "stop_on": args.stop_on,
+            "stop_on": args.stop_on, "distill_from": args.distill_from or "",
+            "distill_alpha": args.distill_alpha if teacher else "",
             "strip_seconds": strip, "train_offsets": json.dumps(args.train_offsets),
             "train_records": " ".join(fit_records), "val_records": " ".join(dev_records if args.folds > 1 else val_records),
             "fold_records": json.dumps(folds) if args.folds > 1 else "",
@@ -302,31 +330,49 @@ def run(args, nested=False, on_epoch=None, tags=None):
         if args.ablate_relative:
             mlflow.set_tag("ablation", "relative inputs blanked: a measurement, not a model to serve")
 
-        members, best_epochs = [], []
-        p_val = np.zeros(len(val))
-        for m in range(n_members):
-            prefix = f"member{m}_" if n_members > 1 else ""
-            if args.folds > 1:
-                held_out = np.isin(val.records, folds[m])
-                fit_set, stop_set = train_all.subset(~np.isin(train_all.records, folds[m])), val.subset(held_out)
-            else:
-                held_out = np.ones(len(val), bool)
-                fit_set, stop_set = train_all, val
+        def network(fit_set, stop_set, seed, prefix, name="ecg_nv_cnn", targets=None, epochs=None, report=None):
+            """A fresh network fitted on ``fit_set``: (network, its best epoch)."""
             if args.max_train_beats and len(fit_set) > args.max_train_beats:
                 keep = np.random.default_rng(args.seed).choice(len(fit_set), args.max_train_beats, replace=False)
                 fit_set = fit_set.subset(np.sort(keep))
-            keras.utils.set_random_seed(args.seed + 1000 * m)
-            member = build_model(fit_set.windows.shape[1:], fit_set.features.shape[1],
-                                 fit_set.features.mean(axis=0), fit_set.features.std(axis=0) + 1e-6, params,
-                                 name=f"ecg_nv_cnn_{m}" if n_members > 1 else "ecg_nv_cnn")
-            # one step sequence across members, so Optuna compares trials at like points
-            report = (lambda e, f1, m=m: on_epoch(m * args.epochs + e, f1)) if on_epoch else None
-            best_epochs.append(fit_member(member, fit_set, stop_set, args, weights, args.seed + 1000 * m,
-                                          prefix, report))
-            members.append(member)
-            if args.folds > 1:
-                p_val[held_out] = predict_raw(member, stop_set)
-        model = average_models(members) if n_members > 1 else members[0]
+                targets = None if targets is None else targets[np.sort(keep)]
+            keras.utils.set_random_seed(seed)
+            net = build_model(fit_set.windows.shape[1:], fit_set.features.shape[1],
+                              fit_set.features.mean(axis=0), fit_set.features.std(axis=0) + 1e-6, params, name=name)
+            best = fit_member(net, fit_set, stop_set, args, weights, seed, prefix, report, targets=targets, epochs=epochs)
+            return net, best
+
+        extra = {}
+        if teacher:
+            # validation by nested cross-fitting (train/distill.py), then the served student
+            p_val, p_ensemble, best_epochs = distill.nested_out_of_fold(train_all, val, folds, network, args.seed,
+                                                                         args.distill_alpha, log)
+            extra["val_f1_V_teacher_ensemble"] = tune_decision(p_ensemble, val.y, val.features,
+                                                               use_ruleguard=not args.no_ruleguard)[1]["val_f1_V"]
+            epochs = int(np.median(best_epochs))
+            log(f"student on all {len(train_all)} DS1 training beats for {epochs} epochs")
+            model, _ = network(train_all, None, args.seed, "student_",
+                               targets=distill.soft_targets(teacher, train_all, args.distill_alpha), epochs=epochs)
+            teacher_dir.cleanup()
+        else:
+            members, best_epochs = [], []
+            p_val = np.zeros(len(val))
+            for m in range(n_members):
+                if args.folds > 1:
+                    held_out = np.isin(val.records, folds[m])
+                    fit_set, stop_set = train_all.subset(~np.isin(train_all.records, folds[m])), val.subset(held_out)
+                else:
+                    fit_set, stop_set = train_all, val
+                # one step sequence across members, so Optuna compares trials at like points
+                report = (lambda e, f1, m=m: on_epoch(m * args.epochs + e, f1)) if on_epoch else None
+                member, best = network(fit_set, stop_set, args.seed + 1000 * m,
+                                       f"member{m}_" if n_members > 1 else "",
+                                       name=f"ecg_nv_cnn_{m}" if n_members > 1 else "ecg_nv_cnn", report=report)
+                best_epochs.append(best)
+                members.append(member)
+                if args.folds > 1:
+                    p_val[held_out] = predict_raw(member, stop_set)
+            model = average_models(members) if n_members > 1 else members[0]
         if args.folds == 1:
             p_val = predict_raw(model, val)
         mlflow.log_metric("best_epoch", max(best_epochs))
@@ -334,7 +380,7 @@ def run(args, nested=False, on_epoch=None, tags=None):
         log("tuning calibration, threshold and RuleGuard on the validation " + ("out-of-fold predictions" if args.folds > 1 else "split"))
         decision, val_report = tune_decision(p_val, val.y, val.features,
                                              use_ruleguard=not args.no_ruleguard)
-        metrics = dict(val_report)
+        metrics = {**val_report, **extra}
 
         log(f"DS2 evaluation on reference beats ({len(args.test_records)} records)")
         test_ref = beats(args.test_records, None, reference=True, progress=None)
@@ -365,7 +411,9 @@ def run(args, nested=False, on_epoch=None, tags=None):
                            "train": fit_records, "validation": dev_records if args.folds > 1 else val_records,
                            "folds": folds if args.folds > 1 else None, "test": list(args.test_records)},
             "training": {**params, "seed": args.seed, "imbalance": args.imbalance, "augment": args.augment,
-                         "members": n_members, "folds": args.folds, "best_epochs": best_epochs},
+                         "members": 1 if teacher else n_members, "folds": args.folds, "best_epochs": best_epochs,
+                         **({"distilled_from": args.distill_from, "distill_alpha": args.distill_alpha}
+                            if teacher else {})},
             "metrics": {k: float(v) for k, v in metrics.items()},
             "data": "MIT-BIH Arrhythmia Database (Moody & Mark 2001; Goldberger et al. 2000), ODC-By 1.0",
         }

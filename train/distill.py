@@ -1,0 +1,79 @@
+"""Knowledge distillation: one network learns a cross-fitted ensemble's probabilities.
+
+The production ensemble averages 5 networks, so it costs 5 networks of CPU per beat
+(issue 5). A student of the same shape as one member, trained on a mix of the
+label and the ensemble's probability, costs one. Hinton, Vinyals & Dean 2015,
+"Distilling the knowledge in a neural network" (arXiv:1503.02531).
+
+The served student learns from the teacher run's ensemble on all of DS1, so no DS1
+patient is left to validate it. Its validation is therefore nested: for each outer
+fold k, an inner ensemble is cross-fitted on the other folds only (one member per
+inner fold), and a fold student learns from that inner ensemble on the same
+records. Neither has seen fold k, so on fold k both give honest out-of-fold
+predictions, made the way the served model is made: the students' tune the
+decision and give ``val_f1_V``; the inner ensembles' give ``val_f1_V_teacher_ensemble``,
+a paired comparison on the same patients of what distilling costs or gains.
+The served student trains for the median of the fold students' best epoch counts.
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .evaluate import predict_raw
+
+
+def load_teacher(run_id, dst):
+    """The teacher run's Keras ensemble and its training card, from MLflow artifacts.
+
+    Raises ``SystemExit`` when the run is not a cross-fitted ensemble.
+    """
+    import keras
+    import mlflow
+
+    local = Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="model", dst_path=str(dst)))
+    card = json.loads((local / "model_card.json").read_text())
+    folds = card.get("data_split", {}).get("folds")
+    if not folds:
+        raise SystemExit(f"run {run_id} is not cross-fitted (no folds in its card): nothing to distil")
+    model = keras.saving.load_model(local / "model.keras")
+    return model, card
+
+
+def soft_targets(teachers, beats, alpha):
+    """``alpha * teacher probability + (1 - alpha) * label`` for every beat, shape (n,).
+
+    ``teachers``: one network, or a list of networks whose probabilities are averaged.
+    """
+    teachers = teachers if isinstance(teachers, list) else [teachers]
+    p = np.mean([predict_raw(t, beats) for t in teachers], axis=0)
+    return (alpha * p + (1 - alpha) * beats.y).astype(np.float32)
+
+
+def nested_out_of_fold(train, val, folds, network, seed, alpha, log):
+    """Out-of-fold V probabilities of fold students and of their inner-ensemble teachers.
+
+    ``train``/``val``: the DS1 BeatSets (training beats, validation beats);
+    ``folds``: lists of records; ``network(fit_set, stop_set, seed, prefix, targets=...)``
+    fits a fresh network and returns ``(network, best_epoch)``. Returns
+    ``(p_student (n_val,), p_teacher (n_val,), best_epochs of the fold students)``.
+    """
+    p_student, p_teacher, best_epochs = np.zeros(len(val)), np.zeros(len(val)), []
+    for k, fold in enumerate(folds):
+        held = np.isin(val.records, fold)
+        outer = train.subset(~np.isin(train.records, fold))
+        inner = []
+        for j, inner_fold in enumerate(f for i, f in enumerate(folds) if i != k):
+            log(f"fold {k + 1}/{len(folds)}: inner member {j + 1}/{len(folds) - 1}")
+            net, _ = network(outer.subset(~np.isin(outer.records, inner_fold)),
+                             val.subset(np.isin(val.records, inner_fold)),
+                             seed + 1000 * k + 100 * (j + 1), f"fold{k}_inner{j}_")
+            inner.append(net)
+        log(f"fold {k + 1}/{len(folds)}: student")
+        student, best = network(outer, val.subset(held), seed + 1000 * k, f"fold{k}_student_",
+                                targets=soft_targets(inner, outer, alpha))
+        best_epochs.append(best)
+        p_student[held] = predict_raw(student, val.subset(held))
+        p_teacher[held] = np.mean([predict_raw(n, val.subset(held)) for n in inner], axis=0)
+    return p_student, p_teacher, best_epochs
