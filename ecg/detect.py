@@ -31,7 +31,7 @@ did not mark.
 
 import numpy as np
 
-from .dsp import find_peaks, uniform_filter1d
+from .dsp import find_peaks, median_1d, uniform_filter1d
 from .signal import MAX_FS, MIN_FS, bandpass
 
 QRS_BAND_HZ = (5.0, 20.0)  # where QRS energy dominates P/T waves, wander and muscle noise
@@ -112,8 +112,8 @@ def adaptive_threshold(times, levels, slopes, fs, seed=None):
     if seed is None:
         first = levels[times < times[0] + int(INIT_S * fs)]
         top = np.sort(first)[::-1]
-        spk = float(np.median(top[: max(2, len(top) // 3)]))
-        npk = float(np.median(first))
+        spk = float(median_1d(top[: max(2, len(top) // 3)]))
+        npk = float(median_1d(first))
     else:
         spk, npk = seed
 
@@ -202,7 +202,7 @@ def drop_beats_cut_by_the_edges(beats, d, fs):
     cumulative = np.concatenate([[0.0], np.cumsum(d * d)])
     energy = cumulative[np.minimum(beats + reach + 1, n)] - cumulative[np.maximum(beats - reach, 0)]
     inner = energy[~at_edge]
-    typical = np.median(inner) if len(inner) >= 2 else np.max(energy)
+    typical = median_1d(inner) if len(inner) >= 2 else np.max(energy)
     return beats[~at_edge | (energy >= EDGE_ENERGY_FRACTION * typical)]
 
 

@@ -9,6 +9,8 @@ import warnings
 
 import numpy as np
 
+from .dsp import median_1d
+
 RR_FEATURE_NAMES = (
     "rr_prev_ratio",  # RR before the beat / local mean RR (1 when missing)
     "rr_next_ratio",  # RR after the beat / local mean RR (1 when missing)
@@ -112,15 +114,6 @@ def _group_median_loop(values, groups):
     return out
 
 
-def _nanmedian_1d(v):
-    """``np.nanmedian(v)`` of a 1-D float array with a finite value: the same numpy scalar."""
-    s = np.sort(v)  # NaNs last
-    c = len(s) - int(np.count_nonzero(np.isnan(s)))
-    if c == 0:
-        return np.nanmedian(v)
-    return (s[(c - 1) // 2] + s[c // 2]) / 2
-
-
 def rr_intervals(peaks, fs):
     """RR before and after each beat in seconds, shape (n,) each; NaN where a side is missing."""
     peaks = np.asarray(peaks, dtype=np.float64)
@@ -170,7 +163,7 @@ def rr_features(peaks, fs, groups, qrs_s):
     rr_prev, rr_next = rr_intervals(peaks, fs)
     local = group_median(rr_prev, groups)
     # a group without any RR (a single beat) falls back to the whole signal, then to 1 s
-    overall = _nanmedian_1d(rr_prev) if len(peaks) > 1 else 1.0
+    overall = median_1d(rr_prev) if len(peaks) > 1 else 1.0
     local = np.where(np.isfinite(local) & (local > 0), local, overall)
     has_prev, has_next = np.isfinite(rr_prev), np.isfinite(rr_next)
     prev = np.where(has_prev, rr_prev, local)

@@ -10,6 +10,7 @@ import numpy as np
 
 from ecg import MODEL_FS
 from ecg.decision import classify
+from ecg.dsp import median_1d
 from ecg.pipeline import PREPROCESSING, extract_beats
 
 MODEL_LEAD = "MLII"
@@ -90,7 +91,7 @@ def build_result(model, beats, is_v, p_v, flipped, x, fs, derivation, apply_rule
         overall, overall_conf, risk = "N", round(float(1.0 - p_v.max()), 6), "LOW"
 
     rr = beats.rr_prev_s[1:]
-    heart_rate = round(60.0 / float(np.median(rr)), 1) if len(rr) else None
+    heart_rate = round(60.0 / float(median_1d(rr)), 1) if len(rr) else None
     beat_predictions = [
         {"beat_index": i, "position_sample": pos, "arrhythmia_type": kind, "confidence": c,
          "rr_previous": rp, "rr_next": rn, "qrs_width_ms": q}
@@ -110,7 +111,7 @@ def build_result(model, beats, is_v, p_v, flipped, x, fs, derivation, apply_rule
         warnings.append(f"derivation {derivation!r} is not {MODEL_LEAD}, the lead the model "
                         "was trained on: beat labels may be less reliable")
     warnings += _quality_warnings(x, fs, n, heart_rate)
-    if n >= 3 and np.median(beats.features[:, TEMPLATE_CORR]) < MIN_TEMPLATE_CORR:
+    if n >= 3 and median_1d(beats.features[:, TEMPLATE_CORR]) < MIN_TEMPLATE_CORR:
         warnings.append("the detected beats do not resemble one another: noise, or a very "
                         "poor signal? Beat labels are unreliable")
     return {

@@ -285,3 +285,17 @@ def test_expit_matches_scipy_without_warnings():
     rel = np.abs(got - want) / np.maximum(want, np.finfo(float).tiny)
     assert rel[want > 1e-300].max() <= 1e-15
     assert got[0] == 0.0 and dsp.expit(0.0) == 0.5
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_median_1d_is_numpys_median_bit_for_bit(dtype):
+    rng = np.random.default_rng(3)
+    for n in (1, 2, 3, 14, 15, 40, 41):
+        v = rng.normal(size=n).astype(dtype)
+        got, want = dsp.median_1d(v), np.median(v)
+        assert got == want and got.dtype == want.dtype
+        v[rng.choice(n, n // 3, replace=False)] = np.nan  # NaNs are ignored, as nanmedian does
+        assert dsp.median_1d(v) == np.nanmedian(v)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        assert np.isnan(dsp.median_1d(np.full(4, np.nan)))
