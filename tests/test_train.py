@@ -10,12 +10,9 @@ pytest.importorskip("tensorflow")
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory, fixture_dir):
-    import os
-
-    tmp = tmp_path_factory.mktemp("mlflow")
-    old = os.environ.get("MLFLOW_TRACKING_URI")
-    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp / 'mlflow.db'}"
-    try:
+    uri = f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+    with pytest.MonkeyPatch.context() as mp:  # module scope: the monkeypatch fixture is per test
+        mp.setenv("MLFLOW_TRACKING_URI", uri)
         from train.train import parse_args, run
 
         args = parse_args([
@@ -24,12 +21,7 @@ def tiny_run(tmp_path_factory, fixture_dir):
             "--cache", "", "--run-name", "pytest-tiny", "--seed", "7", "--folds", "1",
         ])
         run_id, metrics = run(args)
-        yield run_id, metrics, os.environ["MLFLOW_TRACKING_URI"]
-    finally:
-        if old is None:
-            os.environ.pop("MLFLOW_TRACKING_URI", None)
-        else:
-            os.environ["MLFLOW_TRACKING_URI"] = old
+        yield run_id, metrics, uri
 
 
 def test_run_logs_metrics_params_and_artifacts(tiny_run):
@@ -146,21 +138,13 @@ CV3 = ["--train-records", "119", "208", "200", "--val-records", "119", "--test-r
 @pytest.fixture(scope="module")
 def cv3_run(tmp_path_factory, fixture_dir):
     """A cross-fitted run over the three fixture records: (run_id, metrics, store dir)."""
-    import os
-
     tmp = tmp_path_factory.mktemp("mlflow_cv3")
-    old = os.environ.get("MLFLOW_TRACKING_URI")
-    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp / 'mlflow.db'}"
-    try:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp / 'mlflow.db'}")
         from train.train import parse_args, run
 
         run_id, metrics = run(parse_args(["--data", str(fixture_dir), *CV3]))
         yield run_id, metrics, tmp
-    finally:
-        if old is None:
-            os.environ.pop("MLFLOW_TRACKING_URI", None)
-        else:
-            os.environ["MLFLOW_TRACKING_URI"] = old
 
 
 def run_card(run_id, tmp_path):

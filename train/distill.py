@@ -5,7 +5,7 @@ The production ensemble averages 5 networks, so it costs 5 networks of CPU per b
 label and the ensemble's probability, costs one. Hinton, Vinyals & Dean 2015,
 "Distilling the knowledge in a neural network" (arXiv:1503.02531).
 
-The served student learns from the teacher run's ensemble on all of DS1, so no DS1
+A distilled run's model (the student) learns from the teacher run's ensemble on all of DS1, so no DS1
 patient is left to validate it. Its validation is therefore nested: for each outer
 fold k, an inner ensemble is cross-fitted on the other folds only (one member per
 inner fold), and a fold student learns from that inner ensemble on the same
@@ -14,6 +14,10 @@ predictions, made the way the served model is made: the students' tune the
 decision and give ``val_f1_V``; the inner ensembles' give ``val_f1_V_teacher_ensemble``,
 a paired comparison on the same patients of what distilling costs or gains.
 The served student trains for the median of the fold students' best epoch counts.
+
+Measured on seeds 42, 43, 44 (README, "The production model"): the students lost 0.016
+F1-V on average against their teacher ensembles on the same DS1 patients, so the
+service keeps serving the ensemble.
 """
 
 import json

@@ -59,7 +59,8 @@ def parse_args(argv=None):
                     help="networks trained with different seeds and averaged into one model")
     ap.add_argument("--distill-from", metavar="RUN_ID",
                     help="distil a finished cross-fitted run (its ensemble is the teacher) into one network, "
-                         "5x cheaper to serve; validated out of fold like the teacher (see train/distill.py)")
+                         "5x cheaper to serve, validated by nested cross-fitting (train/distill.py; measured "
+                         "in README: it lost F1-V on DS1 validation, so the served model is the ensemble)")
     ap.add_argument("--distill-alpha", type=float, default=0.5,
                     help="weight of the teacher's probability in the student's target (the rest: the label)")
     ap.add_argument("--no-ruleguard", action="store_true", help="do not tune a RuleGuard")
