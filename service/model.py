@@ -21,8 +21,9 @@ log = logging.getLogger("service.model")
 BEAT_SHAPE = (2 * PREPROCESSING["window_samples"][0], 2)  # (360, 2)
 RR_WIDTH = len(PREPROCESSING["rr_features"])  # 10
 # the card keeps every figure of the run; /health leaves out the training curves
-# (each member's losses and epochs), which say nothing about the served model's quality
-TRAINING_ONLY_METRICS = ("member", "best_epoch", "train_minutes")
+# (each member's losses and epochs, and a distilled run's fold networks and student:
+# train/distill.py), which say nothing about the served model's quality
+TRAINING_ONLY_METRICS = ("member", "fold", "student_", "best_epoch", "train_minutes")
 # beats per ONNX call: a 10-s strip (and up to ~30 s) is one call, a 30-min record ~40.
 # Smaller batches keep each layer's activations in cache: on record 200 (2,601 beats),
 # 64 took 0.445 s and left the worker 30 MB smaller than 256 (0.50 s); 32 was no better.

@@ -132,3 +132,13 @@ def test_health_shows_the_cards_test_figures_not_its_training_curves():
     assert shown["test_f1_V"] == card["metrics"]["test_f1_V"]
     assert shown["val_f1_V"] == card["metrics"]["val_f1_V"]
     assert not [k for k in shown if k.startswith("member") or k in ("best_epoch", "train_minutes")]
+
+
+def test_health_leaves_out_a_distilled_runs_training_curves():
+    from service.model import LoadedModel
+
+    card = json.loads((MODEL_DIR / "model.json").read_text())
+    card["metrics"] = {"val_f1_V": 0.79, "val_f1_V_teacher_ensemble": 0.80, "test_f1_V": 0.9,
+                       "fold0_inner1_val_loss": 0.1, "fold2_student_loss": 0.2, "student_loss": 0.3}
+    shown = LoadedModel(card=card, session=None).summary()["metrics"]
+    assert shown == {"val_f1_V": 0.79, "val_f1_V_teacher_ensemble": 0.80, "test_f1_V": 0.9}
