@@ -66,6 +66,7 @@ def nested_out_of_fold(train, val, folds, network, seed, alpha, log):
     p_student, p_teacher, best_epochs = np.zeros(len(val)), np.zeros(len(val)), []
     for k, fold in enumerate(folds):
         held = np.isin(val.records, fold)
+        held_out = val.subset(held)
         outer = train.subset(~np.isin(train.records, fold))
         inner = []
         for j, inner_fold in enumerate(f for i, f in enumerate(folds) if i != k):
@@ -75,9 +76,9 @@ def nested_out_of_fold(train, val, folds, network, seed, alpha, log):
                              seed + 1000 * k + 100 * (j + 1), f"fold{k}_inner{j}_")
             inner.append(net)
         log(f"fold {k + 1}/{len(folds)}: student")
-        student, best = network(outer, val.subset(held), seed + 1000 * k, f"fold{k}_student_",
+        student, best = network(outer, held_out, seed + 1000 * k, f"fold{k}_student_",
                                 targets=soft_targets(inner, outer, alpha))
         best_epochs.append(best)
-        p_student[held] = predict_raw(student, val.subset(held))
-        p_teacher[held] = np.mean([predict_raw(n, val.subset(held)) for n in inner], axis=0)
+        p_student[held] = predict_raw(student, held_out)
+        p_teacher[held] = np.mean([predict_raw(n, held_out) for n in inner], axis=0)
     return p_student, p_teacher, best_epochs
