@@ -211,6 +211,28 @@ def test_distillation_gives_one_network_validated_out_of_fold(cv3_run, tmp_path,
                         "--skip-e2e", "--distill-from", teacher_id]))
 
 
+def test_nested_oof_logs_each_inner_members_out_of_fold_probabilities(tmp_path, fixture_dir, monkeypatch):
+    import mlflow
+
+    from train.train import parse_args, run
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    run_id, metrics = run(parse_args(["--data", str(fixture_dir), *CV3, "--nested-oof"]))
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="evaluation/nested_oof.npz",
+                                               dst_path=str(tmp_path / "a"))
+    oof = np.load(path)
+    n = len(oof["y"])
+    assert oof["p_members"].shape == (n, 2)  # 3 folds: an inner ensemble of 2 per outer fold
+    assert ((oof["p_members"] > 0) & (oof["p_members"] < 1)).all()  # every beat predicted, none left at 0
+    assert sorted(set(oof["records"])) == ["119", "200", "208"] and oof["features"].shape[0] == n
+    assert 0 <= metrics["val_f1_V_nested_ensemble"] <= 1
+    card = run_card(run_id, tmp_path)
+    assert card["training"]["members"] == 3  # the served ensemble is trained as without the flag
+    with pytest.raises(SystemExit, match="nested-oof"):
+        run(parse_args(["--data", str(fixture_dir), *CV3[:-3], "--folds", "1", "--nested-oof"]))
+
+
 def test_average_precision_ranks_positives():
     from train.train import average_precision
 

@@ -56,14 +56,17 @@ def soft_targets(teachers, beats, alpha):
 
 
 def nested_out_of_fold(train, val, folds, network, seed, alpha, log):
-    """Out-of-fold V probabilities of fold students and of their inner-ensemble teachers.
+    """Out-of-fold V probabilities of fold students and of their inner ensembles' members.
 
     ``train``/``val``: the DS1 BeatSets (training beats, validation beats);
     ``folds``: lists of records; ``network(fit_set, stop_set, seed, prefix, targets=...)``
-    fits a fresh network and returns ``(network, best_epoch)``. Returns
-    ``(p_student (n_val,), p_teacher (n_val,), best_epochs of the fold students)``.
+    fits a fresh network and returns ``(network, best_epoch)``; ``alpha=None``: no
+    students, only the inner ensembles (``--nested-oof``). Returns
+    ``(p_student (n_val,) or None, p_members (n_val, len(folds) - 1), best_epochs of
+    the fold students)``; the inner ensemble's probability is ``p_members.mean(axis=1)``.
     """
-    p_student, p_teacher, best_epochs = np.zeros(len(val)), np.zeros(len(val)), []
+    p_student = None if alpha is None else np.zeros(len(val))
+    p_members, best_epochs = np.zeros((len(val), len(folds) - 1)), []
     for k, fold in enumerate(folds):
         held = np.isin(val.records, fold)
         held_out = val.subset(held)
@@ -75,10 +78,12 @@ def nested_out_of_fold(train, val, folds, network, seed, alpha, log):
                              val.subset(np.isin(val.records, inner_fold)),
                              seed + 1000 * k + 100 * (j + 1), f"fold{k}_inner{j}_")
             inner.append(net)
+            p_members[held, j] = predict_raw(net, held_out)
+        if alpha is None:
+            continue
         log(f"fold {k + 1}/{len(folds)}: student")
         student, best = network(outer, held_out, seed + 1000 * k, f"fold{k}_student_",
                                 targets=soft_targets(inner, outer, alpha))
         best_epochs.append(best)
         p_student[held] = predict_raw(student, held_out)
-        p_teacher[held] = np.mean([predict_raw(n, held_out) for n in inner], axis=0)
-    return p_student, p_teacher, best_epochs
+    return p_student, p_members, best_epochs

@@ -63,6 +63,11 @@ def parse_args(argv=None):
                          "in README: it lost F1-V on DS1 validation, so the served model is the ensemble)")
     ap.add_argument("--distill-alpha", type=float, default=0.5,
                     help="weight of the teacher's probability in the student's target (the rest: the label)")
+    ap.add_argument("--nested-oof", action="store_true",
+                    help="also cross-fit an inner ensemble inside each outer fold and log its members' "
+                         "out-of-fold probabilities (evaluation/nested_oof.npz): honest DS1 predictions of "
+                         "an ensemble, on which ensemble-level choices (the cascade, bench/cascade.py) are "
+                         "validated; 5x the training time")
     ap.add_argument("--no-ruleguard", action="store_true", help="do not tune a RuleGuard")
     ap.add_argument("--ablate-relative", action="store_true",
                     help="measurement only: blank the patient-relative inputs (beat minus median beat, "
@@ -285,6 +290,8 @@ def run(args, nested=False, on_epoch=None, tags=None):
         log(f"cross-fitting over {len(dev_records)} DS1 records in {args.folds} folds: {folds}")
     else:
         folds = [val_records]
+    if args.nested_oof and (args.folds < 3 or args.distill_from):
+        raise SystemExit("--nested-oof needs --folds of at least 3 and no --distill-from")
     exp_id = tracking.setup()
     teacher = None
     if args.distill_from:
@@ -317,7 +324,7 @@ def run(args, nested=False, on_epoch=None, tags=None):
             **params, "seed": args.seed, "imbalance": args.imbalance, "class_weight_V": weights[1],
             "batch_size": args.batch_size, "augment": args.augment, "ablate_relative": args.ablate_relative,
             "members": n_members, "folds": args.folds, "epochs_max": args.epochs, "patience": args.patience,
-            "stop_on": args.stop_on, "distill_from": args.distill_from or "",
+            "stop_on": args.stop_on, "nested_oof": args.nested_oof, "distill_from": args.distill_from or "",
             "distill_alpha": args.distill_alpha if teacher else "",
             "strip_seconds": strip, "train_offsets": json.dumps(args.train_offsets),
             "train_records": " ".join(fit_records), "val_records": " ".join(dev_records if args.folds > 1 else val_records),
@@ -346,9 +353,9 @@ def run(args, nested=False, on_epoch=None, tags=None):
         extra = {}
         if teacher:
             # validation by nested cross-fitting (train/distill.py), then the served student
-            p_val, p_ensemble, best_epochs = distill.nested_out_of_fold(train_all, val, folds, network, args.seed,
-                                                                         args.distill_alpha, log)
-            extra["val_f1_V_teacher_ensemble"] = tune_decision(p_ensemble, val.y, val.features,
+            p_val, p_inner, best_epochs = distill.nested_out_of_fold(train_all, val, folds, network, args.seed,
+                                                                      args.distill_alpha, log)
+            extra["val_f1_V_teacher_ensemble"] = tune_decision(p_inner.mean(axis=1), val.y, val.features,
                                                                use_ruleguard=not args.no_ruleguard)[1]["val_f1_V"]
             epochs = int(np.median(best_epochs))
             log(f"student on all {len(train_all)} DS1 training beats for {epochs} epochs")
@@ -356,6 +363,16 @@ def run(args, nested=False, on_epoch=None, tags=None):
                                targets=distill.soft_targets(teacher, train_all, args.distill_alpha), epochs=epochs)
             teacher_dir.cleanup()
         else:
+            if args.nested_oof:
+                from . import distill
+
+                _, p_inner, _ = distill.nested_out_of_fold(train_all, val, folds, network, args.seed, None, log)
+                extra["val_f1_V_nested_ensemble"] = tune_decision(p_inner.mean(axis=1), val.y, val.features,
+                                                                  use_ruleguard=not args.no_ruleguard)[1]["val_f1_V"]
+                with tempfile.TemporaryDirectory() as tmp:
+                    np.savez_compressed(Path(tmp) / "nested_oof.npz", p_members=p_inner.astype(np.float32),
+                                        y=val.y, records=val.records, features=val.features)
+                    mlflow.log_artifact(str(Path(tmp) / "nested_oof.npz"), "evaluation")
             members, best_epochs = [], []
             p_val = np.zeros(len(val))
             for m in range(n_members):
