@@ -84,6 +84,19 @@ def staged_request(model, body, schema, infer=None, times=None):
     return out
 
 
+def cascade_sent(model, body, schema):
+    """With a cascade model: how many of the request's beats the other members also ran on."""
+    if model.rest is None:
+        return None
+    req = schema.load(jsonio.loads(body))
+    x360, filtered = preprocess(req["signal_data"], req["sampling_rate"])
+    beats = beat_inputs(filtered, detect_r_peaks(x360, MODEL_FS), req["sampling_rate"], len(req["signal_data"]))
+    p_first = model._run(model.session, beats.windows, beats.features)
+    band = model.decision["cascade"]
+    return {"beats": len(p_first), "sent": int(np.sum((p_first > band["low"]) & (p_first < band["high"]))),
+            "members": model.card["onnx"]["cascade"]["rest"]["members"] + 1}
+
+
 def check_same_answer(client, model, body, schema):
     """The staged path must answer what the service answers (ids and times aside)."""
     r = client.post(PREDICT_PATH, data=body, content_type="application/json")
@@ -157,6 +170,7 @@ def measure(body, n, label, app=None):
         "stage_doc": STAGE_DOC,
         "framework_ms": whole_stats["median_ms"] - staged_sum,
         "slowest_stage": slowest,
+        "cascade": cascade_sent(model, body, schema),
     }
     log(f"  {label}: whole median {whole_stats['median_ms']:.3f} ms p99 {whole_stats['p99_ms']:.3f} ms"
         f" ({answer['total_beats']} beats); slowest stage {slowest} "

@@ -98,6 +98,12 @@ def write_markdown(r):
         L.append("| whole request, p99 | " + " | ".join(_fmt(ip[c]["whole"]["p99_ms"], 3) for c in cols) + " |")
         L.append("| slowest stage | " + " | ".join(ip[c]["slowest_stage"] for c in cols) + " |")
         L.append("")
+        casc = [(ip[c]["label"], ip[c]["cascade"]) for c in cols if ip[c].get("cascade")]
+        if casc:
+            L.append(f"The model is served as a cascade (`decision.cascade` in its card): the first of its "
+                     f"{casc[0][1]['members']} members on every beat, the others only on beats near the "
+                     "threshold: " + "; ".join(f"{label}, {d['sent']} of {d['beats']} beats" for label, d in casc) + ".")
+            L.append("")
     for k in ("10s", "30min"):
         if "skipped" in ip.get(k, {}):
             L.append(f"In-process {k}: skipped ({ip[k]['skipped']}).")

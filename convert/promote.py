@@ -125,6 +125,36 @@ def check_parity(model, onnx_path, decision, data_dir):
     return result
 
 
+def export_cascade(model, chosen, decision, tmp, data_dir):
+    """First member and mean of the others as two ONNX graphs, each checked against Keras.
+
+    ``chosen``: ``python -m train.cascade``'s output (the band in logits around the raw
+    threshold). Returns ``(cascade_parts, {role: (path, members)}, parity results)``.
+    """
+    import keras
+
+    from train.cascade import band
+    from train.model import average_models
+
+    from .onnx_export import OPSET, export_onnx
+
+    members = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+    if len(members) < 2:
+        raise PromotionError("--cascade needs an ensemble run (several members); this run has one network")
+    keras_graphs = {"first": (members[0], 1), "rest": (average_models(members[1:]), len(members) - 1)}
+    paths, parity = {}, {}
+    for role, (net, n) in keras_graphs.items():
+        path = tmp / f"{role}.onnx"
+        export_onnx(net, path, OPSET)
+        log(f"cascade: {role}.onnx ({n} member{'s' if n > 1 else ''})")
+        parity[role] = check_parity(net, path, decision, data_dir)
+        paths[role] = (path, n)
+    low, high = band(decision, chosen["below_logit"], chosen["above_logit"])
+    log(f"cascade: members 2..{len(members)} run on beats whose first-member probability is in "
+        f"({low:.4g}, {high:.4g})")
+    return cascade_parts({**chosen, "low": low, "high": high}, paths), paths, parity
+
+
 def check_end_to_end(model_dir, card, data_dir):
     """Recompute the card's e2e DS2 figures with the candidate in ``model_dir``, served as the service serves."""
     from train.data import data_dir as find_data
@@ -181,7 +211,9 @@ def install(files, output):
     if not os.access(output, os.W_OK):
         raise PromotionError(f"{output} is not writable: fix its permissions or pass --output")
     previous = output.with_name(output.name + ".previous")
-    old = {n: (output / n).read_bytes() for n in files if (output / n).exists()}
+    # the whole current version (a cascade's graphs too) goes to .previous
+    old = {f.name: f.read_bytes() for f in sorted(output.iterdir())
+           if f.is_file() and not f.name.startswith(".") and f.suffix in (".onnx", ".json")}
     if {"model.onnx", "model.json"} <= set(old):
         staging = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.previous."))
         staging.chmod(0o755)
@@ -216,10 +248,13 @@ def rollback(output):
     previous = output.with_name(output.name + ".previous")
     if not (previous / "model.json").exists():
         raise PromotionError(f"no previous version in {previous}: nothing to roll back to")
-    old = {n: (previous / n).read_bytes() for n in ("model.onnx", "model.json")}
-    card = json.loads(old["model.json"])
-    if sha256(previous / "model.onnx") != card.get("onnx", {}).get("sha256"):
-        raise PromotionError(f"{previous}/model.onnx does not match its card: restore it from git history")
+    card = json.loads((previous / "model.json").read_bytes())
+    graphs = {"model.onnx": card.get("onnx", {}).get("sha256"),
+              **{g["file"]: g["sha256"] for g in card.get("onnx", {}).get("cascade", {}).values()}}
+    for name, want in graphs.items():
+        if not (previous / name).exists() or sha256(previous / name) != want:
+            raise PromotionError(f"{previous}/{name} does not match its card: restore it from git history")
+    old = {n: (previous / n).read_bytes() for n in [*graphs, "model.json"]}
     install(old, output)  # the current version becomes the new 'previous', so rollback toggles
     log(f"rolled back to {card.get('name')} version {card.get('version')} (run {card['mlflow']['run_id']})")
     return card
@@ -237,8 +272,18 @@ def package_versions():
     return out
 
 
-def build_card(train_card, run, onnx_path, opset, verification, version):
-    return {
+def cascade_parts(cascade, paths):
+    """The card's two cascade entries, ``(decision part, onnx part)``; ``paths``: {role: (path, members)}."""
+    decision = {k: cascade[k] for k in ("low", "high", "below_logit", "above_logit")}
+    decision["chosen_on"] = {k: cascade[k] for k in ("study_runs", "rule", "ds1_nested_oof", "beats")}
+    graphs = {role: {"file": f"{role}.onnx", "sha256": sha256(path), "bytes": Path(path).stat().st_size,
+                     "members": members} for role, (path, members) in paths.items()}
+    return decision, graphs
+
+
+def build_card(train_card, run, onnx_path, opset, verification, version, cascade=None):
+    """The served card; ``cascade``: ``cascade_parts(...)`` when the ensemble is served as a cascade."""
+    card = {
         **train_card,
         "version": version,
         "promoted_at": datetime.now(timezone.utc).isoformat(),
@@ -252,16 +297,23 @@ def build_card(train_card, run, onnx_path, opset, verification, version):
         "versions": package_versions(),
         "verification": verification,
     }
+    if cascade is not None:
+        card["decision"] = {**card["decision"], "cascade": cascade[0]}
+        card["onnx"]["cascade"] = cascade[1]
+    return card
 
 
-def register(client, run_id, onnx_path, card_path):
-    """Log the ONNX model and card on the run and register them; returns the new version number."""
+def register(client, run_id, onnx_path, card_path, cascade_paths=()):
+    """Log the ONNX model and card (and a cascade's two graphs) on the run and register
+    them; returns the new version number."""
     import mlflow
     import onnx
 
     with mlflow.start_run(run_id=run_id):
         info = mlflow.onnx.log_model(onnx.load(str(onnx_path)), name="onnx_model")
         mlflow.log_artifact(str(card_path), "onnx_model_card")
+        for path in cascade_paths:
+            mlflow.log_artifact(str(path), "onnx_model_cascade")
     mv = mlflow.register_model(info.model_uri, REGISTERED_MODEL, tags={"run_id": run_id})
     return mv.version
 
@@ -345,11 +397,18 @@ def promote(args):
             raise PromotionError(f"ONNX conversion failed ({type(exc).__name__}: {exc}): "
                                  "check tf2onnx/onnx versions in requirements-train.txt") from None
         verification = {"parity": check_parity(model, onnx_path, train_card["decision"], args.data)}
+        files = {"model.onnx": onnx_path}
+        cascade = None
+        if args.cascade:
+            cascade, graphs, verification["parity_cascade"] = export_cascade(
+                model, json.loads(Path(args.cascade).read_text()), train_card["decision"], tmp, args.data)
+            files.update({f"{role}.onnx": path for role, (path, _) in graphs.items()})
         # the candidate as the service will read it: the same card fields and sha256 check
         candidate = tmp / "candidate"
         candidate.mkdir()
-        shutil.copy2(onnx_path, candidate / "model.onnx")
-        cand_card = build_card(train_card, run, onnx_path, OPSET, verification, "candidate")
+        for name, path in files.items():
+            shutil.copy2(path, candidate / name)
+        cand_card = build_card(train_card, run, onnx_path, OPSET, verification, "candidate", cascade)
         (candidate / "model.json").write_text(json.dumps(cand_card, indent=2))
         verification["end_to_end"] = check_end_to_end(candidate, cand_card, args.data)
 
@@ -359,11 +418,14 @@ def promote(args):
         version = None
         card_path = tmp / "model.json"
         if not args.no_registry:
-            card_path.write_text(json.dumps(build_card(train_card, run, onnx_path, OPSET, verification, "pending"), indent=2))
-            version = register(client, run.info.run_id, onnx_path, card_path)
+            card_path.write_text(json.dumps(build_card(train_card, run, onnx_path, OPSET, verification, "pending",
+                                                       cascade), indent=2))
+            version = register(client, run.info.run_id, onnx_path, card_path,
+                               [p for n, p in files.items() if n != "model.onnx"])
         version = str(version or datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S"))
-        card = build_card(train_card, run, onnx_path, OPSET, verification, version)
-        install({"model.onnx": onnx_path.read_bytes(), "model.json": json.dumps(card, indent=2).encode()}, output)
+        card = build_card(train_card, run, onnx_path, OPSET, verification, version, cascade)
+        install({**{n: p.read_bytes() for n, p in files.items()},
+                 "model.json": json.dumps(card, indent=2).encode()}, output)
         log(f"wrote {output}/model.onnx ({card['onnx']['bytes']} bytes, sha256 {card['onnx']['sha256'][:12]}...) "
             f"and model.json, version {version}")
         if not args.no_registry:
@@ -385,6 +447,8 @@ def parse_args(argv=None):
     ap.add_argument("--dry-run", action="store_true", help="choose, convert and verify; write nothing")
     ap.add_argument("--force", action="store_true", help="promote even if worse than production")
     ap.add_argument("--commit", action="store_true", help="git commit models/ with a 'Deploy: MLflow model' message")
+    ap.add_argument("--cascade", metavar="JSON",
+                    help="serve the ensemble as a cascade with the band python -m train.cascade chose")
     ap.add_argument("--rollback", action="store_true", help="restore the previous production model")
     ap.add_argument("--no-registry", action="store_true", help="skip the MLflow Model Registry")
     return ap.parse_args(argv)

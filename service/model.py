@@ -1,4 +1,9 @@
-"""The model of this worker: card + one ONNX Runtime session, loaded once at start-up.
+"""The model of this worker: card + its ONNX Runtime session(s), loaded once at start-up.
+
+A card with a cascade (``decision.cascade``, ``onnx.cascade``) is served as two graphs:
+the first ensemble member on every beat, the other members only on the beats whose
+first-member probability lies inside the card's band (``LoadedModel.p_v``). The band
+is chosen on honest DS1 predictions of whole ensembles (``python -m train.cascade``).
 
 A missing, corrupt or incompatible model never stops the service: the worker starts
 degraded, with the reason, and predictions answer 503 saying it.
@@ -52,7 +57,8 @@ class ShaMismatch(ModelUnavailable):
 @dataclass
 class LoadedModel:
     card: dict
-    session: ort.InferenceSession
+    session: ort.InferenceSession  # the whole ensemble; with a cascade, its first member
+    rest: ort.InferenceSession | None = None  # with a cascade: the mean of the other members
 
     @property
     def decision(self):
@@ -84,10 +90,33 @@ class LoadedModel:
             "created_at": self.card.get("created_at"),
             "metrics": {k: v for k, v in (self.card.get("metrics") or {}).items()
                         if not k.startswith(TRAINING_ONLY_METRICS)},
+            "cascade": ({"low": self.decision["cascade"]["low"], "high": self.decision["cascade"]["high"],
+                         "members": self.card["onnx"]["cascade"]["rest"]["members"] + 1}
+                        if self.rest is not None else None),
         }
 
     def p_v(self, windows, features):
-        """Raw V probabilities (n,) of n beats: one batched ONNX call per ``BATCH_BEATS`` beats.
+        """Raw V probabilities (n,) of n beats: the ensemble mean, or with a cascade,
+        the first member's where it is outside the card's band.
+
+        Beats whose first-member probability is at or below ``low``, or at or above
+        ``high``, keep it; the others get the mean of all members, from one more call
+        on those beats only.
+        """
+        p = self._run(self.session, windows, features)
+        if self.rest is None:
+            return p
+        band = self.card["decision"]["cascade"]
+        unsure = np.flatnonzero((p > band["low"]) & (p < band["high"]))
+        if len(unsure):
+            n_rest = self.card["onnx"]["cascade"]["rest"]["members"]
+            p_rest = self._run(self.rest, windows[unsure], features[unsure])
+            p[unsure] = (p[unsure] + n_rest * p_rest) / (n_rest + 1)
+        return p
+
+    @staticmethod
+    def _run(session, windows, features):
+        """One batched ONNX call per ``BATCH_BEATS`` beats: (n,) float32.
 
         A 30-min record (~2,500 beats) in one call would make ONNX Runtime's arena hold
         hundreds of MB of activations for the worker's lifetime; in batches it stays
@@ -96,9 +125,9 @@ class LoadedModel:
         """
         n = len(windows)
         if n <= BATCH_BEATS:
-            return self.session.run(["p_v"], {"beat": windows, "rr": features})[0][:, 0]
+            return session.run(["p_v"], {"beat": windows, "rr": features})[0][:, 0]
         return np.concatenate([
-            self.session.run(["p_v"], {"beat": windows[i:i + BATCH_BEATS], "rr": features[i:i + BATCH_BEATS]})[0][:, 0]
+            session.run(["p_v"], {"beat": windows[i:i + BATCH_BEATS], "rr": features[i:i + BATCH_BEATS]})[0][:, 0]
             for i in range(0, n, BATCH_BEATS)])
 
 
@@ -143,6 +172,19 @@ def _check_card(card):
         )
     if not 0.0 <= threshold <= 1.0:
         raise ModelUnavailable(f"model card's threshold {threshold} is not in 0..1")
+    band = card["decision"].get("cascade")
+    if band is not None:
+        try:
+            low, high = float(band["low"]), float(band["high"])
+            graphs = card["onnx"]["cascade"]
+            for part in ("first", "rest"):
+                graphs[part]["file"], graphs[part]["sha256"]
+            if int(graphs["first"]["members"]) != 1 or int(graphs["rest"]["members"]) < 1:
+                raise ValueError("first must be one member, rest at least one")
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelUnavailable(f"model card's cascade is incomplete: {exc}") from None
+        if not 0.0 <= low < high <= 1.0:
+            raise ModelUnavailable(f"model card's cascade band {low}..{high} is not an interval in 0..1")
 
 
 def _check_io(session):
@@ -156,8 +198,16 @@ def _check_io(session):
                                f"(beat [N, {BEAT_SHAPE[0]}, {BEAT_SHAPE[1]}], rr [N, {RR_WIDTH}])")
 
 
+def _graph_files(card):
+    """The ONNX files the service runs for this card: {role: (file, sha256)}."""
+    if card["decision"].get("cascade") is not None:
+        graphs = card["onnx"]["cascade"]
+        return {role: (graphs[role]["file"], graphs[role]["sha256"]) for role in ("first", "rest")}
+    return {"model": (card["onnx"]["file"], card["onnx"]["sha256"])}
+
+
 def _read_verified(model_dir):
-    """(card, ONNX bytes) whose sha256 the card vouches for."""
+    """(card, {role: ONNX bytes}) whose sha256 the card vouches for."""
     card_path = model_dir / "model.json"
     try:
         card = json.loads(card_path.read_bytes())
@@ -171,44 +221,52 @@ def _read_verified(model_dir):
         raise ModelUnavailable("model card model.json is not a JSON object")
     _check_card(card)
 
-    onnx_name = Path(str(card["onnx"]["file"])).name
-    try:
-        blob = (model_dir / card["onnx"]["file"]).read_bytes()
-    except OSError as exc:
-        raise ModelUnavailable(f"ONNX file unreadable ({onnx_name}: {exc.strerror})") from None
-    digest = hashlib.sha256(blob).hexdigest()
-    if digest != card["onnx"]["sha256"]:
-        raise ShaMismatch(f"sha256 of {onnx_name} is {digest}, the card says "
-                          f"{card['onnx']['sha256']}: corrupt or replaced file")
-    return card, blob
+    blobs = {}
+    for role, (file, want) in _graph_files(card).items():
+        onnx_name = Path(str(file)).name
+        try:
+            blob = (model_dir / file).read_bytes()
+        except OSError as exc:
+            raise ModelUnavailable(f"ONNX file unreadable ({onnx_name}: {exc.strerror})") from None
+        digest = hashlib.sha256(blob).hexdigest()
+        if digest != want:
+            raise ShaMismatch(f"sha256 of {onnx_name} is {digest}, the card says "
+                              f"{want}: corrupt or replaced file")
+        blobs[role] = blob
+    return card, blobs
 
 
 def load_model(model_dir, intra_op_threads=1):
-    """Card + verified ONNX session from ``model_dir``; raises :class:`ModelUnavailable`."""
+    """Card + verified ONNX session(s) from ``model_dir``; raises :class:`ModelUnavailable`."""
     model_dir = Path(model_dir)
     for attempt in range(SHA_MISMATCH_RETRIES + 1):
         try:
-            card, blob = _read_verified(model_dir)
+            card, blobs = _read_verified(model_dir)
             break
         except ShaMismatch:
             if attempt == SHA_MISMATCH_RETRIES:
                 raise
-            time.sleep(SHA_MISMATCH_WAIT_S)  # maybe a promotion between its two renames
-    onnx_name = Path(str(card["onnx"]["file"])).name
-    try:
-        session = ort.InferenceSession(blob, _session_options(intra_op_threads),
-                                       providers=["CPUExecutionProvider"])
-    except Exception as exc:  # onnxruntime raises its own exception types
-        raise ModelUnavailable(f"ONNX Runtime cannot load {onnx_name}: {exc}") from None
-    _check_io(session)
+            time.sleep(SHA_MISMATCH_WAIT_S)  # maybe a promotion between its renames
+    sessions = {}
+    for role, blob in blobs.items():
+        onnx_name = Path(str(_graph_files(card)[role][0])).name
+        try:
+            sessions[role] = ort.InferenceSession(blob, _session_options(intra_op_threads),
+                                                  providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise ModelUnavailable(f"ONNX Runtime cannot load {onnx_name}: {exc}") from None
+        _check_io(sessions[role])
 
-    model = LoadedModel(card=card, session=session)
-    try:  # one real run: catches a model that loads but cannot execute, and warms it up
-        p = model.p_v(np.zeros((1, *BEAT_SHAPE), np.float32), np.zeros((1, RR_WIDTH), np.float32))
+    model = LoadedModel(card=card, session=sessions.get("model") or sessions["first"], rest=sessions.get("rest"))
+    try:  # one real run of every graph: catches a model that loads but cannot execute, and warms it up
+        for session in sessions.values():
+            p = model._run(session, np.zeros((1, *BEAT_SHAPE), np.float32), np.zeros((1, RR_WIDTH), np.float32))
+            if p.shape != (1,) or not np.isfinite(p).all():
+                raise ModelUnavailable(f"ONNX model returned {p!r} on a test batch")
+    except ModelUnavailable:
+        raise
     except Exception as exc:
         raise ModelUnavailable(f"ONNX model fails on a test batch: {exc}") from None
-    if p.shape != (1,) or not np.isfinite(p).all():
-        raise ModelUnavailable(f"ONNX model returned {p!r} on a test batch")
     return model
 
 

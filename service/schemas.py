@@ -217,6 +217,9 @@ class ModelSummarySchema(Schema):
     threshold = fields.Float()
     created_at = fields.String(allow_none=True)
     metrics = fields.Dict()
+    cascade = fields.Dict(allow_none=True, metadata={
+        "description": "null when every beat gets the whole ensemble; else the band of first-member "
+                       "probabilities (low, high) whose beats also get the other members"})
 
 
 class HealthSchema(Schema):

@@ -190,3 +190,66 @@ def test_commit_records_the_deployment(store, tmp_path):
     files = subprocess.run([*git, "show", "--name-only", "--format=", "HEAD"], capture_output=True, text=True).stdout
     assert "models/ecg_nv_cnn/model.onnx" in files and "models/ecg_nv_cnn/model.json" in files
     shutil.rmtree(repo)
+
+
+def test_cascade_serves_the_first_member_outside_the_band_and_the_ensemble_inside(store, tmp_path, record_119):
+    """A cross-fitted run promoted with --cascade: two checked graphs, and the service's p_v is
+    the first member's outside the card's band and the mean of all members inside it."""
+    import onnxruntime as ort
+
+    from ecg.pipeline import extract_beats
+    from service.model import load_model
+    from train.train import parse_args, run
+
+    os.environ["MLFLOW_TRACKING_URI"] = store["uri"]
+    run_id, _ = run(parse_args(["--data", store["data"], "--train-records", "119", "208", "200",
+                                "--val-records", "119", "--test-records", "233", "--epochs", "1",
+                                "--cache", "", "--folds", "3", "--skip-e2e", "--seed", "3"]))
+    chosen = tmp_path / "cascade.json"
+    chosen.write_text(json.dumps({"below_logit": 2.0, "above_logit": 2.0, "study_runs": ["r1"], "rule": {},
+                                  "ds1_nested_oof": {}, "beats": 0}))
+    out = tmp_path / "m" / "ecg_nv_cnn"
+    assert promote(store, out, "--run-id", run_id, "--force", "--cascade", str(chosen), "--no-registry") == 0
+    card = json.loads((out / "model.json").read_text())
+    band, graphs = card["decision"]["cascade"], card["onnx"]["cascade"]
+    assert graphs["first"]["members"] == 1 and graphs["rest"]["members"] == 2
+    for role in ("first", "rest"):
+        assert graphs[role]["sha256"] == hashlib.sha256((out / f"{role}.onnx").read_bytes()).hexdigest()
+        assert card["verification"]["parity_cascade"][role]["max_abs_diff"] <= 1e-5
+    assert 0 < band["low"] < band["high"] < 1
+
+    b = extract_beats(record_119.signal, record_119.fs)
+    x = {"beat": b.windows, "rr": b.features}
+    full = ort.InferenceSession(str(out / "model.onnx")).run(["p_v"], x)[0][:, 0]
+    first = ort.InferenceSession(str(out / "first.onnx")).run(["p_v"], x)[0][:, 0]
+    model = load_model(out)
+    assert model.rest is not None
+    # a one-epoch network's probabilities bunch near 0.5: a band over their middle half
+    # makes both paths run (the card's own band is checked above)
+    band = {**band, "low": float(np.quantile(first, 0.25)), "high": float(np.quantile(first, 0.75))}
+    model.card["decision"]["cascade"] = band
+    p = model.p_v(b.windows, b.features)
+    sent = (first > band["low"]) & (first < band["high"])
+    assert np.allclose(p[sent], full[sent], atol=1e-6)  # the ensemble's own mean
+    assert np.array_equal(p[~sent], first[~sent])
+    assert 0 < sent.sum() < len(p), sent.sum()  # both paths taken
+
+    # /health says how the model is served; a replaced graph is refused by name
+    from service import create_app
+
+    health = create_app({"MODEL_DIR": str(out)}).test_client().get("/health").get_json()
+    assert health["model_loaded"] and health["model"]["cascade"]["members"] == 3
+    assert health["model"]["cascade"]["low"] == card["decision"]["cascade"]["low"]
+    broken = tmp_path / "broken"
+    shutil.copytree(out, broken)
+    (broken / "rest.onnx").write_bytes((out / "first.onnx").read_bytes())
+    with pytest.raises(Exception, match="sha256 of rest.onnx"):
+        load_model(broken)
+
+    # a rollback restores the previous version with its graphs; a second one the cascade again
+    before = snapshot(out)
+    assert promote(store, out, "--run-id", store["runs"][0][0], "--force", "--no-registry") == 0
+    assert "cascade" not in json.loads((out / "model.json").read_text())["decision"]
+    assert load_model(out).rest is None
+    assert promote(store, out, "--rollback") == 0
+    assert snapshot(out) == before and load_model(out).rest is not None
