@@ -199,11 +199,16 @@ def _check_io(session):
 
 
 def _graph_files(card):
-    """The ONNX files the service runs for this card: {role: (file, sha256)}."""
+    """Every ONNX file of the card's release: {role: (file, sha256)}.
+
+    ``model`` (the whole ensemble) always; with a cascade also ``first`` and ``rest``,
+    which are what runs. All are verified: a release with any damaged file is refused.
+    """
+    files = {"model": (card["onnx"]["file"], card["onnx"]["sha256"])}
     if card["decision"].get("cascade") is not None:
         graphs = card["onnx"]["cascade"]
-        return {role: (graphs[role]["file"], graphs[role]["sha256"]) for role in ("first", "rest")}
-    return {"model": (card["onnx"]["file"], card["onnx"]["sha256"])}
+        files.update({role: (graphs[role]["file"], graphs[role]["sha256"]) for role in ("first", "rest")})
+    return files
 
 
 def _read_verified(model_dir):
@@ -247,6 +252,8 @@ def load_model(model_dir, intra_op_threads=1):
             if attempt == SHA_MISMATCH_RETRIES:
                 raise
             time.sleep(SHA_MISMATCH_WAIT_S)  # maybe a promotion between its renames
+    if "first" in blobs:  # a cascade runs its two graphs; the whole ensemble was only verified
+        del blobs["model"]
     sessions = {}
     for role, blob in blobs.items():
         onnx_name = Path(str(_graph_files(card)[role][0])).name

@@ -14,14 +14,17 @@ from tests.service_helpers import model_copy
 
 
 def _release(model_dir, tag):
-    """model.onnx + model.json bytes of a release whose ONNX file says ``tag`` in its doc string."""
-    graph = onnx.load_from_string((model_dir / "model.onnx").read_bytes())
-    graph.doc_string = tag
-    blob = graph.SerializeToString()
+    """The files of a release whose ONNX graphs (a cascade's too) say ``tag`` in their doc string."""
     card = json.loads((model_dir / "model.json").read_text())
     card["version"] = tag
-    card["onnx"]["sha256"] = hashlib.sha256(blob).hexdigest()
-    return {"model.onnx": blob, "model.json": json.dumps(card).encode()}
+    entries = [card["onnx"], *card["onnx"].get("cascade", {}).values()]
+    files = {}
+    for entry in entries:
+        graph = onnx.load_from_string((model_dir / entry["file"]).read_bytes())
+        graph.doc_string = tag
+        files[entry["file"]] = graph.SerializeToString()
+        entry["sha256"] = hashlib.sha256(files[entry["file"]]).hexdigest()
+    return {**files, "model.json": json.dumps(card).encode()}
 
 
 @pytest.fixture
@@ -76,7 +79,9 @@ def test_a_mismatched_pair_is_refused_not_served(releases):
 def test_a_load_during_a_promotion_waits_for_the_card(releases, monkeypatch):
     model_dir, files = releases
     install(files["release-a"], model_dir)
-    (model_dir / "model.onnx").write_bytes(files["release-b"]["model.onnx"])  # between renames
+    for name, blob in files["release-b"].items():  # between renames: the graphs are new, the card not yet
+        if name != "model.json":
+            (model_dir / name).write_bytes(blob)
     import service.model as service_model
 
     def finish_promotion(seconds):  # the promoter renames the card while the loader waits

@@ -12,10 +12,18 @@ from service.model import ModelUnavailable, load_model
 from tests.service_helpers import MODEL_DIR, PAYLOAD, PREDICT, edit_card, model_copy
 
 
+def _replace_run_graph(d, blob):
+    """Put ``blob`` in place of the graph the service runs first (a cascade's first member,
+    else model.onnx), with a card that vouches for it."""
+    card = json.loads((d / "model.json").read_text())
+    cascade = card["decision"].get("cascade") is not None
+    (d / (card["onnx"]["cascade"]["first"] if cascade else card["onnx"])["file"]).write_bytes(blob)
+    digest = hashlib.sha256(blob).hexdigest()
+    edit_card(d, lambda c: (c["onnx"]["cascade"]["first"] if cascade else c["onnx"]).update(sha256=digest))
+
+
 def _damage_onnx_keep_hash(d):
-    onnx = d / "model.onnx"
-    onnx.write_bytes(b"not an onnx graph")
-    edit_card(d, lambda c: c["onnx"].update(sha256=hashlib.sha256(b"not an onnx graph").hexdigest()))
+    _replace_run_graph(d, b"not an onnx graph")
 
 
 DAMAGES = {
@@ -83,8 +91,7 @@ def test_wrong_input_names_are_refused(tmp_path):
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 1])],
         [helper.make_tensor_value_info("p_v", TensorProto.FLOAT, [None, 1])])
     blob = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
-    (d / "model.onnx").write_bytes(blob)
-    edit_card(d, lambda c: c["onnx"].update(sha256=hashlib.sha256(blob).hexdigest()))
+    _replace_run_graph(d, blob)
     with pytest.raises(ModelUnavailable, match="expected inputs beat, rr"):
         load_model(d)
 

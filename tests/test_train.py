@@ -233,6 +233,22 @@ def test_nested_oof_logs_each_inner_members_out_of_fold_probabilities(tmp_path, 
         run(parse_args(["--data", str(fixture_dir), *CV3[:-3], "--folds", "1", "--nested-oof"]))
 
 
+def test_cascade_ds2_figures_reproduce_the_runs_own_for_the_whole_ensemble(cv3_run, fixture_dir, monkeypatch):
+    import mlflow
+
+    from train.cascade import ds2_figures
+
+    run_id, metrics, store = cv3_run
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store / 'mlflow.db'}")
+    mlflow.set_tracking_uri(f"sqlite:///{store / 'mlflow.db'}")
+    wide = ds2_figures(run_id, {"below_logit": 50.0, "above_logit": 50.0}, str(fixture_dir), cache="",
+                       records=["233"])
+    assert wide["test"]["full"] == pytest.approx(metrics["test_f1_V"], abs=1e-9)
+    assert wide["test"]["sent"] == 1.0 and wide["test"]["cascade"] == pytest.approx(wide["test"]["full"], abs=1e-9)
+    for tag in ("e2e", "e2e_strip"):
+        assert 0 <= wide[tag]["full"] <= 1
+
+
 def test_average_precision_ranks_positives():
     from train.train import average_precision
 

@@ -99,6 +99,48 @@ def choose(rows, max_changed=0.005, max_f1_loss=0.002):
     return min(ok, key=lambda r: (r["sent"], r["changed"])) if ok else None
 
 
+def ds2_figures(run_id, chosen, data=None, cache="cache", records=None):
+    """DS2 F1 of V of a run's ensemble, whole and as the cascade ``chosen`` defines: read
+    only after the band is chosen, to report what the cascade costs on the test patients.
+
+    The three evaluations of a training run (reference beats, end to end on whole records
+    and on 10-s strips), with the run's decision. Returns {evaluation: {"full", "cascade",
+    "sent"}}.
+    """
+    import tempfile
+
+    import keras
+    import mlflow
+
+    from . import dataset
+    from .data import DS2, data_dir
+    from .evaluate import end_to_end, predict_raw, reference_metrics
+
+    ddir = data_dir(data)
+    records = list(records or DS2)
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="model", dst_path=tmp))
+        model = keras.saving.load_model(local / "model.keras")
+        decision = json.loads((local / "model_card.json").read_text())["decision"]
+    members = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+    low, high = band(decision, chosen["below_logit"], chosen["above_logit"])
+    out = {}
+    for tag, strip, reference in (("test", None, True), ("e2e", None, False), ("e2e_strip", 10.0, False)):
+        beats = dataset.build(records, ddir, strip, (0.0,), use_reference=reference, cache_dir=cache or None,
+                              progress=None)
+        p_members = np.stack([predict_raw(m, beats) for m in members], axis=1)
+        p_casc, sent = cascade_p(p_members[:, 0], p_members, low, high)
+        row = {"sent": float(sent.mean())}
+        for name, p in (("full", p_members.mean(axis=1)), ("cascade", p_casc)):
+            labels = np.where(classify(p, beats.features, decision)[0], "V", "N")
+            if reference:
+                row[name] = reference_metrics(np.where(beats.labels == "V", "V", "N"), labels)["test_f1_V"]
+            else:
+                row[name] = end_to_end(beats, labels, records, ddir, prefix=tag)[0][f"{tag}_f1_V"]
+        out[tag] = row
+    return out
+
+
 def load_oof(run_id, dst):
     import mlflow
 
@@ -119,6 +161,9 @@ def main(argv=None):
     ap.add_argument("--max-changed", type=float, default=0.005)
     ap.add_argument("--max-f1-loss", type=float, default=0.002)
     ap.add_argument("--out", default="cascade.json", help="the chosen band, for convert.promote --cascade")
+    ap.add_argument("--ds2", action="store_true",
+                    help="after choosing: each run's DS2 F1 of V, whole ensemble and cascade (needs TensorFlow)")
+    ap.add_argument("--data", help="MIT-BIH directory for --ds2 (default: $ECG_DATA_DIR, ...)")
     args = ap.parse_args(argv)
     tracking.setup()
     with tempfile.TemporaryDirectory() as tmp:
@@ -140,6 +185,12 @@ def main(argv=None):
     Path(args.out).write_text(json.dumps(out, indent=2))
     print(f"chosen: below {best['below']:g}, above {best['above']:g} logits; {best['sent']:.2%} of beats "
           f"to the other members; F1 change {best['f1_change']:+.4f}; wrote {args.out}")
+    if args.ds2:
+        print("DS2 F1 of V, whole ensemble / cascade (share of beats sent to the other members):")
+        for run_id in args.runs:
+            figures = ds2_figures(run_id, out, args.data)
+            print(f"  {run_id}: " + "; ".join(f"{tag} {r['full']:.4f} / {r['cascade']:.4f} ({r['sent']:.1%})"
+                                              for tag, r in figures.items()), flush=True)
     return 0
 
 
