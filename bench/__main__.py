@@ -39,6 +39,8 @@ def parse_args(argv):
     ap.add_argument("--profile-n", type=int, default=300, help="requests under cProfile (0: none)")
     ap.add_argument("--seconds", type=int, default=12, help="seconds per HTTP load level")
     ap.add_argument("--levels", type=int, nargs="+", default=[1, 16, 64], help="HTTP concurrencies")
+    ap.add_argument("--repeats", type=int, default=3,
+                    help="wrk runs per concurrency, each on fresh connections; the table gives their medians")
     ap.add_argument("--no-30min", action="store_true", help="skip the 30-min record everywhere")
     ap.add_argument("--skip", nargs="*", default=[], choices=["tf", "http", "venvs"],
                     help="parts to leave out")
@@ -50,7 +52,7 @@ def parse_args(argv):
     args = ap.parse_args(argv)
     if args.quick:
         args.n10, args.n30, args.tf_n10, args.tf_n30, args.profile_n = 5, 1, 2, 0, 5
-        args.seconds, args.levels = 1, [1, 4]
+        args.seconds, args.levels, args.repeats = 1, [1, 4], 1
     return args
 
 
@@ -110,7 +112,7 @@ def main(argv=None):
             footprint.build_venv(footprint.API_VENV, ["-r", str(PROJECT_DIR / "requirements-api.txt")])
         venv = footprint.API_VENV if (footprint.API_VENV / ".bench-installed").exists() else None
         results["http"] = http_load.measure(body10, body30, levels=args.levels, seconds=args.seconds,
-                                            venv=venv, n30=1 if args.quick else 3)
+                                            venv=venv, n30=1 if args.quick else 3, repeats=args.repeats)
 
     log("4. footprint")
     results["footprint"] = {"skipped": "--skip venvs"} if "venvs" in args.skip else \

@@ -139,13 +139,20 @@ def write_markdown(r):
                  f"{h['generator']}:")
         L.append("")
         if isinstance(h.get("levels"), list):
-            L.append("| concurrency | req/s | p50 ms | p99 ms | errors | server CPU ms/req | wrk CPU (share of a core) |")
-            L.append("|---|---|---|---|---|---|---|")
+            reps = max(lv.get("repeats", 1) for lv in h["levels"])
+            if reps > 1:
+                L.append(f"Each concurrency is {reps} wrk runs on fresh connections (each run splits them anew "
+                         "between the workers); the figures are their medians, errors their sum.")
+                L.append("")
+            L.append("| concurrency | req/s | p50 ms | p99 ms | errors | server CPU ms/req | wrk CPU (share of a core) "
+                     "| each run: req/s / p99 ms |")
+            L.append("|---|---|---|---|---|---|---|---|")
             for lv in h["levels"] + ([{**h["trivial_endpoint"], "label": "GET /health"}] if h.get("trivial_endpoint") else []):
                 name = lv.get("label", "") + f" c={lv['connections']}" if lv.get("label") else str(lv["connections"])
+                each = ", ".join(f"{_fmt(r['req_per_s'])} / {_fmt(r['p99_ms'])}" for r in lv.get("runs", []))
                 L.append(f"| {name} | {_fmt(lv['req_per_s'])} | {_fmt(lv['p50_ms'])} | {_fmt(lv['p99_ms'])} | "
                          f"{lv['errors']} | {_fmt(lv.get('server_cpu_ms_per_request'))} | "
-                         f"{100 * lv['generator_cpu_share_of_one_core']:.0f}% |")
+                         f"{100 * lv['generator_cpu_share_of_one_core']:.0f}% | {each} |")
         else:
             L.append(f"Load levels: skipped ({h['levels'].get('skipped')}).")
         L.append("")

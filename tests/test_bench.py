@@ -91,3 +91,21 @@ def test_tf_path_runs_in_its_own_process():
         assert positive(out["model_only_10s"][key]["median_ms"])
     assert positive(out["rss_keras_process_mb"])
     assert "skipped" in out["request_30min"]
+
+
+def test_a_load_level_reports_the_median_of_its_runs_and_every_error(monkeypatch):
+    from bench import http_load
+
+    draws = iter([(300.0, 90.0, 0), (650.0, 45.0, 1), (600.0, 55.0, 0)])
+
+    def fake_run(port, connections, seconds, body_path=None, server=None):
+        rps, p99, errors = next(draws)
+        return {"connections": connections, "req_per_s": rps, "p50_ms": p99 / 2, "p90_ms": p99, "p99_ms": p99,
+                "mean_ms": p99 / 2, "max_ms": 2 * p99, "errors": errors, "requests": int(rps * seconds),
+                "generator_cpu_share_of_one_core": 0.02, "generator_cpu_us_per_request": 50.0}
+
+    monkeypatch.setattr(http_load, "run_wrk", fake_run)
+    level = http_load.run_level(1, 16, 10, None, None, 3)
+    assert level["req_per_s"] == 600.0 and level["p99_ms"] == 55.0  # medians, not the best run
+    assert level["errors"] == 1 and level["max_ms"] == 180.0  # any run's error counts
+    assert [r["req_per_s"] for r in level["runs"]] == [300.0, 650.0, 600.0]
