@@ -21,8 +21,10 @@ MAX_ABS_VALUE = 1e6  # far beyond any ECG in mV (or even in ADC counts or microv
 
 CONFIDENCE_DOC = (
     "Calibrated probability that the beat's predicted class is right: the V probability "
-    "p_v when the beat is V, 1 - p_v when it is N. p_v is the network's output after the "
-    "model card's Platt calibration; a beat is V when p_v >= threshold_used (and the "
+    "p_v when the beat is V, 1 - p_v when it is N. p_v is the ensemble's output after the "
+    "model card's Platt calibration (served as a cascade: its first member's output for beats "
+    "far from the threshold, the mean of all members otherwise); a beat is V when "
+    "p_v >= threshold_used (and the "
     "RuleGuard, when applied, did not turn it back to N)."
 )
 OVERALL_CONFIDENCE_DOC = (
