@@ -1,5 +1,5 @@
 """End-to-end DS2 figures of a candidate model computed the way the service computes them:
-the service's own loader (card and sha256 checks, one ONNX Runtime session) and its
+the service's own loader (card and sha256 checks, its ONNX Runtime session(s)) and its
 ``p_v``, ``ecg.pipeline.extract_beats`` on every signal, ``ecg.decision.classify``.
 """
 

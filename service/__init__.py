@@ -1,7 +1,7 @@
 """ECG arrhythmia detection service (N/V per beat): Flask + ONNX Runtime.
 
 ``create_app()`` builds the app; ``wsgi.py`` exposes it to gunicorn. Each worker process
-loads its own ONNX Runtime session once, here, at start-up.
+loads its own ONNX Runtime session(s) once, here, at start-up.
 """
 
 from flask import Flask
