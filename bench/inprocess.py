@@ -18,9 +18,9 @@ from datetime import datetime, timezone
 import numpy as np
 
 from ecg import MODEL_FS
-from ecg.decision import classify
+from ecg.decision import classify, in_cascade_band
 from ecg.detect import detect_r_peaks
-from ecg.pipeline import beat_inputs, preprocess
+from ecg.pipeline import beat_inputs, extract_beats, preprocess
 from service import create_app, inference, jsonio, schemas
 from service import model as service_model
 
@@ -89,11 +89,9 @@ def cascade_sent(model, body, schema):
     if model.rest is None:
         return None
     req = schema.load(jsonio.loads(body))
-    x360, filtered = preprocess(req["signal_data"], req["sampling_rate"])
-    beats = beat_inputs(filtered, detect_r_peaks(x360, MODEL_FS), req["sampling_rate"], len(req["signal_data"]))
+    beats = extract_beats(req["signal_data"], req["sampling_rate"])
     p_first = model._run(model.session, beats.windows, beats.features)
-    band = model.decision["cascade"]
-    return {"beats": len(p_first), "sent": int(np.sum((p_first > band["low"]) & (p_first < band["high"]))),
+    return {"beats": len(p_first), "sent": int(np.sum(in_cascade_band(p_first, model.decision["cascade"]))),
             "members": model.card["onnx"]["cascade"]["rest"]["members"] + 1}
 
 

@@ -66,6 +66,12 @@ def ruleguard_mask(features, rule):
     return on_time & (f[:, _QRS_S] < rule["max_qrs_width_s"])
 
 
+def in_cascade_band(p_first, cascade):
+    """Beats (n,) whose first-member probability ``p_first`` (n,) lies strictly inside the
+    card's ``decision.cascade`` band (``low``, ``high``): those the other members also run on."""
+    return (p_first > cascade["low"]) & (p_first < cascade["high"])
+
+
 def classify(p_raw, features, decision, apply_ruleguard=True):
     """Labels and calibrated V probabilities of n beats.
 

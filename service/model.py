@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from ecg.decision import in_cascade_band
 from ecg.pipeline import PREPROCESSING, SUPPORTED_VERSIONS
 
 log = logging.getLogger("service.model")
@@ -106,8 +107,7 @@ class LoadedModel:
         p = self._run(self.session, windows, features)
         if self.rest is None:
             return p
-        band = self.card["decision"]["cascade"]
-        unsure = np.flatnonzero((p > band["low"]) & (p < band["high"]))
+        unsure = np.flatnonzero(in_cascade_band(p, self.decision["cascade"]))
         if len(unsure):
             n_rest = self.card["onnx"]["cascade"]["rest"]["members"]
             p_rest = self._run(self.rest, windows[unsure], features[unsure])
@@ -265,15 +265,13 @@ def load_model(model_dir, intra_op_threads=1):
         _check_io(sessions[role])
 
     model = LoadedModel(card=card, session=sessions.get("model") or sessions["first"], rest=sessions.get("rest"))
-    try:  # one real run of every graph: catches a model that loads but cannot execute, and warms it up
-        for session in sessions.values():
+    for session in sessions.values():  # one real run of every graph: catches a model that loads
+        try:  # but cannot execute, and warms it up
             p = model._run(session, np.zeros((1, *BEAT_SHAPE), np.float32), np.zeros((1, RR_WIDTH), np.float32))
-            if p.shape != (1,) or not np.isfinite(p).all():
-                raise ModelUnavailable(f"ONNX model returned {p!r} on a test batch")
-    except ModelUnavailable:
-        raise
-    except Exception as exc:
-        raise ModelUnavailable(f"ONNX model fails on a test batch: {exc}") from None
+        except Exception as exc:
+            raise ModelUnavailable(f"ONNX model fails on a test batch: {exc}") from None
+        if p.shape != (1,) or not np.isfinite(p).all():
+            raise ModelUnavailable(f"ONNX model returned {p!r} on a test batch")
     return model
 
 

@@ -26,7 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ecg.decision import classify, logit
+from ecg.decision import classify, in_cascade_band, logit
+from ecg.dsp import expit
+from ecg.ec57 import binary_metrics
 
 BELOW = (1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0)  # logits under the raw threshold
 ABOVE = (1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0)  # logits over it
@@ -41,7 +43,7 @@ def raw_threshold_logit(decision):
 def band(decision, below, above):
     """``(low, high)`` raw-probability bounds of the band for this decision."""
     t = raw_threshold_logit(decision)
-    return float(1 / (1 + np.exp(-(t - below)))), float(1 / (1 + np.exp(-(t + above))))
+    return float(expit(t - below)), float(expit(t + above))
 
 
 def cascade_p(p_first, p_members, low, high):
@@ -50,13 +52,12 @@ def cascade_p(p_first, p_members, low, high):
     ``p_first`` (n,) the first member's probability; ``p_members`` (n, m) every member's,
     the first included (its mean is the full ensemble's).
     """
-    sent = (p_first > low) & (p_first < high)
+    sent = in_cascade_band(p_first, {"low": low, "high": high})
     return np.where(sent, p_members.mean(axis=1), p_first), sent
 
 
 def f1_v(is_v, y):
-    tp = int(np.sum(is_v & (y == 1)))
-    return 2 * tp / max(int(is_v.sum()) + int(np.sum(y == 1)), 1)
+    return binary_metrics(y == 1, is_v, positive=True)["F1"]
 
 
 def study(oofs, below_grid=BELOW, above_grid=ABOVE):

@@ -66,7 +66,7 @@ def parse_args(argv=None):
     ap.add_argument("--nested-oof", action="store_true",
                     help="also cross-fit an inner ensemble inside each outer fold and log its members' "
                          "out-of-fold probabilities (evaluation/nested_oof.npz): honest DS1 predictions of "
-                         "an ensemble, on which ensemble-level choices (the cascade, bench/cascade.py) are "
+                         "an ensemble, on which ensemble-level choices (the cascade, train/cascade.py) are "
                          "validated; 5x the training time")
     ap.add_argument("--no-ruleguard", action="store_true", help="do not tune a RuleGuard")
     ap.add_argument("--ablate-relative", action="store_true",
