@@ -131,14 +131,12 @@ def export_cascade(model, chosen, decision, tmp, data_dir):
     ``chosen``: ``python -m train.cascade``'s output (the band in logits around the raw
     threshold). Returns ``(cascade_parts, {role: (path, members)}, parity results)``.
     """
-    import keras
-
     from train.cascade import band
-    from train.model import average_models
+    from train.model import average_models, ensemble_members
 
     from .onnx_export import OPSET, export_onnx
 
-    members = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+    members = ensemble_members(model)
     if len(members) < 2:
         raise PromotionError("--cascade needs an ensemble run (several members); this run has one network")
     keras_graphs = {"first": (members[0], 1), "rest": (average_models(members[1:]), len(members) - 1)}

@@ -110,20 +110,18 @@ def ds2_figures(run_id, chosen, data=None, cache="cache", records=None):
     """
     import tempfile
 
-    import keras
-    import mlflow
-
     from . import dataset
     from .data import DS2, data_dir
     from .evaluate import end_to_end, predict_raw, reference_metrics
+    from .model import ensemble_members
+    from .tracking import load_run_model
 
     ddir = data_dir(data)
     records = list(records or DS2)
     with tempfile.TemporaryDirectory() as tmp:
-        local = Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="model", dst_path=tmp))
-        model = keras.saving.load_model(local / "model.keras")
-        decision = json.loads((local / "model_card.json").read_text())["decision"]
-    members = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+        model, card = load_run_model(run_id, tmp)
+    decision = card["decision"]
+    members = ensemble_members(model)
     low, high = band(decision, chosen["below_logit"], chosen["above_logit"])
     out = {}
     for tag, strip, reference in (("test", None, True), ("e2e", None, False), ("e2e_strip", 10.0, False)):

@@ -20,29 +20,9 @@ F1-V on average against their teacher ensembles on the same DS1 patients, so the
 service keeps serving the ensemble.
 """
 
-import json
-from pathlib import Path
-
 import numpy as np
 
 from .evaluate import predict_raw
-
-
-def load_teacher(run_id, dst):
-    """The teacher run's Keras ensemble and its training card, from MLflow artifacts.
-
-    Raises ``SystemExit`` when the run is not a cross-fitted ensemble.
-    """
-    import keras
-    import mlflow
-
-    local = Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="model", dst_path=str(dst)))
-    card = json.loads((local / "model_card.json").read_text())
-    folds = card.get("data_split", {}).get("folds")
-    if not folds:
-        raise SystemExit(f"run {run_id} is not cross-fitted (no folds in its card): nothing to distil")
-    model = keras.saving.load_model(local / "model.keras")
-    return model, card
 
 
 def soft_targets(teachers, beats, alpha):

@@ -61,6 +61,12 @@ def build_model(window_shape, n_features, rr_mean, rr_std, params=None, name="ec
     return model
 
 
+def ensemble_members(model):
+    """The networks an ``average_models`` ensemble averages, in order (member k of a
+    cross-fitted run was held out on fold k); a single network gives ``[]``."""
+    return [layer for layer in model.layers if isinstance(layer, keras.Model)]
+
+
 def average_models(models):
     """One model whose ``p_v`` is the mean of ``models``' (same inputs): a seed ensemble."""
     first = models[0]

@@ -4,6 +4,7 @@ The default keeps ``mlflow.db`` and its artifacts (``mlruns/``) in the project
 directory, so ``mlflow ui --backend-store-uri sqlite:///mlflow.db`` shows them.
 """
 
+import json
 import os
 from pathlib import Path
 
@@ -28,3 +29,19 @@ def setup(experiment=EXPERIMENT):
     if uri.startswith("sqlite:///"):  # artifacts beside the database file
         artifacts = (Path(uri[len("sqlite:///"):]).resolve().parent / "mlruns").as_uri()
     return mlflow.create_experiment(experiment, artifact_location=artifacts)
+
+
+def load_run_model(run_id, dst, cross_fitted=False):
+    """A run's Keras model and its training card, from its MLflow artifacts (into ``dst``).
+
+    ``cross_fitted``: raise ``SystemExit`` unless the run is a cross-fitted ensemble (its
+    card names the DS1 folds its members were held out on).
+    """
+    import keras
+    import mlflow
+
+    local = Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="model", dst_path=str(dst)))
+    card = json.loads((local / "model_card.json").read_text())
+    if cross_fitted and not card.get("data_split", {}).get("folds"):
+        raise SystemExit(f"run {run_id} is not cross-fitted (no folds in its card)")
+    return keras.saving.load_model(local / "model.keras"), card

@@ -248,6 +248,47 @@ def fit_member(model, train, val, args, weights, seed, prefix="", on_epoch=None,
     return best["epoch"] + 1
 
 
+def evaluate_ds2(model, decision, beats, test_records, strip, ddir, skip_e2e=False):
+    """DS2 figures of ``model`` with ``decision``: reference beats, then end to end on
+    whole records and on ``strip``-s strips (EC57 matching).
+
+    ``beats(records, strip_s, reference=False, progress=...)`` builds a BeatSet. Returns
+    ``(metrics, per-record rows, (reference BeatSet, calibrated p_v (n,), labels (n,)))``.
+    """
+    log(f"DS2 evaluation on reference beats ({len(test_records)} records)")
+    test_ref = beats(test_records, None, reference=True, progress=None)
+    pred_ref, p_ref = label_beats(model, test_ref, decision)
+    metrics = reference_metrics(np.where(test_ref.labels == "V", "V", "N"), pred_ref)
+    rows = []
+    if not skip_e2e:
+        for tag, s in (("e2e", None), ("e2e_strip", strip)):
+            log(f"DS2 end to end ({'whole records' if s is None else f'{s:g}-s strips'})")
+            det = beats(test_records, s, progress=None)
+            m, r = end_to_end(det, label_beats(model, det, decision)[0], test_records, ddir, prefix=tag)
+            metrics.update(m)
+            rows += [{"evaluation": tag, **row} for row in r]
+    return metrics, rows, (test_ref, p_ref, pred_ref)
+
+
+def log_model(model, card, reference, rows):
+    """The Keras model, its card, DS2 plots and the per-record table, into the active run."""
+    import mlflow
+
+    test_ref, p_ref, pred_ref = reference
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        model.save(tmp / "model.keras")
+        (tmp / "model_card.json").write_text(json.dumps(card, indent=2))
+        mlflow.log_artifact(str(tmp / "model.keras"), "model")
+        mlflow.log_artifact(str(tmp / "model_card.json"), "model")
+        save_plots(tmp, test_ref.y, p_ref, card["decision"]["threshold"],
+                   np.where(test_ref.labels == "-", "N", test_ref.labels), pred_ref)
+        write_csv(tmp / "per_record.csv", rows)
+        for f in ("confusion_matrix.png", "precision_recall.png", "per_record.csv"):
+            if (tmp / f).exists():
+                mlflow.log_artifact(str(tmp / f), "evaluation")
+
+
 def run(args, nested=False, on_epoch=None, tags=None):
     """Train, tune, evaluate and log one MLflow run; returns ``(run_id, metrics)``.
 
@@ -298,7 +339,7 @@ def run(args, nested=False, on_epoch=None, tags=None):
         from . import distill
 
         teacher_dir = tempfile.TemporaryDirectory()
-        teacher, teacher_card = distill.load_teacher(args.distill_from, teacher_dir.name)
+        teacher, teacher_card = tracking.load_run_model(args.distill_from, teacher_dir.name, cross_fitted=True)
         # the nested validation mirrors the teacher's cross-fit: it must be on the same folds
         if teacher_card["data_split"]["folds"] != folds:
             raise SystemExit(f"run {args.distill_from} was cross-fitted on other folds "
@@ -400,18 +441,8 @@ def run(args, nested=False, on_epoch=None, tags=None):
                                              use_ruleguard=not args.no_ruleguard)
         metrics = {**val_report, **extra}
 
-        log(f"DS2 evaluation on reference beats ({len(args.test_records)} records)")
-        test_ref = beats(args.test_records, None, reference=True, progress=None)
-        pred_ref, p_ref = label_beats(model, test_ref, decision)
-        metrics.update(reference_metrics(np.where(test_ref.labels == "V", "V", "N"), pred_ref))
-        rows = []
-        if not args.skip_e2e:
-            for tag, s in (("e2e", None), ("e2e_strip", strip)):
-                log(f"DS2 end to end ({'whole records' if s is None else f'{s:g}-s strips'})")
-                det = beats(args.test_records, s, progress=None)
-                m, r = end_to_end(det, label_beats(model, det, decision)[0], args.test_records, ddir, prefix=tag)
-                metrics.update(m)
-                rows += [{"evaluation": tag, **row} for row in r]
+        m, rows, reference = evaluate_ds2(model, decision, beats, args.test_records, strip, ddir, args.skip_e2e)
+        metrics.update(m)
         metrics["train_minutes"] = (time.time() - t_start) / 60
         mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
 
@@ -435,18 +466,7 @@ def run(args, nested=False, on_epoch=None, tags=None):
             "metrics": {k: float(v) for k, v in metrics.items()},
             "data": "MIT-BIH Arrhythmia Database (Moody & Mark 2001; Goldberger et al. 2000), ODC-By 1.0",
         }
-        with tempfile.TemporaryDirectory() as tmp:
-            tmp = Path(tmp)
-            model.save(tmp / "model.keras")
-            (tmp / "model_card.json").write_text(json.dumps(card, indent=2))
-            mlflow.log_artifact(str(tmp / "model.keras"), "model")
-            mlflow.log_artifact(str(tmp / "model_card.json"), "model")
-            save_plots(tmp, test_ref.y, p_ref, decision["threshold"],
-                       np.where(test_ref.labels == "-", "N", test_ref.labels), pred_ref)
-            write_csv(tmp / "per_record.csv", rows)
-            for f in ("confusion_matrix.png", "precision_recall.png", "per_record.csv"):
-                if (tmp / f).exists():
-                    mlflow.log_artifact(str(tmp / f), "evaluation")
+        log_model(model, card, reference, rows)
         summary = {k: round(float(v), 4) for k, v in metrics.items() if "f1" in k or "recall" in k or "precision" in k}
         log(f"run {run_id} done in {metrics['train_minutes']:.1f} min: {json.dumps(summary)}")
         return run_id, metrics
