@@ -249,6 +249,48 @@ def test_cascade_ds2_figures_reproduce_the_runs_own_for_the_whole_ensemble(cv3_r
         assert 0 <= wide[tag]["full"] <= 1
 
 
+def test_merged_runs_are_validated_out_of_fold_and_average_every_member(cv3_run, tmp_path, fixture_dir,
+                                                                        monkeypatch):
+    import mlflow
+
+    from train import dataset
+    from train.ensemble import merge, out_of_fold
+    from train.evaluate import predict_raw, tune_decision
+    from train.model import ensemble_members
+    from train.tracking import load_run_model
+    from train.train import parse_args, run
+
+    run_a, metrics_a, store = cv3_run
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store / 'mlflow.db'}")
+    mlflow.set_tracking_uri(f"sqlite:///{store / 'mlflow.db'}")
+    model_a, card_a = load_run_model(run_a, tmp_path / "a")
+    val = dataset.build(card_a["data_split"]["validation"], str(fixture_dir), 10.0, cache_dir=None, progress=None)
+    # one run's out-of-fold probabilities give back its own val_f1_V: member k is fold k's
+    p = out_of_fold([model_a], card_a["data_split"]["folds"], val)
+    assert tune_decision(p, val.y, val.features)[1]["val_f1_V"] == pytest.approx(metrics_a["val_f1_V"], abs=1e-12)
+
+    run_b, _ = run(parse_args(["--data", str(fixture_dir), *CV3, "--seed", "43"]))
+    run_id, metrics = merge([run_a, run_b], str(fixture_dir), cache="", skip_e2e=True)
+    model, card = load_run_model(run_id, tmp_path / "m")
+    model_b, _ = load_run_model(run_b, tmp_path / "b")
+    assert card["training"]["merged_from"] == [run_a, run_b] and card["training"]["seeds"] == [42, 43]
+    assert card["training"]["members"] == 6 and len(ensemble_members(model)) == 6
+    both = (predict_raw(model_a, val) + predict_raw(model_b, val)) / 2
+    np.testing.assert_allclose(predict_raw(model, val), both, atol=1e-6)
+    client = mlflow.MlflowClient()
+    logged = client.get_run(run_id).data
+    assert logged.metrics["val_f1_V"] == pytest.approx(metrics["val_f1_V"]) and "test_f1_V" in logged.metrics
+    assert logged.params["seeds"] == "42 43" and logged.params["members"] == "6"
+
+    with pytest.raises(SystemExit, match="share a seed"):
+        merge([run_a, run_a], str(fixture_dir), cache="", skip_e2e=True)
+    with pytest.raises(SystemExit, match="merged"):
+        merge([run_a, run_id], str(fixture_dir), cache="", skip_e2e=True)
+    run_c, _ = run(parse_args(["--data", str(fixture_dir), *CV3, "--seed", "44", "--dropout", "0.5"]))
+    with pytest.raises(SystemExit, match="other parameters.*dropout"):
+        merge([run_a, run_c], str(fixture_dir), cache="", skip_e2e=True)
+
+
 def test_average_precision_ranks_positives():
     from train.train import average_precision
 
