@@ -149,6 +149,16 @@ def load_oof(run_id, dst):
         return {k: z[k] for k in ("p_members", "y", "features", "records")}
 
 
+def merge_oofs(oofs):
+    """One ensemble's out-of-fold evidence from several runs' (``python -m train.ensemble``
+    merges them so): their members side by side, same beats in the same order."""
+    first = oofs[0]
+    for o in oofs[1:]:
+        if not (np.array_equal(o["y"], first["y"]) and np.array_equal(o["records"], first["records"])):
+            raise SystemExit("runs to merge were validated on other beats")
+    return {**first, "p_members": np.concatenate([o["p_members"] for o in oofs], axis=1)}
+
+
 def main(argv=None):
     import tempfile
 
@@ -156,17 +166,19 @@ def main(argv=None):
 
     ap = argparse.ArgumentParser(prog="python -m train.cascade", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("runs", nargs="+", help="MLflow run ids of --nested-oof runs (different seeds)")
+    ap.add_argument("runs", nargs="+", help="MLflow run ids of --nested-oof runs (different seeds); RUN,RUN,... "
+                                            "stands for those runs merged into one ensemble (train/ensemble.py)")
     ap.add_argument("--max-changed", type=float, default=0.005)
     ap.add_argument("--max-f1-loss", type=float, default=0.002)
     ap.add_argument("--out", default="cascade.json", help="the chosen band, for convert.promote --cascade")
-    ap.add_argument("--ds2", action="store_true",
-                    help="after choosing: each run's DS2 F1 of V, whole ensemble and cascade (needs TensorFlow)")
+    ap.add_argument("--ds2", nargs="*", metavar="RUN",
+                    help="after choosing: DS2 F1 of V of these runs (default: the study's runs; a merged "
+                         "run's id for a RUN,RUN,... group), whole ensemble and cascade (needs TensorFlow)")
     ap.add_argument("--data", help="MIT-BIH directory for --ds2 (default: $ECG_DATA_DIR, ...)")
     args = ap.parse_args(argv)
     tracking.setup()
     with tempfile.TemporaryDirectory() as tmp:
-        oofs = [load_oof(r, Path(tmp) / r) for r in args.runs]
+        oofs = [merge_oofs([load_oof(r, Path(tmp) / r) for r in group.split(",")]) for group in args.runs]
     rows = study(oofs)
     print(f"{'below':>5} {'above':>5} {'sent':>7} {'changed':>7} {'of V':>6} {'F1 change':>9}  F1 full / cascade per run")
     for r in rows:
@@ -184,9 +196,12 @@ def main(argv=None):
     Path(args.out).write_text(json.dumps(out, indent=2))
     print(f"chosen: below {best['below']:g}, above {best['above']:g} logits; {best['sent']:.2%} of beats "
           f"to the other members; F1 change {best['f1_change']:+.4f}; wrote {args.out}")
-    if args.ds2:
+    if args.ds2 is not None:
+        ds2_runs = args.ds2 or args.runs
+        if any("," in r for r in ds2_runs):
+            raise SystemExit("--ds2 needs the merged run's id for a group of runs")
         print("DS2 F1 of V, whole ensemble / cascade (share of beats sent to the other members):")
-        for run_id in args.runs:
+        for run_id in ds2_runs:
             figures = ds2_figures(run_id, out, args.data)
             print(f"  {run_id}: " + "; ".join(f"{tag} {r['full']:.4f} / {r['cascade']:.4f} ({r['sent']:.1%})"
                                               for tag, r in figures.items()), flush=True)
