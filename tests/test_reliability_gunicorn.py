@@ -175,6 +175,25 @@ def test_sigterm_lets_the_request_in_flight_finish(tmp_path):
             stop(proc)
 
 
+def test_a_worker_with_no_free_thread_leaves_new_connections_to_the_other(tmp_path):
+    # one thread per worker; a client holds one worker's thread (its body half sent)
+    proc, base = start_gunicorn({"WEB_CONCURRENCY": "2", "GUNICORN_THREADS": "1"})
+    try:
+        half = len(BODY) // 2
+        for _ in range(2):  # the second time, the worker held first must be listening again
+            s = _raw(base, f"Content-Length: {len(BODY)}\r\n", BODY[:half])
+            time.sleep(0.5)
+            # every new client is served by the free worker; one accepted by the held worker
+            # would wait for a thread until its timeout (each had an even chance before)
+            assert [post(base, timeout=5)[0] for _ in range(6)] == [201] * 6
+            s.sendall(BODY[half:])
+            status, _ = _read_answer(s)
+            s.close()
+            assert status == 201
+    finally:
+        stop(proc)
+
+
 def _promote(model_dir, version):
     card = json.loads((model_dir / "model.json").read_text())
     card["version"] = version
