@@ -239,6 +239,23 @@ def install(files, output):
     finally:
         for t in temps.values():
             t.unlink(missing_ok=True)
+    # graphs of the old version that the new card does not name (a cascade's, when a single
+    # graph replaces it): removed only now, after the card. A worker that read the old card
+    # and then misses one reads the card again (service/model.py, GraphMissing).
+    try:
+        named = set(release_graphs(json.loads(files["model.json"])))
+    except (KeyError, TypeError, ValueError):  # no readable card in this release: touch nothing else
+        return
+    for name in old:
+        if name.endswith(".onnx") and name not in named | set(files):
+            (output / name).unlink(missing_ok=True)
+
+
+def release_graphs(card):
+    """{file name: sha256} of every ONNX graph a card names (the model, a cascade's two)."""
+    from service.model import graph_files
+
+    return dict(graph_files(card).values())
 
 
 def rollback(output):
@@ -247,8 +264,7 @@ def rollback(output):
     if not (previous / "model.json").exists():
         raise PromotionError(f"no previous version in {previous}: nothing to roll back to")
     card = json.loads((previous / "model.json").read_bytes())
-    graphs = {"model.onnx": card.get("onnx", {}).get("sha256"),
-              **{g["file"]: g["sha256"] for g in card.get("onnx", {}).get("cascade", {}).values()}}
+    graphs = release_graphs(card)
     for name, want in graphs.items():
         if not (previous / name).exists() or sha256(previous / name) != want:
             raise PromotionError(f"{previous}/{name} does not match its card: restore it from git history")

@@ -52,7 +52,11 @@ class ModelUnavailable(Exception):
 
 
 class ShaMismatch(ModelUnavailable):
-    pass
+    """The card and a graph file disagree: maybe a promotion between its renames, read again."""
+
+
+class GraphMissing(ShaMismatch):
+    """A graph the card names is gone: maybe a promotion removed it after a new card, read again."""
 
 
 @dataclass
@@ -198,7 +202,7 @@ def _check_io(session):
                                f"(beat [N, {BEAT_SHAPE[0]}, {BEAT_SHAPE[1]}], rr [N, {RR_WIDTH}])")
 
 
-def _graph_files(card):
+def graph_files(card):
     """Every ONNX file of the card's release: {role: (file, sha256)}.
 
     ``model`` (the whole ensemble) always; with a cascade also ``first`` and ``rest``,
@@ -227,10 +231,12 @@ def _read_verified(model_dir):
     _check_card(card)
 
     blobs = {}
-    for role, (file, want) in _graph_files(card).items():
+    for role, (file, want) in graph_files(card).items():
         onnx_name = Path(str(file)).name
         try:
             blob = (model_dir / file).read_bytes()
+        except FileNotFoundError:
+            raise GraphMissing(f"ONNX file missing ({onnx_name}), named by the card") from None
         except OSError as exc:
             raise ModelUnavailable(f"ONNX file unreadable ({onnx_name}: {exc.strerror})") from None
         digest = hashlib.sha256(blob).hexdigest()
@@ -256,7 +262,7 @@ def load_model(model_dir, intra_op_threads=1):
         del blobs["model"]
     sessions = {}
     for role, blob in blobs.items():
-        onnx_name = Path(str(_graph_files(card)[role][0])).name
+        onnx_name = Path(str(graph_files(card)[role][0])).name
         try:
             sessions[role] = ort.InferenceSession(blob, _session_options(intra_op_threads),
                                                   providers=["CPUExecutionProvider"])

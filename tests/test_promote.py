@@ -245,11 +245,17 @@ def test_cascade_serves_the_first_member_outside_the_band_and_the_ensemble_insid
     (broken / "rest.onnx").write_bytes((out / "first.onnx").read_bytes())
     with pytest.raises(Exception, match="sha256 of rest.onnx"):
         load_model(broken)
+    (broken / "rest.onnx").unlink()
+    with pytest.raises(Exception, match=r"missing \(rest.onnx\)"):  # after reading the card again
+        load_model(broken)
 
     # a rollback restores the previous version with its graphs; a second one the cascade again
     before = snapshot(out)
     assert promote(store, out, "--run-id", store["runs"][0][0], "--force", "--no-registry") == 0
     assert "cascade" not in json.loads((out / "model.json").read_text())["decision"]
     assert load_model(out).rest is None
+    # the cascade's graphs left with the card that named them; .previous keeps them
+    assert sorted(f.name for f in out.iterdir()) == ["model.json", "model.onnx"]
+    assert (out.with_name(out.name + ".previous") / "rest.onnx").exists()
     assert promote(store, out, "--rollback") == 0
     assert snapshot(out) == before and load_model(out).rest is not None

@@ -31,7 +31,7 @@ DAMAGES = {
     "no card": (lambda d: (d / "model.json").unlink(), "no model card"),
     "card not JSON": (lambda d: (d / "model.json").write_text("{oops"), "unreadable"),
     "card not an object": (lambda d: (d / "model.json").write_text("[1]"), "not a JSON object"),
-    "no ONNX file": (lambda d: (d / "model.onnx").unlink(), "ONNX file unreadable"),
+    "no ONNX file": (lambda d: (d / "model.onnx").unlink(), "ONNX file missing"),
     "sha256 mismatch": (lambda d: (d / "model.onnx").write_bytes((d / "model.onnx").read_bytes() + b"\0"), "sha256"),
     "unknown preprocessing version": (
         lambda d: edit_card(d, lambda c: c["preprocessing"].update(version="nv-pre-99")), "nv-pre-99"),
