@@ -264,7 +264,11 @@ def rollback(output):
     if not (previous / "model.json").exists():
         raise PromotionError(f"no previous version in {previous}: nothing to roll back to")
     card = json.loads((previous / "model.json").read_bytes())
-    graphs = release_graphs(card)
+    try:
+        graphs = release_graphs(card)
+    except (KeyError, TypeError) as exc:
+        raise PromotionError(f"{previous}/model.json names no ONNX graph ({exc!r}): "
+                             "restore it from git history") from None
     for name, want in graphs.items():
         if not (previous / name).exists() or sha256(previous / name) != want:
             raise PromotionError(f"{previous}/{name} does not match its card: restore it from git history")

@@ -35,6 +35,12 @@ from .train import evaluate_ds2, log, log_model
 PER_RUN = {"seed", "class_weight_V", "train_beats", "val_beats", "nested_oof"}
 
 
+def tuned_ruleguard(card):
+    """Whether the run tuned a RuleGuard: with --no-ruleguard its card holds a bare
+    ``{"enabled": False}``; a tuned one keeps its settings, enabled or not."""
+    return "rr_tolerance" in card["decision"]["ruleguard"]
+
+
 def check_mergeable(runs, cards):
     """Raise ``SystemExit`` unless the finished MLflow ``runs`` are draws of one cross-fitted recipe."""
     params = [r.data.params for r in runs]
@@ -43,7 +49,7 @@ def check_mergeable(runs, cards):
         why = None
         if run.info.status != "FINISHED":
             why = f"is {run.info.status}"
-        elif ("rr_tolerance" in card["decision"]["ruleguard"]) != ("rr_tolerance" in first["decision"]["ruleguard"]):
+        elif tuned_ruleguard(card) != tuned_ruleguard(first):
             why = "was tuned with another RuleGuard setting"
         elif card["training"].get("merged_from") or card["training"].get("distilled_from"):
             why = "is itself merged or distilled"
@@ -104,9 +110,7 @@ def merge(run_ids, data=None, cache="cache", run_name=None, skip_e2e=False):
     log(f"out-of-fold probabilities of {len(run_ids)} runs on {len(split['validation'])} DS1 records")
     val = beats(split["validation"], strip)
     p_val = out_of_fold(models, split["folds"], val)
-    # a run trained with --no-ruleguard has a bare {"enabled": False}; a tuned one keeps its settings
-    use_ruleguard = "rr_tolerance" in cards[0]["decision"]["ruleguard"]
-    decision, metrics = tune_decision(p_val, val.y, val.features, use_ruleguard=use_ruleguard)
+    decision, metrics = tune_decision(p_val, val.y, val.features, use_ruleguard=tuned_ruleguard(cards[0]))
     log(f"merged val_f1_V {metrics['val_f1_V']:.4f} (runs: "
         + ", ".join(f"{r.data.metrics.get('val_f1_V', float('nan')):.4f}" for r in runs) + ")")
 
