@@ -91,6 +91,27 @@ def test_tf_path_runs_in_its_own_process():
         assert positive(out["model_only_10s"][key]["median_ms"])
     assert positive(out["rss_keras_process_mb"])
     assert "skipped" in out["request_30min"]
+    assert positive(out["request_10s"]["alternated_per_call"]["onnx"]["median_ms"])
+
+
+def test_blocked_timing_keeps_n_warm_calls_of_each_path():
+    import time
+
+    from bench.common import blocked
+
+    last = []
+
+    def path(name):
+        def call():  # slow when another path ran just before: a cold cache, exaggerated
+            if last and last[-1] != name:
+                time.sleep(0.02)
+            last.append(name)
+        return call
+
+    out = blocked({"a": path("a"), "b": path("b")}, 12, block=5, settle=1)
+    assert {k: len(v) for k, v in out.items()} == {"a": 12, "b": 12}
+    assert max(max(v) for v in out.values()) < 0.01  # the slow first call of each block is dropped
+    assert last[:6] == ["a"] * 5 + ["b"]  # in blocks, in turn
 
 
 def test_a_load_level_reports_the_median_of_its_runs_and_every_error(monkeypatch):
