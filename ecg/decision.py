@@ -18,6 +18,9 @@ _RR_PREV = RR_FEATURE_NAMES.index("rr_prev_ratio")
 _RR_NEXT = RR_FEATURE_NAMES.index("rr_next_ratio")
 _QRS_S = RR_FEATURE_NAMES.index("qrs_width_s")
 _EPS = 1e-7
+# what ruleguard_mask reads: a card with any other RuleGuard setting was tuned by code
+# that knows a test this one does not apply, and would be served other labels than tuned
+RULEGUARD_KEYS = frozenset({"enabled", "rr_tolerance", "max_qrs_width_s"})
 
 
 def logit(p):

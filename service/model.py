@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from ecg.decision import in_cascade_band
+from ecg.decision import RULEGUARD_KEYS, in_cascade_band
 from ecg.pipeline import PREPROCESSING, SUPPORTED_VERSIONS
 
 log = logging.getLogger("service.model")
@@ -176,6 +176,10 @@ def _check_card(card):
         )
     if not 0.0 <= threshold <= 1.0:
         raise ModelUnavailable(f"model card's threshold {threshold} is not in 0..1")
+    unknown = set(card["decision"].get("ruleguard") or {}) - RULEGUARD_KEYS
+    if unknown:
+        raise ModelUnavailable(f"model card's RuleGuard has settings this service does not apply: "
+                               f"{', '.join(sorted(unknown))}")
     band = card["decision"].get("cascade")
     if band is not None:
         try:

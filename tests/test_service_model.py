@@ -39,6 +39,8 @@ DAMAGES = {
     "threshold out of range": (
         lambda d: edit_card(d, lambda c: c["decision"].update(threshold=1.5)), "threshold"),
     "ONNX bytes not a model": (_damage_onnx_keep_hash, "ONNX Runtime cannot load"),
+    "RuleGuard setting unknown here": (
+        lambda d: edit_card(d, lambda c: c["decision"]["ruleguard"].update(max_p_wave_mv=0.1)), "max_p_wave_mv"),
 }
 
 
