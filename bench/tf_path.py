@@ -5,8 +5,9 @@ only the network differs: the Keras model through ``model.predict`` (what the ol
 service did), through a direct call ``model(x, training=False)``, and the ONNX session,
 in alternating blocks of calls (``common.blocked``: each path is timed warm, as in a
 server of its own). The 10-s request is also timed alternated call by call, where each
-ONNX call follows a TensorFlow one: that figure is reported beside, not used for ratios. Also model-only timings on the same beats, and this process's
-RSS once the Keras model is loaded and has run (before onnxruntime is imported).
+ONNX call follows a TensorFlow one: that figure is reported beside, not used for ratios.
+Also model-only timings on the same beats, and this process's RSS once the Keras model
+is loaded and has run (before onnxruntime is imported).
 
 Prints one JSON object on stdout.
 """
