@@ -243,11 +243,11 @@ def install(files, output):
     # graph replaces it): removed only now, after the card. A worker that read the old card
     # and then misses one reads the card again (service/model.py, GraphMissing).
     try:
-        named = set(release_graphs(json.loads(files["model.json"])))
+        keep = set(release_graphs(json.loads(files["model.json"]))) | set(files)
     except (KeyError, TypeError, ValueError):  # no readable card in this release: touch nothing else
         return
     for name in old:
-        if name.endswith(".onnx") and name not in named | set(files):
+        if name.endswith(".onnx") and name not in keep:
             (output / name).unlink(missing_ok=True)
 
 

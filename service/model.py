@@ -264,9 +264,10 @@ def load_model(model_dir, intra_op_threads=1):
             time.sleep(SHA_MISMATCH_WAIT_S)  # maybe a promotion between its renames
     if "first" in blobs:  # a cascade runs its two graphs; the whole ensemble was only verified
         del blobs["model"]
+    files = graph_files(card)
     sessions = {}
     for role, blob in blobs.items():
-        onnx_name = Path(str(graph_files(card)[role][0])).name
+        onnx_name = Path(str(files[role][0])).name
         try:
             sessions[role] = ort.InferenceSession(blob, _session_options(intra_op_threads),
                                                   providers=["CPUExecutionProvider"])
