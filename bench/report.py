@@ -114,12 +114,13 @@ def write_markdown(r):
     elif tf:
         src = tf["model_source"]
         L.append("TensorFlow path, same process, same request path and preprocessing, in alternating "
-                 "blocks of calls, the first 5 of each block not kept, so that each path is timed warm "
-                 f"as in a server of its own (Keras model: {src['kind']}"
+                 "blocks of calls, the first calls of each block not kept (column \"warm-up\"), so that "
+                 f"each path is timed warm as in a server of its own (Keras model: {src['kind']}"
                  + (f"; {src['note']}" if src.get("note") else "") + "), median ms:")
         L.append("")
-        L.append("| | ONNX Runtime | Keras `model.predict` | Keras `model(x)` | predict / ONNX | call / ONNX |")
-        L.append("|---|---|---|---|---|---|")
+        L.append("| | ONNX Runtime | Keras `model.predict` | Keras `model(x)` | predict / ONNX | call / ONNX "
+                 "| warm-up calls per block |")
+        L.append("|---|---|---|---|---|---|---|")
         rows = [("model only, 10-s strip beats", tf.get("model_only_10s")),
                 ("whole request, 10-s strip", tf.get("request_10s")),
                 ("whole request, 30-min record", tf.get("request_30min"))]
@@ -128,7 +129,7 @@ def write_markdown(r):
                 continue
             o, p, c = d["onnx"]["median_ms"], d["keras_predict"]["median_ms"], d["keras_call"]["median_ms"]
             L.append(f"| {name} ({d.get('beats')} beats) | {_fmt(o, 3)} | {_fmt(p)} | {_fmt(c)} | "
-                     f"{_fmt(p / o)}x | {_fmt(c / o)}x |")
+                     f"{_fmt(p / o)}x | {_fmt(c / o)}x | {d.get('settle_calls', '')} |")
         L.append("")
         alt = (tf.get("request_10s") or {}).get("alternated_per_call")
         if alt:

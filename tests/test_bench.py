@@ -92,6 +92,7 @@ def test_tf_path_runs_in_its_own_process():
     assert positive(out["rss_keras_process_mb"])
     assert "skipped" in out["request_30min"]
     assert positive(out["request_10s"]["alternated_per_call"]["onnx"]["median_ms"])
+    assert out["request_10s"]["settle_calls"] == out["model_only_10s"]["settle_calls"] == 5
 
 
 def test_blocked_timing_keeps_n_warm_calls_of_each_path():
