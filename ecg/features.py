@@ -85,8 +85,11 @@ def group_median(values, groups):
         size = int(pos.max()) + 1
         lanes = np.full((n_groups, size) + values.shape[1:], np.nan, dtype=values.dtype)
         lanes[member, pos] = values
-    # a group's members on the last axis, contiguous, so that each lane sorts on its own
-    lanes = np.ascontiguousarray(np.moveaxis(lanes, 1, -1)) if values.ndim > 1 else lanes.copy()
+    # a group's members on the last axis, contiguous, so that each lane sorts on its own.
+    # Sorted in place below, so never ``values``' own memory: a reshape and a moveaxis of
+    # it are views, and contiguous ones when ``values`` is Fortran-ordered (say own[:, idx])
+    moved = np.moveaxis(lanes, 1, -1) if values.ndim > 1 else lanes
+    lanes = moved.copy(order="C") if member is None else np.ascontiguousarray(moved)
     lanes.sort(axis=-1)  # NaNs last
     if not np.isnan(lanes[..., -1]).any():  # no NaN at all: the middle of each lane
         median = (lanes[..., (size - 1) // 2] + lanes[..., size // 2]) / 2

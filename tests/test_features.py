@@ -1,6 +1,6 @@
 import numpy as np
 
-from ecg.features import beat_groups, beat_windows, qrs_widths, rr_features, rr_intervals
+from ecg.features import beat_groups, beat_windows, group_median, qrs_widths, rr_features, rr_intervals
 from ecg.signal import bandpass
 from tests.conftest import synthetic_ecg
 
@@ -55,3 +55,14 @@ def test_qrs_width_on_real_pvcs(record_119):
     # record 119's PVCs are wide; its normal beats narrow
     assert np.median(b.qrs_width_s[c == "V"]) > 0.11
     assert np.median(b.qrs_width_s[c == "N"]) < 0.09
+
+
+def test_group_median_leaves_its_input_alone():
+    # own[:, idx] is Fortran-ordered: a reshaped, axis-moved view of it is contiguous,
+    # and an in-place sort of that view once scrambled the caller's array
+    own = np.random.default_rng(1).normal(size=(9, 10))
+    v = own[:, [9, 7, 0]]
+    before = v.copy()
+    for groups in (np.zeros(9, np.int64), beat_groups(9, 4)):
+        group_median(v, groups)
+        assert np.array_equal(v, before)
