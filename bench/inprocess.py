@@ -20,7 +20,7 @@ import numpy as np
 from ecg import MODEL_FS
 from ecg.decision import classify, in_cascade_band
 from ecg.detect import detect_r_peaks
-from ecg.pipeline import beat_inputs, extract_beats, preprocess
+from ecg.pipeline import beat_inputs, extract_beats, network_rr, preprocess
 from service import create_app, inference, jsonio, schemas
 from service import model as service_model
 
@@ -90,7 +90,7 @@ def cascade_sent(model, body, schema):
         return None
     req = schema.load(jsonio.loads(body))
     beats = extract_beats(req["signal_data"], req["sampling_rate"])
-    p_first = model._run(model.session, beats.windows, beats.features)
+    p_first = model._run(model.session, beats.windows, network_rr(beats.features, model.rr_width))
     return {"beats": len(p_first), "sent": int(np.sum(in_cascade_band(p_first, model.decision["cascade"]))),
             "members": model.card["onnx"]["cascade"]["rest"]["members"] + 1}
 

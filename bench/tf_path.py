@@ -74,11 +74,13 @@ def main(argv=None):
     model, source = load_keras_model()
     import orjson
 
-    from ecg.pipeline import extract_beats
+    from ecg.pipeline import extract_beats, network_rr
+    from train.evaluate import rr_width
 
     _, obj = payload_10s()
     beats = extract_beats(np.array(obj["signal_data"]), obj["sampling_rate"])
-    inputs = {"beat": beats.windows, "rr": beats.features}
+    width = rr_width(model)  # the Keras networks take their version's columns, as the service's do
+    inputs = {"beat": beats.windows, "rr": network_rr(beats.features, width)}
     model.predict(inputs, verbose=0)
     model(inputs, training=False)
     keras_load_s = time.perf_counter() - t0
@@ -96,10 +98,10 @@ def main(argv=None):
     schema = schemas.PredictionRequestSchema()
 
     def keras_predict(w, f):
-        return model.predict({"beat": w, "rr": f}, verbose=0)[:, 0]
+        return model.predict({"beat": w, "rr": network_rr(f, width)}, verbose=0)[:, 0]
 
     def keras_call(w, f):
-        return model({"beat": w, "rr": f}, training=False).numpy()[:, 0]
+        return model({"beat": w, "rr": network_rr(f, width)}, training=False).numpy()[:, 0]
 
     nets = {"onnx": onnx.p_v, "keras_predict": keras_predict, "keras_call": keras_call}
     out = {"model_source": source, "tensorflow": tf.__version__, "rss_keras_process_mb": rss_keras,

@@ -129,7 +129,14 @@ def onnx_session(path):
 
 
 def compare(model, session, windows, features, batch_size=2048):
-    """Keras and ONNX Runtime V probabilities for the same inputs: ``(p_keras, p_onnx)``, each (n,)."""
+    """Keras and ONNX Runtime V probabilities for the same inputs: ``(p_keras, p_onnx)``, each (n,).
+
+    ``features``: (n, k) as ``extract_beats`` gives them; the network takes its first columns.
+    """
+    from ecg.pipeline import network_rr
+    from train.evaluate import rr_width
+
+    features = network_rr(features, rr_width(model))
     pk, po = [], []
     for i in range(0, len(windows), batch_size):
         x = {"beat": windows[i:i + batch_size].astype(np.float32), "rr": features[i:i + batch_size].astype(np.float32)}

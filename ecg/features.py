@@ -22,7 +22,28 @@ RR_FEATURE_NAMES = (
     "qrs_width_ratio",  # QRS width / median QRS width of the group
     "qrs_width_s",
     "template_corr",  # correlation of the beat with its group's median beat
+    # the neighbours' (nv-pre-2): a couplet's or a run's beats are premature, wide and
+    # unlike the template together, and a beat alone does not show it
+    "prev_template_corr",
+    "next_template_corr",
+    "prev_qrs_width_ratio",
+    "next_qrs_width_ratio",
+    "prev_rr_prev_ratio",  # how premature the previous beat was
+    "next_rr_next_ratio",  # the pause after the next beat
 )
+OWN_FEATURES = 10  # the beat's own columns, computed before its neighbours'
+# neighbour column -> (own column it copies, -1 from the previous beat / +1 from the next)
+NEIGHBOUR_SOURCES = {
+    "prev_template_corr": ("template_corr", -1),
+    "next_template_corr": ("template_corr", 1),
+    "prev_qrs_width_ratio": ("qrs_width_ratio", -1),
+    "next_qrs_width_ratio": ("qrs_width_ratio", 1),
+    "prev_rr_prev_ratio": ("rr_prev_ratio", -1),
+    "next_rr_next_ratio": ("rr_next_ratio", 1),
+}
+_NEIGHBOUR_COLUMN = [RR_FEATURE_NAMES.index(NEIGHBOUR_SOURCES[k][0]) for k in RR_FEATURE_NAMES[OWN_FEATURES:]]
+# previous, next, previous, ...: slices [0::2] and [1::2] below rely on it
+assert [NEIGHBOUR_SOURCES[k][1] for k in RR_FEATURE_NAMES[OWN_FEATURES:]] == [-1, 1] * 3
 
 
 def beat_windows(x, peaks, before, after):
@@ -154,6 +175,31 @@ def template_correlation(windows, templates):
     num = np.sum(a * b, axis=1)
     den = np.sqrt(np.sum(a * a, axis=1) * np.sum(b * b, axis=1)) + 1e-12
     return num / den
+
+
+def neighbour_features(own, groups):
+    """The previous and the next beat's features, shape (n, 6), columns as ``RR_FEATURE_NAMES[10:]``.
+
+    ``own``: (n, 10) the beats' own features (``RR_FEATURE_NAMES[:10]``); ``groups``: (n,)
+    group labels (:func:`beat_groups`). The first beat has no previous one and the last
+    no next one: they take their group's median of that feature ("as usual here", as a
+    missing RR side does).
+    """
+    v = own[:, _NEIGHBOUR_COLUMN]  # (n, 6): columns from the previous beat, the next, ...
+    out = np.empty_like(v, dtype=np.float64)
+    out[1:, 0::2], out[:-1, 1::2] = v[:-1, 0::2], v[1:, 1::2]
+    # only the first and the last beat need a median: of their own group's rows
+    first = _column_medians(v if groups[0] == groups[-1] else v[groups == groups[0]])
+    last = first if groups[0] == groups[-1] else _column_medians(v[groups == groups[-1]])
+    out[0, 0::2], out[-1, 1::2] = first[0::2], last[1::2]
+    return out
+
+
+def _column_medians(rows):
+    """Median of each column of ``rows`` (m, k), NaN-free, as :func:`group_median` gives it (float32)."""
+    s = np.sort(rows, axis=0)
+    m = len(s)
+    return ((s[(m - 1) // 2] + s[m // 2]) / 2).astype(np.float32)
 
 
 def rr_features(peaks, fs, groups, qrs_s):

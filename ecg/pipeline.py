@@ -2,7 +2,9 @@
 
 Changing anything that alters the arrays :func:`extract_beats` returns means a new
 ``PREPROCESSING["version"]``: a model card names the version its model was trained
-on, and the service refuses a model whose version it does not produce.
+on, and the service refuses a model whose version it does not produce. A version may
+append feature columns and change nothing else: a model of an earlier version then
+takes the first columns (:func:`network_rr`), so the service still serves it.
 """
 
 from dataclasses import dataclass
@@ -14,8 +16,10 @@ from .detect import detect_r_peaks
 from .features import (
     RR_FEATURE_NAMES,
     beat_groups,
+    OWN_FEATURES,
     beat_windows,
     group_median,
+    neighbour_features,
     qrs_widths,
     rr_features,
     rr_intervals,
@@ -24,7 +28,7 @@ from .features import (
 from .signal import bandpass, map_positions, resample
 
 PREPROCESSING = {
-    "version": "nv-pre-1",
+    "version": "nv-pre-2",
     "fs_hz": MODEL_FS,
     "bandpass_hz": [0.5, 40.0],
     "window_samples": [180, 180],  # before and after the R peak at fs_hz: 1 s centred on it
@@ -34,7 +38,9 @@ PREPROCESSING = {
     "rr_features": list(RR_FEATURE_NAMES),
     "detector": "ecg.detect.detect_r_peaks",
 }
-SUPPORTED_VERSIONS = frozenset({PREPROCESSING["version"]})
+# version -> its feature columns, the first of RR_FEATURE_NAMES ("nv-pre-2" added the
+# neighbours' six to "nv-pre-1")
+SUPPORTED_VERSIONS = {"nv-pre-1": OWN_FEATURES, "nv-pre-2": len(RR_FEATURE_NAMES)}
 
 
 @dataclass
@@ -44,7 +50,7 @@ class Beats:
     peaks: np.ndarray  # (n,) int64, R peaks in the 360 Hz signal
     positions: np.ndarray  # (n,) int64, R peaks in the caller's signal at the caller's rate
     windows: np.ndarray  # (n, 360, 2) float32, model input "beat"
-    features: np.ndarray  # (n, 10) float32, model input "rr"
+    features: np.ndarray  # (n, 16) float32, model input "rr" (its first columns: network_rr)
     rr_prev_s: np.ndarray  # (n,) float64, NaN for the first beat
     rr_next_s: np.ndarray  # (n,) float64, NaN for the last beat
     qrs_width_s: np.ndarray  # (n,) float64
@@ -98,10 +104,12 @@ def beat_inputs(filtered, peaks, fs, n_samples):
 
     qrs_s = qrs_widths(filtered, peaks, MODEL_FS) if n else np.zeros(0)
     rr_prev, rr_next = rr_intervals(peaks, MODEL_FS)
-    feats = np.column_stack([
-        rr_features(peaks, MODEL_FS, groups, qrs_s),
-        template_correlation(windows, templates),
-    ]).astype(np.float32) if n else np.zeros((0, len(RR_FEATURE_NAMES)), np.float32)
+    if n:
+        own = np.column_stack([rr_features(peaks, MODEL_FS, groups, qrs_s),
+                               template_correlation(windows, templates)])
+        feats = np.column_stack([own, neighbour_features(own, groups)]).astype(np.float32)
+    else:
+        feats = np.zeros((0, len(RR_FEATURE_NAMES)), np.float32)
 
     return Beats(
         peaks=peaks,
@@ -113,3 +121,13 @@ def beat_inputs(filtered, peaks, fs, n_samples):
         qrs_width_s=qrs_s,
         filtered=filtered,
     )
+
+
+def network_rr(features, width):
+    """The ``rr`` input of a network that takes ``width`` features: the first ``width`` columns.
+
+    ``features``: (n, 16) from :func:`extract_beats`. A network trained on an earlier
+    preprocessing version takes fewer (``SUPPORTED_VERSIONS``): versions only append
+    columns. Returns a view (n, width).
+    """
+    return features[:, :width]

@@ -20,12 +20,12 @@ import numpy as np
 import onnxruntime as ort
 
 from ecg.decision import RULEGUARD_KEYS, in_cascade_band
-from ecg.pipeline import PREPROCESSING, SUPPORTED_VERSIONS
+from ecg.features import RR_FEATURE_NAMES
+from ecg.pipeline import PREPROCESSING, SUPPORTED_VERSIONS, network_rr
 
 log = logging.getLogger("service.model")
 
 BEAT_SHAPE = (2 * PREPROCESSING["window_samples"][0], 2)  # (360, 2)
-RR_WIDTH = len(PREPROCESSING["rr_features"])  # 10
 # the card keeps every figure of the run; /health leaves out the training curves
 # (each member's losses and epochs, and a distilled run's fold networks and student:
 # train/distill.py), which say nothing about the served model's quality
@@ -85,6 +85,11 @@ class LoadedModel:
     def preprocessing_version(self):
         return self.card["preprocessing"]["version"]
 
+    @property
+    def rr_width(self):
+        """How many of the beats' feature columns the network takes (its version's)."""
+        return SUPPORTED_VERSIONS[self.preprocessing_version]
+
     def summary(self):
         return {
             "name": self.name,
@@ -104,10 +109,14 @@ class LoadedModel:
         """Raw V probabilities (n,) of n beats: the ensemble mean, or with a cascade,
         the first member's where it is outside the card's band.
 
+        ``windows`` (n, 360, 2) and ``features`` (n, 16) as ``extract_beats`` gives them;
+        the network gets the feature columns of its version.
+
         Beats whose first-member probability is at or below ``low``, or at or above
         ``high``, keep it; the others get the mean of all members, from one more call
         on those beats only.
         """
+        features = network_rr(features, self.rr_width)
         p = self._run(self.session, windows, features)
         if self.rest is None:
             return p
@@ -174,6 +183,10 @@ def _check_card(card):
             f"model card's preprocessing version {version!r} is not one this service "
             f"produces ({', '.join(sorted(SUPPORTED_VERSIONS))})"
         )
+    names = card["preprocessing"].get("rr_features")
+    if names is not None and list(names) != list(RR_FEATURE_NAMES[:SUPPORTED_VERSIONS[version]]):
+        raise ModelUnavailable(f"model card's features for {version!r} are not the ones this "
+                               f"service computes for it: {names}")
     if not 0.0 <= threshold <= 1.0:
         raise ModelUnavailable(f"model card's threshold {threshold} is not in 0..1")
     unknown = set(card["decision"].get("ruleguard") or {}) - RULEGUARD_KEYS
@@ -195,15 +208,15 @@ def _check_card(card):
             raise ModelUnavailable(f"model card's cascade band {low}..{high} is not an interval in 0..1")
 
 
-def _check_io(session):
+def _check_io(session, rr_width):
     inputs = {i.name: i.shape for i in session.get_inputs()}
     outputs = [o.name for o in session.get_outputs()]
     if set(inputs) != {"beat", "rr"} or "p_v" not in outputs:
         raise ModelUnavailable(f"ONNX model has inputs {sorted(inputs)} and outputs {outputs}, "
                                "expected inputs beat, rr and output p_v")
-    if tuple(inputs["beat"][1:]) != BEAT_SHAPE or tuple(inputs["rr"][1:]) != (RR_WIDTH,):
+    if tuple(inputs["beat"][1:]) != BEAT_SHAPE or tuple(inputs["rr"][1:]) != (rr_width,):
         raise ModelUnavailable(f"ONNX input shapes {inputs} do not match the preprocessing "
-                               f"(beat [N, {BEAT_SHAPE[0]}, {BEAT_SHAPE[1]}], rr [N, {RR_WIDTH}])")
+                               f"(beat [N, {BEAT_SHAPE[0]}, {BEAT_SHAPE[1]}], rr [N, {rr_width}])")
 
 
 def graph_files(card):
@@ -273,12 +286,13 @@ def load_model(model_dir, intra_op_threads=1):
                                                   providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types
             raise ModelUnavailable(f"ONNX Runtime cannot load {onnx_name}: {exc}") from None
-        _check_io(sessions[role])
+        _check_io(sessions[role], SUPPORTED_VERSIONS[card["preprocessing"]["version"]])
 
     model = LoadedModel(card=card, session=sessions.get("model") or sessions["first"], rest=sessions.get("rest"))
     for session in sessions.values():  # one real run of every graph: catches a model that loads
         try:  # but cannot execute, and warms it up
-            p = model._run(session, np.zeros((1, *BEAT_SHAPE), np.float32), np.zeros((1, RR_WIDTH), np.float32))
+            p = model._run(session, np.zeros((1, *BEAT_SHAPE), np.float32),
+                           np.zeros((1, model.rr_width), np.float32))
         except Exception as exc:
             raise ModelUnavailable(f"ONNX model fails on a test batch: {exc}") from None
         if p.shape != (1,) or not np.isfinite(p).all():

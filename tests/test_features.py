@@ -1,6 +1,16 @@
 import numpy as np
 
-from ecg.features import beat_groups, beat_windows, group_median, qrs_widths, rr_features, rr_intervals
+from ecg.features import (
+    NEIGHBOUR_SOURCES,
+    RR_FEATURE_NAMES,
+    beat_groups,
+    beat_windows,
+    group_median,
+    neighbour_features,
+    qrs_widths,
+    rr_features,
+    rr_intervals,
+)
 from ecg.signal import bandpass
 from tests.conftest import synthetic_ecg
 
@@ -55,6 +65,23 @@ def test_qrs_width_on_real_pvcs(record_119):
     # record 119's PVCs are wide; its normal beats narrow
     assert np.median(b.qrs_width_s[c == "V"]) > 0.11
     assert np.median(b.qrs_width_s[c == "N"]) < 0.09
+
+
+def test_neighbour_features_copy_the_neighbours_and_the_group_median_at_the_ends():
+    rng = np.random.default_rng(0)
+    own = rng.normal(size=(7, 10))
+    groups = np.array([0, 0, 0, 0, 1, 1, 1])  # two groups: the ends take their own group's median
+    nb = neighbour_features(own, groups)
+    assert nb.shape == (7, 6)
+    for c, name in enumerate(RR_FEATURE_NAMES[10:]):
+        src, step = NEIGHBOUR_SOURCES[name]
+        col = own[:, RR_FEATURE_NAMES.index(src)]
+        inner = np.arange(1, 7) if step < 0 else np.arange(6)
+        assert np.array_equal(nb[inner, c], col[inner + step]), name
+        end, group = (0, slice(0, 4)) if step < 0 else (6, slice(4, 7))
+        assert np.isclose(nb[end, c], np.median(col[group]), atol=1e-6), name
+    one = neighbour_features(own[:1], groups[:1])  # a single beat: both sides "as usual"
+    assert np.allclose(one[0], own[0, [9, 9, 7, 7, 0, 1]], atol=1e-6)
 
 
 def test_group_median_leaves_its_input_alone():

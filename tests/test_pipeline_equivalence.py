@@ -1,5 +1,5 @@
 """The speed-ups of ecg/ and its move off scipy leave extract_beats' arrays as they were
-(preprocessing nv-pre-1).
+(preprocessing nv-pre-1), and nv-pre-2 only appends the neighbours' features.
 
 Trained models depend on the exact arrays ``ecg.pipeline.extract_beats`` returns. Below
 is a frozen copy of the code as it stood before it was optimised (per-call
@@ -104,6 +104,19 @@ def ref_rr_features(peaks, fs, groups, qrs_s):
     ]).astype(np.float32)
 
 
+def ref_neighbours(own, groups):
+    """nv-pre-2's six columns, one beat at a time: the previous or next beat's own value,
+    or at a signal's first / last beat the group's median of it."""
+    usual = ref_group_median(own, groups).astype(np.float64)
+    pick = [(9, -1), (9, 1), (7, -1), (7, 1), (0, -1), (1, 1)]  # template_corr, qrs ratio, RR ratios
+    out = np.empty((len(own), len(pick)))
+    for i in range(len(own)):
+        for c, (col, step) in enumerate(pick):
+            j = i + step
+            out[i, c] = own[j, col] if 0 <= j < len(own) else usual[i, col]
+    return out
+
+
 def ref_extract_beats(x, fs, monkeypatch):
     """The arrays extract_beats returned before the speed-ups (the detector fed scipy's functions)."""
     x360 = ref_resample(x, fs, 360)
@@ -123,10 +136,11 @@ def ref_extract_beats(x, fs, monkeypatch):
     templates = ref_group_median(windows, groups) if n else windows
     qrs_s = ref_qrs_widths(filtered, peaks, 360) if n else np.zeros(0)
     rr_prev, rr_next = features.rr_intervals(peaks, 360)
-    feats = np.column_stack([
+    own = np.column_stack([
         ref_rr_features(peaks, 360, groups, qrs_s),
         features.template_correlation(windows, templates),
-    ]).astype(np.float32) if n else np.zeros((0, 10), np.float32)
+    ]) if n else np.zeros((0, 10))
+    feats = np.column_stack([own, ref_neighbours(own, groups)]).astype(np.float32)
     return {
         "peaks": peaks,
         "positions": signal.map_positions(peaks, 360, fs, n_to=len(x)),
@@ -153,7 +167,8 @@ def assert_same(beats, ref, where):
 
 def test_reference_is_for_this_preprocessing_version():
     # a new version may change the arrays on purpose: then this reference is to be replaced
-    assert PREPROCESSING["version"] == "nv-pre-1"
+    assert PREPROCESSING["version"] == "nv-pre-2"
+    assert PREPROCESSING["rr_features"][:10] == list(features.RR_FEATURE_NAMES[:features.OWN_FEATURES])
 
 
 @pytest.fixture(scope="module")

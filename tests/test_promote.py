@@ -78,7 +78,7 @@ def test_promotes_the_best_validation_run_with_a_complete_card(store, out, capsy
     rng = np.random.default_rng(0)
     for n in (1, 7):
         x = {"beat": rng.standard_normal((n, 360, 2)).astype(np.float32),
-             "rr": rng.standard_normal((n, 10)).astype(np.float32)}
+             "rr": rng.standard_normal((n, len(card["preprocessing"]["rr_features"]))).astype(np.float32)}
         assert np.abs(sess.run(["p_v"], x)[0] - np.asarray(model(x, training=False))).max() <= 1e-5
 
     client = mlflow.MlflowClient(store["uri"])

@@ -36,6 +36,8 @@ DAMAGES = {
     "unknown preprocessing version": (
         lambda d: edit_card(d, lambda c: c["preprocessing"].update(version="nv-pre-99")), "nv-pre-99"),
     "card without decision": (lambda d: edit_card(d, lambda c: c.pop("decision")), "decision"),
+    "features not its version's": (
+        lambda d: edit_card(d, lambda c: c["preprocessing"]["rr_features"].reverse()), "features for"),
     "threshold out of range": (
         lambda d: edit_card(d, lambda c: c["decision"].update(threshold=1.5)), "threshold"),
     "ONNX bytes not a model": (_damage_onnx_keep_hash, "ONNX Runtime cannot load"),

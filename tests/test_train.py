@@ -109,6 +109,7 @@ def test_a_seed_ensemble_is_one_model_averaging_its_members(tmp_path, fixture_di
     import keras
     import mlflow
 
+    from ecg.pipeline import PREPROCESSING
     from train.train import parse_args, run
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
@@ -123,7 +124,7 @@ def test_a_seed_ensemble_is_one_model_averaging_its_members(tmp_path, fixture_di
     assert len(members) == 2
     rng = np.random.default_rng(1)
     x = {"beat": rng.standard_normal((5, 360, 2)).astype(np.float32),
-         "rr": rng.standard_normal((5, 10)).astype(np.float32)}
+         "rr": rng.standard_normal((5, len(PREPROCESSING["rr_features"]))).astype(np.float32)}
     each = [np.asarray(m(x, training=False)) for m in members]
     assert not np.allclose(each[0], each[1])  # different seeds, different networks
     assert np.allclose(np.asarray(model(x, training=False)), (each[0] + each[1]) / 2, atol=1e-6)

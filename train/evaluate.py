@@ -5,15 +5,22 @@ import numpy as np
 from ecg import MODEL_FS
 from ecg.decision import classify, fit_platt, ruleguard_mask
 from ecg.ec57 import binary_metrics, count_metrics, end_to_end_metrics
+from ecg.pipeline import network_rr
 
 from .data import load_record
+
+
+def rr_width(model):
+    """How many feature columns a Keras network takes (its preprocessing version's)."""
+    return int(model.input["rr"].shape[-1])
 
 
 def predict_raw(model, beats, batch_size=4096):
     """The network's V probability for every beat of a BeatSet, shape (n,)."""
     out = []
+    rr = network_rr(beats.features, rr_width(model))
     for i in range(0, len(beats), batch_size):
-        x = {"beat": beats.windows[i:i + batch_size], "rr": beats.features[i:i + batch_size]}
+        x = {"beat": beats.windows[i:i + batch_size], "rr": rr[i:i + batch_size]}
         out.append(np.asarray(model(x, training=False)).reshape(-1))
     return np.concatenate(out) if out else np.zeros(0)
 

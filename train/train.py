@@ -88,7 +88,9 @@ def class_weights(y, mode):
     return {0: 1.0, 1: float(w)}
 
 
-RELATIVE_FEATURES = ("rr_prev_ratio", "rr_next_ratio", "qrs_width_ratio", "template_corr")
+RELATIVE_FEATURES = ("rr_prev_ratio", "rr_next_ratio", "qrs_width_ratio", "template_corr",
+                     "prev_template_corr", "next_template_corr", "prev_qrs_width_ratio",
+                     "next_qrs_width_ratio", "prev_rr_prev_ratio", "next_rr_next_ratio")
 
 
 def blank_relative(beats):
