@@ -131,3 +131,22 @@ def test_a_load_level_reports_the_median_of_its_runs_and_every_error(monkeypatch
     assert level["req_per_s"] == 600.0 and level["p99_ms"] == 55.0  # medians, not the best run
     assert level["errors"] == 1 and level["max_ms"] == 180.0  # any run's error counts
     assert [r["req_per_s"] for r in level["runs"]] == [300.0, 650.0, 600.0]
+
+
+def test_thread_configurations_run_the_served_graphs():
+    # bench.ort_threads compares ONNX Runtime settings: each must compute what the service does
+    import numpy as np
+
+    from bench import ort_threads
+    from ecg.pipeline import extract_beats
+    from service import model as service_model
+    from tests.service_helpers import MODEL_DIR
+
+    served = service_model.load_model(MODEL_DIR)
+    _, obj = payload_10s()
+    beats = extract_beats(np.array(obj["signal_data"]), obj["sampling_rate"])
+    want = served.p_v(beats.windows, beats.features)
+    for cfg in ort_threads.CONFIGS.values():
+        model = ort_threads.with_sessions(served, MODEL_DIR, ort_threads.session_options(*cfg))
+        assert (model.rest is None) == (served.rest is None)
+        assert np.allclose(model.p_v(beats.windows, beats.features), want, atol=1e-6)
