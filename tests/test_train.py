@@ -317,3 +317,23 @@ def test_stop_on_average_precision_is_logged(tmp_path, fixture_dir, monkeypatch)
     assert client.get_run(run_id).data.params["stop_on"] == "ap"
     history = client.get_metric_history(run_id, "val_ap_V")
     assert len(history) == 2 and all(0 < h.value <= 1 for h in history)
+
+
+def test_jobs_building_one_cache_at_once_do_not_trip_each_other(tmp_path, fixture_dir, monkeypatch):
+    # seeds started together build the same records: a second job writes and renames its
+    # file while the first has written its own and not renamed it yet
+    from train import dataset
+
+    write = dataset.np.savez
+    inner = []
+
+    def savez(path, **arrays):
+        write(path, **arrays)
+        if not inner:  # the first job's write: the second job runs now, whole
+            inner.append(None)
+            inner[0] = dataset.build(["119"], fixture_dir, cache_dir=tmp_path, progress=None)
+
+    monkeypatch.setattr(dataset.np, "savez", savez)
+    outer = dataset.build(["119"], fixture_dir, cache_dir=tmp_path, progress=None)
+    assert len(outer) == len(inner[0]) > 0
+    assert [p.name for p in tmp_path.iterdir()] == [f"119_s10.0_o0.0_det_{dataset.code_fingerprint()}.npz"]

@@ -10,6 +10,8 @@ false beat, labelled ``-`` (not V: the model must learn to leave it alone).
 import hashlib
 import inspect
 import json
+import os
+import uuid
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -118,7 +120,10 @@ def build(records, data_dir=None, strip_s=10.0, offsets=(0.0,), use_reference=Fa
                 continue
             if cache:
                 cache.mkdir(parents=True, exist_ok=True)
-                tmp = cache / (key + ".tmp.npz")
+                # a name of this writer's own: training jobs started together (seeds, Optuna
+                # workers) build the same records at once, and with one shared name a job's
+                # rename took the file another was about to rename (FileNotFoundError)
+                tmp = cache / f"{key}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp.npz"
                 np.savez(tmp, **{f.name: getattr(bs, f.name) for f in fields(bs)})
                 tmp.replace(cache / key)
             parts.append(bs)
