@@ -14,9 +14,9 @@ import numpy as np
 from . import MODEL_FS
 from .detect import detect_r_peaks
 from .features import (
+    OWN_FEATURES,
     RR_FEATURE_NAMES,
     beat_groups,
-    OWN_FEATURES,
     beat_windows,
     group_median,
     neighbour_features,

@@ -30,7 +30,7 @@ class BeatSet:
     """Beats of several records with their model inputs and labels (n beats)."""
 
     windows: np.ndarray  # (n, 360, 2) float32
-    features: np.ndarray  # (n, 10) float32
+    features: np.ndarray  # (n, 16) float32 (nv-pre-2)
     labels: np.ndarray  # (n,) str: AAMI class N S V F Q, or '-' for a false detection
     records: np.ndarray  # (n,) str
     strips: np.ndarray  # (n,) int, strip number within the record (-1: whole record)

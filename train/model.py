@@ -1,7 +1,8 @@
 """The Keras network: a 1-D CNN on the beat window beside a dense branch on RR features.
 
 Inputs are named as the ONNX model's will be: ``beat`` (batch, 360, 2) and ``rr``
-(batch, 10); the output ``p_v`` (batch, 1) is the V probability before calibration.
+(batch, k), k the features of its preprocessing version (16 for nv-pre-2); the output
+``p_v`` (batch, 1) is the V probability before calibration.
 The RR branch standardises its inputs with statistics fitted on the training set,
 inside the model, so the exported graph carries them.
 """
