@@ -254,7 +254,7 @@ def test_onnx_batches_give_the_same_probabilities():
     rng = np.random.default_rng(3)
     n = 2 * BATCH_BEATS + 37
     windows = rng.standard_normal((n, 360, 2)).astype(np.float32)
-    feats = rng.standard_normal((n, 10)).astype(np.float32)
+    feats = rng.standard_normal((n, model.rr_width)).astype(np.float32)
     for session in (model.session, model.rest):  # a cascade's two graphs, else the one
         if session is None:
             continue

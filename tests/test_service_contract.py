@@ -10,13 +10,17 @@ from scipy.signal import resample_poly
 
 from service import inference, schemas
 from service.model import ModelState
-from tests.service_helpers import PAYLOAD, PREDICT, app, client, payload  # noqa: F401
+from tests.service_helpers import MODEL_DIR, PAYLOAD, PREDICT, app, client, payload  # noqa: F401
 
 BEAT_FIELDS = {"beat_index", "position_sample", "arrhythmia_type", "confidence",
                "rr_previous", "rr_next", "qrs_width_ms"}
 TOP_FIELDS = {"prediction_id", "ecg_signal_id", "overall_arrhythmia_type", "overall_confidence",
               "risk_level", "threshold_used", "total_beats", "normal_beats", "ventricular_beats",
               "beat_predictions", "processing_time_ms", "created_at", "metadata"}
+
+
+def served_card():
+    return json.loads((MODEL_DIR / "model.json").read_text())
 
 
 def _is_number(v):
@@ -104,7 +108,7 @@ def test_metadata_keeps_the_old_keys_and_adds_the_useful_ones(answer):
     assert meta["pvc_burden_percent"] == pytest.approx(100 * answer["ventricular_beats"] / answer["total_beats"], abs=0.01)
     assert 40 <= meta["heart_rate_bpm"] <= 120
     assert meta["sampling_rate"] == 360 and meta["resampled"] is False
-    assert meta["model_version"] and meta["preprocessing_version"] == "nv-pre-1"
+    assert meta["model_version"] and meta["preprocessing_version"] == served_card()["preprocessing"]["version"]
     assert meta["patient_id"] == PAYLOAD["patient_id"]
     assert meta["derivation"] == "MLII" and meta["warnings"] == []
 
@@ -225,7 +229,7 @@ def test_health_is_healthy_with_the_model(client):
     assert body["status"] == "healthy" and body["model_loaded"] is True
     assert isinstance(body["version"], str)
     assert datetime.fromisoformat(body["timestamp"]).utcoffset() == timedelta(0)
-    assert body["model"]["preprocessing_version"] == "nv-pre-1"
+    assert body["model"]["preprocessing_version"] == served_card()["preprocessing"]["version"]
 
 
 def test_every_response_carries_a_request_id_and_keeps_a_sane_client_one(client):

@@ -153,3 +153,16 @@ def test_health_leaves_out_a_distilled_runs_training_curves():
                        "fold0_inner1_val_loss": 0.1, "fold2_student_loss": 0.2, "student_loss": 0.3}
     shown = LoadedModel(card=card, session=None).summary()["metrics"]
     assert shown == {"val_f1_V": 0.79, "val_f1_V_teacher_ensemble": 0.80, "test_f1_V": 0.9}
+
+
+def test_a_model_of_the_previous_preprocessing_version_is_still_served():
+    # nv-pre-2 only appended feature columns: an nv-pre-1 network gets the first 10
+    from pathlib import Path
+
+    old = Path(__file__).parent / "data" / "model_nv_pre_1"
+    app = create_app({"TESTING": True, "MODEL_DIR": str(old)})
+    r = app.test_client().post(PREDICT, json=PAYLOAD)
+    assert r.status_code == 201, r.get_json()
+    body = r.get_json()
+    assert body["metadata"]["preprocessing_version"] == "nv-pre-1"
+    assert body["total_beats"] == 14 and body["ventricular_beats"] >= 1
