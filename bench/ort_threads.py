@@ -12,7 +12,6 @@ answers one design question, and its answer is in the README.
 import contextlib
 import os
 import time
-from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
@@ -39,18 +38,6 @@ def session_options(threads, spin, stop):
     return so
 
 
-def with_sessions(loaded, model_dir, so):
-    """A copy of the loaded model whose graphs run in new sessions made with ``so``."""
-    def session(file):
-        return ort.InferenceSession(str(Path(model_dir) / file), so, providers=["CPUExecutionProvider"])
-
-    graphs = loaded.card["onnx"].get("cascade")
-    if graphs is None:
-        return service_model.LoadedModel(card=loaded.card, session=session(loaded.card["onnx"]["file"]))
-    return service_model.LoadedModel(card=loaded.card, session=session(graphs["first"]["file"]),
-                                     rest=session(graphs["rest"]["file"]))
-
-
 def cpu_timed(call):
     """``call`` wrapped to record this process's CPU time (all threads) per call."""
     cpu = []
@@ -70,7 +57,7 @@ def main(n=400):
         for name, cfg in CONFIGS.items():
             app = make_app()
             state = service_model.get_state(app)
-            state.model = with_sessions(state.model, app.config["MODEL_DIR"], session_options(*cfg))
+            state.model = service_model.load_model(app.config["MODEL_DIR"], session_options=session_options(*cfg))
             calls[name], cpus[name] = cpu_timed(wsgi_caller(app, body))
         runs = blocked(calls, n)
     print("| ONNX Runtime sessions | wall ms per request (median) | CPU ms per request (median) |")

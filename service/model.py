@@ -264,8 +264,12 @@ def _read_verified(model_dir):
     return card, blobs
 
 
-def load_model(model_dir, intra_op_threads=1):
-    """Card + verified ONNX session(s) from ``model_dir``; raises :class:`ModelUnavailable`."""
+def load_model(model_dir, intra_op_threads=1, session_options=None):
+    """Card + verified ONNX session(s) from ``model_dir``; raises :class:`ModelUnavailable`.
+
+    ``session_options``: ONNX Runtime options to use instead of the service's
+    (``bench.ort_threads`` compares threading settings with them).
+    """
     model_dir = Path(model_dir)
     for attempt in range(SHA_MISMATCH_RETRIES + 1):
         try:
@@ -278,21 +282,21 @@ def load_model(model_dir, intra_op_threads=1):
     if "first" in blobs:  # a cascade runs its two graphs; the whole ensemble was only verified
         del blobs["model"]
     files = graph_files(card)
+    rr_width = SUPPORTED_VERSIONS[card["preprocessing"]["version"]]
     sessions = {}
     for role, blob in blobs.items():
         onnx_name = Path(str(files[role][0])).name
         try:
-            sessions[role] = ort.InferenceSession(blob, _session_options(intra_op_threads),
+            sessions[role] = ort.InferenceSession(blob, session_options or _session_options(intra_op_threads),
                                                   providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types
             raise ModelUnavailable(f"ONNX Runtime cannot load {onnx_name}: {exc}") from None
-        _check_io(sessions[role], SUPPORTED_VERSIONS[card["preprocessing"]["version"]])
+        _check_io(sessions[role], rr_width)
 
     model = LoadedModel(card=card, session=sessions.get("model") or sessions["first"], rest=sessions.get("rest"))
     for session in sessions.values():  # one real run of every graph: catches a model that loads
         try:  # but cannot execute, and warms it up
-            p = model._run(session, np.zeros((1, *BEAT_SHAPE), np.float32),
-                           np.zeros((1, model.rr_width), np.float32))
+            p = model._run(session, np.zeros((1, *BEAT_SHAPE), np.float32), np.zeros((1, rr_width), np.float32))
         except Exception as exc:
             raise ModelUnavailable(f"ONNX model fails on a test batch: {exc}") from None
         if p.shape != (1,) or not np.isfinite(p).all():

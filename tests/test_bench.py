@@ -147,6 +147,6 @@ def test_thread_configurations_run_the_served_graphs():
     beats = extract_beats(np.array(obj["signal_data"]), obj["sampling_rate"])
     want = served.p_v(beats.windows, beats.features)
     for cfg in ort_threads.CONFIGS.values():
-        model = ort_threads.with_sessions(served, MODEL_DIR, ort_threads.session_options(*cfg))
+        model = service_model.load_model(MODEL_DIR, session_options=ort_threads.session_options(*cfg))
         assert (model.rest is None) == (served.rest is None)
         assert np.allclose(model.p_v(beats.windows, beats.features), want, atol=1e-6)

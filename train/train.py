@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ecg.features import NEIGHBOUR_SOURCES
 from ecg.pipeline import PREPROCESSING
 
 from . import dataset, tracking
@@ -88,9 +89,9 @@ def class_weights(y, mode):
     return {0: 1.0, 1: float(w)}
 
 
+# the beat's own relative inputs, and the neighbours' (all relative: ratios and correlations)
 RELATIVE_FEATURES = ("rr_prev_ratio", "rr_next_ratio", "qrs_width_ratio", "template_corr",
-                     "prev_template_corr", "next_template_corr", "prev_qrs_width_ratio",
-                     "next_qrs_width_ratio", "prev_rr_prev_ratio", "next_rr_next_ratio")
+                     *NEIGHBOUR_SOURCES)
 
 
 def blank_relative(beats):
