@@ -31,7 +31,7 @@ did not mark.
 
 import numpy as np
 
-from .dsp import find_peaks, median_1d, uniform_filter1d
+from .dsp import find_peaks, gradient_1d, median_1d, uniform_filter1d
 from .signal import MAX_FS, MIN_FS, bandpass
 
 QRS_BAND_HZ = (5.0, 20.0)  # where QRS energy dominates P/T waves, wander and muscle noise
@@ -62,7 +62,7 @@ def qrs_energy_envelope(x, fs):
     by the edge and pull its peak onto the edge.
     """
     f = bandpass(x, fs, *QRS_BAND_HZ, order=2)
-    d = np.gradient(f) * fs
+    d = gradient_1d(f) * fs
     env = uniform_filter1d(d * d, envelope_width(fs), mode="constant")
     return f, d, env
 

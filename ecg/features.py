@@ -9,7 +9,7 @@ import warnings
 
 import numpy as np
 
-from .dsp import median_1d
+from .dsp import gradient_1d, median_1d
 
 RR_FEATURE_NAMES = (
     "rr_prev_ratio",  # RR before the beat / local mean RR (1 when missing)
@@ -57,9 +57,13 @@ def beat_windows(x, peaks, before, after):
     padded = np.concatenate([np.zeros(before, np.float32), x, np.zeros(after, np.float32)])
     if len(peaks) and (peaks.min() < 0 or peaks.max() > len(x)):  # off the signal: as numpy indexes
         return padded[peaks[:, None] + np.arange(before + after)[None, :]]
-    # row p of the sliding view is padded[p:p + before + after]: the same windows, gathered
-    # without building an (n, before + after) index array
-    return np.lib.stride_tricks.sliding_window_view(padded, before + after)[peaks]
+    # row p of the strided view is padded[p:p + before + after] (p = 0 .. len(x)): the same
+    # windows, gathered without an (n, before + after) index array; as_strided rather than
+    # sliding_window_view, whose argument checks cost more than the gather on a strip
+    step = padded.strides[0]
+    rows = np.lib.stride_tricks.as_strided(padded, shape=(len(x) + 1, before + after),
+                                           strides=(step, step), writeable=False)
+    return rows[peaks]
 
 
 def beat_groups(n, group_size=16):
@@ -96,6 +100,10 @@ def group_median(values, groups):
     np.not_equal(groups[1:], groups[:-1], out=change[1:])
     starts = np.flatnonzero(change)
     n_groups = len(starts)
+    if n_groups == 1:  # a strip: one group, where the general case's bookkeeping dominates
+        one = _single_group_median(values)
+        if one is not None:
+            return one
     size = -(-n // n_groups)
     if n_groups * size == n and (n_groups == 1 or np.all(np.diff(starts) == size)):
         member = None  # runs of one size (a strip's single group): a reshape is enough
@@ -123,6 +131,33 @@ def group_median(values, groups):
     # (odd count: low is high, and (v + v) / 2 == v)
     out = np.repeat(median, size, axis=0) if member is None else median[member]
     return out.astype(np.float32, copy=False)
+
+
+def _single_group_median(values):
+    """:func:`group_median` of ``values`` (n,) or (n, m) that form one group; None when it cannot say.
+
+    The middle one or two of the non-NaN values and their mean: the same figures as the
+    general case, without its bookkeeping. None (the general case then answers) for
+    more than two dimensions, for a 2-D ``values`` holding NaN (its columns would have
+    different counts) and for an all-NaN ``values``.
+    """
+    n = len(values)
+    if values.ndim == 1:
+        count = n - int(np.count_nonzero(np.isnan(values)))
+        if count == 0:
+            return None
+        lo, hi = (count - 1) // 2, count // 2
+        part = np.partition(values, (lo, hi))  # NaNs last
+        median = np.array([(part[lo] + part[hi]) / 2])
+    elif values.ndim == 2:
+        lanes = values.T.copy()  # always a copy (sorted below), each column's values contiguous
+        lanes.sort(axis=1)  # NaNs last
+        if np.isnan(lanes[:, -1]).any():
+            return None
+        median = ((lanes[:, (n - 1) // 2] + lanes[:, n // 2]) / 2)[None]
+    else:
+        return None
+    return np.repeat(median, n, axis=0).astype(np.float32, copy=False)
 
 
 def _group_median_loop(values, groups):
@@ -159,7 +194,7 @@ def qrs_widths(x, peaks, fs, before_s=0.12, after_s=0.15, smooth_s=0.01, level=0
     the complex fall under the level) but it separates narrow from wide.
     """
     k = max(int(round(smooth_s * fs)), 1)
-    env = np.convolve(np.abs(np.gradient(np.asarray(x, dtype=np.float64))), np.ones(k) / k, mode="same")
+    env = np.convolve(np.abs(gradient_1d(np.asarray(x, dtype=np.float64))), np.ones(k) / k, mode="same")
     w = beat_windows(env, peaks, int(round(before_s * fs)), int(round(after_s * fs)) + 1)
     above = w > level * w.max(axis=1, keepdims=True)
     onset = np.argmax(above, axis=1)

@@ -13,6 +13,7 @@ import numpy as np
 
 from . import MODEL_FS
 from .detect import detect_r_peaks
+from .dsp import median_rows
 from .features import (
     OWN_FEATURES,
     RR_FEATURE_NAMES,
@@ -96,7 +97,7 @@ def beat_inputs(filtered, peaks, fs, n_samples):
     groups = beat_groups(n, PREPROCESSING["group_size_beats"])
 
     windows = beat_windows(filtered, peaks, before, after)
-    windows -= np.median(windows, axis=1, keepdims=True)
+    windows -= median_rows(windows)  # np.median's figures, sooner
     core = windows[:, before - 36:before + 36]  # ±100 ms: the QRS
     scale = group_median(core.max(axis=1) - core.min(axis=1), groups)
     windows /= np.maximum(scale, 1e-3)[:, None]

@@ -299,3 +299,24 @@ def test_median_1d_is_numpys_median_bit_for_bit(dtype):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         assert np.isnan(dsp.median_1d(np.full(4, np.nan)))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_median_rows_is_numpys_median_bit_for_bit(dtype):
+    rng = np.random.default_rng(4)
+    for shape in ((14, 360), (1, 360), (5, 7), (3, 1), (2, 2), (40, 41)):
+        a = (rng.normal(size=shape) * rng.choice([1e-3, 1.0, 1e3])).astype(dtype)
+        a[0, : shape[1] // 2] = np.round(a[0, : shape[1] // 2], 1)  # ties
+        keep = a.copy()
+        got, want = dsp.median_rows(a), np.median(a, axis=1, keepdims=True)
+        assert got.shape == want.shape and got.dtype == want.dtype
+        assert np.array_equal(got, want)
+        assert np.array_equal(a, keep)  # the caller's rows are not reordered
+
+
+def test_gradient_1d_is_numpys_gradient_bit_for_bit():
+    rng = np.random.default_rng(5)
+    for n in (2, 3, 10, 3600):
+        x = rng.normal(size=n).cumsum()
+        got = dsp.gradient_1d(x)
+        assert got.dtype == np.float64 and np.array_equal(got, np.gradient(x))

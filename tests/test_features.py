@@ -93,3 +93,8 @@ def test_group_median_leaves_its_input_alone():
     for groups in (np.zeros(9, np.int64), beat_groups(9, 4)):
         group_median(v, groups)
         assert np.array_equal(v, before)
+    # one group, one column: the transpose of an (n, 1) array is contiguous too
+    for col in (own[:, :1].copy(), np.asfortranarray(own[:, :1]), own[:, 0].copy()):
+        before = col.copy()
+        group_median(col, np.zeros(9, np.int64))
+        assert np.array_equal(col, before)
