@@ -83,6 +83,30 @@ class StrictBoolean(fields.Boolean):
         return value
 
 
+def _numbers_only(value):
+    """``value`` (a list) as a float64 array when it holds JSON numbers only, else None.
+
+    numpy's own type discovery runs in C: a list of floats and ints comes out as one
+    numeric 1-D array, anything else (strings, null, objects, nested arrays, integers
+    too large for a float) as another dtype, shape or an error. The one thing it lets
+    through is ``true``/``false``, which become 1/0: so the elements equal to 0 or 1,
+    a few on a real ECG, are looked at one by one. Same array as
+    ``np.array(value, dtype=np.float64)``, at about half the cost of checking every
+    element's type in Python first.
+    """
+    try:
+        x = np.array(value)
+    except (ValueError, OverflowError):  # ragged nesting
+        return None
+    if x.ndim != 1 or x.dtype.kind not in "fiu":
+        return None
+    x = x.astype(np.float64, copy=False)
+    suspects = np.flatnonzero((x == 0.0) | (x == 1.0)).tolist()
+    if any(type(value[i]) is bool for i in suspects):
+        return None
+    return x
+
+
 class SignalField(fields.List):
     """A JSON array of finite numbers, loaded straight into a float64 numpy array.
 
@@ -100,13 +124,15 @@ class SignalField(fields.List):
         if len(value) > limit:  # before any per-sample work: the limit bounds a request's cost
             raise ValidationError(f"At most {limit} samples are accepted (ECG_MAX_SAMPLES), "
                                   f"got {len(value)}: split the record.")
-        if not set(map(type, value)) <= {float, int}:  # bool is its own type: rejected
-            i, bad = next((i, v) for i, v in enumerate(value) if type(v) not in (float, int))
-            raise ValidationError(f"Element {i} is {_json_kind(bad)}: only numbers are allowed.")
-        try:
-            x = np.array(value, dtype=np.float64)
-        except OverflowError:
-            raise ValidationError("Contains a number too large for a float.") from None
+        x = _numbers_only(value)
+        if x is None:  # something other than numbers: find it and say which (the slow way)
+            if not set(map(type, value)) <= {float, int}:  # bool is its own type: rejected
+                i, bad = next((i, v) for i, v in enumerate(value) if type(v) not in (float, int))
+                raise ValidationError(f"Element {i} is {_json_kind(bad)}: only numbers are allowed.")
+            try:
+                x = np.array(value, dtype=np.float64)
+            except OverflowError:
+                raise ValidationError("Contains a number too large for a float.") from None
         bad = ~np.isfinite(x) | (np.abs(x) > MAX_ABS_VALUE)
         if bad.any():
             i = int(np.argmax(bad))

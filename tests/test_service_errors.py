@@ -234,3 +234,22 @@ def test_the_app_keeps_serving_after_a_run_of_bad_requests(client):
     assert client.post(PREDICT, json=payload(signal_data=[0.0] * 3600)).status_code == 422
     assert client.post(PREDICT, json=PAYLOAD).status_code == 201
     assert client.get("/health").get_json()["status"] == "healthy"
+
+
+@pytest.mark.parametrize("signal", [
+    [0.0] * 200 + [False] + [0.0] * 200,  # a boolean among equal numbers (0 and 1 are where they hide)
+    [1] * 200 + [True] + [1] * 200,
+    SIGNAL[:300] + [1.0, True, 0.0, False] + SIGNAL[300:],
+])
+def test_a_boolean_hidden_among_zeros_and_ones_is_422(client, signal):
+    err = _field_error(client, payload(signal_data=signal, sampling_rate=100), "signal_data")
+    assert "a boolean" in err["errors"]["signal_data"][0]
+
+
+def test_integer_and_float_samples_load_as_numpy_would():
+    from service.schemas import _numbers_only
+    value = [1, 0, -3, 2.5, 0.0, 1.0, -0.0, 2**53 + 1, 1e-300]
+    x = _numbers_only(value)
+    assert x.dtype == np.float64 and np.array_equal(x, np.array(value, dtype=np.float64))
+    for bad in ([1.0, None], [1.0, "2"], [[1.0], [2.0]], [1.0, [2.0]], [1, True], [2**70, 1.0]):
+        assert _numbers_only(bad) is None  # the field's slow path then names the element
