@@ -277,6 +277,7 @@ def test_openapi_is_generated_from_the_request_schema(client):
     assert spec["openapi"].startswith("3.")
     op = spec["paths"]["/api/v1/predictions/"]["post"]
     assert "201" in op["responses"] and "422" in op["responses"]
+    assert op["security"] == [{}, {"ApiKey": []}]  # from blp.doc, which keeps only its document
     req = spec["components"]["schemas"]["PredictionRequest"]
     assert req["required"] == ["signal_data"]
     props = req["properties"]
