@@ -86,7 +86,7 @@ def candidate_peaks(env, fs):
 def window_max(y, centres, half_width):
     """Largest value of ``y`` (n,) within ``centres`` (k,) +- ``half_width`` samples."""
     offsets = np.arange(-half_width, half_width + 1)
-    idx = np.clip(centres[:, None] + offsets[None, :], 0, len(y) - 1)
+    idx = np.minimum(np.maximum(centres[:, None] + offsets[None, :], 0), len(y) - 1)
     return y[idx].max(axis=1)
 
 

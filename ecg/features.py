@@ -204,7 +204,10 @@ def qrs_widths(x, peaks, fs, before_s=0.12, after_s=0.15, smooth_s=0.01, level=0
 
 
 def template_correlation(windows, templates):
-    """Pearson correlation of each window with its template, shape (n,)."""
+    """Pearson correlation of each window (n, m) with its template, shape (n,).
+
+    ``templates``: (n, m), or (1, m) when all windows share one template.
+    """
     a = windows - windows.mean(axis=1, keepdims=True)
     b = templates - templates.mean(axis=1, keepdims=True)
     num = np.sum(a * b, axis=1)

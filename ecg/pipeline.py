@@ -102,6 +102,8 @@ def beat_inputs(filtered, peaks, fs, n_samples):
     scale = group_median(core.max(axis=1) - core.min(axis=1), groups)
     windows /= np.maximum(scale, 1e-3)[:, None]
     templates = group_median(windows, groups) if n else windows
+    if n and groups[-1] == 0:  # one group (a strip): its one template row, broadcast below
+        templates = templates[:1]
 
     qrs_s = qrs_widths(filtered, peaks, MODEL_FS) if n else np.zeros(0)
     rr_prev, rr_next = rr_intervals(peaks, MODEL_FS)
@@ -115,13 +117,21 @@ def beat_inputs(filtered, peaks, fs, n_samples):
     return Beats(
         peaks=peaks,
         positions=map_positions(peaks, MODEL_FS, fs, n_to=n_samples),
-        windows=np.stack([windows, windows - templates], axis=-1).astype(np.float32),
+        windows=_two_channels(windows, templates),
         features=feats,
         rr_prev_s=rr_prev,
         rr_next_s=rr_next,
         qrs_width_s=qrs_s,
         filtered=filtered,
     )
+
+
+def _two_channels(windows, templates):
+    """The network's beat input (n, 360, 2) float32: each window and its difference from its template."""
+    out = np.empty(windows.shape + (2,), np.float32)
+    out[..., 0] = windows
+    np.subtract(windows, templates, out=out[..., 1])
+    return out
 
 
 def network_rr(features, width):
