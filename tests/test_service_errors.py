@@ -248,8 +248,25 @@ def test_a_boolean_hidden_among_zeros_and_ones_is_422(client, signal):
 
 def test_integer_and_float_samples_load_as_numpy_would():
     from service.schemas import _numbers_only
-    value = [1, 0, -3, 2.5, 0.0, 1.0, -0.0, 2**53 + 1, 1e-300]
+    value = [1, 0, -3, 2.5, 0.0, 1.0, -0.0, 2**53 + 1, 1e-300, 2**70]
     x = _numbers_only(value)
     assert x.dtype == np.float64 and np.array_equal(x, np.array(value, dtype=np.float64))
-    for bad in ([1.0, None], [1.0, "2"], [[1.0], [2.0]], [1.0, [2.0]], [1, True], [2**70, 1.0]):
+    for bad in ([1.0, None], [1.0, "2"], [[1.0], [2.0]], [1.0, [2.0]], [1, True], [10**400, 1.0]):
         assert _numbers_only(bad) is None  # the field's slow path then names the element
+
+
+def test_a_long_string_among_numbers_costs_no_memory(client):
+    # np.array(value) would make it a string array: the string's size for every element
+    signal = SIGNAL[:1000] + ["x" * 100_000]
+    r = client.post(PREDICT, json=payload(signal_data=signal))
+    assert r.status_code == 422 and "a string" in r.get_json()["errors"]["signal_data"][0]
+    import tracemalloc
+
+    from service.schemas import _numbers_only
+    tracemalloc.start()
+    try:
+        assert _numbers_only(signal) is None
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1_000_000, peak  # np.array(signal) allocates 400 MB here
