@@ -91,6 +91,10 @@ def hostile_cases():
         Case("nested_signal", "signal_data as an array of arrays",
              json.dumps({"signal_data": [[0.1, 0.2]] * 400}).encode(), status=422,
              warning="an array"),
+        # numpy's own type discovery would make this a string array: 1 MB for every sample
+        Case("long_string", "a 1-MB string among the samples",
+             ok.replace(b"[", b'["' + b"x" * 1_000_000 + b'", ', 1), status=422,
+             warning="a string"),
         Case("not_an_object", "a JSON array as the body", b"[1, 2, 3]", status=422,
              warning="Validation failed"),
         Case("empty_body", "an empty body", b"", status=400, warning="empty"),
