@@ -150,11 +150,10 @@ def _single_group_median(values):
         part = np.partition(values, (lo, hi))  # NaNs last
         median = np.array([(part[lo] + part[hi]) / 2])
     elif values.ndim == 2:
-        lanes = values.T.copy()  # always a copy (sorted below), each column's values contiguous
-        lanes.sort(axis=1)  # NaNs last
-        if np.isnan(lanes[:, -1]).any():
+        median = _column_medians(values)
+        if median is None:
             return None
-        median = ((lanes[:, (n - 1) // 2] + lanes[:, n // 2]) / 2)[None]
+        median = median[None]
     else:
         return None
     return np.repeat(median, n, axis=0).astype(np.float32, copy=False)
@@ -226,7 +225,8 @@ def neighbour_features(own, groups):
     v = own[:, _NEIGHBOUR_COLUMN]  # (n, 6): columns from the previous beat, the next, ...
     out = np.empty_like(v, dtype=np.float64)
     out[1:, 0::2], out[:-1, 1::2] = v[:-1, 0::2], v[1:, 1::2]
-    # only the first and the last beat need a median: of their own group's rows
+    # only the first and the last beat need a median: of their own group's rows (the
+    # source columns are ratios and correlations, finite by construction: never None)
     first = _column_medians(v if groups[0] == groups[-1] else v[groups == groups[0]])
     last = first if groups[0] == groups[-1] else _column_medians(v[groups == groups[-1]])
     out[0, 0::2], out[-1, 1::2] = first[0::2], last[1::2]
@@ -234,10 +234,16 @@ def neighbour_features(own, groups):
 
 
 def _column_medians(rows):
-    """Median of each column of ``rows`` (m, k), NaN-free, as :func:`group_median` gives it (float32)."""
-    s = np.sort(rows, axis=0)
-    m = len(s)
-    return ((s[(m - 1) // 2] + s[m // 2]) / 2).astype(np.float32)
+    """Median of each column of ``rows`` (m, k) as :func:`group_median` gives it: (k,) float32.
+
+    None when ``rows`` holds a NaN (its columns would have different counts).
+    """
+    lanes = rows.T.copy()  # always a copy (sorted below), each column's values contiguous
+    lanes.sort(axis=1)  # NaNs last
+    if np.isnan(lanes[:, -1]).any():
+        return None
+    m = lanes.shape[1]
+    return ((lanes[:, (m - 1) // 2] + lanes[:, m // 2]) / 2).astype(np.float32, copy=False)
 
 
 def rr_features(peaks, fs, groups, qrs_s):

@@ -270,3 +270,13 @@ def test_a_long_string_among_numbers_costs_no_memory(client):
     finally:
         tracemalloc.stop()
     assert peak < 1_000_000, peak  # np.array(signal) allocates 400 MB here
+
+
+def test_an_integer_too_large_for_a_float_is_named():
+    # orjson refuses such a number in a body (400); a caller of the schema can still pass one
+    from marshmallow import ValidationError
+
+    from service.schemas import PredictionRequestSchema
+    with pytest.raises(ValidationError) as err:
+        PredictionRequestSchema().load({"signal_data": [10**400] + [0.1] * 600, "sampling_rate": 100})
+    assert err.value.messages["signal_data"] == ["Contains a number too large for a float."]
