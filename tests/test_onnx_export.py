@@ -34,10 +34,13 @@ def test_every_conv_carries_its_bias_and_relu(exported):
     assert all(len(c.input) == 3 for c in convs)  # X, W, B
     consumers = {i: n.op_type for n in nodes for i in n.input}
     assert all(consumers[c.output[0]] == "Relu" for c in convs)
-    # what is left of the Conv1D reshaping: the input's Unsqueeze, and per member a Squeeze
-    # before and after the global pooling; no 3-D detour between the layers
+    # what is left of the Conv1D reshaping: the input's Unsqueeze, and per member one Squeeze
+    # after the global pooling; no 3-D detour between the layers nor before the pooling
     assert sum(n.op_type == "Unsqueeze" for n in nodes) == 1
-    assert sum(n.op_type == "Squeeze" for n in nodes) == 2 * 2
+    assert sum(n.op_type == "Squeeze" for n in nodes) == 2
+    producer = {o: n for n in nodes for o in n.output}
+    pools = [n for n in nodes if n.op_type == "GlobalAveragePool"]
+    assert len(pools) == 2 and all(producer[p.input[0]].op_type == "Relu" for p in pools)
     assert not [n for n in nodes if n.op_type == "MaxPool" and not n.input[0].endswith("/relu:0")]
 
 
@@ -69,3 +72,22 @@ def test_fusion_leaves_other_graphs_alone():
     before = model.SerializeToString()
     _, fused = fuse_conv1d_bias_relu(model)
     assert fused == 0 and model.SerializeToString() == before
+
+
+def test_pooling_stays_put_on_a_3d_input():
+    """pool_in_4d only moves a pooling whose input is a Conv1D's squeezed 4-D output."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from convert.onnx_export import pool_in_4d
+
+    axes = numpy_helper.from_array(np.array([2], np.int64), "axes")
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["r"]),
+         helper.make_node("GlobalAveragePool", ["r"], ["p"]),
+         helper.make_node("Squeeze", ["p", "axes"], ["y"])],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])], [axes])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    before = model.SerializeToString()
+    _, moved = pool_in_4d(model)
+    assert moved == 0 and model.SerializeToString() == before
