@@ -111,6 +111,13 @@ def fuse_conv1d_bias_relu(model):
         if id(n) not in drop:
             nodes.append(n)
             nodes.extend(insert_after.get(id(n), []))
+    _set_nodes(model, nodes)
+    return model, fused
+
+
+def _set_nodes(model, nodes):
+    """Make ``nodes`` the graph's, drop the initializers no node reads any more, check the model."""
+    g = model.graph
     del g.node[:]
     g.node.extend(nodes)
     used = {name for n in g.node for name in n.input}
@@ -118,7 +125,6 @@ def fuse_conv1d_bias_relu(model):
     del g.initializer[:]
     g.initializer.extend(kept)
     onnx.checker.check_model(model)
-    return model, fused
 
 
 def pool_in_4d(model):
@@ -159,14 +165,7 @@ def pool_in_4d(model):
         drop.add(id(before))
         moved += 1
     if moved:
-        kept = [n for n in g.node if id(n) not in drop]
-        del g.node[:]
-        g.node.extend(kept)
-        used = {name for n in g.node for name in n.input}
-        kept_inits = [i for i in g.initializer if i.name in used]
-        del g.initializer[:]
-        g.initializer.extend(kept_inits)
-        onnx.checker.check_model(model)
+        _set_nodes(model, [n for n in g.node if id(n) not in drop])
     return model, moved
 
 
