@@ -67,7 +67,8 @@ def staged_request(model, body, schema, infer=None, times=None):
     t5 = time.perf_counter()
     p_raw = infer(beats.windows, beats.features)
     t6 = time.perf_counter()
-    is_v, p_v, flipped = classify(p_raw, beats.features, model.decision, req["apply_ruleguard"])
+    is_v, p_v, flipped = classify(p_raw, beats.features, model.decision, req["apply_ruleguard"],
+                                  windows=beats.windows, groups=beats.groups)
     t7 = time.perf_counter()
     result = inference.build_result(model, beats, is_v, p_v, flipped, x, fs, req["derivation"],
                                     req["apply_ruleguard"])

@@ -34,6 +34,9 @@ PARITY_MIN_BEATS = 2000
 PARITY_MAX_ABS = 1e-5
 E2E_TOLERANCE = 0.002
 E2E_KEYS = ("e2e_f1_V", "e2e_strip_f1_V")
+# the DS2 figures recorded for a pooled decision (the training run's were made without it)
+POOLED_KEYS = ("test_f1_V", "test_recall_V", "test_precision_V", "e2e_f1_V", "e2e_recall_V", "e2e_precision_V",
+               "e2e_strict_f1_V", "e2e_strip_f1_V", "e2e_strip_recall_V", "e2e_strip_precision_V")
 
 
 class PromotionError(Exception):
@@ -157,14 +160,22 @@ def check_end_to_end(model_dir, card, data_dir):
     """Recompute the card's e2e DS2 figures with the candidate in ``model_dir``, served as the service serves."""
     from train.data import data_dir as find_data
 
-    from .serving_check import end_to_end_served
+    from .serving_check import end_to_end_served, reference_served
 
     try:
         directory = find_data(data_dir)
     except FileNotFoundError:
         log("end-to-end check SKIPPED: no MIT-BIH copy (pass --data DIR or set ECG_DATA_DIR)")
         return {"skipped": "no MIT-BIH data directory"}
-    got = end_to_end_served(model_dir, card["data_split"]["test"], directory, 10.0)
+    decision = card["decision"]
+    if decision.get("pooling"):
+        # the training run's figures were made without the pooling: the drift check compares
+        # like with like, and the pooled figures are recorded beside it
+        unpooled = {k: v for k, v in decision.items() if k != "pooling"}
+        unpooled["threshold"] = decision["pooling"]["chosen_on"]["threshold_without"]
+        got = end_to_end_served(model_dir, card["data_split"]["test"], directory, 10.0, decision=unpooled)
+    else:
+        got = end_to_end_served(model_dir, card["data_split"]["test"], directory, 10.0)
     result = {}
     for key in E2E_KEYS:
         want = card["metrics"].get(key)
@@ -175,6 +186,11 @@ def check_end_to_end(model_dir, card, data_dir):
         if abs(got[key] - want) > E2E_TOLERANCE:
             raise PromotionError(f"{key} through the serving path is {got[key]:.4f}, the card says {want:.4f}: "
                                  "preprocessing changed since training? retrain, then promote")
+    if decision.get("pooling"):
+        pooled = end_to_end_served(model_dir, card["data_split"]["test"], directory, 10.0)
+        pooled.update(reference_served(model_dir, card["data_split"]["test"], directory))
+        result["with_pooling"] = {k: pooled[k] for k in POOLED_KEYS}
+        log("DS2 with the pooling: " + ", ".join(f"{k} {pooled[k]:.4f}" for k in POOLED_KEYS))
     return result
 
 
@@ -299,8 +315,16 @@ def cascade_parts(cascade, paths):
     return decision, graphs
 
 
-def build_card(train_card, run, onnx_path, opset, verification, version, cascade=None):
-    """The served card; ``cascade``: ``cascade_parts(...)`` when the ensemble is served as a cascade."""
+def pooling_part(pooling, train_decision):
+    """The card's ``decision.pooling`` from ``python -m train.pooling``'s output, and its threshold."""
+    part = {k: pooling[k] for k in ("min_corr", "own_weight", "core_samples")}
+    part["chosen_on"] = {**pooling["chosen_on"], "threshold_without": train_decision["threshold"]}
+    return part, float(pooling["threshold"])
+
+
+def build_card(train_card, run, onnx_path, opset, verification, version, cascade=None, pooling=None):
+    """The served card; ``cascade``: ``cascade_parts(...)`` when the ensemble is served as a cascade;
+    ``pooling``: ``pooling_part(...)`` when its beats are pooled by morphology."""
     card = {
         **train_card,
         "version": version,
@@ -318,6 +342,8 @@ def build_card(train_card, run, onnx_path, opset, verification, version, cascade
     if cascade is not None:
         card["decision"] = {**card["decision"], "cascade": cascade[0]}
         card["onnx"]["cascade"] = cascade[1]
+    if pooling is not None:
+        card["decision"] = {**card["decision"], "pooling": pooling[0], "threshold": pooling[1]}
     return card
 
 
@@ -426,7 +452,8 @@ def promote(args):
         candidate.mkdir()
         for name, path in files.items():
             shutil.copy2(path, candidate / name)
-        cand_card = build_card(train_card, run, onnx_path, OPSET, verification, "candidate", cascade)
+        pooling = pooling_part(json.loads(Path(args.pooling).read_text()), train_card["decision"]) if args.pooling else None
+        cand_card = build_card(train_card, run, onnx_path, OPSET, verification, "candidate", cascade, pooling)
         (candidate / "model.json").write_text(json.dumps(cand_card, indent=2))
         verification["end_to_end"] = check_end_to_end(candidate, cand_card, args.data)
 
@@ -437,11 +464,11 @@ def promote(args):
         card_path = tmp / "model.json"
         if not args.no_registry:
             card_path.write_text(json.dumps(build_card(train_card, run, onnx_path, OPSET, verification, "pending",
-                                                       cascade), indent=2))
+                                                       cascade, pooling), indent=2))
             version = register(client, run.info.run_id, onnx_path, card_path,
                                [p for n, p in files.items() if n != "model.onnx"])
         version = str(version or datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S"))
-        card = build_card(train_card, run, onnx_path, OPSET, verification, version, cascade)
+        card = build_card(train_card, run, onnx_path, OPSET, verification, version, cascade, pooling)
         install({**{n: p.read_bytes() for n, p in files.items()},
                  "model.json": json.dumps(card, indent=2).encode()}, output)
         log(f"wrote {output}/model.onnx ({card['onnx']['bytes']} bytes, sha256 {card['onnx']['sha256'][:12]}...) "
@@ -467,6 +494,8 @@ def parse_args(argv=None):
     ap.add_argument("--commit", action="store_true", help="git commit models/ with a 'Deploy: MLflow model' message")
     ap.add_argument("--cascade", metavar="JSON",
                     help="serve the ensemble as a cascade with the band python -m train.cascade chose")
+    ap.add_argument("--pooling", metavar="JSON",
+                    help="pool each strip's beats by morphology as python -m train.pooling chose")
     ap.add_argument("--rollback", action="store_true", help="restore the previous production model")
     ap.add_argument("--no-registry", action="store_true", help="skip the MLflow Model Registry")
     return ap.parse_args(argv)

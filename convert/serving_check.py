@@ -7,21 +7,37 @@ import numpy as np
 
 from ecg.decision import classify
 from train import dataset
-from train.evaluate import end_to_end
+from train.evaluate import end_to_end, reference_metrics
 
 
-def end_to_end_served(model_dir, records, directory, strip_s=10.0):
+def end_to_end_served(model_dir, records, directory, strip_s=10.0, decision=None):
     """``{"e2e_f1_V": ..., "e2e_strip_f1_V": ...}`` (and the other e2e figures) for ``records``.
 
-    ``model_dir`` holds ``model.onnx`` and ``model.json`` as the service would read them.
+    ``model_dir`` holds ``model.onnx`` and ``model.json`` as the service would read them;
+    ``decision``: another decision than the card's for the same networks (promotion's
+    check of a pooled decision against the training run's figures).
     """
     from service.model import load_model
 
     model = load_model(model_dir)
+    decision = decision or model.decision
     out = {}
     for prefix, strip in (("e2e", None), ("e2e_strip", strip_s)):
         beats = dataset.build(records, directory, strip, (0.0,), cache_dir=None, progress=None)
-        is_v = classify(model.p_v(beats.windows, beats.features), beats.features, model.decision)[0]
+        is_v = classify(model.p_v(beats.windows, beats.features), beats.features, decision,
+                        windows=beats.windows, groups=beats.groups())[0]
         metrics, _ = end_to_end(beats, np.where(is_v, "V", "N"), records, directory, prefix)
         out.update(metrics)
     return out
+
+
+def reference_served(model_dir, records, directory):
+    """The ``test_*`` figures (DS2 reference beat positions, whole records) through the served
+    model: the literature's protocol, with the service's networks and decision."""
+    from service.model import load_model
+
+    model = load_model(model_dir)
+    beats = dataset.build(records, directory, None, (0.0,), use_reference=True, cache_dir=None, progress=None)
+    is_v = classify(model.p_v(beats.windows, beats.features), beats.features, model.decision,
+                    windows=beats.windows, groups=beats.groups())[0]
+    return reference_metrics(np.where(beats.labels == "V", "V", "N"), np.where(is_v, "V", "N"))

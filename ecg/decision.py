@@ -4,9 +4,12 @@
 
     {"calibration": {"method": "platt", "a": 1.0, "b": 0.0},
      "threshold": 0.5,
-     "ruleguard": {"enabled": true, "rr_tolerance": 0.1, "max_qrs_width_s": 0.1}}
+     "ruleguard": {"enabled": true, "rr_tolerance": 0.1, "max_qrs_width_s": 0.1},
+     "pooling": {"min_corr": 0.9, "own_weight": 0.0, "core_samples": [144, 216]}}
 
-Training fits these on the DS1 validation split; the service only applies them.
+``pooling`` (optional): one label per morphology within a group of beats, see
+:func:`pool_by_morphology`. Training fits these on the DS1 validation split
+(``python -m train.pooling`` the pooling); the service only applies them.
 """
 
 import numpy as np
@@ -21,6 +24,8 @@ _EPS = 1e-7
 # what ruleguard_mask reads: a card with any other RuleGuard setting was tuned by code
 # that knows a test this one does not apply, and would be served other labels than tuned
 RULEGUARD_KEYS = frozenset({"enabled", "rr_tolerance", "max_qrs_width_s"})
+# likewise for the pooling ("chosen_on" records the study that chose it)
+POOLING_KEYS = frozenset({"min_corr", "own_weight", "core_samples", "chosen_on"})
 
 
 def logit(p):
@@ -75,14 +80,58 @@ def in_cascade_band(p_first, cascade):
     return (p_first > cascade["low"]) & (p_first < cascade["high"])
 
 
-def classify(p_raw, features, decision, apply_ruleguard=True):
+def pool_by_morphology(logits, windows, groups, pooling):
+    """Each beat's V logit replaced by the mean over the beats of its group shaped like it.
+
+    Beats of one shape in one strip are one kind of beat: the network, judging each
+    alone, calls some of a patient's PVCs N and some of its noisy normal beats V. Two
+    beats are alike when their QRS complexes (channel 0 of the windows, samples
+    ``core_samples`` of the 360 around the R peak: ±100 ms) correlate at ``min_corr``
+    or more; each beat takes ``own_weight`` x its own logit plus the rest x the mean
+    logit of the beats alike to it in its group (itself included).
+
+    ``logits``: (n,) calibrated V logits; ``windows``: (n, 360, 2) the network's beat
+    input; ``groups``: (n,) group labels (:func:`ecg.features.beat_groups` for one
+    signal: a 10-s strip is one group). Returns (n,) float64.
+    """
+    logits = np.asarray(logits, dtype=np.float64)
+    lo, hi = pooling["core_samples"]
+    core = np.asarray(windows)[:, lo:hi, 0].astype(np.float64)
+    core -= core.mean(axis=1, keepdims=True)
+    core /= np.linalg.norm(core, axis=1, keepdims=True) + 1e-12
+    own = float(pooling.get("own_weight", 0.0))
+    out = np.empty_like(logits)
+    groups = np.asarray(groups)
+    if len(groups) and groups[0] == groups[-1] and np.all(groups == groups[0]):
+        members = [np.arange(len(groups))]  # one group (a strip): no bookkeeping
+    else:
+        order = np.argsort(groups, kind="stable")
+        cuts = np.flatnonzero(np.diff(groups[order])) + 1
+        members = np.split(order, cuts)
+    for idx in members:
+        c = core[idx]
+        alike = (c @ c.T) >= pooling["min_corr"]
+        np.fill_diagonal(alike, True)  # a flat QRS correlates with nothing, not even itself
+        x = logits[idx]
+        out[idx] = own * x + (1.0 - own) * (alike @ x) / alike.sum(axis=1)
+    return out
+
+
+def classify(p_raw, features, decision, apply_ruleguard=True, windows=None, groups=None):
     """Labels and calibrated V probabilities of n beats.
 
     ``p_raw``: the network's V probability (n,); ``features``: the beats' RR
-    features (n, k). Returns ``(is_v, p_v, flipped)``: bool (n,), float (n,), and
-    bool (n,) marking beats the RuleGuard turned from V to N.
+    features (n, k). A decision with ``pooling`` also needs the beats' ``windows``
+    (n, 360, 2) and ``groups`` (n,) (:func:`pool_by_morphology`); ``p_v`` is then the
+    pooled probability, the one the threshold judges. Returns ``(is_v, p_v, flipped)``:
+    bool (n,), float (n,), and bool (n,) marking beats the RuleGuard turned from V to N.
     """
     p_v = calibrate(p_raw, decision["calibration"])
+    pooling = decision.get("pooling")
+    if pooling:
+        if windows is None or groups is None:
+            raise ValueError("this decision pools beats by morphology: pass their windows and groups")
+        p_v = expit(pool_by_morphology(logit(p_v), windows, groups, pooling))
     is_v = p_v >= decision["threshold"]
     flipped = np.zeros_like(is_v)
     rule = decision.get("ruleguard") or {}

@@ -56,6 +56,7 @@ class Beats:
     rr_next_s: np.ndarray  # (n,) float64, NaN for the last beat
     qrs_width_s: np.ndarray  # (n,) float64
     filtered: np.ndarray  # (m,) float64, the band-passed signal at 360 Hz (mV)
+    groups: np.ndarray  # (n,) int64, the beats' groups (templates, local RR, the decision's pooling)
 
     def __len__(self):
         return len(self.peaks)
@@ -123,6 +124,7 @@ def beat_inputs(filtered, peaks, fs, n_samples):
         rr_next_s=rr_next,
         qrs_width_s=qrs_s,
         filtered=filtered,
+        groups=groups,
     )
 
 

@@ -74,7 +74,8 @@ def predict(model, x, fs, derivation="MLII", apply_ruleguard=True, deadline=None
     _check_deadline(deadline, "beat detection")
     p_raw = model.p_v(beats.windows, beats.features)
     _check_deadline(deadline, "the network")
-    is_v, p_v, flipped = classify(p_raw, beats.features, model.decision, apply_ruleguard)
+    is_v, p_v, flipped = classify(p_raw, beats.features, model.decision, apply_ruleguard,
+                                  windows=beats.windows, groups=beats.groups)
     return build_result(model, beats, is_v, p_v, flipped, x, fs, derivation, apply_ruleguard)
 
 

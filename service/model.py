@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from ecg.decision import RULEGUARD_KEYS, in_cascade_band
+from ecg.decision import POOLING_KEYS, RULEGUARD_KEYS, in_cascade_band
 from ecg.features import RR_FEATURE_NAMES
 from ecg.pipeline import PREPROCESSING, SUPPORTED_VERSIONS, network_rr
 
@@ -34,6 +34,7 @@ TRAINING_ONLY_METRICS = ("member", "fold", "student_", "best_epoch", "train_minu
 # Smaller batches keep each layer's activations in cache: on record 200 (2,601 beats),
 # 64 took 0.445 s and left the worker 30 MB smaller than 256 (0.50 s); 32 was no better.
 BATCH_BEATS = 64
+DECISION_KEYS = frozenset({"calibration", "threshold", "ruleguard", "cascade", "pooling"})
 
 
 # A promotion (convert.promote.install) renames the ONNX file, then the card: a worker
@@ -193,6 +194,22 @@ def _check_card(card):
     if unknown:
         raise ModelUnavailable(f"model card's RuleGuard has settings this service does not apply: "
                                f"{', '.join(sorted(unknown))}")
+    unknown = set(card["decision"]) - DECISION_KEYS
+    if unknown:  # a rule this service does not know would be silently skipped
+        raise ModelUnavailable(f"model card's decision has parts this service does not apply: "
+                               f"{', '.join(sorted(unknown))}")
+    pooling = card["decision"].get("pooling")
+    if pooling is not None:
+        try:
+            unknown = set(pooling) - POOLING_KEYS
+            if unknown:
+                raise ValueError(f"settings this service does not apply: {', '.join(sorted(unknown))}")
+            lo, hi = (int(v) for v in pooling["core_samples"])
+            if not (-1.0 <= float(pooling["min_corr"]) <= 1.0 and 0.0 <= float(pooling.get("own_weight", 0.0)) <= 1.0
+                    and 0 <= lo < hi <= BEAT_SHAPE[0]):
+                raise ValueError("min_corr, own_weight or core_samples out of range")
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelUnavailable(f"model card's pooling is unusable: {exc}") from None
     band = card["decision"].get("cascade")
     if band is not None:
         try:

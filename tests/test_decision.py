@@ -33,3 +33,46 @@ def test_ruleguard_flips_only_on_time_narrow_beats():
     assert is_v.tolist() == [False, True, True, False]
     assert flipped.tolist() == [True, False, False, False]
     assert classify(p, f, decision, apply_ruleguard=False)[0].tolist() == [True, True, True, False]
+
+
+def _windows(shapes):
+    """(n, 360, 2) windows whose QRS core (samples 144-216) takes one of a few shapes."""
+    t = np.linspace(-1, 1, 72)
+    kinds = {"narrow": np.exp(-(t / 0.1) ** 2), "wide": np.sin(3 * t) * np.exp(-(t / 0.5) ** 2), "flat": 0 * t}
+    w = np.zeros((len(shapes), 360, 2), np.float32)
+    for i, s in enumerate(shapes):
+        w[i, 144:216, 0] = kinds[s]
+    return w
+
+
+def test_pooling_gives_beats_of_one_shape_one_logit():
+    from ecg.decision import pool_by_morphology
+
+    w = _windows(["narrow", "narrow", "wide", "narrow", "wide"])
+    x = np.array([-3.0, -1.0, 2.0, 1.0, 0.0])
+    rule = {"min_corr": 0.9, "own_weight": 0.0, "core_samples": [144, 216]}
+    out = pool_by_morphology(x, w, np.zeros(5, int), rule)
+    assert np.allclose(out, [-1.0, -1.0, 1.0, -1.0, 1.0])
+    half = pool_by_morphology(x, w, np.zeros(5, int), {**rule, "own_weight": 0.5})
+    assert np.allclose(half, 0.5 * x + 0.5 * out)
+    # groups are pooled apart: the same shapes in two groups
+    apart = pool_by_morphology(x, w, np.array([0, 0, 0, 1, 1]), rule)
+    assert np.allclose(apart, [-2.0, -2.0, 2.0, 1.0, 0.0])
+    # a flat QRS is alike to nothing, and keeps its own logit (no 0/0)
+    flat = pool_by_morphology(np.array([5.0, -1.0]), _windows(["flat", "narrow"]), np.zeros(2, int), rule)
+    assert np.allclose(flat, [5.0, -1.0])
+
+
+def test_a_pooled_decision_judges_the_pooled_probability():
+    w = _windows(["wide", "wide", "narrow"])
+    f = _features([0.7, 0.7, 1.0], [1.3, 1.3, 1.0], [0.14, 0.14, 0.07])
+    decision = {"calibration": {"a": 1.0, "b": 0.0}, "threshold": 0.5, "ruleguard": {"enabled": False},
+                "pooling": {"min_corr": 0.9, "own_weight": 0.0, "core_samples": [144, 216]}}
+    p = np.array([0.9, 0.3, 0.2])  # the second PVC alone would be N; with its twin it is V
+    is_v, p_v, _ = classify(p, f, decision, windows=w, groups=np.zeros(3, int))
+    assert is_v.tolist() == [True, True, False]
+    assert np.allclose(p_v[:2], 1 / (1 + np.exp(-(logit([0.9])[0] + logit([0.3])[0]) / 2)))
+    import pytest
+
+    with pytest.raises(ValueError, match="pools beats by morphology"):
+        classify(p, f, decision)

@@ -48,3 +48,19 @@ def test_other_sampling_rates_map_back_to_the_callers_samples(record_119):
 def test_no_beats_in_a_flat_line():
     b = extract_beats(np.zeros(3600), 360)
     assert len(b) == 0 and b.windows.shape[0] == 0 and b.features.shape[0] == 0
+
+
+
+def test_beats_carry_their_groups_and_a_beat_set_forms_them_alike(record_119):
+    from ecg.features import beat_groups
+
+    b = extract_beats(record_119.signal[:360 * 60], 360)  # a minute: several groups
+    assert len(b) > 32
+    assert np.array_equal(b.groups, beat_groups(len(b), PREPROCESSING["group_size_beats"]))
+    # a BeatSet of 10-s strips: groups within each strip, labels unique over the set
+    train = record_beats(record_119, strip_s=10.0)
+    groups = train.groups()
+    for k in np.unique(train.strips)[:5]:
+        sel = train.strips == k
+        assert len(np.unique(groups[sel])) == len(np.unique(beat_groups(int(sel.sum()), 16)))
+        assert not np.isin(groups[sel], groups[~sel]).any()

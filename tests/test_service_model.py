@@ -43,6 +43,14 @@ DAMAGES = {
     "ONNX bytes not a model": (_damage_onnx_keep_hash, "ONNX Runtime cannot load"),
     "RuleGuard setting unknown here": (
         lambda d: edit_card(d, lambda c: c["decision"]["ruleguard"].update(max_p_wave_mv=0.1)), "max_p_wave_mv"),
+    "decision part unknown here": (
+        lambda d: edit_card(d, lambda c: c["decision"].update(smoothing={"beats": 3})), "smoothing"),
+    "pooling setting unknown here": (
+        lambda d: edit_card(d, lambda c: c["decision"].update(pooling={
+            "min_corr": 0.9, "own_weight": 0.0, "core_samples": [144, 216], "lead": 2})), "lead"),
+    "pooling core off the window": (
+        lambda d: edit_card(d, lambda c: c["decision"].update(pooling={
+            "min_corr": 0.9, "own_weight": 0.0, "core_samples": [144, 400]})), "pooling"),
 }
 
 

@@ -43,6 +43,23 @@ class BeatSet:
     def y(self):
         return (self.labels == "V").astype(np.float32)
 
+    def groups(self, group_size=None):
+        """Each beat's group (n,) as the service forms them for one request: within each
+        record's strip (the whole record when not cut), runs of about ``group_size`` beats
+        (:func:`ecg.features.beat_groups`); labels unique over the set."""
+        group_size = group_size or pipeline.PREPROCESSING["group_size_beats"]
+        out = np.zeros(len(self), np.int64)
+        if not len(self):
+            return out
+        change = np.r_[True, (self.records[1:] != self.records[:-1]) | (self.strips[1:] != self.strips[:-1])]
+        starts = np.flatnonzero(change)
+        offset = 0
+        for a, b in zip(starts, np.r_[starts[1:], len(self)]):
+            g = features.beat_groups(b - a, group_size)
+            out[a:b] = g + offset
+            offset += int(g[-1]) + 1
+        return out
+
     def subset(self, mask):
         return BeatSet(**{f.name: getattr(self, f.name)[mask] for f in fields(self)})
 

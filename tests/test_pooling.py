@@ -1,0 +1,60 @@
+"""train.pooling: the pre-registered cross-validation and the served setting, on synthetic
+out-of-fold evidence; convert.promote puts the setting into the card."""
+
+import numpy as np
+
+from train.data import DS1
+from train.pooling import components_pooled, cross_validated, served_setting
+
+
+def _evidence(seed=0):
+    """DS1-shaped evidence: strips of 12 beats, PVCs of one shape per strip whose logits the
+    'network' scatters around the threshold, normal beats of another shape."""
+    rng = np.random.default_rng(seed)
+    t = np.linspace(-1, 1, 72)
+    shapes = {False: np.exp(-(t / 0.1) ** 2), True: np.sin(3 * t) * np.exp(-(t / 0.5) ** 2)}
+    records, groups, y = [], [], []
+    for r in sorted(DS1):
+        for strip in range(8):
+            v = rng.random(12) < 0.25
+            records += [r] * 12
+            groups += [len(groups) // 12] * 12
+            y += v.tolist()
+    y = np.array(y)
+    windows = np.zeros((len(y), 360, 2), np.float32)
+    windows[:, 144:216, 0] = np.stack([shapes[bool(v)] for v in y]) + rng.normal(0, 0.05, (len(y), 72))
+    logits = np.where(y, 0.5, -2.0) + rng.normal(0, 1.5, len(y))
+    return {"y": y, "records": np.array(records), "features": np.ones((len(y), 16), np.float32),
+            "windows": windows, "groups": np.array(groups), "logits": logits,
+            "decision": {"calibration": {"a": 1.0, "b": 0.0}, "threshold": 0.5, "ruleguard": {"enabled": False}}}
+
+
+def test_pooling_wins_the_cross_validation_when_labels_follow_the_shape():
+    result = cross_validated(_evidence(), groupings=("neighbours",))
+    assert result["gain"] > 0.05
+    assert result["pooled"]["cv_f1_V"] > 0.9 > result["baseline"]["cv_f1_V"]
+    assert all(c[0] == "neighbours" for c in result["pooled"]["chosen"])
+
+
+def test_the_served_setting_and_the_study_only_grouping():
+    ev = _evidence(1)
+    setting = served_setting(ev)
+    assert setting["val_f1_V"] > setting["val_f1_V_without"]
+    assert setting["min_corr"] in (0.85, 0.9, 0.95) and 0.05 <= setting["threshold"] <= 0.95
+    # connected components: here the two shapes never chain, so each strip's PVCs share a mean
+    pooled = components_pooled(ev["logits"], ev["windows"], ev["groups"], 0.9, 0.0)
+    first = ev["groups"] == 0
+    for kind in (True, False):
+        sel = first & (ev["y"] == kind)
+        if sel.any():
+            assert np.allclose(pooled[sel], ev["logits"][sel].mean())
+
+
+def test_promotion_writes_the_pooling_and_its_threshold_into_the_card():
+    from convert.promote import pooling_part
+
+    chosen = {"min_corr": 0.9, "own_weight": 0.0, "core_samples": [144, 216], "threshold": 0.25,
+              "chosen_on": {"run": "r"}}
+    part, threshold = pooling_part(chosen, {"threshold": 0.34})
+    assert threshold == 0.25 and part["chosen_on"]["threshold_without"] == 0.34
+    assert set(part) == {"min_corr", "own_weight", "core_samples", "chosen_on"}

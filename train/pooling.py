@@ -1,0 +1,187 @@
+"""One label per morphology within a strip: its test on DS1 and the setting the service uses.
+
+``python -m train.pooling RUN_ID [RUN_ID ...] --data DIR --out pooling.json``
+
+The runs must be ``--nested-oof`` runs (their ``evaluation/nested_oof.npz``: every DS1 beat
+scored by inner ensembles that never saw its record); the first is the run to serve.
+
+1. The test set down before it ran (README, "One label per morphology"): 5-fold
+   cross-validation over DS1 by record (fold k: sorted DS1 records k, k+5, ...). On four folds
+   the grouping (each beat's alike neighbours, as served, or connected components of the
+   alike relation), the correlation bound, the weight of the beat's own logit and the
+   threshold are chosen; the fifth is scored. The baseline is the run's decision with its
+   threshold re-tuned the same way; RuleGuard as in the card after both. It passes if the
+   pooled cross-validated F1 of V rises by at least ``MIN_GAIN`` on every run.
+2. The served setting: :func:`ecg.decision.pool_by_morphology` (alike neighbours), its bound,
+   own weight and threshold chosen on the first run's out-of-fold predictions, all of DS1.
+
+``convert.promote --pooling pooling.json`` writes it into the card. DS2 is never read here.
+"""
+
+import argparse
+import itertools
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ecg.decision import calibrate, logit, pool_by_morphology, ruleguard_mask
+
+from .data import DS1
+
+BOUNDS = (0.85, 0.90, 0.95)
+OWN_WEIGHTS = (0.0, 0.5)
+GROUPINGS = ("neighbours", "components")
+THRESHOLDS = np.round(np.arange(0.05, 0.951, 0.01), 2)
+CORE_SAMPLES = (144, 216)  # ±100 ms around the R peak in the 360-sample window
+MIN_GAIN = 0.010
+N_FOLDS = 5
+
+
+def _f1(tp, fp, fn):
+    return 2 * tp / max(2 * tp + fp + fn, 1)
+
+
+def components_pooled(logits, windows, groups, min_corr, own_weight):
+    """The study's other grouping: each beat takes the mean logit of its connected component
+    of the "alike" relation (chains of beats alike two by two). Not served."""
+    core = windows[:, CORE_SAMPLES[0]:CORE_SAMPLES[1], 0].astype(np.float64)
+    core -= core.mean(axis=1, keepdims=True)
+    core /= np.linalg.norm(core, axis=1, keepdims=True) + 1e-12
+    out = np.empty_like(logits)
+    for g in np.unique(groups):
+        idx = np.flatnonzero(groups == g)
+        alike = (core[idx] @ core[idx].T) >= min_corr
+        np.fill_diagonal(alike, True)
+        label, n = -np.ones(len(idx), int), 0
+        for i in range(len(idx)):
+            if label[i] >= 0:
+                continue
+            stack, label[i] = [i], n
+            while stack:
+                for m in np.flatnonzero(alike[stack.pop()] & (label < 0)):
+                    label[m] = n
+                    stack.append(m)
+            n += 1
+        x = logits[idx]
+        out[idx] = own_weight * x + (1 - own_weight) * (np.bincount(label, weights=x) / np.bincount(label))[label]
+    return out
+
+
+def pooled(logits, windows, groups, grouping, min_corr, own_weight):
+    if grouping == "neighbours":
+        return pool_by_morphology(logits, windows, groups, {"min_corr": min_corr, "own_weight": own_weight,
+                                                             "core_samples": list(CORE_SAMPLES)})
+    return components_pooled(logits, windows, groups, min_corr, own_weight)
+
+
+def aligned_evidence(run_id, val, tmp):
+    """The run's out-of-fold evidence with the DS1 beats' windows and groups, in the npz's order."""
+    import mlflow
+
+    from .cascade import load_oof
+
+    oof = load_oof(run_id, tmp)
+    order = np.concatenate([np.flatnonzero(val.records == r) for r in dict.fromkeys(oof["records"].tolist())])
+    if not (np.array_equal(val.records[order], oof["records"]) and np.array_equal(val.features[order], oof["features"])):
+        raise SystemExit(f"run {run_id}: its out-of-fold beats are not the DS1 beats built here "
+                         "(another preprocessing version?)")
+    card = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="model/model_card.json", dst_path=tmp)
+    decision = json.loads(Path(card).read_text())["decision"]
+    groups = val.groups()
+    return {"y": oof["y"].astype(bool), "records": oof["records"], "features": oof["features"],
+            "windows": val.windows[order], "groups": groups[order],
+            "logits": logit(calibrate(oof["p_members"].astype(np.float64).mean(axis=1), decision["calibration"])),
+            "decision": decision}
+
+
+def _counts_by_fold(score, ev, folds, threshold, guard):
+    pred = (score >= logit(threshold)) & ~guard
+    y = ev["y"]
+    return np.array([[np.sum(pred[f] & y[f]), np.sum(pred[f] & ~y[f]), np.sum(~pred[f] & y[f])] for f in folds])
+
+
+def cross_validated(ev, groupings=GROUPINGS):
+    """The pre-registered test on one run: {"baseline": ..., "pooled": ..., "gain": ...}."""
+    records = sorted(DS1)
+    folds = [np.isin(ev["records"], records[k::N_FOLDS]) for k in range(N_FOLDS)]
+    rule = ev["decision"].get("ruleguard") or {}
+    guard = ruleguard_mask(ev["features"], rule) if rule.get("enabled") else np.zeros(len(ev["y"]), bool)
+    settings = {("none",): ev["logits"]}
+    for grouping, bound, own in itertools.product(groupings, BOUNDS, OWN_WEIGHTS):
+        settings[(grouping, bound, own)] = pooled(ev["logits"], ev["windows"], ev["groups"], grouping, bound, own)
+    table = {(key, t): _counts_by_fold(score, ev, folds, t, guard) for key, score in settings.items() for t in THRESHOLDS}
+    out = {}
+    for label, keys in (("baseline", [("none",)]), ("pooled", [k for k in settings if k != ("none",)])):
+        total, chosen = np.zeros(3), []
+        for k in range(N_FOLDS):
+            rest = [j for j in range(N_FOLDS) if j != k]
+            best = max(((key, t) for key in keys for t in THRESHOLDS),
+                       key=lambda kt: _f1(*table[kt][rest].sum(axis=0)))
+            total += table[best][k]
+            chosen.append([*best[0], float(best[1])])
+        out[label] = {"cv_f1_V": _f1(*total), "tp_fp_fn": total.astype(int).tolist(), "chosen": chosen}
+    out["gain"] = out["pooled"]["cv_f1_V"] - out["baseline"]["cv_f1_V"]
+    return out
+
+
+def served_setting(ev):
+    """Bound, own weight and threshold of the served grouping, best F1 of V on all of ``ev``."""
+    rule = ev["decision"].get("ruleguard") or {}
+    guard = ruleguard_mask(ev["features"], rule) if rule.get("enabled") else np.zeros(len(ev["y"]), bool)
+    best = None
+    for bound, own in itertools.product(BOUNDS, OWN_WEIGHTS):
+        score = pooled(ev["logits"], ev["windows"], ev["groups"], "neighbours", bound, own)
+        for t in THRESHOLDS:
+            tp, fp, fn = _counts_by_fold(score, ev, [np.ones(len(score), bool)], t, guard)[0]
+            f1 = _f1(tp, fp, fn)
+            if best is None or f1 > best["val_f1_V"] + 1e-12:
+                best = {"min_corr": bound, "own_weight": own, "threshold": float(t), "val_f1_V": f1}
+    base = max(_f1(*_counts_by_fold(ev["logits"], ev, [np.ones(len(ev["y"]), bool)], t, guard)[0])
+               for t in THRESHOLDS)
+    return {**best, "val_f1_V_without": base}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m train.pooling", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("runs", nargs="+", help="--nested-oof runs; the first is the run to serve")
+    ap.add_argument("--data", help="MIT-BIH directory (default: $ECG_DATA_DIR)")
+    ap.add_argument("--out", default="pooling.json")
+    args = ap.parse_args(argv)
+    import mlflow
+
+    from . import dataset, tracking
+
+    mlflow.set_tracking_uri(tracking.tracking_uri())
+    val = dataset.build(sorted(DS1), args.data, 10.0, (0.0,), progress=None)
+    tests = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        evidence = [aligned_evidence(run, val, tmp) for run in args.runs]
+    for run, ev in zip(args.runs, evidence):
+        tests[run] = cross_validated(ev)
+        r = tests[run]
+        print(f"{run[:8]}: cross-validated F1 of V {r['baseline']['cv_f1_V']:.4f} -> {r['pooled']['cv_f1_V']:.4f} "
+              f"({r['gain']:+.4f}); TP/FP/FN {r['baseline']['tp_fp_fn']} -> {r['pooled']['tp_fp_fn']}", flush=True)
+    passed = all(r["gain"] >= MIN_GAIN for r in tests.values())
+    print(f"test (gain >= {MIN_GAIN} on every run): {'passed' if passed else 'FAILED'}")
+    if not passed:
+        return 1
+    setting = served_setting(evidence[0])
+    out = {"min_corr": setting["min_corr"], "own_weight": setting["own_weight"],
+           "core_samples": list(CORE_SAMPLES), "threshold": setting["threshold"],
+           "chosen_on": {"run": args.runs[0], "val_f1_V_nested": setting["val_f1_V"],
+                         "val_f1_V_nested_without": setting["val_f1_V_without"],
+                         "test": {run[:8]: {"cv_f1_V": [r["baseline"]["cv_f1_V"], r["pooled"]["cv_f1_V"]],
+                                            "gain": r["gain"]} for run, r in tests.items()}}}
+    Path(args.out).write_text(json.dumps(out, indent=2))
+    print(f"served: alike at {setting['min_corr']}, own weight {setting['own_weight']}, threshold "
+          f"{setting['threshold']}: DS1 out-of-fold F1 of V {setting['val_f1_V_without']:.4f} -> "
+          f"{setting['val_f1_V']:.4f}; wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
