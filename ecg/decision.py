@@ -91,29 +91,27 @@ def pool_by_morphology(logits, windows, groups, pooling):
     logit of the beats alike to it in its group (itself included).
 
     ``logits``: (n,) calibrated V logits; ``windows``: (n, 360, 2) the network's beat
-    input; ``groups``: (n,) group labels (:func:`ecg.features.beat_groups` for one
-    signal: a 10-s strip is one group). Returns (n,) float64.
+    input; ``groups``: (n,) non-decreasing group labels (:func:`ecg.features.beat_groups`
+    for one signal: a 10-s strip is one group). Returns (n,) float64.
     """
     logits = np.asarray(logits, dtype=np.float64)
+    n = len(logits)
     lo, hi = pooling["core_samples"]
     core = np.asarray(windows)[:, lo:hi, 0].astype(np.float64)
-    core -= core.mean(axis=1, keepdims=True)
-    core /= np.linalg.norm(core, axis=1, keepdims=True) + 1e-12
+    core -= (np.add.reduce(core, axis=1) / (hi - lo))[:, None]
+    core /= (np.sqrt(np.einsum("ij,ij->i", core, core)) + 1e-12)[:, None]
     own = float(pooling.get("own_weight", 0.0))
-    out = np.empty_like(logits)
     groups = np.asarray(groups)
-    if len(groups) and groups[0] == groups[-1] and np.all(groups == groups[0]):
-        members = [np.arange(len(groups))]  # one group (a strip): no bookkeeping
-    else:
-        order = np.argsort(groups, kind="stable")
-        cuts = np.flatnonzero(np.diff(groups[order])) + 1
-        members = np.split(order, cuts)
-    for idx in members:
-        c = core[idx]
-        alike = (c @ c.T) >= pooling["min_corr"]
-        np.fill_diagonal(alike, True)  # a flat QRS correlates with nothing, not even itself
-        x = logits[idx]
-        out[idx] = own * x + (1.0 - own) * (alike @ x) / alike.sum(axis=1)
+    # runs of equal labels; a strip is one (then no bookkeeping)
+    bounds = [0, n] if not n or groups[0] == groups[-1] else np.r_[0, np.flatnonzero(np.diff(groups)) + 1, n]
+    out = np.empty(n)
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        c = core[a:b]
+        alike = ((c @ c.T) >= pooling["min_corr"]).astype(np.float64)
+        alike.flat[::b - a + 1] = 1.0  # a flat QRS correlates with nothing, not even itself
+        x = logits[a:b]
+        mean = (alike @ x) / np.add.reduce(alike, axis=1)
+        out[a:b] = mean if own == 0.0 else own * x + (1.0 - own) * mean
     return out
 
 

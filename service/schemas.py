@@ -25,8 +25,9 @@ CONFIDENCE_DOC = (
     "Calibrated probability that the beat's predicted class is right: the V probability "
     "p_v when the beat is V, 1 - p_v when it is N. p_v is the ensemble's output after the "
     "model card's Platt calibration (served as a cascade: its first member's output for beats "
-    "far from the threshold, the mean of all members otherwise); a beat is V when "
-    "p_v >= threshold_used (and the "
+    "far from the threshold, the mean of all members otherwise); with the card's pooling, the "
+    "mean (in logits) over the beats of the same strip whose QRS complex has the same shape; a "
+    "beat is V when p_v >= threshold_used (and the "
     "RuleGuard, when applied, did not turn it back to N)."
 )
 OVERALL_CONFIDENCE_DOC = (

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ecg.decision import calibrate, logit, pool_by_morphology, ruleguard_mask
+from ecg.decision import calibrate, classify, logit, pool_by_morphology, ruleguard_mask
 
 from .data import DS1
 
@@ -144,12 +144,47 @@ def served_setting(ev):
     return {**best, "val_f1_V_without": base}
 
 
+def ds2_figures(run_id, setting, data=None, cache="cache"):
+    """DS2 F1 of V (Se, +P) of a run's whole ensemble with and without ``setting``'s pooling,
+    on reference beats, end to end and on 10-s strips: read only after the decision, to report
+    what it gives on the test patients. ``setting``: :func:`served_setting`'s output."""
+    from . import dataset
+    from .data import DS2, data_dir
+    from .evaluate import end_to_end, predict_raw, reference_metrics
+    from .tracking import load_run_model
+
+    ddir = data_dir(data)
+    with tempfile.TemporaryDirectory() as tmp:
+        model, card = load_run_model(run_id, tmp)
+    plain = card["decision"]
+    pooled_decision = {**plain, "threshold": setting["threshold"],
+                       "pooling": {"min_corr": setting["min_corr"], "own_weight": setting["own_weight"],
+                                   "core_samples": list(CORE_SAMPLES)}}
+    out = {}
+    for tag, strip, reference in (("test", None, True), ("e2e", None, False), ("e2e_strip", 10.0, False)):
+        beats = dataset.build(list(DS2), ddir, strip, (0.0,), use_reference=reference, cache_dir=cache or None,
+                              progress=None)
+        p_raw = predict_raw(model, beats)
+        for name, decision in (("without", plain), ("pooled", pooled_decision)):
+            is_v = classify(p_raw, beats.features, decision, windows=beats.windows, groups=beats.groups())[0]
+            labels = np.where(is_v, "V", "N")
+            if reference:
+                m = reference_metrics(np.where(beats.labels == "V", "V", "N"), labels)
+                out[f"{tag}_{name}"] = [m["test_f1_V"], m["test_recall_V"], m["test_precision_V"]]
+            else:
+                m = end_to_end(beats, labels, list(DS2), ddir, prefix=tag)[0]
+                out[f"{tag}_{name}"] = [m[f"{tag}_f1_V"], m[f"{tag}_recall_V"], m[f"{tag}_precision_V"]]
+    return out
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m train.pooling", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("runs", nargs="+", help="--nested-oof runs; the first is the run to serve")
     ap.add_argument("--data", help="MIT-BIH directory (default: $ECG_DATA_DIR)")
     ap.add_argument("--out", default="pooling.json")
+    ap.add_argument("--ds2", action="store_true",
+                    help="after the decision, each run's DS2 figures with the setting chosen on its own DS1 predictions")
     args = ap.parse_args(argv)
     import mlflow
 
@@ -180,6 +215,16 @@ def main(argv=None):
     print(f"served: alike at {setting['min_corr']}, own weight {setting['own_weight']}, threshold "
           f"{setting['threshold']}: DS1 out-of-fold F1 of V {setting['val_f1_V_without']:.4f} -> "
           f"{setting['val_f1_V']:.4f}; wrote {args.out}")
+    if args.ds2:
+        for run, ev in zip(args.runs, evidence):
+            own = served_setting(ev)
+            figures = ds2_figures(run, own, args.data)
+            print(f"{run[:8]} (alike at {own['min_corr']}, own weight {own['own_weight']}, threshold "
+                  f"{own['threshold']}; DS1 {own['val_f1_V_without']:.4f} -> {own['val_f1_V']:.4f}), DS2 F1 / Se / +P "
+                  "of V without -> with the pooling: " + "; ".join(
+                      f"{tag} " + "/".join(f"{v:.3f}" for v in figures[f"{tag}_without"]) + " -> "
+                      + "/".join(f"{v:.3f}" for v in figures[f"{tag}_pooled"]) for tag in ("test", "e2e", "e2e_strip")),
+                  flush=True)
     return 0
 
 
