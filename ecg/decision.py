@@ -21,6 +21,7 @@ _RR_PREV = RR_FEATURE_NAMES.index("rr_prev_ratio")
 _RR_NEXT = RR_FEATURE_NAMES.index("rr_next_ratio")
 _QRS_S = RR_FEATURE_NAMES.index("qrs_width_s")
 _EPS = 1e-7
+_MAX_LOGIT = float(np.log(1 - _EPS) - np.log(_EPS))  # logit's bound, 16.1
 # what ruleguard_mask reads: a card with any other RuleGuard setting was tuned by code
 # that knows a test this one does not apply, and would be served other labels than tuned
 RULEGUARD_KEYS = frozenset({"enabled", "rr_tolerance", "max_qrs_width_s"})
@@ -33,9 +34,20 @@ def logit(p):
     return np.log(p) - np.log1p(-p)
 
 
+def calibrated_logit(p_raw, calibration):
+    """Platt scaling of raw probabilities (n,), in logits: a * logit(p) + b."""
+    return calibration.get("a", 1.0) * logit(p_raw) + calibration.get("b", 0.0)
+
+
 def calibrate(p_raw, calibration):
     """Platt scaling of raw probabilities (n,): sigmoid(a * logit(p) + b)."""
-    return expit(calibration.get("a", 1.0) * logit(p_raw) + calibration.get("b", 0.0))
+    return expit(calibrated_logit(p_raw, calibration))
+
+
+def pooling_logit(p_raw, calibration):
+    """The calibrated logits (n,) the pooling averages: as :func:`logit` of the calibrated
+    probability, bounded where it bounds probabilities (1e-7 from 0 and 1)."""
+    return np.clip(calibrated_logit(p_raw, calibration), -_MAX_LOGIT, _MAX_LOGIT)
 
 
 def fit_platt(p_raw, y, iterations=100):
@@ -124,12 +136,13 @@ def classify(p_raw, features, decision, apply_ruleguard=True, windows=None, grou
     pooled probability, the one the threshold judges. Returns ``(is_v, p_v, flipped)``:
     bool (n,), float (n,), and bool (n,) marking beats the RuleGuard turned from V to N.
     """
-    p_v = calibrate(p_raw, decision["calibration"])
     pooling = decision.get("pooling")
     if pooling:
         if windows is None or groups is None:
             raise ValueError("this decision pools beats by morphology: pass their windows and groups")
-        p_v = expit(pool_by_morphology(logit(p_v), windows, groups, pooling))
+        p_v = expit(pool_by_morphology(pooling_logit(p_raw, decision["calibration"]), windows, groups, pooling))
+    else:
+        p_v = calibrate(p_raw, decision["calibration"])
     is_v = p_v >= decision["threshold"]
     flipped = np.zeros_like(is_v)
     rule = decision.get("ruleguard") or {}

@@ -76,3 +76,12 @@ def test_a_pooled_decision_judges_the_pooled_probability():
 
     with pytest.raises(ValueError, match="pools beats by morphology"):
         classify(p, f, decision)
+
+
+def test_the_pooled_logits_are_the_calibrated_probabilities_logits():
+    from ecg.decision import pooling_logit
+
+    p = np.array([1e-12, 1e-6, 0.01, 0.3, 0.5, 0.9, 1 - 1e-9, 1.0])
+    cal = {"a": 1.49, "b": -1.45}
+    assert np.allclose(pooling_logit(p, cal), logit(calibrate(p, cal)), rtol=0, atol=1e-9)
+    assert np.abs(pooling_logit(p, cal)).max() <= np.abs(logit([1.0]))[0] + 1e-12

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ecg.decision import calibrate, classify, logit, pool_by_morphology, ruleguard_mask
+from ecg.decision import classify, logit, pool_by_morphology, pooling_logit, ruleguard_mask
 
 from .data import DS1
 
@@ -93,7 +93,7 @@ def aligned_evidence(run_id, val, tmp):
     groups = val.groups()
     return {"y": oof["y"].astype(bool), "records": oof["records"], "features": oof["features"],
             "windows": val.windows[order], "groups": groups[order],
-            "logits": logit(calibrate(oof["p_members"].astype(np.float64).mean(axis=1), decision["calibration"])),
+            "logits": pooling_logit(oof["p_members"].astype(np.float64).mean(axis=1), decision["calibration"]),
             "decision": decision}
 
 
