@@ -315,8 +315,14 @@ def cascade_parts(cascade, paths):
     return decision, graphs
 
 
-def pooling_part(pooling, train_decision):
-    """The card's ``decision.pooling`` from ``python -m train.pooling``'s output, and its threshold."""
+def pooling_part(pooling, train_decision, run_id):
+    """The card's ``decision.pooling`` from ``python -m train.pooling``'s output, and its threshold.
+
+    The setting's threshold was tuned on one run's calibrated probabilities: it serves that run only.
+    """
+    if pooling["chosen_on"]["run"] != run_id:
+        raise PromotionError(f"the pooling was chosen on run {pooling['chosen_on']['run']}, not {run_id}: "
+                             f"run python -m train.pooling {run_id} ... for it")
     part = {k: pooling[k] for k in ("min_corr", "own_weight", "core_samples")}
     part["chosen_on"] = {**pooling["chosen_on"], "threshold_without": train_decision["threshold"]}
     return part, float(pooling["threshold"])
@@ -452,7 +458,8 @@ def promote(args):
         candidate.mkdir()
         for name, path in files.items():
             shutil.copy2(path, candidate / name)
-        pooling = pooling_part(json.loads(Path(args.pooling).read_text()), train_card["decision"]) if args.pooling else None
+        pooling = (pooling_part(json.loads(Path(args.pooling).read_text()), train_card["decision"], run.info.run_id)
+                   if args.pooling else None)
         cand_card = build_card(train_card, run, onnx_path, OPSET, verification, "candidate", cascade, pooling)
         (candidate / "model.json").write_text(json.dumps(cand_card, indent=2))
         verification["end_to_end"] = check_end_to_end(candidate, cand_card, args.data)

@@ -108,14 +108,19 @@ def pool_by_morphology(logits, windows, groups, pooling):
     """
     logits = np.asarray(logits, dtype=np.float64)
     n = len(logits)
+    groups = np.asarray(groups)
+    if len(groups) != n or len(windows) != n:
+        raise ValueError(f"{n} logits, {len(windows)} windows and {len(groups)} group labels")
+    step = np.diff(groups)
+    if (step < 0).any():
+        raise ValueError("group labels must be non-decreasing (each group one run of beats)")
     lo, hi = pooling["core_samples"]
     core = np.asarray(windows)[:, lo:hi, 0].astype(np.float64)
     core -= (np.add.reduce(core, axis=1) / (hi - lo))[:, None]
     core /= (np.sqrt(np.einsum("ij,ij->i", core, core)) + 1e-12)[:, None]
     own = float(pooling.get("own_weight", 0.0))
-    groups = np.asarray(groups)
     # runs of equal labels; a strip is one (then no bookkeeping)
-    bounds = [0, n] if not n or groups[0] == groups[-1] else np.r_[0, np.flatnonzero(np.diff(groups)) + 1, n]
+    bounds = [0, n] if not n or groups[0] == groups[-1] else np.r_[0, np.flatnonzero(step) + 1, n]
     out = np.empty(n)
     for a, b in zip(bounds[:-1], bounds[1:]):
         c = core[a:b]

@@ -104,6 +104,12 @@ class LoadedModel:
             "cascade": ({"low": self.decision["cascade"]["low"], "high": self.decision["cascade"]["high"],
                          "members": self.card["onnx"]["cascade"]["rest"]["members"] + 1}
                         if self.rest is not None else None),
+            # "metrics" are the training run's, made without it; promotion records the pooled ones
+            "pooling": ({"min_corr": self.decision["pooling"]["min_corr"],
+                         "own_weight": self.decision["pooling"].get("own_weight", 0.0),
+                         "ds2_figures": ((self.card.get("verification") or {}).get("end_to_end") or {})
+                         .get("with_pooling")}
+                        if self.decision.get("pooling") else None),
         }
 
     def p_v(self, windows, features):
@@ -204,9 +210,14 @@ def _check_card(card):
             unknown = set(pooling) - POOLING_KEYS
             if unknown:
                 raise ValueError(f"settings this service does not apply: {', '.join(sorted(unknown))}")
-            lo, hi = (int(v) for v in pooling["core_samples"])
-            if not (-1.0 <= float(pooling["min_corr"]) <= 1.0 and 0.0 <= float(pooling.get("own_weight", 0.0)) <= 1.0
-                    and 0 <= lo < hi <= BEAT_SHAPE[0]):
+            # the values are used as they are: types checked, not converted
+            lo, hi = pooling["core_samples"]
+            corr, own = pooling["min_corr"], pooling.get("own_weight", 0.0)
+            if not all(isinstance(v, int) and not isinstance(v, bool) for v in (lo, hi)):
+                raise ValueError("core_samples must be two integers")
+            if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (corr, own)):
+                raise ValueError("min_corr and own_weight must be numbers")
+            if not (-1.0 <= corr <= 1.0 and 0.0 <= own <= 1.0 and 0 <= lo < hi <= BEAT_SHAPE[0]):
                 raise ValueError("min_corr, own_weight or core_samples out of range")
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelUnavailable(f"model card's pooling is unusable: {exc}") from None

@@ -58,6 +58,12 @@ def test_pooling_gives_beats_of_one_shape_one_logit():
     # groups are pooled apart: the same shapes in two groups
     apart = pool_by_morphology(x, w, np.array([0, 0, 0, 1, 1]), rule)
     assert np.allclose(apart, [-2.0, -2.0, 2.0, 1.0, 0.0])
+    # groups must be runs, and as many as the beats
+    import pytest
+
+    for bad in (np.array([0, 1, 0, 1, 1]), np.zeros(4, int)):
+        with pytest.raises(ValueError):
+            pool_by_morphology(x, w, bad, rule)
     # a flat QRS is alike to nothing, and keeps its own logit (no 0/0)
     flat = pool_by_morphology(np.array([5.0, -1.0]), _windows(["flat", "narrow"]), np.zeros(2, int), rule)
     assert np.allclose(flat, [5.0, -1.0])

@@ -55,6 +55,13 @@ def test_promotion_writes_the_pooling_and_its_threshold_into_the_card():
 
     chosen = {"min_corr": 0.9, "own_weight": 0.0, "core_samples": [144, 216], "threshold": 0.25,
               "chosen_on": {"run": "r"}}
-    part, threshold = pooling_part(chosen, {"threshold": 0.34})
+    part, threshold = pooling_part(chosen, {"threshold": 0.34}, "r")
     assert threshold == 0.25 and part["chosen_on"]["threshold_without"] == 0.34
     assert set(part) == {"min_corr", "own_weight", "core_samples", "chosen_on"}
+    # a threshold tuned on another run's probabilities is refused
+    import pytest
+
+    from convert.promote import PromotionError
+
+    with pytest.raises(PromotionError, match="chosen on run r, not s"):
+        pooling_part(chosen, {"threshold": 0.34}, "s")

@@ -230,6 +230,14 @@ def test_health_is_healthy_with_the_model(client):
     assert isinstance(body["version"], str)
     assert datetime.fromisoformat(body["timestamp"]).utcoffset() == timedelta(0)
     assert body["model"]["preprocessing_version"] == served_card()["preprocessing"]["version"]
+    # the pooling, when the card has one, with the DS2 figures promotion measured with it
+    # ("metrics" are the training run's, made without it)
+    pooling = served_card()["decision"].get("pooling")
+    if pooling:
+        assert body["model"]["pooling"]["min_corr"] == pooling["min_corr"]
+        assert body["model"]["pooling"]["ds2_figures"]["test_f1_V"] > 0
+    else:
+        assert body["model"]["pooling"] is None
 
 
 def test_every_response_carries_a_request_id_and_keeps_a_sane_client_one(client):

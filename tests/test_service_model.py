@@ -48,6 +48,12 @@ DAMAGES = {
     "pooling setting unknown here": (
         lambda d: edit_card(d, lambda c: c["decision"].update(pooling={
             "min_corr": 0.9, "own_weight": 0.0, "core_samples": [144, 216], "lead": 2})), "lead"),
+    "pooling core samples not integers": (
+        lambda d: edit_card(d, lambda c: c["decision"].update(pooling={
+            "min_corr": 0.9, "own_weight": 0.0, "core_samples": [144.0, 216.0]})), "integers"),
+    "pooling bound a string": (
+        lambda d: edit_card(d, lambda c: c["decision"].update(pooling={
+            "min_corr": "0.9", "own_weight": 0.0, "core_samples": [144, 216]})), "numbers"),
     "pooling core off the window": (
         lambda d: edit_card(d, lambda c: c["decision"].update(pooling={
             "min_corr": 0.9, "own_weight": 0.0, "core_samples": [144, 400]})), "pooling"),

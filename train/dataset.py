@@ -46,7 +46,9 @@ class BeatSet:
     def groups(self, group_size=None):
         """Each beat's group (n,) as the service forms them for one request: within each
         record's strip (the whole record when not cut), runs of about ``group_size`` beats
-        (:func:`ecg.features.beat_groups`); labels unique over the set."""
+        (:func:`ecg.features.beat_groups`); labels unique over the set. Formed on the beats
+        kept: where an excluded range (record 207's flutter) dropped beats, the service, which
+        sees them, would cut its groups elsewhere."""
         group_size = group_size or pipeline.PREPROCESSING["group_size_beats"]
         out = np.zeros(len(self), np.int64)
         if not len(self):
