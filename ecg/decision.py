@@ -103,24 +103,26 @@ def pool_by_morphology(logits, windows, groups, pooling):
     logit of the beats alike to it in its group (itself included).
 
     ``logits``: (n,) calibrated V logits; ``windows``: (n, 360, 2) the network's beat
-    input; ``groups``: (n,) non-decreasing group labels (:func:`ecg.features.beat_groups`
-    for one signal: a 10-s strip is one group). Returns (n,) float64.
+    input; ``groups``: (n,) group labels, each group one run of consecutive beats
+    (:func:`ecg.features.beat_groups` for one signal: a 10-s strip is one group).
+    Returns (n,) float64.
     """
     logits = np.asarray(logits, dtype=np.float64)
     n = len(logits)
     groups = np.asarray(groups)
     if len(groups) != n or len(windows) != n:
         raise ValueError(f"{n} logits, {len(windows)} windows and {len(groups)} group labels")
-    step = np.diff(groups)
-    if (step < 0).any():
-        raise ValueError("group labels must be non-decreasing (each group one run of beats)")
+    change = np.flatnonzero(np.diff(groups)) + 1  # where a run of equal labels starts
+    if len(change):
+        firsts = groups[np.r_[0, change]]
+        if len(np.unique(firsts)) != len(firsts):
+            raise ValueError("each group must be one run of consecutive beats")
     lo, hi = pooling["core_samples"]
     core = np.asarray(windows)[:, lo:hi, 0].astype(np.float64)
     core -= (np.add.reduce(core, axis=1) / (hi - lo))[:, None]
     core /= (np.sqrt(np.einsum("ij,ij->i", core, core)) + 1e-12)[:, None]
     own = float(pooling.get("own_weight", 0.0))
-    # runs of equal labels; a strip is one (then no bookkeeping)
-    bounds = [0, n] if not n or groups[0] == groups[-1] else np.r_[0, np.flatnonzero(step) + 1, n]
+    bounds = np.r_[0, change, n]  # a strip is one run
     out = np.empty(n)
     for a, b in zip(bounds[:-1], bounds[1:]):
         c = core[a:b]

@@ -58,10 +58,12 @@ def test_pooling_gives_beats_of_one_shape_one_logit():
     # groups are pooled apart: the same shapes in two groups
     apart = pool_by_morphology(x, w, np.array([0, 0, 0, 1, 1]), rule)
     assert np.allclose(apart, [-2.0, -2.0, 2.0, 1.0, 0.0])
-    # groups must be runs, and as many as the beats
+    # groups are runs in any order (train.pooling reorders records); not runs, or not as many
+    # as the beats, is an error
+    assert np.allclose(pool_by_morphology(x, w, np.array([7, 7, 7, 3, 3]), rule), apart)
     import pytest
 
-    for bad in (np.array([0, 1, 0, 1, 1]), np.zeros(4, int)):
+    for bad in (np.array([0, 1, 0, 1, 1]), np.array([0, 0, 1, 1, 0]), np.zeros(4, int)):
         with pytest.raises(ValueError):
             pool_by_morphology(x, w, bad, rule)
     # a flat QRS is alike to nothing, and keeps its own logit (no 0/0)
