@@ -72,3 +72,15 @@ def test_promotion_writes_the_pooling_and_its_threshold_into_the_card():
 
     with pytest.raises(PromotionError, match="chosen on run r, not s"):
         pooling_part(chosen, {"threshold": 0.34}, "s")
+
+
+def test_the_record_wide_test_joins_each_records_strips():
+    from train.pooling import cross_validated_record_wide, record_groups
+
+    ev = _records_reversed(_evidence(2))
+    groups = record_groups(ev["records"])
+    assert len(np.unique(groups)) == len(DS1)
+    assert all(len(np.unique(ev["records"][groups == g])) == 1 for g in np.unique(groups))
+    group_wide, either, chosen = cross_validated_record_wide(ev)
+    assert len(chosen) == 5 and all(c[0] in ("group", "record") for c in chosen)
+    assert 0.5 < group_wide <= 1 and 0.5 < either <= 1
