@@ -92,6 +92,17 @@ def in_cascade_band(p_first, cascade):
     return (p_first > cascade["low"]) & (p_first < cascade["high"])
 
 
+def qrs_shapes(windows, core_samples):
+    """Each beat's QRS as a unit vector: channel 0 of ``windows`` (n, 360, 2) over samples
+    ``core_samples`` (lo, hi), centred and scaled to norm 1, so that the dot product of two
+    rows is their Pearson correlation. Returns (n, hi - lo) float64."""
+    lo, hi = core_samples
+    core = np.asarray(windows)[:, lo:hi, 0].astype(np.float64)
+    core -= (np.add.reduce(core, axis=1) / (hi - lo))[:, None]
+    core /= (np.sqrt(np.einsum("ij,ij->i", core, core)) + 1e-12)[:, None]
+    return core
+
+
 def pool_by_morphology(logits, windows, groups, pooling):
     """Each beat's V logit replaced by the mean over the beats of its group shaped like it.
 
@@ -117,10 +128,7 @@ def pool_by_morphology(logits, windows, groups, pooling):
         firsts = groups[np.r_[0, change]]
         if len(np.unique(firsts)) != len(firsts):
             raise ValueError("each group must be one run of consecutive beats")
-    lo, hi = pooling["core_samples"]
-    core = np.asarray(windows)[:, lo:hi, 0].astype(np.float64)
-    core -= (np.add.reduce(core, axis=1) / (hi - lo))[:, None]
-    core /= (np.sqrt(np.einsum("ij,ij->i", core, core)) + 1e-12)[:, None]
+    core = qrs_shapes(windows, pooling["core_samples"])
     own = float(pooling.get("own_weight", 0.0))
     bounds = np.r_[0, change, n]  # a strip is one run
     out = np.empty(n)

@@ -14,9 +14,7 @@ DS1 only: it reads nothing of DS2, so what it shows can steer the next experimen
 """
 
 import argparse
-import json
 import tempfile
-from pathlib import Path
 
 import numpy as np
 
@@ -114,9 +112,7 @@ def main(argv=None):
     mlflow.set_tracking_uri(tracking.tracking_uri())
     with tempfile.TemporaryDirectory() as tmp:
         oof = load_oof(args.run_id, tmp)
-        card = mlflow.artifacts.download_artifacts(run_id=args.run_id, artifact_path="model/model_card.json",
-                                                   dst_path=tmp)
-        decision = json.loads(Path(card).read_text())["decision"]
+        decision = tracking.load_run_card(args.run_id, tmp)["decision"]
     print(report(oof, decision))
     return 0
 

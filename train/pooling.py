@@ -27,9 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ecg.decision import classify, logit, pool_by_morphology, pooling_logit, ruleguard_mask
+from ecg.decision import classify, logit, pool_by_morphology, pooling_logit, qrs_shapes, ruleguard_mask
 
 from .data import DS1
+from .oof_errors import f1_counts
 
 BOUNDS = (0.85, 0.90, 0.95)
 OWN_WEIGHTS = (0.0, 0.5)
@@ -41,16 +42,10 @@ MIN_GAIN_RECORD_WIDE = 0.005  # the second test's bar (README, "A wider pool")
 N_FOLDS = 5
 
 
-def _f1(tp, fp, fn):
-    return 2 * tp / max(2 * tp + fp + fn, 1)
-
-
 def components_pooled(logits, windows, groups, min_corr, own_weight):
     """The study's other grouping: each beat takes the mean logit of its connected component
     of the "alike" relation (chains of beats alike two by two). Not served."""
-    core = windows[:, CORE_SAMPLES[0]:CORE_SAMPLES[1], 0].astype(np.float64)
-    core -= core.mean(axis=1, keepdims=True)
-    core /= np.linalg.norm(core, axis=1, keepdims=True) + 1e-12
+    core = qrs_shapes(windows, CORE_SAMPLES)
     out = np.empty_like(logits)
     for g in np.unique(groups):
         idx = np.flatnonzero(groups == g)
@@ -80,17 +75,15 @@ def pooled(logits, windows, groups, grouping, min_corr, own_weight):
 
 def aligned_evidence(run_id, val, tmp):
     """The run's out-of-fold evidence with the DS1 beats' windows and groups, in the npz's order."""
-    import mlflow
-
     from .cascade import load_oof
+    from .tracking import load_run_card
 
     oof = load_oof(run_id, tmp)
     order = np.concatenate([np.flatnonzero(val.records == r) for r in dict.fromkeys(oof["records"].tolist())])
     if not (np.array_equal(val.records[order], oof["records"]) and np.array_equal(val.features[order], oof["features"])):
         raise SystemExit(f"run {run_id}: its out-of-fold beats are not the DS1 beats built here "
                          "(another preprocessing version?)")
-    card = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="model/model_card.json", dst_path=tmp)
-    decision = json.loads(Path(card).read_text())["decision"]
+    decision = load_run_card(run_id, tmp)["decision"]
     groups = val.groups()
     return {"y": oof["y"].astype(bool), "records": oof["records"], "features": oof["features"],
             "windows": val.windows[order], "groups": groups[order],
@@ -120,10 +113,10 @@ def cross_validated(ev, groupings=GROUPINGS):
         for k in range(N_FOLDS):
             rest = [j for j in range(N_FOLDS) if j != k]
             best = max(((key, t) for key in keys for t in THRESHOLDS),
-                       key=lambda kt: _f1(*table[kt][rest].sum(axis=0)))
+                       key=lambda kt: f1_counts(*table[kt][rest].sum(axis=0)))
             total += table[best][k]
             chosen.append([*best[0], float(best[1])])
-        out[label] = {"cv_f1_V": _f1(*total), "tp_fp_fn": total.astype(int).tolist(), "chosen": chosen}
+        out[label] = {"cv_f1_V": f1_counts(*total), "tp_fp_fn": total.astype(int).tolist(), "chosen": chosen}
     out["gain"] = out["pooled"]["cv_f1_V"] - out["baseline"]["cv_f1_V"]
     return out
 
@@ -152,10 +145,10 @@ def cross_validated_record_wide(ev):
         total, chosen = np.zeros(3), []
         for k in range(N_FOLDS):
             rest = [j for j in range(N_FOLDS) if j != k]
-            best = max((kt for kt in table if kt[0][0] in units), key=lambda kt: _f1(*table[kt][rest].sum(axis=0)))
+            best = max((kt for kt in table if kt[0][0] in units), key=lambda kt: f1_counts(*table[kt][rest].sum(axis=0)))
             total += table[best][k]
             chosen.append([*best[0], float(best[1])])
-        out[label] = (_f1(*total), chosen)
+        out[label] = (f1_counts(*total), chosen)
     return out["group"][0], out["either"][0], out["either"][1]
 
 
@@ -168,10 +161,10 @@ def served_setting(ev):
         score = pooled(ev["logits"], ev["windows"], ev["groups"], "neighbours", bound, own)
         for t in THRESHOLDS:
             tp, fp, fn = _counts_by_fold(score, ev, [np.ones(len(score), bool)], t, guard)[0]
-            f1 = _f1(tp, fp, fn)
+            f1 = f1_counts(tp, fp, fn)
             if best is None or f1 > best["val_f1_V"] + 1e-12:
                 best = {"min_corr": bound, "own_weight": own, "threshold": float(t), "val_f1_V": f1}
-    base = max(_f1(*_counts_by_fold(ev["logits"], ev, [np.ones(len(ev["y"]), bool)], t, guard)[0])
+    base = max(f1_counts(*_counts_by_fold(ev["logits"], ev, [np.ones(len(ev["y"]), bool)], t, guard)[0])
                for t in THRESHOLDS)
     return {**best, "val_f1_V_without": base}
 

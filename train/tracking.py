@@ -31,6 +31,15 @@ def setup(experiment=EXPERIMENT):
     return mlflow.create_experiment(experiment, artifact_location=artifacts)
 
 
+def load_run_card(run_id, dst):
+    """A run's training card (its ``model/model_card.json`` artifact, into ``dst``), without the model."""
+    import mlflow
+
+    path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="model/model_card.json",
+                                               dst_path=str(dst))
+    return json.loads(Path(path).read_text())
+
+
 def load_run_model(run_id, dst, cross_fitted=False):
     """A run's Keras model and its training card, from its MLflow artifacts (into ``dst``).
 
