@@ -168,14 +168,15 @@ def check_end_to_end(model_dir, card, data_dir):
         log("end-to-end check SKIPPED: no MIT-BIH copy (pass --data DIR or set ECG_DATA_DIR)")
         return {"skipped": "no MIT-BIH data directory"}
     decision = card["decision"]
+    decisions = {"card": decision}
     if decision.get("pooling"):
         # the training run's figures were made without the pooling: the drift check compares
         # like with like, and the pooled figures are recorded beside it
         unpooled = {k: v for k, v in decision.items() if k != "pooling"}
         unpooled["threshold"] = decision["pooling"]["chosen_on"]["threshold_without"]
-        got = end_to_end_served(model_dir, card["data_split"]["test"], directory, 10.0, decision=unpooled)
-    else:
-        got = end_to_end_served(model_dir, card["data_split"]["test"], directory, 10.0)
+        decisions = {"card": unpooled, "with_pooling": decision}
+    served = end_to_end_served(model_dir, card["data_split"]["test"], directory, 10.0, decisions)
+    got = served["card"]
     result = {}
     for key in E2E_KEYS:
         want = card["metrics"].get(key)
@@ -187,8 +188,7 @@ def check_end_to_end(model_dir, card, data_dir):
             raise PromotionError(f"{key} through the serving path is {got[key]:.4f}, the card says {want:.4f}: "
                                  "preprocessing changed since training? retrain, then promote")
     if decision.get("pooling"):
-        pooled = end_to_end_served(model_dir, card["data_split"]["test"], directory, 10.0)
-        pooled.update(reference_served(model_dir, card["data_split"]["test"], directory))
+        pooled = {**served["with_pooling"], **reference_served(model_dir, card["data_split"]["test"], directory)}
         result["with_pooling"] = {k: pooled[k] for k in POOLED_KEYS}
         log("DS2 with the pooling: " + ", ".join(f"{k} {pooled[k]:.4f}" for k in POOLED_KEYS))
     return result

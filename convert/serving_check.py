@@ -10,24 +10,26 @@ from train import dataset
 from train.evaluate import end_to_end, reference_metrics
 
 
-def end_to_end_served(model_dir, records, directory, strip_s=10.0, decision=None):
-    """``{"e2e_f1_V": ..., "e2e_strip_f1_V": ...}`` (and the other e2e figures) for ``records``.
+def end_to_end_served(model_dir, records, directory, strip_s=10.0, decisions=None):
+    """``{name: {"e2e_f1_V": ..., "e2e_strip_f1_V": ..., ...}}``: the e2e figures of ``records``
+    for each decision of ``decisions``, a ``{name: decision}`` (default ``{"card": the card's}``).
 
-    ``model_dir`` holds ``model.onnx`` and ``model.json`` as the service would read them;
-    ``decision``: another decision than the card's for the same networks (promotion's
-    check of a pooled decision against the training run's figures).
+    ``model_dir`` holds ``model.onnx`` and ``model.json`` as the service would read them. The
+    beats are found and the networks run once for all the decisions (promotion scores a pooled
+    card's networks without the pooling too, against the training run's figures).
     """
     from service.model import load_model
 
     model = load_model(model_dir)
-    decision = decision or model.decision
-    out = {}
+    decisions = decisions or {"card": model.decision}
+    out = {name: {} for name in decisions}
     for prefix, strip in (("e2e", None), ("e2e_strip", strip_s)):
         beats = dataset.build(records, directory, strip, (0.0,), cache_dir=None, progress=None)
-        is_v = classify(model.p_v(beats.windows, beats.features), beats.features, decision,
-                        windows=beats.windows, groups=beats.groups())[0]
-        metrics, _ = end_to_end(beats, np.where(is_v, "V", "N"), records, directory, prefix)
-        out.update(metrics)
+        p_raw, groups = model.p_v(beats.windows, beats.features), beats.groups()
+        for name, decision in decisions.items():
+            is_v = classify(p_raw, beats.features, decision, windows=beats.windows, groups=groups)[0]
+            metrics, _ = end_to_end(beats, np.where(is_v, "V", "N"), records, directory, prefix)
+            out[name].update(metrics)
     return out
 
 
