@@ -25,9 +25,10 @@ def end_to_end_served(model_dir, records, directory, strip_s=10.0, decisions=Non
     out = {name: {} for name in decisions}
     for prefix, strip in (("e2e", None), ("e2e_strip", strip_s)):
         beats = dataset.build(records, directory, strip, (0.0,), cache_dir=None, progress=None)
-        p_raw, groups = model.p_v(beats.windows, beats.features), beats.groups()
+        p_raw, groups, signals = model.p_v(beats.windows, beats.features), beats.groups(), beats.signals()
         for name, decision in decisions.items():
-            is_v = classify(p_raw, beats.features, decision, windows=beats.windows, groups=groups)[0]
+            is_v = classify(p_raw, beats.features, decision, windows=beats.windows, groups=groups,
+                            signals=signals)[0]
             metrics, _ = end_to_end(beats, np.where(is_v, "V", "N"), records, directory, prefix)
             out[name].update(metrics)
     return out
@@ -41,5 +42,5 @@ def reference_served(model_dir, records, directory):
     model = load_model(model_dir)
     beats = dataset.build(records, directory, None, (0.0,), use_reference=True, cache_dir=None, progress=None)
     is_v = classify(model.p_v(beats.windows, beats.features), beats.features, model.decision,
-                    windows=beats.windows, groups=beats.groups())[0]
+                    windows=beats.windows, groups=beats.groups(), signals=beats.signals())[0]
     return reference_metrics(np.where(beats.labels == "V", "V", "N"), np.where(is_v, "V", "N"))

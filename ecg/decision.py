@@ -5,17 +5,20 @@
     {"calibration": {"method": "platt", "a": 1.0, "b": 0.0},
      "threshold": 0.5,
      "ruleguard": {"enabled": true, "rr_tolerance": 0.1, "max_qrs_width_s": 0.1},
-     "pooling": {"min_corr": 0.9, "own_weight": 0.0, "core_samples": [144, 216]}}
+     "pooling": {"min_corr": 0.9, "own_weight": 0.0, "core_samples": [144, 216],
+                 "pool_size_beats": 4096}}
 
-``pooling`` (optional): one label per morphology within a group of beats, see
-:func:`pool_by_morphology`. Training fits these on the DS1 validation split
+``pooling`` (optional): one label per morphology within a pool of beats, see
+:func:`pool_by_morphology`: with ``pool_size_beats`` the pool is the whole signal (cut into
+runs of about that many beats only when longer), without it the signal's groups of ~16
+beats (``Beats.groups``). Training fits these on the DS1 validation split
 (``python -m train.pooling`` the pooling); the service only applies them.
 """
 
 import numpy as np
 
 from .dsp import expit
-from .features import RR_FEATURE_NAMES
+from .features import RR_FEATURE_NAMES, groups_within
 
 _RR_PREV = RR_FEATURE_NAMES.index("rr_prev_ratio")
 _RR_NEXT = RR_FEATURE_NAMES.index("rr_next_ratio")
@@ -26,7 +29,10 @@ _MAX_LOGIT = float(np.log(1 - _EPS) - np.log(_EPS))  # logit's bound, 16.1
 # that knows a test this one does not apply, and would be served other labels than tuned
 RULEGUARD_KEYS = frozenset({"enabled", "rr_tolerance", "max_qrs_width_s"})
 # likewise for the pooling ("chosen_on" records the study that chose it)
-POOLING_KEYS = frozenset({"min_corr", "own_weight", "core_samples", "chosen_on"})
+POOLING_KEYS = frozenset({"min_corr", "own_weight", "core_samples", "pool_size_beats", "chosen_on"})
+# rows of the alike matrix computed at once: a pool of m beats needs 8 * BLOCK_ROWS * m bytes
+# (8 MB for a 4,096-beat pool) instead of 8 * m * m
+BLOCK_ROWS = 256
 
 
 def logit(p):
@@ -104,7 +110,7 @@ def qrs_shapes(windows, core_samples):
 
 
 def pool_by_morphology(logits, windows, groups, pooling):
-    """Each beat's V logit replaced by the mean over the beats of its group shaped like it.
+    """Each beat's V logit replaced by the mean over the beats of its pool shaped like it.
 
     Beats of one shape in one strip are one kind of beat: the network, judging each
     alone, calls some of a patient's PVCs N and some of its noisy normal beats V. Two
@@ -114,9 +120,8 @@ def pool_by_morphology(logits, windows, groups, pooling):
     logit of the beats alike to it in its group (itself included).
 
     ``logits``: (n,) calibrated V logits; ``windows``: (n, 360, 2) the network's beat
-    input; ``groups``: (n,) group labels, each group one run of consecutive beats
-    (:func:`ecg.features.beat_groups` for one signal: a 10-s strip is one group).
-    Returns (n,) float64.
+    input; ``groups``: (n,) pool labels, each pool one run of consecutive beats
+    (:func:`pool_groups`). Returns (n,) float64.
     """
     logits = np.asarray(logits, dtype=np.float64)
     n = len(logits)
@@ -134,28 +139,45 @@ def pool_by_morphology(logits, windows, groups, pooling):
     out = np.empty(n)
     for a, b in zip(bounds[:-1], bounds[1:]):
         c = core[a:b]
-        alike = ((c @ c.T) >= pooling["min_corr"]).astype(np.float64)
-        alike.flat[::b - a + 1] = 1.0  # a flat QRS correlates with nothing, not even itself
-        x = logits[a:b]
-        mean = (alike @ x) / np.add.reduce(alike, axis=1)
-        out[a:b] = mean if own == 0.0 else own * x + (1.0 - own) * mean
-    return out
+        x1 = np.stack([logits[a:b], np.ones(b - a)], axis=1)  # one product gives sums and counts
+        for i in range(0, b - a, BLOCK_ROWS):
+            j = min(i + BLOCK_ROWS, b - a)
+            alike = c[i:j] @ c.T
+            np.greater_equal(alike, pooling["min_corr"], out=alike, casting="unsafe")  # 1.0 / 0.0 in place
+            alike.flat[i::b - a + 1] = 1.0  # a flat QRS correlates with nothing, not even itself
+            sums = alike @ x1
+            out[a + i:a + j] = sums[:, 0] / sums[:, 1]
+    return out if own == 0.0 else own * logits + (1.0 - own) * out
 
 
-def classify(p_raw, features, decision, apply_ruleguard=True, windows=None, groups=None):
+def pool_groups(pooling, n, groups=None, signals=None):
+    """The pools (n,) of ``pooling``: with ``pool_size_beats``, runs of about that many beats
+    within each signal (``signals`` (n,), the signal each beat was found in; None: one
+    signal, a request); without it, the beats' ``groups`` (n,)."""
+    size = pooling.get("pool_size_beats")
+    if size is None:
+        if groups is None:
+            raise ValueError("this decision pools beats within their groups: pass the groups")
+        return groups
+    return groups_within(np.zeros(n, np.int64) if signals is None else signals, size)
+
+
+def classify(p_raw, features, decision, apply_ruleguard=True, windows=None, groups=None, signals=None):
     """Labels and calibrated V probabilities of n beats.
 
     ``p_raw``: the network's V probability (n,); ``features``: the beats' RR
     features (n, k). A decision with ``pooling`` also needs the beats' ``windows``
-    (n, 360, 2) and ``groups`` (n,) (:func:`pool_by_morphology`); ``p_v`` is then the
-    pooled probability, the one the threshold judges. Returns ``(is_v, p_v, flipped)``:
+    (n, 360, 2), and their ``groups`` (n,) or ``signals`` (n,) as :func:`pool_groups` reads
+    them (:func:`pool_by_morphology`); ``p_v`` is then the pooled probability, the one the
+    threshold judges. Returns ``(is_v, p_v, flipped)``:
     bool (n,), float (n,), and bool (n,) marking beats the RuleGuard turned from V to N.
     """
     pooling = decision.get("pooling")
     if pooling:
-        if windows is None or groups is None:
-            raise ValueError("this decision pools beats by morphology: pass their windows and groups")
-        p_v = expit(pool_by_morphology(pooling_logit(p_raw, decision["calibration"]), windows, groups, pooling))
+        if windows is None:
+            raise ValueError("this decision pools beats by morphology: pass their windows")
+        pools = pool_groups(pooling, len(p_raw), groups, signals)
+        p_v = expit(pool_by_morphology(pooling_logit(p_raw, decision["calibration"]), windows, pools, pooling))
     else:
         p_v = calibrate(p_raw, decision["calibration"])
     is_v = p_v >= decision["threshold"]

@@ -80,6 +80,25 @@ def beat_groups(n, group_size=16):
     return np.repeat(np.arange(n_groups), np.diff(bounds))
 
 
+def groups_within(signals, group_size):
+    """:func:`beat_groups` within each signal: group labels (n,) unique over all signals.
+
+    ``signals``: (n,) the label of the signal each beat was found in (a record, or a strip
+    of one), each signal one run of consecutive beats. One request is one signal.
+    """
+    signals = np.asarray(signals)
+    out = np.zeros(len(signals), np.int64)
+    if not len(signals):
+        return out
+    starts = np.flatnonzero(np.r_[True, signals[1:] != signals[:-1]])
+    offset = 0
+    for a, b in zip(starts, np.r_[starts[1:], len(signals)]):
+        g = beat_groups(b - a, group_size)
+        out[a:b] = g + offset
+        offset += int(g[-1]) + 1
+    return out
+
+
 def group_median(values, groups):
     """Median of ``values`` (n, ...) within each group, broadcast back to shape (n, ...).
 

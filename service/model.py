@@ -107,6 +107,8 @@ class LoadedModel:
             # "metrics" are the training run's, made without it; promotion records the pooled ones
             "pooling": ({"min_corr": self.decision["pooling"]["min_corr"],
                          "own_weight": self.decision["pooling"].get("own_weight", 0.0),
+                         # None: within the groups of ~16 beats; a number: the whole signal
+                         "pool_size_beats": self.decision["pooling"].get("pool_size_beats"),
                          "ds2_figures": ((self.card.get("verification") or {}).get("end_to_end") or {})
                          .get("with_pooling")}
                         if self.decision.get("pooling") else None),
@@ -219,6 +221,9 @@ def _check_card(card):
                 raise ValueError("min_corr and own_weight must be numbers")
             if not (-1.0 <= corr <= 1.0 and 0.0 <= own <= 1.0 and 0 <= lo < hi <= BEAT_SHAPE[0]):
                 raise ValueError("min_corr, own_weight or core_samples out of range")
+            size = pooling.get("pool_size_beats", 1)
+            if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+                raise ValueError("pool_size_beats must be a positive integer")
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelUnavailable(f"model card's pooling is unusable: {exc}") from None
     band = card["decision"].get("cascade")

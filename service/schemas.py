@@ -26,8 +26,9 @@ CONFIDENCE_DOC = (
     "p_v when the beat is V, 1 - p_v when it is N. p_v is the ensemble's output after the "
     "model card's Platt calibration (served as a cascade: its first member's output for beats "
     "far from the threshold, the mean of all members otherwise); with the card's pooling, the "
-    "mean (in logits) over the beats of the same group (a 10-s strip is one; longer signals are "
-    "cut into groups of about 16 beats) whose QRS complex has the same shape; a "
+    "mean (in logits) over the beats of the same pool whose QRS complex has the same shape (the "
+    "pool is the whole signal when the card sets pool_size_beats, cut into runs of about that many "
+    "beats only beyond it; else groups of about 16 beats, a 10-s strip being one); a "
     "beat is V when p_v >= threshold_used (and the "
     "RuleGuard, when applied, did not turn it back to N)."
 )
@@ -249,7 +250,8 @@ class ModelSummarySchema(Schema):
                        "probabilities (low, high) whose beats also get the other members"})
     pooling = fields.Dict(allow_none=True, metadata={
         "description": "null when each beat is judged alone; else the pooling by QRS shape (min_corr, "
-                       "own_weight) and the DS2 figures promotion measured with it (ds2_figures; "
+                       "own_weight, pool_size_beats: null for groups of ~16 beats, else the whole "
+                       "signal's pool) and the DS2 figures promotion measured with it (ds2_figures; "
                        "metrics are the training run's, made without it)"})
 
 

@@ -93,3 +93,39 @@ def test_the_pooled_logits_are_the_calibrated_probabilities_logits():
     cal = {"a": 1.49, "b": -1.45}
     assert np.allclose(pooling_logit(p, cal), logit(calibrate(p, cal)), rtol=0, atol=1e-9)
     assert np.abs(pooling_logit(p, cal)).max() <= np.abs(logit([1.0]))[0] + 1e-12
+
+
+def test_a_signal_wide_pool_spans_the_signal_in_blocks():
+    """With ``pool_size_beats`` the pool is the whole signal (one request, or each signal of a
+    set), whatever its groups; computed in blocks of rows, it equals the one-piece mean."""
+    import pytest
+
+    from ecg import decision as dec
+
+    rng = np.random.default_rng(5)
+    n = dec.BLOCK_ROWS * 2 + 37  # three blocks, the last one short
+    w = _windows(rng.choice(["narrow", "wide", "flat"], n).tolist())
+    w[:, 144:216, 0] += rng.normal(0, 0.02, (n, 72)).astype(np.float32)
+    x = rng.normal(0, 2, n)
+    rule = {"min_corr": 0.9, "own_weight": 0.25, "core_samples": [144, 216], "pool_size_beats": 4096}
+    core = dec.qrs_shapes(w, rule["core_samples"])
+    alike = (core @ core.T >= 0.9).astype(float)
+    np.fill_diagonal(alike, 1.0)
+    whole = 0.25 * x + 0.75 * (alike @ x) / alike.sum(axis=1)
+    pools = dec.pool_groups(rule, n, groups=np.arange(n) // 16)  # one request: the groups are ignored
+    assert np.array_equal(pools, np.zeros(n, np.int64))
+    assert np.allclose(dec.pool_by_morphology(x, w, pools, rule), whole, rtol=0, atol=1e-12)
+    # two signals: two pools; a signal beyond ~1.5 x pool_size_beats is cut in runs
+    signals = np.r_[np.zeros(100, int), np.ones(n - 100, int)]
+    assert np.array_equal(dec.pool_groups(rule, n, signals=signals), signals)
+    cut = dec.pool_groups({**rule, "pool_size_beats": 200}, n, signals=signals)
+    assert len(np.unique(cut)) == 1 + 2 and np.array_equal(cut[:100], np.zeros(100))
+    # without pool_size_beats the groups are the pools, and must be given
+    group_rule = {k: v for k, v in rule.items() if k != "pool_size_beats"}
+    assert np.array_equal(dec.pool_groups(group_rule, n, groups=np.arange(n) // 16), np.arange(n) // 16)
+    f = _features([1.0] * n, [1.0] * n, [0.1] * n)
+    decision = {"calibration": {"a": 1.0, "b": 0.0}, "threshold": 0.5, "pooling": group_rule}
+    with pytest.raises(ValueError, match="groups"):
+        classify(dec.expit(x), f, decision, windows=w)
+    is_v, p_v, _ = classify(dec.expit(x), f, {**decision, "pooling": rule}, windows=w)
+    assert np.allclose(p_v, dec.expit(whole)) and np.array_equal(is_v, p_v >= 0.5)

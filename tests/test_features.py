@@ -31,6 +31,17 @@ def test_rr_intervals_leave_missing_sides_missing():
     assert [len(a) for a in rr_intervals([], 360)] == [0, 0]
 
 
+def test_groups_within_signals_restart_at_each_signal():
+    from ecg.features import groups_within
+
+    signals = np.array(["a"] * 40 + ["b"] * 10 + ["a"] * 20)  # a record may come back later
+    g = groups_within(signals, 16)
+    assert np.array_equal(g[:40], beat_groups(40, 16))
+    assert np.array_equal(g[40:50], np.full(10, g[39] + 1))
+    assert np.array_equal(g[50:], beat_groups(20, 16) + g[49] + 1)
+    assert len(groups_within(np.array([]), 16)) == 0
+
+
 def test_groups_cover_every_beat_in_order():
     g = beat_groups(100, 16)
     assert len(g) == 100 and g[0] == 0 and np.all(np.diff(g) >= 0) and g.max() == 5

@@ -75,12 +75,27 @@ def test_promotion_writes_the_pooling_and_its_threshold_into_the_card():
 
 
 def test_the_record_wide_test_joins_each_records_strips():
-    from train.pooling import cross_validated_record_wide, record_groups
+    from train.pooling import cross_validated_record_wide, record_pools
 
     ev = _records_reversed(_evidence(2))
-    groups = record_groups(ev["records"])
+    groups = record_pools(ev["records"])
     assert len(np.unique(groups)) == len(DS1)
     assert all(len(np.unique(ev["records"][groups == g])) == 1 for g in np.unique(groups))
     group_wide, either, chosen = cross_validated_record_wide(ev)
     assert len(chosen) == 5 and all(c[0] in ("group", "record") for c in chosen)
     assert 0.5 < group_wide <= 1 and 0.5 < either <= 1
+
+
+def test_the_signal_wide_setting_pools_each_record_and_goes_into_the_card():
+    from convert.promote import pooling_part
+    from train.pooling import POOL_SIZE_BEATS, SIGNAL_BOUNDS, pooling_card
+
+    ev = _evidence(3)
+    setting = served_setting(ev, signal_wide=True)
+    assert setting["pool_size_beats"] == POOL_SIZE_BEATS
+    assert setting["min_corr"] in SIGNAL_BOUNDS and setting["val_f1_V"] > setting["val_f1_V_without"]
+    # a record's PVCs across its strips share one mean: better than the strip's on this evidence
+    assert setting["val_f1_V"] >= served_setting(ev)["val_f1_V"]
+    part, _ = pooling_part({**pooling_card(setting), "threshold": setting["threshold"], "chosen_on": {"run": "r"}},
+                           {"threshold": 0.34}, "r")
+    assert part["pool_size_beats"] == POOL_SIZE_BEATS

@@ -54,6 +54,9 @@ DAMAGES = {
     "pooling bound a string": (
         lambda d: edit_card(d, lambda c: c["decision"].update(pooling={
             "min_corr": "0.9", "own_weight": 0.0, "core_samples": [144, 216]})), "numbers"),
+    "pooling size not a positive integer": (
+        lambda d: edit_card(d, lambda c: c["decision"].update(pooling={
+            "min_corr": 0.9, "own_weight": 0.0, "core_samples": [144, 216], "pool_size_beats": 0})), "pool_size"),
     "pooling core off the window": (
         lambda d: edit_card(d, lambda c: c["decision"].update(pooling={
             "min_corr": 0.9, "own_weight": 0.0, "core_samples": [144, 400]})), "pooling"),

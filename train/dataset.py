@@ -43,24 +43,21 @@ class BeatSet:
     def y(self):
         return (self.labels == "V").astype(np.float32)
 
+    def signals(self):
+        """Each beat's signal (n,): one label per record's strip (per record when not cut), as
+        the service would have received them, one request each."""
+        if not len(self):
+            return np.zeros(0, np.int64)
+        change = np.r_[True, (self.records[1:] != self.records[:-1]) | (self.strips[1:] != self.strips[:-1])]
+        return np.cumsum(change) - 1
+
     def groups(self, group_size=None):
         """Each beat's group (n,) as the service forms them for one request: within each
         record's strip (the whole record when not cut), runs of about ``group_size`` beats
         (:func:`ecg.features.beat_groups`); labels unique over the set. Formed on the beats
         kept: where an excluded range (record 207's flutter) dropped beats, the service, which
         sees them, would cut its groups elsewhere."""
-        group_size = group_size or pipeline.PREPROCESSING["group_size_beats"]
-        out = np.zeros(len(self), np.int64)
-        if not len(self):
-            return out
-        change = np.r_[True, (self.records[1:] != self.records[:-1]) | (self.strips[1:] != self.strips[:-1])]
-        starts = np.flatnonzero(change)
-        offset = 0
-        for a, b in zip(starts, np.r_[starts[1:], len(self)]):
-            g = features.beat_groups(b - a, group_size)
-            out[a:b] = g + offset
-            offset += int(g[-1]) + 1
-        return out
+        return features.groups_within(self.signals(), group_size or pipeline.PREPROCESSING["group_size_beats"])
 
     def subset(self, mask):
         return BeatSet(**{f.name: getattr(self, f.name)[mask] for f in fields(self)})
