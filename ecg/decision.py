@@ -18,7 +18,7 @@ beats (``Beats.groups``). Training fits these on the DS1 validation split
 import numpy as np
 
 from .dsp import expit
-from .features import RR_FEATURE_NAMES, groups_within
+from .features import RR_FEATURE_NAMES, beat_groups, groups_within
 
 _RR_PREV = RR_FEATURE_NAMES.index("rr_prev_ratio")
 _RR_NEXT = RR_FEATURE_NAMES.index("rr_next_ratio")
@@ -128,25 +128,27 @@ def pool_by_morphology(logits, windows, groups, pooling):
     groups = np.asarray(groups)
     if len(groups) != n or len(windows) != n:
         raise ValueError(f"{n} logits, {len(windows)} windows and {len(groups)} group labels")
-    change = np.flatnonzero(np.diff(groups)) + 1  # where a run of equal labels starts
+    change = np.flatnonzero(groups[1:] != groups[:-1]) + 1  # where a run of equal labels starts
     if len(change):
-        firsts = groups[np.r_[0, change]]
+        firsts = groups[np.concatenate(([0], change))]
         if len(np.unique(firsts)) != len(firsts):
             raise ValueError("each group must be one run of consecutive beats")
     core = qrs_shapes(windows, pooling["core_samples"])
     own = float(pooling.get("own_weight", 0.0))
-    bounds = np.r_[0, change, n]  # a strip is one run
+    bounds = [0, *change.tolist(), n]  # a request is one run, often
+    x1 = np.empty((n, 2))  # one product gives the alike beats' sums and counts
+    x1[:, 0] = logits
+    x1[:, 1] = 1.0
     out = np.empty(n)
     for a, b in zip(bounds[:-1], bounds[1:]):
         c = core[a:b]
-        x1 = np.stack([logits[a:b], np.ones(b - a)], axis=1)  # one product gives sums and counts
         for i in range(0, b - a, BLOCK_ROWS):
             j = min(i + BLOCK_ROWS, b - a)
             alike = c[i:j] @ c.T
             np.greater_equal(alike, pooling["min_corr"], out=alike, casting="unsafe")  # 1.0 / 0.0 in place
             alike.flat[i::b - a + 1] = 1.0  # a flat QRS correlates with nothing, not even itself
-            sums = alike @ x1
-            out[a + i:a + j] = sums[:, 0] / sums[:, 1]
+            sums = alike @ x1[a:b]
+            np.divide(sums[:, 0], sums[:, 1], out=out[a + i:a + j])
     return out if own == 0.0 else own * logits + (1.0 - own) * out
 
 
@@ -159,7 +161,9 @@ def pool_groups(pooling, n, groups=None, signals=None):
         if groups is None:
             raise ValueError("this decision pools beats within their groups: pass the groups")
         return groups
-    return groups_within(np.zeros(n, np.int64) if signals is None else signals, size)
+    if signals is None:  # one request: one signal
+        return beat_groups(n, size)
+    return groups_within(signals, size)
 
 
 def classify(p_raw, features, decision, apply_ruleguard=True, windows=None, groups=None, signals=None):
