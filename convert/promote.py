@@ -323,7 +323,9 @@ def pooling_part(pooling, train_decision, run_id):
     if pooling["chosen_on"]["run"] != run_id:
         raise PromotionError(f"the pooling was chosen on run {pooling['chosen_on']['run']}, not {run_id}: "
                              f"run python -m train.pooling {run_id} ... for it")
-    part = {k: pooling[k] for k in ("min_corr", "own_weight", "core_samples", "pool_size_beats") if k in pooling}
+    part = {k: pooling[k] for k in ("min_corr", "own_weight", "core_samples")}  # a missing one stops here
+    if "pool_size_beats" in pooling:  # the signal-wide pool (train.pooling --signal-wide)
+        part["pool_size_beats"] = pooling["pool_size_beats"]
     part["chosen_on"] = {**pooling["chosen_on"], "threshold_without": train_decision["threshold"]}
     return part, float(pooling["threshold"])
 

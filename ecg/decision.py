@@ -10,8 +10,8 @@
 
 ``pooling`` (optional): one label per morphology within a pool of beats, see
 :func:`pool_by_morphology`: with ``pool_size_beats`` the pool is the whole signal (cut into
-runs of about that many beats only when longer), without it the signal's groups of ~16
-beats (``Beats.groups``). Training fits these on the DS1 validation split
+runs of about that many beats only from about 1.5 times that many: ``ecg.features.beat_groups``),
+without it the signal's groups of ~16 beats (``Beats.groups``). Training fits these on the DS1 validation split
 (``python -m train.pooling`` the pooling); the service only applies them.
 """
 
@@ -33,6 +33,9 @@ POOLING_KEYS = frozenset({"min_corr", "own_weight", "core_samples", "pool_size_b
 # rows of the alike matrix computed at once: a pool of m beats needs 8 * BLOCK_ROWS * m bytes
 # (8 MB for a 4,096-beat pool) instead of 8 * m * m
 BLOCK_ROWS = 256
+# the largest pool_size_beats a card may set: pools of up to ~1.5 x this many beats keep a
+# request's pooling work linear in its beats (~6,000 comparisons a beat at 4,096)
+MAX_POOL_SIZE_BEATS = 8192
 
 
 def logit(p):
@@ -112,12 +115,12 @@ def qrs_shapes(windows, core_samples):
 def pool_by_morphology(logits, windows, groups, pooling):
     """Each beat's V logit replaced by the mean over the beats of its pool shaped like it.
 
-    Beats of one shape in one strip are one kind of beat: the network, judging each
+    Beats of one shape in one request are one kind of beat: the network, judging each
     alone, calls some of a patient's PVCs N and some of its noisy normal beats V. Two
     beats are alike when their QRS complexes (channel 0 of the windows, samples
     ``core_samples`` of the 360 around the R peak: ±100 ms) correlate at ``min_corr``
     or more; each beat takes ``own_weight`` x its own logit plus the rest x the mean
-    logit of the beats alike to it in its group (itself included).
+    logit of the beats alike to it in its pool (itself included).
 
     ``logits``: (n,) calibrated V logits; ``windows``: (n, 360, 2) the network's beat
     input; ``groups``: (n,) pool labels, each pool one run of consecutive beats

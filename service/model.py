@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from ecg.decision import POOLING_KEYS, RULEGUARD_KEYS, in_cascade_band
+from ecg.decision import MAX_POOL_SIZE_BEATS, POOLING_KEYS, RULEGUARD_KEYS, in_cascade_band
 from ecg.features import RR_FEATURE_NAMES
 from ecg.pipeline import PREPROCESSING, SUPPORTED_VERSIONS, network_rr
 
@@ -221,9 +221,11 @@ def _check_card(card):
                 raise ValueError("min_corr and own_weight must be numbers")
             if not (-1.0 <= corr <= 1.0 and 0.0 <= own <= 1.0 and 0 <= lo < hi <= BEAT_SHAPE[0]):
                 raise ValueError("min_corr, own_weight or core_samples out of range")
-            size = pooling.get("pool_size_beats", 1)
-            if not isinstance(size, int) or isinstance(size, bool) or size < 1:
-                raise ValueError("pool_size_beats must be a positive integer")
+            size = pooling.get("pool_size_beats")  # absent or null: the groups of ~16 beats
+            if size is not None and (not isinstance(size, int) or isinstance(size, bool)
+                                     or not 1 <= size <= MAX_POOL_SIZE_BEATS):
+                # a larger pool would make a request's work grow with the square of its beats
+                raise ValueError(f"pool_size_beats must be an integer from 1 to {MAX_POOL_SIZE_BEATS}")
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelUnavailable(f"model card's pooling is unusable: {exc}") from None
     band = card["decision"].get("cascade")

@@ -58,6 +58,8 @@ def test_the_served_setting_and_the_study_only_grouping():
 
 
 def test_promotion_writes_the_pooling_and_its_threshold_into_the_card():
+    import pytest
+
     from convert.promote import pooling_part
 
     chosen = {"min_corr": 0.9, "own_weight": 0.0, "core_samples": [144, 216], "threshold": 0.25,
@@ -65,8 +67,10 @@ def test_promotion_writes_the_pooling_and_its_threshold_into_the_card():
     part, threshold = pooling_part(chosen, {"threshold": 0.34}, "r")
     assert threshold == 0.25 and part["chosen_on"]["threshold_without"] == 0.34
     assert set(part) == {"min_corr", "own_weight", "core_samples", "chosen_on"}
+    # an incomplete setting stops the promotion, not the service after it
+    with pytest.raises(KeyError):
+        pooling_part({k: v for k, v in chosen.items() if k != "core_samples"}, {"threshold": 0.34}, "r")
     # a threshold tuned on another run's probabilities is refused
-    import pytest
 
     from convert.promote import PromotionError
 

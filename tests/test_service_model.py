@@ -57,6 +57,12 @@ DAMAGES = {
     "pooling size not a positive integer": (
         lambda d: edit_card(d, lambda c: c["decision"].update(pooling={
             "min_corr": 0.9, "own_weight": 0.0, "core_samples": [144, 216], "pool_size_beats": 0})), "pool_size"),
+    "pooling size so large a request's work grows with its beats squared": (
+        lambda d: edit_card(d, lambda c: c["decision"].update(pooling={
+            "min_corr": 0.9, "own_weight": 0.0, "core_samples": [144, 216], "pool_size_beats": 10**12})), "pool_size"),
+    "pooling size a float": (
+        lambda d: edit_card(d, lambda c: c["decision"].update(pooling={
+            "min_corr": 0.9, "own_weight": 0.0, "core_samples": [144, 216], "pool_size_beats": 4096.0})), "pool_size"),
     "pooling core off the window": (
         lambda d: edit_card(d, lambda c: c["decision"].update(pooling={
             "min_corr": 0.9, "own_weight": 0.0, "core_samples": [144, 400]})), "pooling"),

@@ -1,4 +1,5 @@
-"""One label per morphology within a strip: its test on DS1 and the setting the service uses.
+"""One label per morphology within a strip or a whole signal: its tests on DS1 and the setting
+the service uses.
 
 ``python -m train.pooling RUN_ID [RUN_ID ...] --data DIR [--signal-wide] --out pooling.json``
 
