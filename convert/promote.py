@@ -158,6 +158,7 @@ def export_cascade(model, chosen, decision, tmp, data_dir):
 
 def check_end_to_end(model_dir, card, data_dir):
     """Recompute the card's e2e DS2 figures with the candidate in ``model_dir``, served as the service serves."""
+    from service.model import load_model
     from train.data import data_dir as find_data
 
     from .serving_check import end_to_end_served, reference_served
@@ -175,7 +176,8 @@ def check_end_to_end(model_dir, card, data_dir):
         unpooled = {k: v for k, v in decision.items() if k != "pooling"}
         unpooled["threshold"] = decision["pooling"]["chosen_on"]["threshold_without"]
         decisions = {"card": unpooled, "with_pooling": decision}
-    served = end_to_end_served(model_dir, card["data_split"]["test"], directory, 10.0, decisions)
+    model = load_model(model_dir)  # as the service reads the candidate: its card and sha256 checks
+    served = end_to_end_served(model, card["data_split"]["test"], directory, 10.0, decisions)
     got = served["card"]
     result = {}
     for key in E2E_KEYS:
@@ -188,7 +190,7 @@ def check_end_to_end(model_dir, card, data_dir):
             raise PromotionError(f"{key} through the serving path is {got[key]:.4f}, the card says {want:.4f}: "
                                  "preprocessing changed since training? retrain, then promote")
     if decision.get("pooling"):
-        pooled = {**served["with_pooling"], **reference_served(model_dir, card["data_split"]["test"], directory)}
+        pooled = {**served["with_pooling"], **reference_served(model, card["data_split"]["test"], directory)}
         result["with_pooling"] = {k: pooled[k] for k in POOLED_KEYS}
         log("DS2 with the pooling: " + ", ".join(f"{k} {pooled[k]:.4f}" for k in POOLED_KEYS))
     return result

@@ -10,17 +10,15 @@ from train import dataset
 from train.evaluate import end_to_end, reference_metrics
 
 
-def end_to_end_served(model_dir, records, directory, strip_s=10.0, decisions=None):
+def end_to_end_served(model, records, directory, strip_s=10.0, decisions=None):
     """``{name: {"e2e_f1_V": ..., "e2e_strip_f1_V": ..., ...}}``: the e2e figures of ``records``
     for each decision of ``decisions``, a ``{name: decision}`` (default ``{"card": the card's}``).
 
-    ``model_dir`` holds ``model.onnx`` and ``model.json`` as the service would read them. The
-    beats are found and the networks run once for all the decisions (promotion scores a pooled
-    card's networks without the pooling too, against the training run's figures).
+    ``model``: the candidate as the service loads it (``service.model.load_model`` of the
+    directory holding its ONNX files and card). The beats are found and the networks run once
+    for all the decisions (promotion scores a pooled card's networks without the pooling too,
+    against the training run's figures).
     """
-    from service.model import load_model
-
-    model = load_model(model_dir)
     decisions = decisions or {"card": model.decision}
     out = {name: {} for name in decisions}
     for prefix, strip in (("e2e", None), ("e2e_strip", strip_s)):
@@ -34,12 +32,10 @@ def end_to_end_served(model_dir, records, directory, strip_s=10.0, decisions=Non
     return out
 
 
-def reference_served(model_dir, records, directory):
+def reference_served(model, records, directory):
     """The ``test_*`` figures (DS2 reference beat positions, whole records) through the served
-    model: the literature's protocol, with the service's networks and decision."""
-    from service.model import load_model
-
-    model = load_model(model_dir)
+    ``model`` (as :func:`end_to_end_served` takes it): the literature's protocol, with the
+    service's networks and decision."""
     beats = dataset.build(records, directory, None, (0.0,), use_reference=True, cache_dir=None, progress=None)
     is_v = classify(model.p_v(beats.windows, beats.features), beats.features, model.decision,
                     windows=beats.windows, groups=beats.groups(), signals=beats.signals())[0]
