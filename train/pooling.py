@@ -100,6 +100,30 @@ def aligned_evidence(run_id, val, tmp):
             "decision": decision}
 
 
+def _guard(ev):
+    """The beats (n,) the card's RuleGuard turns back to N, applied after every decision here."""
+    rule = ev["decision"].get("ruleguard") or {}
+    return ruleguard_mask(ev["features"], rule) if rule.get("enabled") else np.zeros(len(ev["y"]), bool)
+
+
+def _folds(ev):
+    """The 5 folds (masks over the evidence's beats) of DS1's sorted records, k, k+5, ..."""
+    records = sorted(DS1)
+    return [np.isin(ev["records"], records[k::N_FOLDS]) for k in range(N_FOLDS)]
+
+
+def _nested_choice(table, candidates):
+    """For each fold, the (setting, threshold) of ``candidates`` (keys of ``table``, counts by
+    fold) best on the four others, scored on it. Returns (F1 of V, TP/FP/FN totals, choices)."""
+    total, chosen = np.zeros(3), []
+    for k in range(N_FOLDS):
+        rest = [j for j in range(N_FOLDS) if j != k]
+        best = max(candidates, key=lambda kt: f1_counts(*table[kt][rest].sum(axis=0)))
+        total += table[best][k]
+        chosen.append([*best[0], float(best[1])])
+    return f1_counts(*total), total, chosen
+
+
 def _counts_by_fold(score, ev, folds, threshold, guard):
     pred = (score >= logit(threshold)) & ~guard
     y = ev["y"]
@@ -108,24 +132,15 @@ def _counts_by_fold(score, ev, folds, threshold, guard):
 
 def cross_validated(ev, groupings=GROUPINGS):
     """The pre-registered test on one run: {"baseline": ..., "pooled": ..., "gain": ...}."""
-    records = sorted(DS1)
-    folds = [np.isin(ev["records"], records[k::N_FOLDS]) for k in range(N_FOLDS)]
-    rule = ev["decision"].get("ruleguard") or {}
-    guard = ruleguard_mask(ev["features"], rule) if rule.get("enabled") else np.zeros(len(ev["y"]), bool)
+    folds, guard = _folds(ev), _guard(ev)
     settings = {("none",): ev["logits"]}
     for grouping, bound, own in itertools.product(groupings, BOUNDS, OWN_WEIGHTS):
         settings[(grouping, bound, own)] = pooled(ev["logits"], ev["windows"], ev["groups"], grouping, bound, own)
     table = {(key, t): _counts_by_fold(score, ev, folds, t, guard) for key, score in settings.items() for t in THRESHOLDS}
     out = {}
     for label, keys in (("baseline", [("none",)]), ("pooled", [k for k in settings if k != ("none",)])):
-        total, chosen = np.zeros(3), []
-        for k in range(N_FOLDS):
-            rest = [j for j in range(N_FOLDS) if j != k]
-            best = max(((key, t) for key in keys for t in THRESHOLDS),
-                       key=lambda kt: f1_counts(*table[kt][rest].sum(axis=0)))
-            total += table[best][k]
-            chosen.append([*best[0], float(best[1])])
-        out[label] = {"cv_f1_V": f1_counts(*total), "tp_fp_fn": total.astype(int).tolist(), "chosen": chosen}
+        f1, total, chosen = _nested_choice(table, [(key, t) for key in keys for t in THRESHOLDS])
+        out[label] = {"cv_f1_V": f1, "tp_fp_fn": total.astype(int).tolist(), "chosen": chosen}
     out["gain"] = out["pooled"]["cv_f1_V"] - out["baseline"]["cv_f1_V"]
     return out
 
@@ -140,33 +155,22 @@ def cross_validated_record_wide(ev, bounds=BOUNDS):
     """The second test (README, "A wider pool"): the cross-validated F1 of V of the served
     grouping with its pool over the group (as served) or, as one more choice, over the whole
     record. Returns (group-wide F1, F1 with the choice, the folds' choices)."""
-    records = sorted(DS1)
-    folds = [np.isin(ev["records"], records[k::N_FOLDS]) for k in range(N_FOLDS)]
-    rule = ev["decision"].get("ruleguard") or {}
-    guard = ruleguard_mask(ev["features"], rule) if rule.get("enabled") else np.zeros(len(ev["y"]), bool)
+    folds, guard = _folds(ev), _guard(ev)
     table = {}
     for unit, groups in (("group", ev["groups"]), ("record", record_pools(ev["records"]))):
         for bound, own in itertools.product(bounds, OWN_WEIGHTS):
             score = pooled(ev["logits"], ev["windows"], groups, "neighbours", bound, own)
             for t in THRESHOLDS:
                 table[((unit, bound, own), t)] = _counts_by_fold(score, ev, folds, t, guard)
-    out = {}
-    for label, units in (("group", ("group",)), ("either", ("group", "record"))):
-        total, chosen = np.zeros(3), []
-        for k in range(N_FOLDS):
-            rest = [j for j in range(N_FOLDS) if j != k]
-            best = max((kt for kt in table if kt[0][0] in units), key=lambda kt: f1_counts(*table[kt][rest].sum(axis=0)))
-            total += table[best][k]
-            chosen.append([*best[0], float(best[1])])
-        out[label] = (f1_counts(*total), chosen)
-    return out["group"][0], out["either"][0], out["either"][1]
+    group, _, _ = _nested_choice(table, [kt for kt in table if kt[0][0] == "group"])
+    either, _, chosen = _nested_choice(table, list(table))
+    return group, either, chosen
 
 
 def served_setting(ev, signal_wide=False):
     """Bound, own weight and threshold of the served grouping, best F1 of V on all of ``ev``:
     pooled within the groups of ~16 beats, or with ``signal_wide`` within each record."""
-    rule = ev["decision"].get("ruleguard") or {}
-    guard = ruleguard_mask(ev["features"], rule) if rule.get("enabled") else np.zeros(len(ev["y"]), bool)
+    guard = _guard(ev)
     pools = record_pools(ev["records"]) if signal_wide else ev["groups"]
     best = None
     for bound, own in itertools.product(SIGNAL_BOUNDS if signal_wide else BOUNDS, OWN_WEIGHTS):
