@@ -26,6 +26,12 @@ def _damage_onnx_keep_hash(d):
     _replace_run_graph(d, b"not an onnx graph")
 
 
+def _pooling(**changes):
+    """A damage: the card's decision pools beats with a valid setting but for ``changes``."""
+    setting = {"min_corr": 0.9, "own_weight": 0.0, "core_samples": [144, 216], **changes}
+    return lambda d: edit_card(d, lambda c: c["decision"].update(pooling=setting))
+
+
 DAMAGES = {
     "no folder": (lambda d: shutil.rmtree(d), "no model card"),
     "no card": (lambda d: (d / "model.json").unlink(), "no model card"),
@@ -45,27 +51,14 @@ DAMAGES = {
         lambda d: edit_card(d, lambda c: c["decision"]["ruleguard"].update(max_p_wave_mv=0.1)), "max_p_wave_mv"),
     "decision part unknown here": (
         lambda d: edit_card(d, lambda c: c["decision"].update(smoothing={"beats": 3})), "smoothing"),
-    "pooling setting unknown here": (
-        lambda d: edit_card(d, lambda c: c["decision"].update(pooling={
-            "min_corr": 0.9, "own_weight": 0.0, "core_samples": [144, 216], "lead": 2})), "lead"),
-    "pooling core samples not integers": (
-        lambda d: edit_card(d, lambda c: c["decision"].update(pooling={
-            "min_corr": 0.9, "own_weight": 0.0, "core_samples": [144.0, 216.0]})), "integers"),
-    "pooling bound a string": (
-        lambda d: edit_card(d, lambda c: c["decision"].update(pooling={
-            "min_corr": "0.9", "own_weight": 0.0, "core_samples": [144, 216]})), "numbers"),
-    "pooling size not a positive integer": (
-        lambda d: edit_card(d, lambda c: c["decision"].update(pooling={
-            "min_corr": 0.9, "own_weight": 0.0, "core_samples": [144, 216], "pool_size_beats": 0})), "pool_size"),
+    "pooling setting unknown here": (_pooling(lead=2), "lead"),
+    "pooling core samples not integers": (_pooling(core_samples=[144.0, 216.0]), "integers"),
+    "pooling bound a string": (_pooling(min_corr="0.9"), "numbers"),
+    "pooling size not a positive integer": (_pooling(pool_size_beats=0), "pool_size"),
     "pooling size so large a request's work grows with its beats squared": (
-        lambda d: edit_card(d, lambda c: c["decision"].update(pooling={
-            "min_corr": 0.9, "own_weight": 0.0, "core_samples": [144, 216], "pool_size_beats": 10**12})), "pool_size"),
-    "pooling size a float": (
-        lambda d: edit_card(d, lambda c: c["decision"].update(pooling={
-            "min_corr": 0.9, "own_weight": 0.0, "core_samples": [144, 216], "pool_size_beats": 4096.0})), "pool_size"),
-    "pooling core off the window": (
-        lambda d: edit_card(d, lambda c: c["decision"].update(pooling={
-            "min_corr": 0.9, "own_weight": 0.0, "core_samples": [144, 400]})), "pooling"),
+        _pooling(pool_size_beats=10**12), "pool_size"),
+    "pooling size a float": (_pooling(pool_size_beats=4096.0), "pool_size"),
+    "pooling core off the window": (_pooling(core_samples=[144, 400]), "pooling"),
 }
 
 
