@@ -56,7 +56,9 @@ def create_app(test_config=None):
     app_metrics = metrics.init_app(app, model.get_state(app))
     requestlog.init_app(app, app_metrics)
     auth.init_app(app)  # after the request log: refused requests are logged and counted too
-    CORS(app, origins=app.config["CORS_ORIGINS"], expose_headers=["X-Request-ID"])
+    # always_send=False: CORS headers only for requests with an Origin header (browsers);
+    # a device or a script sends none, and the CORS spec leaves such requests out of scope
+    CORS(app, origins=app.config["CORS_ORIGINS"], expose_headers=["X-Request-ID"], always_send=False)
 
     api = Api(app)
     api.spec.components.security_scheme("ApiKey", auth.SECURITY_SCHEME)
