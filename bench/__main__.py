@@ -21,7 +21,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import footprint, http_load, inprocess
+from . import footprint, http_load, inprocess, interpreters
 from .common import PROJECT_DIR, log, machine, mitdb_dir, payload_10s, payload_30min, training_running
 from .report import evaluate_targets, write_markdown
 
@@ -101,6 +101,17 @@ def main(argv=None):
             body10, args.profile_n, args.out / "profile_10s.txt", top=15)
     del app
 
+    log("1b. the 10-s request path in the serving-only venv and in the project's venv")
+    if "venvs" in args.skip:
+        results["interpreters"] = {"skipped": "--skip venvs"}
+    else:
+        built = footprint.build_api_venv() if not args.no_build else \
+            ((footprint.API_VENV / ".bench-installed").exists(), "not built (--no-build)")
+        results["interpreters"] = (interpreters.measure(footprint.API_VENV, rounds=1 if args.quick else 4,
+                                                        n=args.n10, warmup=5 if args.quick else 100)
+                                   if built[0] else {"skipped": built[1]})
+        results["interpreters"]["serving_interpreter"] = interpreters.serving_interpreter()[1]
+
     log("2. TensorFlow path")
     results["tensorflow"] = {"skipped": "--skip tf"} if "tf" in args.skip else run_tf_path(args)
 
@@ -109,7 +120,7 @@ def main(argv=None):
         results["http"] = {"skipped": "--skip http"}
     else:
         if "venvs" not in args.skip and not args.no_build:  # gunicorn runs in the serving-only venv
-            footprint.build_venv(footprint.API_VENV, ["-r", str(PROJECT_DIR / "requirements-api.txt")])
+            footprint.build_api_venv()
         venv = footprint.API_VENV if (footprint.API_VENV / ".bench-installed").exists() else None
         results["http"] = http_load.measure(body10, body30, levels=args.levels, seconds=args.seconds,
                                             venv=venv, n30=1 if args.quick else 3, repeats=args.repeats)

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from .common import PROJECT_DIR, log
+from .interpreters import serving_interpreter
 
 API_VENV = Path("/tmp/bench-venv-api")
 TF_VENV = Path("/tmp/bench-venv-tf")
@@ -35,9 +36,9 @@ def tf_pin():
     return f"tensorflow-cpu=={m.group(1)}" if m else "tensorflow-cpu"
 
 
-def _requirements_key(requirements):
-    """What the venv was built from: the pip arguments and the text of each ``-r`` file."""
-    parts = list(requirements)
+def _requirements_key(requirements, python):
+    """What the venv was built from: the interpreter, the pip arguments and the text of each ``-r`` file."""
+    parts = [str(python), *requirements]
     for flag, arg in zip(requirements, requirements[1:]):
         if flag == "-r":
             parts.append(Path(arg).read_text())
@@ -47,17 +48,17 @@ def _requirements_key(requirements):
 def build_venv(path, requirements, python=None):
     """A fresh venv at ``path`` with ``requirements`` (pip arguments); skipped when built before.
 
-    Rebuilt when the requirements changed since (a venv built before scipy left
-    requirements-api.txt would otherwise still be measured with it).
+    Rebuilt when the requirements or the interpreter changed since (a venv built before
+    scipy left requirements-api.txt would otherwise still be measured with it).
+    ``python``: the interpreter to build it on (default: the bench's own base interpreter).
     """
+    # the base interpreter, not this venv's: a venv made from a venv is still a plain venv
+    base = python or getattr(sys, "_base_executable", sys.executable)
     marker = path / ".bench-installed"
-    key = _requirements_key(requirements)
+    key = _requirements_key(requirements, base)
     if marker.exists() and marker.read_text() == key:
         return True, "reused"
-    python = python or sys.executable
-    log(f"  building {path} ({' '.join(requirements)}) ...")
-    # the base interpreter, not this venv's: a venv made from a venv is still a plain venv
-    base = getattr(sys, "_base_executable", python)
+    log(f"  building {path} on {base} ({' '.join(requirements)}) ...")
     for cmd in ([base, "-m", "venv", "--clear", str(path)],
                 [str(path / "bin" / "python"), "-m", "pip", "install", "--quiet", "--upgrade", "pip"],
                 [str(path / "bin" / "python"), "-m", "pip", "install", "--quiet", *requirements]):
@@ -68,13 +69,17 @@ def build_venv(path, requirements, python=None):
     return True, "built"
 
 
+def build_api_venv():
+    """The serving-only venv, on the interpreter the bench serves with (see bench.interpreters)."""
+    return build_venv(API_VENV, ["-r", str(PROJECT_DIR / "requirements-api.txt")], serving_interpreter()[0])
+
+
 def measure(build=True):
     out = {}
-    specs = {"api": (API_VENV, ["-r", str(PROJECT_DIR / "requirements-api.txt")],
-                     "fresh venv, requirements-api.txt only"),
-             "tensorflow": (TF_VENV, [tf_pin()], f"fresh venv, {tf_pin()} only")}
-    for key, (path, reqs, what) in specs.items():
-        ok, how = build_venv(path, reqs) if build else ((path / ".bench-installed").exists(), "not built (--no-build)")
+    specs = {"api": (API_VENV, build_api_venv, "fresh venv, requirements-api.txt only"),
+             "tensorflow": (TF_VENV, lambda: build_venv(TF_VENV, [tf_pin()]), f"fresh venv, {tf_pin()} only")}
+    for key, (path, build_it, what) in specs.items():
+        ok, how = build_it() if build else ((path / ".bench-installed").exists(), "not built (--no-build)")
         if ok:
             out[key] = {"path": str(path), "what": what, "size_mb": dir_size_mb(path), "how": how}
         else:
