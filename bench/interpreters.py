@@ -23,7 +23,6 @@ import os
 import subprocess
 import sys
 import sysconfig
-import time
 from pathlib import Path
 
 import numpy as np
@@ -45,22 +44,14 @@ def serving_interpreter():
 
 def _child(n, warmup):
     """Time ``n`` whole 10-s requests in this process; print one JSON line."""
-    from .common import payload_10s
+    from .common import payload_10s, stats_ms, timed
     from .inprocess import make_app, wsgi_caller
 
     body, _ = payload_10s()
     with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
-        call = wsgi_caller(make_app(), body)
-        for _ in range(warmup):
-            call()
-        times = []
-        for _ in range(n):
-            t0 = time.perf_counter()
-            call()
-            times.append(time.perf_counter() - t0)
-    ms = np.asarray(times) * 1000.0
+        stats = stats_ms(timed(wsgi_caller(make_app(), body), n, warmup))
     print(json.dumps({
-        "median_ms": float(np.median(ms)), "p99_ms": float(np.percentile(ms, 99)), "n": n,
+        "median_ms": stats["median_ms"], "p99_ms": stats["p99_ms"], "n": n,
         "python": sys.version.split()[0], "executable": sys.executable,
         "configure": sysconfig.get_config_var("CONFIG_ARGS") or "",
     }))
