@@ -35,6 +35,7 @@ from .dsp import find_peaks, gradient_1d, median_1d, uniform_filter1d
 from .signal import MAX_FS, MIN_FS, bandpass
 
 QRS_BAND_HZ = (5.0, 20.0)  # where QRS energy dominates P/T waves, wander and muscle noise
+QRS_BAND_ORDER = 2
 ENVELOPE_S = 0.100  # moving-average length: about one QRS, so one envelope hump per beat
 REFRACTORY_S = 0.200  # no two beats closer than this (300 bpm)
 T_WAVE_WINDOW_S = 0.360  # a candidate this soon after a beat may be its T wave
@@ -52,16 +53,19 @@ INIT_S = 8.0  # the first seconds used to seed the signal and noise levels
 RR_HISTORY = 8  # beats in the running mean RR
 
 
-def qrs_energy_envelope(x, fs):
+def qrs_energy_envelope(x, fs, f=None):
     """QRS band-pass ``f`` (mV), its slope ``d`` (mV/s) and the energy envelope ``env``.
 
     ``x``: shape (n,), mV at ``fs`` Hz. All three have shape (n,). ``env`` is the
     centred 100-ms moving average of ``d**2`` ((mV/s)**2): zero-phase, so a QRS's
     envelope peak is at its energy centre. Outside the strip the slope counts as
     zero: repeating the edge value instead would swell the envelope of a beat cut
-    by the edge and pull its peak onto the edge.
+    by the edge and pull its peak onto the edge. ``f``: the QRS band-pass of ``x``
+    when the caller already has it (``ecg.pipeline`` filters it in one pass with the
+    classifier's band).
     """
-    f = bandpass(x, fs, *QRS_BAND_HZ, order=2)
+    if f is None:
+        f = bandpass(x, fs, *QRS_BAND_HZ, order=QRS_BAND_ORDER)
     d = gradient_1d(f) * fs
     env = uniform_filter1d(d * d, envelope_width(fs), mode="constant")
     return f, d, env
@@ -226,7 +230,7 @@ def place_edge_beats(beats, d, fs):
     return np.unique(beats)
 
 
-def detect_r_peaks(x, fs):
+def detect_r_peaks(x, fs, qrs_band=None):
     """R-peak sample indices of one ECG lead.
 
     Parameters
@@ -236,6 +240,9 @@ def detect_r_peaks(x, fs):
         record). Baseline wander and offset need not be removed.
     fs : float
         Sampling rate in Hz, 100 to 1000.
+    qrs_band : array_like, shape (n,), optional
+        ``x`` band-passed to ``QRS_BAND_HZ`` (order ``QRS_BAND_ORDER``, ``ecg.signal.bandpass``)
+        when the caller has it already: the detector then skips its own filtering.
 
     Returns
     -------
@@ -255,7 +262,9 @@ def detect_r_peaks(x, fs):
     if len(x) < max(int(ENVELOPE_S * fs), 3):
         return empty
 
-    _, d, env = qrs_energy_envelope(x, fs)
+    if qrs_band is not None and np.shape(qrs_band) != x.shape:
+        raise ValueError(f"qrs_band must have x's shape {x.shape}, got {np.shape(qrs_band)}")
+    _, d, env = qrs_energy_envelope(x, fs, qrs_band)
     cand = candidate_peaks(env, fs)
     if not len(cand):
         return empty

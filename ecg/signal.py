@@ -10,7 +10,7 @@ from math import gcd
 import numpy as np
 
 from . import MODEL_FS
-from .dsp import butter_bandpass_sos, resample_poly, sosfiltfilt, sosfilt_zi
+from .dsp import SosBank, butter_bandpass_sos, resample_poly, sosfilt_zi, sosfiltfilt
 
 MIN_FS = 100
 MAX_FS = 1000
@@ -64,5 +64,30 @@ def bandpass(x, fs, low_hz=0.5, high_hz=40.0, order=2):
     """
     x = np.asarray(x, dtype=np.float64)
     sos, zi = _butter_sos(float(fs), float(low_hz), float(high_hz), int(order))
-    padlen = min(3 * (2 * len(sos) + 1) * 10, max(len(x) - 1, 0))
-    return sosfiltfilt(sos, x, padlen, zi)
+    return sosfiltfilt(sos, x, _padlen(len(sos), len(x)), zi)
+
+
+def _padlen(sections, n):
+    """scipy's default odd-extension length for ``sections`` sections, cut to what ``n`` samples allow."""
+    return min(3 * (2 * sections + 1) * 10, max(n - 1, 0))
+
+
+def bandpasses(x, fs, bands):
+    """:func:`bandpass` of ``x`` (shape (n,), mV, ``fs`` Hz) for each ``(low_hz, high_hz, order)`` of ``bands``.
+
+    Filters of one order run in one filtering pass (``ecg.dsp.SosBank``), with
+    the same figures as one :func:`bandpass` call per band, bit for bit. Returns
+    (len(bands), n) float64.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    bank = _bandpass_bank(float(fs), tuple((float(lo), float(hi), int(order)) for lo, hi, order in bands))
+    padlens = {_padlen(len(sos), len(x)) for sos in bank.soses}
+    if len(padlens) > 1:  # orders differ: one filter at a time
+        return np.stack([sosfiltfilt(sos, x, _padlen(len(sos), len(x)), zi) for sos, zi in zip(bank.soses, bank.zis)])
+    return bank.filtfilt(x, padlens.pop())
+
+
+@lru_cache(maxsize=8)
+def _bandpass_bank(fs, bands):
+    filters = [_butter_sos(fs, lo, hi, order) for lo, hi, order in bands]
+    return SosBank([sos for sos, _ in filters], [zi for _, zi in filters])

@@ -141,6 +141,35 @@ def test_sosfiltfilt_matches_scipy_on_records(records):
 # ---------------------------------------------------------------- resampling
 
 
+@pytest.mark.parametrize("n", [1, 2, 40, 3600, 3661, 7800, 8000, 20000])
+def test_a_bank_filters_like_one_sosfiltfilt_per_filter_bit_for_bit(n, records, monkeypatch):
+    # up to 7,800 samples (~22 s at 360 Hz) in one stacked pass; longer, one filter at a time
+    x = np.concatenate(list(records.values()))[:n]
+    soses = _filters()[:2]  # 0.5-40 and 5-20 Hz at 360 Hz, two sections each: stackable
+    zis = [dsp.sosfilt_zi(sos) for sos in soses]
+    pad = min(150, n - 1)
+    want = [dsp.sosfiltfilt(sos, x, pad, zi) for sos, zi in zip(soses, zis)]
+    bank = dsp.SosBank(soses, zis)
+    if n <= 7800:  # the stacked pass, not a loop over sosfiltfilt
+        monkeypatch.setattr(dsp, "sosfiltfilt", None)
+    got = bank.filtfilt(x, pad)
+    assert got.shape == (2, n)
+    for row, w in zip(got, want):
+        assert np.array_equal(row, w)
+
+
+def test_a_bank_of_unlike_filters_runs_them_one_by_one_and_rejects_what_sosfiltfilt_rejects(records):
+    x = next(iter(records.values()))[:3600]
+    soses = [_filters()[0], _filters()[2]]  # two and four sections: not stackable
+    zis = [dsp.sosfilt_zi(sos) for sos in soses]
+    bank = dsp.SosBank(soses, zis)
+    assert bank.stacked is None
+    for row, sos, zi in zip(bank.filtfilt(x, 150), soses, zis):
+        assert np.array_equal(row, dsp.sosfiltfilt(sos, x, 150, zi))
+    with pytest.raises(ValueError):
+        dsp.SosBank(_filters()[:2], [dsp.sosfilt_zi(s) for s in _filters()[:2]]).filtfilt(x[:10], 10)
+
+
 def test_resample_poly_matches_scipy_at_every_rate():
     rng = np.random.default_rng(2)
     x = rng.standard_normal(700)
