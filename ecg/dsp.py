@@ -19,6 +19,7 @@ Plain functions on 1-D float64 arrays, named after the scipy functions they repl
 - :func:`median_1d`: ``np.nanmedian`` of a short 1-D array, without its ~15 us of overhead.
 """
 
+import threading
 from functools import lru_cache
 from math import ceil, gcd
 from types import SimpleNamespace
@@ -213,6 +214,7 @@ def sosfilt_zi(sos):
 # machine): a 10-s strip 52 us against 56, a 30-min record 12.0-12.2 ms against
 # 11.0-12.0.
 
+_CARRY_LOCK = threading.RLock()  # the plans' lazily built carry levels (re-entrant: stacked -> single)
 _BLOCK = 32  # samples per block: the Toeplitz product costs n x K multiply-adds
 _BLOCK2 = 16  # blocks per super-block: the carry costs n / K x K2 x S^2
 
@@ -273,8 +275,13 @@ class _BlockFilter:
         self.carries = [_StateCarry(powers[k])]
 
     def carry(self, level):
-        while len(self.carries) <= level:
-            self.carries.append(_StateCarry(self.carries[-1].f_next))
+        if level < len(self.carries):  # built: the usual case, no lock
+            return self.carries[level]
+        # a gunicorn worker's threads share this cached plan: two building the same level
+        # at once would append it twice and shift every level above by one
+        with _CARRY_LOCK:
+            while len(self.carries) <= level:
+                self.carries.append(_StateCarry(self.carries[-1].f_next))
         return self.carries[level]
 
 
@@ -319,10 +326,13 @@ class _StackedFilters:
         self.carries = []
 
     def carry(self, level):
-        while len(self.carries) <= level:
-            parts = [p.carry(len(self.carries)) for p in self.plans]
-            self.carries.append(SimpleNamespace(**{name: np.stack([getattr(c, name) for c in parts])
-                                                   for name in ("within", "to_next", "from_start")}))
+        if level < len(self.carries):
+            return self.carries[level]
+        with _CARRY_LOCK:  # as _BlockFilter.carry
+            while len(self.carries) <= level:
+                parts = [p.carry(len(self.carries)) for p in self.plans]
+                self.carries.append(SimpleNamespace(**{name: np.stack([getattr(c, name) for c in parts])
+                                                       for name in ("within", "to_next", "from_start")}))
         return self.carries[level]
 
 

@@ -143,7 +143,7 @@ def test_sosfiltfilt_matches_scipy_on_records(records):
 
 @pytest.mark.parametrize("n", [1, 2, 40, 3600, 3661, 7800, 8000, 20000])
 def test_a_bank_filters_like_one_sosfiltfilt_per_filter_bit_for_bit(n, records, monkeypatch):
-    # up to 7,800 samples (~22 s at 360 Hz) in one stacked pass; longer, one filter at a time
+    # up to 7,892 samples (~22 s at 360 Hz, padlen 150) in one stacked pass; longer, one filter at a time
     x = np.concatenate(list(records.values()))[:n]
     soses = _filters()[:2]  # 0.5-40 and 5-20 Hz at 360 Hz, two sections each: stackable
     zis = [dsp.sosfilt_zi(sos) for sos in soses]
@@ -156,6 +156,34 @@ def test_a_bank_filters_like_one_sosfiltfilt_per_filter_bit_for_bit(n, records, 
     assert got.shape == (2, n)
     for row, w in zip(got, want):
         assert np.array_equal(row, w)
+
+
+def test_a_new_bank_filtered_from_two_threads_at_once_builds_each_level_once(records):
+    # a gunicorn worker's threads share the cached bank; its carry levels are built on first use
+    import sys
+    import threading
+
+    x = next(iter(records.values()))[:3600]
+    soses = _filters()[:2]
+    zis = [dsp.sosfilt_zi(sos) for sos in soses]
+    want = np.stack([dsp.sosfiltfilt(sos, x, 150, zi) for sos, zi in zip(soses, zis)])
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible (a duplicate showed in ~1 % of tries)
+    try:
+        for _ in range(300):
+            bank, start, out = dsp.SosBank(soses, zis), threading.Barrier(2), [None, None]
+
+            def work(i):
+                start.wait()
+                out[i] = bank.filtfilt(x, 150)
+
+            threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+            [t.start() for t in threads]
+            [t.join() for t in threads]
+            assert len(bank.stacked.carries) == 2  # levels 0 and 1, once each
+            assert all(np.array_equal(o, want) for o in out + [bank.filtfilt(x, 150)])
+    finally:
+        sys.setswitchinterval(interval)
 
 
 def test_a_bank_of_unlike_filters_runs_them_one_by_one_and_rejects_what_sosfiltfilt_rejects(records):
