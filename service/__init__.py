@@ -42,6 +42,15 @@ def _openapi_config(app):
     )
 
 
+def _vary_on_origin(response):
+    """Every answer depends on the request's Origin (CORS headers come only with one): a
+    shared cache must not hand a browser the copy it stored for a script."""
+    # flask-cors adds it itself when several origins are allowed
+    if not any("origin" in v.lower() for v in response.headers.getlist("Vary")):
+        response.headers.add("Vary", "Origin")
+    return response
+
+
 def create_app(test_config=None):
     app = Flask(__name__)
     app.config.from_mapping(config.from_env())
@@ -58,6 +67,7 @@ def create_app(test_config=None):
     auth.init_app(app)  # after the request log: refused requests are logged and counted too
     # always_send=False: CORS headers only for requests with an Origin header (browsers);
     # a device or a script sends none, and the CORS spec leaves such requests out of scope
+    app.after_request(_vary_on_origin)  # before CORS: Flask runs after-request hooks last first
     CORS(app, origins=app.config["CORS_ORIGINS"], expose_headers=["X-Request-ID"], always_send=False)
 
     api = Api(app)

@@ -112,6 +112,14 @@ def test_cors_headers_only_answer_an_origin():
     browser = client.post(PREDICT, json=PAYLOAD, headers={"Origin": "https://b.example"})
     assert browser.headers["Access-Control-Allow-Origin"] in ("*", "https://b.example")
     assert "X-Request-ID" in browser.headers["Access-Control-Expose-Headers"]
+    # so a shared cache must keep the two apart
+    def varies_on_origin(r):
+        return [v.strip().lower() for line in r.headers.getlist("Vary") for v in line.split(",")].count("origin")
+
+    for r in (client.get("/health"), browser, client.get("/health", headers={"Origin": "https://b.example"})):
+        assert varies_on_origin(r) == 1
+    several = _app(CORS_ORIGINS=["https://a.example", "https://b.example"]).test_client()
+    assert varies_on_origin(several.get("/health", headers={"Origin": "https://a.example"})) == 1  # not twice
 
 
 def test_the_container_runs_as_a_non_root_user():
