@@ -110,7 +110,6 @@ def main(argv=None):
         results["interpreters"] = (interpreters.measure(footprint.API_VENV, rounds=1 if args.quick else 4,
                                                         n=args.n10, warmup=5 if args.quick else 100)
                                    if built[0] else {"skipped": built[1]})
-        results["interpreters"]["serving_interpreter"] = interpreters.serving_interpreter()[1]
 
     log("2. TensorFlow path")
     results["tensorflow"] = {"skipped": "--skip tf"} if "tf" in args.skip else run_tf_path(args)

@@ -70,8 +70,16 @@ def build_venv(path, requirements, python=None):
 
 
 def build_api_venv():
-    """The serving-only venv, on the interpreter the bench serves with (see bench.interpreters)."""
-    return build_venv(API_VENV, ["-r", str(PROJECT_DIR / "requirements-api.txt")], serving_interpreter()[0])
+    """The serving-only venv, on the interpreter the bench serves with (see bench.interpreters),
+    or on the bench's own when that one cannot make a venv."""
+    requirements = ["-r", str(PROJECT_DIR / "requirements-api.txt")]
+    python = serving_interpreter()[0]
+    ok, how = build_venv(API_VENV, requirements, python)
+    own = getattr(sys, "_base_executable", sys.executable)
+    if not ok and python != own:
+        log(f"  {python} could not build it ({how[-160:]}); building on {own}")
+        ok, how = build_venv(API_VENV, requirements, own)
+    return ok, how
 
 
 def measure(build=True):

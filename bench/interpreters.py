@@ -22,7 +22,6 @@ import json
 import os
 import subprocess
 import sys
-import sysconfig
 from pathlib import Path
 
 import numpy as np
@@ -30,16 +29,32 @@ import numpy as np
 from .common import PROJECT_DIR, log
 
 DEBIAN_PYTHON = Path("/usr/bin/python3.11")
+DEBIAN_WHY = ("Debian's CPython 3.11 (built with PGO and LTO, as the image's python:3.11-slim, though "
+              "linked statically where the image links libpython as a shared library)")
 
 
 def serving_interpreter():
-    """The interpreter to build the serving-only venv on: (path, why)."""
+    """The interpreter to build the serving-only venv on: (path, why).
+
+    ``footprint.build_api_venv`` falls back to the bench's own when this one cannot
+    make a venv (Debian's python3.11 needs its python3.11-venv package for that).
+    """
     chosen = os.environ.get("BENCH_SERVING_PYTHON")
     if chosen:
         return chosen, "BENCH_SERVING_PYTHON"
     if DEBIAN_PYTHON.exists():
-        return str(DEBIAN_PYTHON), "Debian's CPython 3.11 (built with PGO and LTO, as the image's python:3.11-slim)"
+        return str(DEBIAN_PYTHON), DEBIAN_WHY
     return getattr(sys, "_base_executable", sys.executable), "the bench's own interpreter (no Debian python3.11 here)"
+
+
+def describe(base_executable):
+    """What the serving-only venv was built on, from the base interpreter its child reported."""
+    chosen = os.environ.get("BENCH_SERVING_PYTHON")
+    if chosen and Path(chosen).resolve() == Path(base_executable).resolve():
+        return "BENCH_SERVING_PYTHON"
+    if Path(base_executable).resolve() == DEBIAN_PYTHON.resolve():
+        return DEBIAN_WHY
+    return f"{base_executable} (not Debian's python3.11)"
 
 
 def _child(n, warmup):
@@ -53,7 +68,7 @@ def _child(n, warmup):
     print(json.dumps({
         "median_ms": stats["median_ms"], "p99_ms": stats["p99_ms"], "n": n,
         "python": sys.version.split()[0], "executable": sys.executable,
-        "configure": sysconfig.get_config_var("CONFIG_ARGS") or "",
+        "base_executable": getattr(sys, "_base_executable", sys.executable),
     }))
 
 
@@ -70,20 +85,23 @@ def measure(serving_venv, rounds=4, n=500, warmup=100):
     """Alternate ``rounds`` child runs in each venv; the median of each side's run medians."""
     pythons = {"serving_venv": Path(serving_venv) / "bin" / "python", "project_venv": Path(sys.executable)}
     runs = {k: [] for k in pythons}
+    order = list(pythons)
     for _ in range(rounds):
-        for key, python in pythons.items():
-            runs[key].append(_run_child(python, n, warmup))
+        for key in order:
+            runs[key].append(_run_child(pythons[key], n, warmup))
+        order.reverse()  # neither side always first
     out = {}
     for key, rs in runs.items():
         medians = [r["median_ms"] for r in rs]
         out[key] = {"median_ms": float(np.median(medians)), "run_medians_ms": medians,
                     "p99_ms": float(np.median([r["p99_ms"] for r in rs])),
                     "python": rs[0]["python"], "executable": rs[0]["executable"],
-                    "configure": rs[0]["configure"]}
+                    "base_executable": rs[0]["base_executable"]}
         log(f"  {key} (CPython {rs[0]['python']}): whole 10-s request median "
             f"{out[key]['median_ms']:.3f} ms (runs: {', '.join(f'{m:.3f}' for m in medians)})")
     out["project_over_serving"] = out["project_venv"]["median_ms"] / out["serving_venv"]["median_ms"]
     out["requests_per_run"], out["rounds"] = n, rounds
+    out["serving_interpreter"] = describe(out["serving_venv"]["base_executable"])
     return out
 
 

@@ -129,7 +129,8 @@ def write_markdown(r):
                  "project_venv": "the project's .venv (the stages above, the TensorFlow comparison)"}
         for k in ("serving_venv", "project_venv"):
             v = it[k]
-            L.append(f"| {names[k]} | CPython {v['python']} ({v['executable']}) | **{_fmt(v['median_ms'], 3)}** | "
+            L.append(f"| {names[k]} | CPython {v['python']} ({v.get('base_executable', v['executable'])}) | "
+                     f"**{_fmt(v['median_ms'], 3)}** | "
                      f"{_fmt(v['p99_ms'], 3)} | {', '.join(_fmt(m, 3) for m in v['run_medians_ms'])} |")
         L.append("")
         L.append(f"Serving interpreter: {it.get('serving_interpreter')}. The project's .venv over the "

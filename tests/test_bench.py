@@ -170,3 +170,21 @@ def test_interpreter_comparison_times_each_venv_in_its_own_processes():
         assert out[key]["median_ms"] > 0 and len(out[key]["run_medians_ms"]) == 1
         assert out[key]["python"] == sys.version.split()[0]
     assert out["project_over_serving"] > 0
+    # what it was built on comes from the child, not from what the bench would build it on
+    assert out["serving_interpreter"] == interpreters.describe(sys._base_executable)
+
+
+def test_the_serving_venv_falls_back_to_the_benchs_interpreter(monkeypatch):
+    # Debian's python3.11 without its python3.11-venv package cannot make a venv
+    from bench import footprint
+
+    tried = []
+
+    def build(path, requirements, python=None):
+        tried.append(python)
+        return (False, "ensurepip is not available") if python == "/no/such/python3.11" else (True, "built")
+
+    monkeypatch.setattr(footprint, "build_venv", build)
+    monkeypatch.setenv("BENCH_SERVING_PYTHON", "/no/such/python3.11")
+    assert footprint.build_api_venv() == (True, "built")
+    assert tried == ["/no/such/python3.11", getattr(sys, "_base_executable", sys.executable)]
