@@ -321,7 +321,7 @@ class _StackedFilters:
 
     def __init__(self, plans):
         self.plans = plans
-        for name in ("toeplitz_t", "observe_t", "reach_t", "to_modal"):
+        for name in ("toeplitz_t", "observe_t", "reach_t"):
             setattr(self, name, np.stack([getattr(p, name) for p in plans]))
         self.carries = []
 

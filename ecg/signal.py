@@ -80,11 +80,10 @@ def bandpasses(x, fs, bands):
     (len(bands), n) float64.
     """
     x = np.asarray(x, dtype=np.float64)
+    if len({int(order) for _, _, order in bands}) > 1:  # one pass needs one order (so one padlen)
+        return np.stack([bandpass(x, fs, lo, hi, order) for lo, hi, order in bands])
     bank = _bandpass_bank(float(fs), tuple((float(lo), float(hi), int(order)) for lo, hi, order in bands))
-    padlens = {_padlen(len(sos), len(x)) for sos in bank.soses}
-    if len(padlens) > 1:  # orders differ: one filter at a time
-        return np.stack([sosfiltfilt(sos, x, _padlen(len(sos), len(x)), zi) for sos, zi in zip(bank.soses, bank.zis)])
-    return bank.filtfilt(x, padlens.pop())
+    return bank.filtfilt(x, _padlen(len(bank.soses[0]), len(x)))
 
 
 @lru_cache(maxsize=8)
