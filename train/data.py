@@ -77,15 +77,29 @@ def _flutter_ranges(samples, symbols, n):
     return np.array(ranges, dtype=np.int64).reshape(-1, 2)
 
 
+OTHER_LEAD = "other"  # load_record's lead: the record's other channel than the one "MLII" reads
+
+
 def load_record(name, directory=None, lead="MLII", sampfrom=0, sampto=None):
-    """Read record ``name`` from ``directory``: the ``lead`` channel (channel 0 if absent)."""
+    """Read record ``name`` from ``directory``: the ``lead`` channel (channel 0 if absent).
+
+    ``lead=OTHER_LEAD``: the channel ``lead="MLII"`` does not read (V1 in most MIT-BIH
+    records; V5 in 114, whose MLII is channel 1). The reference annotations serve both
+    channels: they are recorded simultaneously.
+    """
     import wfdb
 
     base = str(data_dir(directory) / str(name))
     rec = wfdb.rdrecord(base, sampfrom=sampfrom, sampto=sampto)
     ann = wfdb.rdann(base, "atr", sampfrom=sampfrom, sampto=sampto, shift_samps=True)
     names = [s.strip() for s in rec.sig_name]
-    channel = names.index(lead) if lead in names else 0
+    primary = names.index("MLII") if "MLII" in names else 0
+    if lead == OTHER_LEAD:
+        if len(names) < 2:
+            raise ValueError(f"record {name} has one channel: no other lead")
+        channel = 1 - primary if len(names) == 2 else (primary + 1) % len(names)
+    else:
+        channel = names.index(lead) if lead in names else 0
     sig = rec.p_signal[:, channel].astype(np.float64)
     samples = np.asarray(ann.sample, dtype=np.int64)
     symbols = np.asarray(ann.symbol)

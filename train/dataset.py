@@ -12,6 +12,7 @@ import inspect
 import json
 import os
 import uuid
+import zlib
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import numpy as np
 from ecg import MODEL_FS, detect, features, pipeline
 from ecg.ec57 import in_ranges, match_beats
 
+from . import augment
 from .data import AAMI_CLASS, load_record
 
 MATCH_TOLERANCE = int(round(0.150 * MODEL_FS))
@@ -68,6 +70,64 @@ class BeatSet:
         return BeatSet(**{f.name: np.concatenate([getattr(s, f.name) for s in sets]) for f in fields(BeatSet)})
 
 
+@dataclass(frozen=True)
+class View:
+    """How a record is shown: which lead, and what each strip goes through first.
+
+    ``transforms``: transformation kinds (:data:`train.augment.KINDS`) drawn at random per strip
+    (training); ``noise``: ``(kind, snr_db)``, that noise at that nstdb SNR on every strip
+    (validation views); ``noise_split``: which stretch of the noise records they use
+    (:data:`train.augment.NOISE_SPLITS`). The draws are seeded by record, offset and strip, so
+    a view is the same arrays every time (and can be cached).
+    """
+
+    lead: str = "MLII"
+    transforms: tuple = ()
+    noise: tuple | None = None
+    noise_split: str = "train"
+
+    @property
+    def clean(self):
+        return not self.transforms and self.noise is None
+
+    def key(self):
+        """A short stable name (cache keys, MLflow metric names)."""
+        parts = [self.lead]
+        if self.transforms:
+            parts.append("aug-" + "+".join(sorted(self.transforms)))
+        if self.noise is not None:
+            parts.append(f"{self.noise[0]}{self.noise[1]:g}dB")
+        if not self.clean:
+            parts.append(self.noise_split)
+        return "_".join(parts)
+
+    def needs_nstdb(self):
+        kinds = set(self.transforms) | ({self.noise[0]} if self.noise else set())
+        return bool(kinds & set(augment.NSTDB_RECORDS))
+
+
+CLEAN = View()
+
+
+def strip_transform(view, noise_directory=None):
+    """``f(x, beats, rng) -> x'`` for the strips of ``view``, or None for a clean view."""
+    if view.clean:
+        return None
+    noise = augment.load_noise(augment.noise_dir(noise_directory), view.noise_split) if view.needs_nstdb() else None
+    if view.transforms:
+        recipe = augment.Recipe(tuple(view.transforms), noise)
+        return lambda x, beats, rng: augment.transform_strip(x, beats, MODEL_FS, recipe, rng)
+    kind, snr_db = view.noise
+    return lambda x, beats, rng: augment.add_noise(
+        x, augment.noise_stretch(noise, kind, len(x), MODEL_FS, rng), MODEL_FS, snr_db, beats)
+
+
+def strip_rng(view, record, offset_s, strip):
+    """The random draws of one strip of one view: the same every time it is built."""
+    return np.random.default_rng([zlib.crc32(view.key().encode()), zlib.crc32(str(record).encode()),
+                                  int(round(offset_s * 1000)), strip])
+
+
 def label_detections(peaks, ref_samples, ref_symbols):
     """AAMI class of the reference beat each detection matches, '-' when none, shape (n,)."""
     labels = np.full(len(peaks), "-", dtype="<U1")
@@ -85,11 +145,12 @@ def strip_bounds(n, fs, strip_s, offset_s=0.0):
     return [(a, b) for a, b in bounds if b - a >= size // 2]
 
 
-def record_beats(record, strip_s=10.0, offset_s=0.0, use_reference=False):
+def record_beats(record, strip_s=10.0, offset_s=0.0, use_reference=False, transform=None, view=CLEAN):
     """Beats of one record processed strip by strip as the service would; a :class:`BeatSet`.
 
     ``use_reference``: take the reference beat positions instead of the detector's
     (the literature's protocol); false detections then do not exist.
+    ``transform``: :func:`strip_transform` of ``view``, applied to each strip first.
     Beats inside excluded ranges (ventricular flutter) are dropped.
     """
     assert record.fs == MODEL_FS, "MIT-BIH is recorded at 360 Hz"
@@ -97,7 +158,10 @@ def record_beats(record, strip_s=10.0, offset_s=0.0, use_reference=False):
     for k, (a, b) in enumerate(strip_bounds(len(record.signal), record.fs, strip_s, offset_s)):
         sel = (record.ann_samples >= a) & (record.ann_samples < b)
         ref, sym = record.ann_samples[sel] - a, record.ann_symbols[sel]
-        beats = pipeline.extract_beats(record.signal[a:b], record.fs, peaks=ref if use_reference else None)
+        x = record.signal[a:b]
+        if transform is not None:
+            x = transform(x, ref, strip_rng(view, record.name, offset_s, k))
+        beats = pipeline.extract_beats(x, record.fs, peaks=ref if use_reference else None)
         if not len(beats):
             continue
         keep = ~in_ranges(beats.peaks + a, record.excluded)
@@ -114,24 +178,29 @@ def record_beats(record, strip_s=10.0, offset_s=0.0, use_reference=False):
 
 def code_fingerprint():
     """Hash of the preprocessing code and spec: a cached set is reused only if it matches."""
-    src = "".join(inspect.getsource(m) for m in (detect, features, pipeline))
+    src = "".join(inspect.getsource(m) for m in (detect, features, pipeline, augment))
     spec = json.dumps(pipeline.PREPROCESSING, sort_keys=True)
     return hashlib.sha256((src + spec).encode()).hexdigest()[:16]
 
 
 def build(records, data_dir=None, strip_s=10.0, offsets=(0.0,), use_reference=False,
-          cache_dir="cache", progress=print):
-    """A :class:`BeatSet` over ``records`` (strips at each offset), cached on disk per record."""
+          cache_dir="cache", progress=print, view=CLEAN, noise_dir=None):
+    """A :class:`BeatSet` over ``records`` (strips at each offset) as ``view`` shows them,
+    cached on disk per record. ``noise_dir``: the nstdb noise records, for views that use them."""
     parts = []
     cache = Path(cache_dir) if cache_dir else None
+    transform = strip_transform(view, noise_dir)
+    view_key = "" if view == CLEAN else f"_{view.key()}"
     for i, name in enumerate(records):
         for off in offsets:
-            key = f"{name}_s{strip_s}_o{off}_{'ref' if use_reference else 'det'}_{code_fingerprint()}.npz"
+            key = (f"{name}_s{strip_s}_o{off}_{'ref' if use_reference else 'det'}{view_key}_"
+                   f"{code_fingerprint()}.npz")
             if cache and (cache / key).exists():
                 with np.load(cache / key) as z:
                     parts.append(BeatSet(**{f.name: z[f.name] for f in fields(BeatSet)}))
                 continue
-            bs = record_beats(load_record(name, data_dir), strip_s, off, use_reference)
+            bs = record_beats(load_record(name, data_dir, lead=view.lead), strip_s, off, use_reference,
+                              transform, view)
             if bs is None:
                 continue
             if cache:

@@ -35,7 +35,7 @@ def soft_targets(teachers, beats, alpha):
     return (alpha * p + (1 - alpha) * beats.y).astype(np.float32)
 
 
-def nested_out_of_fold(train, val, folds, network, seed, alpha, log):
+def nested_out_of_fold(train, val, folds, network, seed, alpha, log, stop_set_of=None):
     """Out-of-fold V probabilities of fold students and of their inner ensembles' members.
 
     ``train``/``val``: the DS1 BeatSets (training beats, validation beats);
@@ -44,7 +44,11 @@ def nested_out_of_fold(train, val, folds, network, seed, alpha, log):
     students, only the inner ensembles (``--nested-oof``). Returns
     ``(p_student (n_val,) or None, p_members (n_val, len(folds) - 1), best_epochs of
     the fold students)``; the inner ensemble's probability is ``p_members.mean(axis=1)``.
+    ``stop_set_of(records)``: the beats that early-stop a member held out on ``records``
+    (default: those of ``val``).
     """
+    if stop_set_of is None:
+        stop_set_of = lambda records: val.subset(np.isin(val.records, records))  # noqa: E731
     p_student = None if alpha is None else np.zeros(len(val))
     p_members, best_epochs = np.zeros((len(val), len(folds) - 1)), []
     for k, fold in enumerate(folds):
@@ -55,7 +59,7 @@ def nested_out_of_fold(train, val, folds, network, seed, alpha, log):
         for j, inner_fold in enumerate(f for i, f in enumerate(folds) if i != k):
             log(f"fold {k + 1}/{len(folds)}: inner member {j + 1}/{len(folds) - 1}")
             net, _ = network(outer.subset(~np.isin(outer.records, inner_fold)),
-                             val.subset(np.isin(val.records, inner_fold)),
+                             stop_set_of(inner_fold),
                              seed + 1000 * k + 100 * (j + 1), f"fold{k}_inner{j}_")
             inner.append(net)
             p_members[held, j] = predict_raw(net, held_out)

@@ -17,8 +17,8 @@ import numpy as np
 from ecg.features import NEIGHBOUR_SOURCES
 from ecg.pipeline import PREPROCESSING
 
-from . import dataset, tracking
-from .data import DS1, DS2, data_dir
+from . import augment, dataset, tracking
+from .data import DS1, DS2, OTHER_LEAD, data_dir
 from .evaluate import best_f1_threshold, end_to_end, label_beats, predict_raw, reference_metrics, tune_decision
 from .model import DEFAULTS as MODEL_DEFAULTS
 
@@ -54,6 +54,18 @@ def parse_args(argv=None):
     ap.add_argument("--augment", type=float, default=0.1,
                     help="noise augmentation level (0: off): each epoch sees beats with random "
                          "amplitude change and noise of up to this fraction of the QRS amplitude")
+    ap.add_argument("--leads", nargs="+", choices=["MLII", OTHER_LEAD], default=["MLII"],
+                    help=f"leads of the DS1 records to train on ({OTHER_LEAD!r}: the channel that is not MLII, "
+                         "V1 in most records): more patients' worth of morphology")
+    ap.add_argument("--signal-augment", nargs="*", choices=augment.KINDS, default=[], metavar="KIND",
+                    help="transformations drawn per training strip before detection (train/augment.py): "
+                         f"{', '.join(augment.KINDS)}; the MLII lead at the first offset stays clean")
+    ap.add_argument("--noise", help="nstdb noise records ma and bw (default: $ECG_NOISE_DIR, "
+                                    "data/nstdb-noise, ../shared/data/nstdb-noise)")
+    ap.add_argument("--val-views", nargs="*", default=[], metavar="VIEW",
+                    help="extra DS1 validation views besides clean MLII, e.g. other ma6 em0 bw-6 other-ma6: "
+                         "out-of-fold F1 of V on each is logged (val_f1_V_<view>) and early stopping "
+                         "scores them all")
     ap.add_argument("--folds", type=int, default=5,
                     help="> 1: cross-fit over DS1 by record; one member per fold, decision tuned out of fold")
     ap.add_argument("--members", type=int, default=1,
@@ -82,6 +94,54 @@ def parse_args(argv=None):
     return ap.parse_args(argv)
 
 
+def parse_view(name, split="validation"):
+    """A validation view from its name: ``other``, ``ma6``, ``em-6``, ``other-bw0`` (noise kind
+    and nstdb SNR in dB, on the MLII lead unless prefixed ``other-``)."""
+    lead, rest = (OTHER_LEAD, name[len(OTHER_LEAD) + 1:]) if name.startswith(OTHER_LEAD + "-") else ("MLII", name)
+    if rest == OTHER_LEAD:
+        return dataset.View(lead=OTHER_LEAD)
+    kind = rest[:2]
+    try:
+        snr = float(rest[2:])
+    except ValueError:
+        snr = None
+    if kind not in augment.NOISE_KINDS or snr is None:
+        raise SystemExit(f"unknown validation view {name!r}: use other, or a noise ({', '.join(augment.NOISE_KINDS)}) "
+                         "and an SNR in dB such as ma6 or em-6, optionally prefixed other-")
+    return dataset.View(lead=lead, noise=(kind, snr), noise_split=split)
+
+
+def training_views(args):
+    """``[(view, offsets)]`` of the training set: MLII clean at the first offset, and every other
+    (lead, offset) with ``--signal-augment``'s transformations (clean when there are none)."""
+    first, rest = args.train_offsets[:1], args.train_offsets[1:]
+    kinds = tuple(args.signal_augment)
+    views = []
+    if "MLII" in args.leads:
+        views.append((dataset.CLEAN, first))
+        if rest:
+            views.append((dataset.View(transforms=kinds), rest))
+    if OTHER_LEAD in args.leads:
+        views.append((dataset.View(lead=OTHER_LEAD, transforms=kinds), args.train_offsets))
+    return views
+
+
+def view_figures(decision, views, p_views):
+    """Out-of-fold F1, Se and +P of V on each extra validation view, with the decision tuned on
+    clean MLII (the one served), and their mean F1 (``val_f1_V_views_mean``)."""
+    from ecg.decision import classify
+    from ecg.ec57 import binary_metrics
+
+    out = {}
+    for name, v in views.items():
+        is_v = classify(p_views[name], v.features, decision)[0]
+        m = binary_metrics(np.where(v.y == 1, "V", "N"), np.where(is_v, "V", "N"), "V")
+        out.update({f"val_f1_V_{name}": m["F1"], f"val_recall_V_{name}": m["Se"], f"val_precision_V_{name}": m["PPV"]})
+    if views:
+        out["val_f1_V_views_mean"] = float(np.mean([out[f"val_f1_V_{name}"] for name in views]))
+    return out
+
+
 def class_weights(y, mode):
     n_v = max(float(np.sum(y)), 1.0)
     ratio = (len(y) - n_v) / n_v
@@ -103,7 +163,7 @@ def blank_relative(beats):
     return beats
 
 
-def augment(windows, level, rng):
+def augment_windows(windows, level, rng):
     """A noisy copy of beat windows (n, t, 2): channel 0 the beat, 1 the beat minus its template.
 
     The beat is scaled by 1 ± level and gets white plus slow (baseline) noise of up to
@@ -214,7 +274,7 @@ def fit_member(model, train, val, args, weights, seed, prefix="", on_epoch=None,
     rng = np.random.default_rng(seed)  # augmentation noise
     for epoch in range(args.epochs if val is not None else epochs):
         t0 = time.time()
-        windows = augment(train.windows, args.augment, rng) if args.augment > 0 else train.windows
+        windows = augment_windows(train.windows, args.augment, rng) if args.augment > 0 else train.windows
         hist = model.fit({"beat": windows, "rr": train.features}, y, batch_size=args.batch_size,
                          epochs=1, verbose=0, sample_weight=sample_weight, shuffle=True)
         loss = float(hist.history["loss"][-1])
@@ -318,8 +378,9 @@ def run(args, nested=False, on_epoch=None, tags=None):
     cache = args.cache or None
     strip = args.strip_seconds or None
 
-    def beats(records, strip_s, offsets=(0.0,), reference=False, progress=log):
-        bs = dataset.build(records, ddir, strip_s, offsets, use_reference=reference, cache_dir=cache, progress=progress)
+    def beats(records, strip_s, offsets=(0.0,), reference=False, progress=log, view=dataset.CLEAN):
+        bs = dataset.build(records, ddir, strip_s, offsets, use_reference=reference, cache_dir=cache,
+                           progress=progress, view=view, noise_dir=args.noise)
         return blank_relative(bs) if args.ablate_relative else bs
 
     # Holdout (folds == 1): fit on train_records, early-stop and tune on val_records.
@@ -349,11 +410,17 @@ def run(args, nested=False, on_epoch=None, tags=None):
                              f"({teacher_card['data_split']['folds']}), not {folds}")
     fit_records = dev_records if args.folds > 1 else train_records
     log(f"building training beats from {len(fit_records)} records ({ddir})")
-    train_all = beats(fit_records, strip, args.train_offsets)
+    train_all = dataset.BeatSet.concat([beats(fit_records, strip, offsets, view=view)
+                                        for view, offsets in training_views(args)])
     log("building validation beats")
-    val = beats(dev_records if args.folds > 1 else val_records, strip)
+    val_records_used = dev_records if args.folds > 1 else val_records
+    val = beats(val_records_used, strip)
+    # extra views of the same validation beats (other lead, noise): scored out of fold too
+    extra_views = {name: beats(val_records_used, strip, view=parse_view(name), progress=None)
+                   for name in args.val_views}
     log(f"train {len(train_all)} beats ({int(train_all.y.sum())} V), "
-        f"validation {len(val)} beats ({int(val.y.sum())} V)")
+        f"validation {len(val)} beats ({int(val.y.sum())} V)"
+        + (f" and {sum(len(v) for v in extra_views.values())} in views {', '.join(extra_views)}" if extra_views else ""))
 
     params = {k: getattr(args, k) for k in MODEL_DEFAULTS}
     weights = class_weights(train_all.y, args.imbalance)
@@ -375,6 +442,8 @@ def run(args, nested=False, on_epoch=None, tags=None):
             "fold_records": json.dumps(folds) if args.folds > 1 else "",
             "test_records": " ".join(args.test_records), "train_beats": len(train_all), "val_beats": len(val),
             "preprocessing_version": PREPROCESSING["version"], "detector": PREPROCESSING["detector"],
+            "leads": " ".join(args.leads), "signal_augment": " ".join(args.signal_augment) or "none",
+            "val_views": " ".join(args.val_views) or "none",
         })
         mlflow.set_tags({"split": "de Chazal 2004 inter-patient; validation by record within DS1"
                                   + (" (cross-fitted folds)" if args.folds > 1 else ""),
@@ -394,6 +463,11 @@ def run(args, nested=False, on_epoch=None, tags=None):
             best = fit_member(net, fit_set, stop_set, args, weights, seed, prefix, report, targets=targets, epochs=epochs)
             return net, best
 
+        def stop_set_of(records):
+            """The held-out beats that early-stop a member: clean MLII and every extra view."""
+            sets = [val, *extra_views.values()]
+            return dataset.BeatSet.concat([v.subset(np.isin(v.records, records)) for v in sets])
+
         extra = {}
         if teacher:
             # validation by nested cross-fitting (train/distill.py), then the served student
@@ -410,7 +484,8 @@ def run(args, nested=False, on_epoch=None, tags=None):
             if args.nested_oof:
                 from . import distill
 
-                _, p_inner, _ = distill.nested_out_of_fold(train_all, val, folds, network, args.seed, None, log)
+                _, p_inner, _ = distill.nested_out_of_fold(train_all, val, folds, network, args.seed, None, log,
+                                                           stop_set_of=stop_set_of)
                 extra["val_f1_V_nested_ensemble"] = tune_decision(p_inner.mean(axis=1), val.y, val.features,
                                                                   use_ruleguard=not args.no_ruleguard)[1]["val_f1_V"]
                 with tempfile.TemporaryDirectory() as tmp:
@@ -419,12 +494,13 @@ def run(args, nested=False, on_epoch=None, tags=None):
                     mlflow.log_artifact(str(Path(tmp) / "nested_oof.npz"), "evaluation")
             members, best_epochs = [], []
             p_val = np.zeros(len(val))
+            p_views = {name: np.zeros(len(v)) for name, v in extra_views.items()}
             for m in range(n_members):
                 if args.folds > 1:
                     held_out = np.isin(val.records, folds[m])
-                    fit_set, stop_set = train_all.subset(~np.isin(train_all.records, folds[m])), val.subset(held_out)
+                    fit_set, stop_set = train_all.subset(~np.isin(train_all.records, folds[m])), stop_set_of(folds[m])
                 else:
-                    fit_set, stop_set = train_all, val
+                    fit_set, stop_set = train_all, stop_set_of(val_records)
                 # one step sequence across members, so Optuna compares trials at like points
                 report = (lambda e, f1, m=m: on_epoch(m * args.epochs + e, f1)) if on_epoch else None
                 member, best = network(fit_set, stop_set, args.seed + 1000 * m,
@@ -433,16 +509,20 @@ def run(args, nested=False, on_epoch=None, tags=None):
                 best_epochs.append(best)
                 members.append(member)
                 if args.folds > 1:
-                    p_val[held_out] = predict_raw(member, stop_set)
+                    p_val[held_out] = predict_raw(member, val.subset(held_out))
+                    for name, v in extra_views.items():
+                        held = np.isin(v.records, folds[m])
+                        p_views[name][held] = predict_raw(member, v.subset(held))
             model = average_models(members) if n_members > 1 else members[0]
         if args.folds == 1:
             p_val = predict_raw(model, val)
+            p_views = {name: predict_raw(model, v) for name, v in extra_views.items()}
         mlflow.log_metric("best_epoch", max(best_epochs))
 
         log("tuning calibration, threshold and RuleGuard on the validation " + ("out-of-fold predictions" if args.folds > 1 else "split"))
         decision, val_report = tune_decision(p_val, val.y, val.features,
                                              use_ruleguard=not args.no_ruleguard)
-        metrics = {**val_report, **extra}
+        metrics = {**val_report, **extra, **view_figures(decision, extra_views, p_views)}
 
         m, rows, reference = evaluate_ds2(model, decision, beats, args.test_records, strip, ddir, args.skip_e2e)
         metrics.update(m)
@@ -463,6 +543,7 @@ def run(args, nested=False, on_epoch=None, tags=None):
                            "train": fit_records, "validation": dev_records if args.folds > 1 else val_records,
                            "folds": folds if args.folds > 1 else None, "test": list(args.test_records)},
             "training": {**params, "seed": args.seed, "imbalance": args.imbalance, "augment": args.augment,
+                         "leads": list(args.leads), "signal_augment": list(args.signal_augment),
                          "members": 1 if teacher else n_members, "folds": args.folds, "best_epochs": best_epochs,
                          **({"distilled_from": args.distill_from, "distill_alpha": args.distill_alpha}
                             if teacher else {})},
