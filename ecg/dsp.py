@@ -11,7 +11,6 @@ Plain functions on 1-D float64 arrays, named after the scipy functions they repl
 
 - :func:`butter_bandpass_sos`, :func:`sosfilt_zi`, :func:`sosfilt`, :func:`sosfiltfilt`
   (``scipy.signal``): Butterworth band-pass design and zero-phase IIR filtering;
-  :class:`SosBank` runs several such filters on one strip in one pass;
 - :func:`resample_poly` (``scipy.signal``): polyphase FIR resampling;
 - :func:`uniform_filter1d` (``scipy.ndimage``): centred moving average;
 - :func:`find_peaks` (``scipy.signal``, ``distance`` only): local maxima;
@@ -19,10 +18,8 @@ Plain functions on 1-D float64 arrays, named after the scipy functions they repl
 - :func:`median_1d`: ``np.nanmedian`` of a short 1-D array, without its ~15 us of overhead.
 """
 
-import threading
 from functools import lru_cache
 from math import ceil, gcd
-from types import SimpleNamespace
 
 import numpy as np
 
@@ -214,7 +211,6 @@ def sosfilt_zi(sos):
 # machine): a 10-s strip 52 us against 56, a 30-min record 12.0-12.2 ms against
 # 11.0-12.0.
 
-_CARRY_LOCK = threading.RLock()  # the plans' lazily built carry levels (re-entrant: stacked -> single)
 _BLOCK = 32  # samples per block: the Toeplitz product costs n x K multiply-adds
 _BLOCK2 = 16  # blocks per super-block: the carry costs n / K x K2 x S^2
 
@@ -272,16 +268,17 @@ class _BlockFilter:
         self.toeplitz_t = np.ascontiguousarray(toeplitz.T)
         self.observe_t = np.ascontiguousarray(np.array([c @ powers[j] for j in range(k)]).T)  # (S, K)
         self.reach_t = np.ascontiguousarray(np.array([powers[k - 1 - i] @ b for i in range(k)]))  # (K, S)
-        self.carries = [_StateCarry(powers[k])]
+        self.carries = {0: _StateCarry(powers[k])}
 
     def carry(self, level):
-        if level < len(self.carries):  # built: the usual case, no lock
-            return self.carries[level]
-        # a gunicorn worker's threads share this cached plan: two building the same level
-        # at once would append it twice and shift every level above by one
-        with _CARRY_LOCK:
-            while len(self.carries) <= level:
-                self.carries.append(_StateCarry(self.carries[-1].f_next))
+        """The :class:`_StateCarry` of recursion ``level``, built on first use.
+
+        A gunicorn worker's threads share this cached plan. Each level is a function of the
+        one below only, so two threads building one level at once store equal matrices
+        under the same key: no lock is needed, and no level can land in another's place.
+        """
+        if level not in self.carries:
+            self.carries[level] = _StateCarry(self.carry(level - 1).f_next)
         return self.carries[level]
 
 
@@ -291,20 +288,18 @@ def _n_blocks(n):
     return -(-nb // _BLOCK2) * _BLOCK2 if nb > _BLOCK2 else nb
 
 
-def _blocks(n, filters=()):
-    """A zeroed (*filters, blocks, K) buffer for ``n`` samples."""
-    return np.zeros((*filters, _n_blocks(n), _BLOCK))
+def _blocks(n):
+    """A zeroed (blocks, K) buffer for ``n`` samples."""
+    return np.zeros((_n_blocks(n), _BLOCK))
 
 
 def _run(plan, u, n, s0):
-    """Filter the first ``n`` samples of ``u`` (a :func:`_blocks` buffer) from modal state ``s0``.
+    """Filter the first ``n`` samples of ``u`` (a :func:`_blocks` buffer) from modal state ``s0`` (S,).
 
-    ``plan``: a :class:`_BlockFilter`, with ``u`` (blocks, K) and ``s0`` (S,); or a
-    :class:`_StackedFilters` of F filters, with ``u`` (F, blocks, K) and ``s0`` (F, S), a
-    strip's size only. Returns (n,) or (F, n).
+    ``plan``: a :class:`_BlockFilter`. Returns (n,).
     """
-    s0 = s0[..., None, :]  # one row: the same product for one filter or a stack of them
-    if u.shape[-2] * _BLOCK * _BLOCK <= _SINGLE_THREAD_MNK:  # a strip: every product is small, no chunking
+    s0 = s0[None, :]  # one row, as the blocks are
+    if len(u) * _BLOCK * _BLOCK <= _SINGLE_THREAD_MNK:  # a strip: every product is small, no chunking
         y = u @ plan.toeplitz_t
         states = _carry_states(plan, 0, u @ plan.reach_t, s0, np.matmul)
         y += states @ plan.observe_t
@@ -312,28 +307,7 @@ def _run(plan, u, n, s0):
         y = _matmul(u, plan.toeplitz_t)  # each block's response to its own input
         states = _carry_states(plan, 0, _matmul(u, plan.reach_t), s0, _matmul)  # each block's start
         y += _matmul(states, plan.observe_t)  # plus the response to that state
-    return y.reshape(*u.shape[:-2], -1)[..., :n]
-
-
-class _StackedFilters:
-    """Several :class:`_BlockFilter` of one state size, their matrices stacked on a first
-    axis: one :func:`_run` filters a signal by each of them with the products of one."""
-
-    def __init__(self, plans):
-        self.plans = plans
-        for name in ("toeplitz_t", "observe_t", "reach_t"):
-            setattr(self, name, np.stack([getattr(p, name) for p in plans]))
-        self.carries = []
-
-    def carry(self, level):
-        if level < len(self.carries):
-            return self.carries[level]
-        with _CARRY_LOCK:  # as _BlockFilter.carry
-            while len(self.carries) <= level:
-                parts = [p.carry(len(self.carries)) for p in self.plans]
-                self.carries.append(SimpleNamespace(**{name: np.stack([getattr(c, name) for c in parts])
-                                                       for name in ("within", "to_next", "from_start")}))
-        return self.carries[level]
+    return y.reshape(-1)[:n]
 
 
 def _modal_basis(a, b, c):
@@ -390,26 +364,23 @@ class _StateCarry:
 
 
 def _carry_states(plan, level, z, s0, matmul):
-    """States s_0..s_{m-1} (m, S) of ``s_{b+1} = F s_b + z_b`` (F of this level), from ``s0`` (1, S).
-
-    With a :class:`_StackedFilters`, ``z`` is (F, m, S), ``s0`` (F, 1, S) and so the result.
-    """
-    *filters, m, n_state = z.shape
+    """States s_0..s_{m-1} (m, S) of ``s_{b+1} = F s_b + z_b`` (F of this level), from ``s0`` (1, S)."""
+    m, n_state = z.shape
     carry = plan.carry(level)
     k2 = _BLOCK2
     if m <= k2:  # one super-block: the leading blocks of its matrices
-        states = s0 @ carry.from_start[..., :m * n_state]
+        states = s0 @ carry.from_start[:, :m * n_state]
         if m > 1:
-            states += z[..., :m - 1, :].reshape(*filters, 1, -1) @ carry.within[..., :(m - 1) * n_state, :m * n_state]
-        return states.reshape(*filters, m, n_state)
+            states += z[:m - 1].reshape(1, -1) @ carry.within[:(m - 1) * n_state, :m * n_state]
+        return states.reshape(m, n_state)
     nc = -(-m // k2)
     if nc * k2 != m:
-        z = np.concatenate((z, np.zeros((*filters, nc * k2 - m, n_state))), axis=-2)
-    z = z.reshape(*filters, nc, k2 * n_state)
+        z = np.concatenate((z, np.zeros((nc * k2 - m, n_state))))
+    z = z.reshape(nc, k2 * n_state)
     starts = _carry_states(plan, level + 1, matmul(z, carry.to_next), s0, matmul)  # super-blocks' starts
     states = matmul(z, carry.within)
     states += matmul(starts, carry.from_start)
-    return states.reshape(*filters, nc * k2, n_state)[..., :m, :]
+    return states.reshape(nc * k2, n_state)[:m]
 
 
 @lru_cache(maxsize=32)
@@ -457,52 +428,18 @@ def sosfiltfilt(sos, x, padlen, zi=None):
         raise ValueError(f"x (length {n}) must be longer than padlen ({padlen})")
     plan = _plan(sos)
     zi_modal = plan.to_modal @ (sosfilt_zi(sos) if zi is None else np.asarray(zi, dtype=np.float64)).reshape(-1)
-    return _filtfilt(plan, zi_modal, x, padlen)
-
-
-class SosBank:
-    """Several filters to run on one signal: :meth:`filtfilt` is :func:`sosfiltfilt` by each.
-
-    ``soses``: the filters' (sections, 6) arrays, ``zis`` their :func:`sosfilt_zi`. On a
-    strip, filters of one number of sections run in one pass of stacked products: the
-    same figures, bit for bit (each filter's products are the ones it gets alone), with
-    half the numpy calls of two band-passes. Built once per set of filters (its stacked
-    matrices are the cost); anything else runs one filter at a time.
-    """
-
-    def __init__(self, soses, zis):
-        self.soses = [np.asarray(sos, dtype=np.float64) for sos in soses]
-        self.zis = [np.asarray(zi, dtype=np.float64) for zi in zis]
-        plans = [_plan(sos) for sos in self.soses]
-        self.stacked = _StackedFilters(plans) if len({len(p.to_modal) for p in plans}) == 1 else None
-        self.zi_modal = (np.stack([p.to_modal @ zi.reshape(-1) for p, zi in zip(plans, self.zis)])
-                         if self.stacked else None)
-
-    def filtfilt(self, x, padlen):
-        """``x`` (n,) filtered forward and back by each filter, ``padlen`` as :func:`sosfiltfilt`: (filters, n)."""
-        x = np.asarray(x, dtype=np.float64)
-        if (self.stacked is None or x.ndim != 1 or not 0 <= padlen < len(x)  # (sosfiltfilt's errors)
-                or _n_blocks(len(x) + 2 * padlen) * _BLOCK * _BLOCK > _SINGLE_THREAD_MNK):  # long: chunked
-            return np.stack([sosfiltfilt(sos, x, padlen, zi) for sos, zi in zip(self.soses, self.zis)])
-        return _filtfilt(self.stacked, self.zi_modal, x, padlen)
-
-
-def _filtfilt(plan, zi_modal, x, padlen):
-    """scipy's sosfiltfilt steps on ``x`` (n,) with a plan and its modal ``zi_modal`` ((S,), or (F, S) stacked)."""
-    n = len(x)
-    filters = zi_modal.shape[:-1]
     m = n + 2 * padlen
-    u = _blocks(m, filters)
-    ext = u.reshape(*filters, -1)[..., :m]  # the extended signal, written straight into the blocks
-    ext[..., padlen:padlen + n] = x
+    u = _blocks(m)
+    ext = u.reshape(-1)[:m]  # the extended signal, written straight into the blocks
+    ext[padlen:padlen + n] = x
     if padlen > 0:  # odd extension about the end samples (scipy's odd_ext)
-        np.subtract(2 * x[0], x[padlen:0:-1], out=ext[..., :padlen])
-        np.subtract(2 * x[-1], x[-2:-(padlen + 2):-1], out=ext[..., padlen + n:])
-    y = _run(plan, u, m, zi_modal * ext[..., :1])
-    u = _blocks(m, filters)
-    u.reshape(*filters, -1)[..., :m] = y[..., ::-1]
-    y = _run(plan, u, m, zi_modal * y[..., -1:])[..., ::-1]
-    return y[..., padlen:padlen + n]
+        np.subtract(2 * x[0], x[padlen:0:-1], out=ext[:padlen])
+        np.subtract(2 * x[-1], x[-2:-(padlen + 2):-1], out=ext[padlen + n:])
+    y = _run(plan, u, m, zi_modal * ext[0])
+    u = _blocks(m)
+    u.reshape(-1)[:m] = y[::-1]
+    y = _run(plan, u, m, zi_modal * y[-1])[::-1]
+    return y[padlen:padlen + n]
 
 
 # ---------------------------------------------------------------- resampling

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import MODEL_FS
-from .detect import QRS_BAND_HZ, QRS_BAND_ORDER, detect_r_peaks
+from .detect import detect_r_peaks
 from .dsp import median_rows
 from .features import (
     OWN_FEATURES,
@@ -26,7 +26,7 @@ from .features import (
     rr_intervals,
     template_correlation,
 )
-from .signal import bandpass, bandpasses, map_positions, resample
+from .signal import bandpass, map_positions, resample
 
 PREPROCESSING = {
     "version": "nv-pre-2",
@@ -73,19 +73,6 @@ def preprocess(x, fs):
     return x360, bandpass(x360, MODEL_FS, lo, hi, order=BANDPASS_ORDER)
 
 
-def preprocess_for_detection(x, fs):
-    """:func:`preprocess`, plus the detector's QRS band-pass of the resampled signal.
-
-    Both band-passes in one filtering pass (``ecg.signal.bandpasses``): the same arrays,
-    bit for bit, as :func:`preprocess` and the detector's own filtering, for half the
-    numpy calls on a strip. Returns ``(resampled, filtered, qrs_band)``, each (m,) at 360 Hz.
-    """
-    x360 = resample(x, fs, MODEL_FS)
-    filtered, qrs_band = bandpasses(x360, MODEL_FS, [(*PREPROCESSING["bandpass_hz"], BANDPASS_ORDER),
-                                                     (*QRS_BAND_HZ, QRS_BAND_ORDER)])
-    return x360, filtered, qrs_band
-
-
 def extract_beats(x, fs, peaks=None):
     """Detect beats in ``x`` (one lead, mV, shape (n,), ``fs`` Hz) and compute their inputs.
 
@@ -93,11 +80,9 @@ def extract_beats(x, fs, peaks=None):
     (training on reference positions). Returns :class:`Beats`; zero beats when
     none is found.
     """
+    x360, filtered = preprocess(x, fs)
     if peaks is None:
-        x360, filtered, qrs_band = preprocess_for_detection(x, fs)
-        peaks = detect_r_peaks(x360, MODEL_FS, qrs_band=qrs_band)
-    else:
-        _, filtered = preprocess(x, fs)
+        peaks = detect_r_peaks(x360, MODEL_FS)  # filters x360 to its own QRS band
     return beat_inputs(filtered, peaks, fs, len(x))
 
 

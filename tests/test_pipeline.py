@@ -1,10 +1,8 @@
 import numpy as np
-import pytest
 
 from ecg.ec57 import detection_stats
-from ecg.detect import QRS_BAND_HZ, QRS_BAND_ORDER, detect_r_peaks
-from ecg.pipeline import PREPROCESSING, extract_beats, preprocess, preprocess_for_detection
-from ecg.signal import bandpass, resample
+from ecg.pipeline import PREPROCESSING, extract_beats
+from ecg.signal import resample
 from train.dataset import record_beats, strip_bounds
 
 
@@ -67,15 +65,3 @@ def test_beats_carry_their_groups_and_a_beat_set_forms_them_alike(record_119):
         assert len(np.unique(groups[sel])) == len(np.unique(beat_groups(int(sel.sum()), 16)))
         assert not np.isin(groups[sel], groups[~sel]).any()
 
-
-def test_one_filtering_pass_gives_both_bands_as_two_would(record_119):
-    # extract_beats filters the classifier's and the detector's bands together (ecg.signal.bandpasses)
-    x = record_119.signal
-    for sig, fs in [(x[:3600], 360), (x[:3661], 360), (resample(x[:3600], 360, 250), 250), (x, 360)]:
-        x360, filtered, qrs = preprocess_for_detection(sig, fs)
-        x360_apart, filtered_apart = preprocess(sig, fs)
-        assert np.array_equal(x360, x360_apart) and np.array_equal(filtered, filtered_apart)
-        assert np.array_equal(qrs, bandpass(x360, 360, *QRS_BAND_HZ, order=QRS_BAND_ORDER))
-        assert np.array_equal(detect_r_peaks(x360, 360, qrs_band=qrs), detect_r_peaks(x360, 360))
-    with pytest.raises(ValueError, match="qrs_band"):
-        detect_r_peaks(x[:3600], 360, qrs_band=qrs[:3599])
