@@ -16,6 +16,7 @@ from scipy import ndimage, special
 from scipy import signal as sps
 
 from ecg import dsp
+from ecg.dsp import iir
 from ecg.detect import qrs_energy_envelope
 from tests.conftest import FIXTURE_RECORDS, FIXTURES
 
@@ -148,16 +149,16 @@ def test_two_threads_building_a_plans_next_level_at_once_both_filter_right(recor
     x = np.concatenate(list(records.values()))[:20_000]  # padded, 640 blocks: carry levels 0, 1 and 2
     sos = _filters()[0]
     want = dsp.sosfiltfilt(sos, x, 150)
-    dsp._block_filter.cache_clear()
-    dsp._plan(sos)  # a fresh plan: level 0 only
+    iir._block_filter.cache_clear()
+    iir._plan(sos)  # a fresh plan: level 0 only
     both_inside = threading.Barrier(2, timeout=10)
 
-    class MeetingStateCarry(dsp._StateCarry):  # each new level is built by both threads at once
+    class MeetingStateCarry(iir._StateCarry):  # each new level is built by both threads at once
         def __init__(self, f):
             both_inside.wait()
             super().__init__(f)
 
-    monkeypatch.setattr(dsp, "_StateCarry", MeetingStateCarry)
+    monkeypatch.setattr(iir, "_StateCarry", MeetingStateCarry)
     out = [None, None]
 
     def work(i):
@@ -166,7 +167,7 @@ def test_two_threads_building_a_plans_next_level_at_once_both_filter_right(recor
     threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
     [t.start() for t in threads]
     [t.join() for t in threads]
-    dsp._block_filter.cache_clear()
+    iir._block_filter.cache_clear()
     assert all(o is not None and np.array_equal(o, want) for o in out)
 
 
