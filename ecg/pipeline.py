@@ -40,6 +40,13 @@ PREPROCESSING = {
     "detector": "ecg.detect.detect_r_peaks",
 }
 BANDPASS_ORDER = 2  # of the Butterworth prototype: a 4th-order band-pass, run forward and back
+# The QRS complex in a beat window: R peak +-100 ms, wide enough for a ventricular QRS and
+# short of most of the P and T waves. The amplitude scale is its peak-to-peak, and the
+# decision's pooling compares beats over it (a model card's "core_samples" records it).
+QRS_CORE_S = 0.100
+_R_PEAK = PREPROCESSING["window_samples"][0]  # the R peak's sample in a beat window
+QRS_CORE_SAMPLES = (_R_PEAK - round(QRS_CORE_S * MODEL_FS),
+                    _R_PEAK + round(QRS_CORE_S * MODEL_FS))  # (144, 216) of the 360-sample window
 # version -> its feature columns, the first of RR_FEATURE_NAMES ("nv-pre-2" added the
 # neighbours' six to "nv-pre-1")
 SUPPORTED_VERSIONS = {"nv-pre-1": OWN_FEATURES, "nv-pre-2": len(RR_FEATURE_NAMES)}
@@ -100,7 +107,8 @@ def beat_inputs(filtered, peaks, fs, n_samples):
 
     windows = beat_windows(filtered, peaks, before, after)
     windows -= median_rows(windows)  # np.median's figures, sooner
-    core = windows[:, before - 36:before + 36]  # ±100 ms: the QRS
+    lo, hi = QRS_CORE_SAMPLES
+    core = windows[:, lo:hi]
     scale = group_median(core.max(axis=1) - core.min(axis=1), groups)
     windows /= np.maximum(scale, 1e-3)[:, None]
     templates = group_median(windows, groups) if n else windows
