@@ -15,16 +15,13 @@ from . import MODEL_FS
 from .detect import detect_r_peaks
 from .dsp import median_rows
 from .features import (
-    OWN_FEATURES,
     RR_FEATURE_NAMES,
+    beat_features,
     beat_groups,
     beat_windows,
     group_median,
-    neighbour_features,
     qrs_widths,
-    rr_features,
     rr_intervals,
-    template_correlation,
 )
 from .signal import bandpass, map_positions, resample
 
@@ -47,9 +44,10 @@ QRS_CORE_S = 0.100
 _R_PEAK = PREPROCESSING["window_samples"][0]  # the R peak's sample in a beat window
 QRS_CORE_SAMPLES = (_R_PEAK - round(QRS_CORE_S * MODEL_FS),
                     _R_PEAK + round(QRS_CORE_S * MODEL_FS))  # (144, 216) of the 360-sample window
-# version -> its feature columns, the first of RR_FEATURE_NAMES ("nv-pre-2" added the
-# neighbours' six to "nv-pre-1")
-SUPPORTED_VERSIONS = {"nv-pre-1": OWN_FEATURES, "nv-pre-2": len(RR_FEATURE_NAMES)}
+# version -> how many feature columns its models take, the first of RR_FEATURE_NAMES
+# ("nv-pre-2" added the neighbours' six to "nv-pre-1"). A version's count never changes:
+# appending a column makes a new version, which takes them all.
+SUPPORTED_VERSIONS = {"nv-pre-1": 10, "nv-pre-2": 16}
 
 
 @dataclass
@@ -117,18 +115,12 @@ def beat_inputs(filtered, peaks, fs, n_samples):
 
     qrs_s = qrs_widths(filtered, peaks, MODEL_FS) if n else np.zeros(0)
     rr_prev, rr_next = rr_intervals(peaks, MODEL_FS)
-    if n:
-        own = np.column_stack([rr_features(peaks, MODEL_FS, groups, qrs_s),
-                               template_correlation(windows, templates)])
-        feats = np.column_stack([own, neighbour_features(own, groups)]).astype(np.float32)
-    else:
-        feats = np.zeros((0, len(RR_FEATURE_NAMES)), np.float32)
 
     return Beats(
         peaks=peaks,
         positions=map_positions(peaks, MODEL_FS, fs, n_to=n_samples),
         windows=_two_channels(windows, templates),
-        features=feats,
+        features=beat_features(peaks, MODEL_FS, groups, qrs_s, windows, templates),
         rr_prev_s=rr_prev,
         rr_next_s=rr_next,
         qrs_width_s=qrs_s,

@@ -1,7 +1,7 @@
 import numpy as np
 
 from ecg.ec57 import detection_stats
-from ecg.pipeline import PREPROCESSING, extract_beats
+from ecg.pipeline import PREPROCESSING, SUPPORTED_VERSIONS, extract_beats
 from ecg.signal import resample
 from train.dataset import record_beats, strip_bounds
 
@@ -27,6 +27,13 @@ def test_inputs_have_the_documented_shapes(record_119):
     assert b.features.shape == (n, len(PREPROCESSING["rr_features"]))
     assert np.isfinite(b.windows).all() and np.isfinite(b.features).all()
     assert np.isnan(b.rr_prev_s[0]) and np.isnan(b.rr_next_s[-1])
+
+
+def test_the_current_version_takes_every_feature_column_and_older_ones_keep_their_count():
+    # a column appended to ecg.features.FEATURE_COLUMNS needs a new preprocessing version:
+    # the models of the current one take exactly its columns
+    assert SUPPORTED_VERSIONS[PREPROCESSING["version"]] == len(PREPROCESSING["rr_features"])
+    assert SUPPORTED_VERSIONS == {"nv-pre-1": 10, "nv-pre-2": 16}
 
 
 def test_other_sampling_rates_map_back_to_the_callers_samples(record_119):
