@@ -1,8 +1,14 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 
 from ecg.ec57 import detection_stats
 from ecg.pipeline import PREPROCESSING, SUPPORTED_VERSIONS, extract_beats
 from ecg.signal import resample
+from train import dataset
 from train.dataset import record_beats, strip_bounds
 
 
@@ -72,3 +78,17 @@ def test_beats_carry_their_groups_and_a_beat_set_forms_them_alike(record_119):
         assert len(np.unique(groups[sel])) == len(np.unique(beat_groups(int(sel.sum()), 16)))
         assert not np.isin(groups[sel], groups[~sel]).any()
 
+
+def test_the_beat_set_cache_fingerprint_covers_every_ecg_module_a_beat_set_is_built_with():
+    # a cached beat set is reused while train.dataset.code_fingerprint is unchanged: a change
+    # to any ecg module that building one runs (a filter, say) must change it
+    code = ("import json, sys; from train import dataset; from tests.conftest import FIXTURES; "
+            "from train.data import load_record; "
+            "dataset.record_beats(load_record('119', FIXTURES, sampto=7200)); "
+            "print(json.dumps([m.__file__ for n, m in sys.modules.items() if n.split('.')[0] == 'ecg']))")
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
+    package = root / "ecg"
+    used = {Path(f).relative_to(package).as_posix() for f in json.loads(out.stdout.splitlines()[-1])}
+    assert {"dsp/iir.py", "signal.py", "detect.py", "ec57.py"} <= used
+    assert used <= set(dataset.fingerprinted_sources())
