@@ -26,8 +26,8 @@ class DrainingThreadWorker(ThreadWorker):
     It also takes new connections only while it has a thread to serve them. Workers share
     one listening socket, and keep-alive clients stay on the worker that accepted them: in
     a burst of connections (a load balancer or a benchmark opening 16 at once), the worker
-    that woke first took all or most of them, and the other sat idle. Concurrency-16
-    throughput was ~300 or ~620 req/s depending only on that split (issue 5). So when
+    that woke first took all or most of them, and the other sat idle: throughput at
+    concurrency 16 depended on that split alone (docs/PERFORMANCE.md). So when
     the connections it is reading or serving reach its thread count, a worker stops
     listening, and listens again when one of its requests finishes: a busy worker takes
     new connections one per finished request, as fast as it serves, so a burst spreads

@@ -44,8 +44,8 @@ HEALTH_METRICS = (
     "val_f1_V", "val_f1_V_no_ruleguard", "val_f1_V_nested_ensemble",
 )
 # beats per ONNX call: a 10-s strip (and up to ~30 s) is one call, a 30-min record ~40.
-# Smaller batches keep each layer's activations in cache: on record 200 (2,601 beats),
-# 64 took 0.445 s and left the worker 30 MB smaller than 256 (0.50 s); 32 was no better.
+# Small batches keep each layer's activations in cache and ONNX Runtime's arena small:
+# 64 was faster than 256 and 32 no better (docs/PERFORMANCE.md).
 BATCH_BEATS = 64
 DECISION_KEYS = frozenset({"calibration", "threshold", "ruleguard", "cascade", "pooling"})
 

@@ -15,8 +15,8 @@ one module per concern:
   zero-phase IIR filtering;
 - ``resample``: :func:`resample_poly` (``scipy.signal``), polyphase FIR resampling;
 - ``peaks``: :func:`find_peaks` (``scipy.signal``, ``distance`` only), local maxima;
-- ``medians``: :func:`median_1d` (``np.nanmedian`` of a short 1-D array, without its ~15 us
-  of overhead) and :func:`median_rows`;
+- ``medians``: :func:`median_1d` (``np.nanmedian`` of a short 1-D array, without its
+  per-call overhead) and :func:`median_rows`;
 - ``numeric``: :func:`uniform_filter1d` (``scipy.ndimage``, centred moving average),
   :func:`expit` (``scipy.special``, the logistic sigmoid), :func:`gradient_1d`, and the
   single-threaded matrix product the filters and the resampler share.

@@ -6,9 +6,9 @@ import numpy as np
 
 # OpenBLAS (numpy's BLAS) runs a matrix product on its thread pool above
 # m * n * k = 4 * 65536; on a 2-core machine shared by the service's workers those
-# threads wait on busy cores (a 30-min record's filter took up to 10x longer in our
-# runs than single-threaded). Long signals' products are cut into row chunks under
-# that size, so the filter runs single-threaded whatever the environment.
+# threads wait on busy cores, and a 30-min record's filter took several times longer
+# (docs/PERFORMANCE.md). Long signals' products are cut into row chunks under that
+# size, so the filter and the resampler run single-threaded whatever the environment.
 SINGLE_THREAD_MNK = 4 * 65536
 
 

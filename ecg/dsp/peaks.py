@@ -38,12 +38,11 @@ def select_by_distance(peaks, priority, distance):
     order, so ties break as scipy's do), each peak still kept removes every other
     peak closer than ``distance`` samples. ``peaks``: increasing indices (k,).
 
-    The greedy is sequential by nature. It runs as a plain Python loop over lists:
-    only peaks still kept scan their neighbours, so it costs about 0.15-0.25 us per
-    peak (about 20 us for a 10-s strip's ~160 envelope maxima, 6-7 ms for a 30-min
-    record's 33,000; scipy's whole compiled find_peaks: 16 us and 3 ms). Vectorised rounds (keep every peak ranked above all undecided peaks
-    within reach, drop their neighbours, repeat) give the same result but took 3 to
-    5 rounds on ECG envelopes and were several times slower at strip sizes.
+    The greedy is sequential by nature. It runs as a plain Python loop over lists,
+    where only peaks still kept scan their neighbours (docs/PERFORMANCE.md has its
+    cost beside scipy's). Vectorised rounds (keep every peak ranked above all
+    undecided peaks within reach, drop their neighbours, repeat) give the same result
+    but took 3 to 5 rounds on ECG envelopes and were slower at strip sizes.
     """
     peaks = np.asarray(peaks, dtype=np.int64)
     k = len(peaks)
