@@ -203,7 +203,7 @@ def comparison(candidate, production, metric, reasons, output):
                  f"  {metric} ranks on the same protocol only; DS2 {DS2_GUARD} only guards against a drop of "
                  f"more than {DS2_GUARD_TOLERANCE}"]
     if reasons:
-        lines.append("  verdict: the candidate loses: " + "; ".join(reasons))
+        lines += ["  verdict: the candidate loses:", *(f"    - {reason}" for reason in reasons)]
     elif production is not None:
         theirs = production.get("metrics", {})
         lines.append(f"  verdict: the candidate wins: {metric} {figure(candidate['metrics'].get(metric))} >= "
@@ -352,7 +352,7 @@ def not_verified(verification):
     reasons = []
     parity = verification["parity"]
     if not parity["source"].startswith("DS2"):
-        reasons.append(f"ONNX was checked against Keras on {parity['beats']} beats of {parity['source']} only")
+        reasons.append(f"ONNX was checked against Keras on only {parity['beats']} beats of {parity['source']}")
     e2e = verification["end_to_end"]
     if "skipped" in e2e:
         reasons.append(f"the end-to-end check did not run ({e2e['skipped']}: pass --data DIR)")

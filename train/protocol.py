@@ -77,7 +77,8 @@ def describe(key):
     else:
         how = f"out-of-fold F1 of V, {len(key['groups'])} folds by record over {where}"
     strips = f"{key['strip_seconds']:g}-s strips" if key["strip_seconds"] else "whole records"
-    return f"{how}, {strips}, lead {key['lead']}, trained on {TRAINING_DATA.get(key['training_data'], key['training_data'])}"
+    data = TRAINING_DATA.get(key["training_data"], key["training_data"])
+    return f"{how}, {strips}, lead {key['lead']}, trained on {data}"
 
 
 def tags(p):
