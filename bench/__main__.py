@@ -53,7 +53,35 @@ def parse_args(argv):
     if args.quick:
         args.n10, args.n30, args.tf_n10, args.tf_n30, args.profile_n = 5, 1, 2, 0, 5
         args.seconds, args.levels, args.repeats = 1, [1, 4], 1
+    problem = bad_input(args)
+    if problem:  # one line on stderr and exit 1, before minutes of measuring
+        raise SystemExit(f"python -m bench: error: {problem}")
     return args
+
+
+def bad_input(args):
+    """What is wrong with the arguments, in one line (None: nothing)."""
+    counts = {"--n10": args.n10, "--n30": args.n30, "--tf-n10": args.tf_n10, "--tf-n30": args.tf_n30,
+              "--profile-n": args.profile_n, "--wait-idle": args.wait_idle}
+    for flag, value in counts.items():
+        if value < 0:
+            return f"{flag} {value}: must be 0 or more"
+    if args.seconds < 1 or args.repeats < 1 or min(args.levels) < 1:
+        return "--seconds, --repeats and every --levels value must be at least 1"
+    if args.out.exists() and not args.out.is_dir():
+        return f"--out {args.out}: not a directory"
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return f"--out {args.out}: cannot be created ({exc.strerror})"
+    if not os.access(args.out, os.W_OK):
+        return f"--out {args.out}: not writable"
+    given = os.environ.get("ECG_DATA_DIR")
+    if args.accuracy and given and not (Path(given) / "200.hea").exists():
+        return f"ECG_DATA_DIR {given}: no MIT-BIH record 200 there, which --accuracy needs"
+    if args.accuracy and mitdb_dir() is None:
+        return "--accuracy needs MIT-BIH: set ECG_DATA_DIR (or put it in data/mitdb)"
+    return None
 
 
 def wait_idle(minutes):
@@ -79,7 +107,6 @@ def run_tf_path(args):
 
 def main(argv=None):
     args = parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
     if args.wait_idle:
         wait_idle(args.wait_idle)
     started = time.perf_counter()

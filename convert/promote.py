@@ -1,17 +1,21 @@
 """``python -m convert.promote``: the best MLflow run becomes the verified ONNX production model.
 
-1. ranks the experiment's FINISHED runs by ``--metric`` (default ``val_f1_V``, the DS1
-   validation figure: ranking by a DS2 figure would make the reported DS2 figure optimistic);
-2. downloads the run's Keras model and card, exports ONNX (tf2onnx);
-3. verifies before writing anything: ONNX Runtime against Keras on >= 2,000 real beats,
+1. ranks the experiment's FINISHED runs by ``--metric`` (default ``val_f1_V``, a DS1
+   validation figure: DS2 is a test set and never ranks), among the runs measured like
+   production (the same validation protocol, ``train/protocol.py``);
+2. compares the candidate with production like for like, and refuses it unless it was trained
+   on the full MIT-BIH, measured on production's protocol, is not worse there, and does not
+   lose more than ``DS2_GUARD_TOLERANCE`` of DS2 end-to-end F1 of V (a guard, not a ranking);
+   ``--force`` overrides, saying what it overrode;
+3. downloads the run's Keras model and card, exports ONNX (tf2onnx);
+4. verifies before writing anything: ONNX Runtime against Keras on >= 2,000 real beats,
    and the card's end-to-end DS2 figures reproduced through the serving code path;
-4. writes ``model.onnx`` and ``model.json`` into ``--output`` (the previous version kept in
-   ``<output>.previous`` for ``--rollback``), registers the version in the MLflow Model
-   Registry as ``ECG_Arritmias_NvsV`` with alias ``production``, optionally commits.
+5. writes ``model.onnx`` and ``model.json`` into ``--output``, records the release in
+   ``<output>.history`` for ``--rollback`` (convert/releases.py), registers the version in the
+   MLflow Model Registry as ``ECG_Arritmias_NvsV`` with alias ``production``, optionally commits.
 """
 
 import argparse
-import hashlib
 import json
 import os
 import shutil
@@ -23,17 +27,25 @@ from pathlib import Path
 
 import numpy as np
 
-from train import tracking
+from train import protocol, tracking
+from train.cli import quiet_tensorflow, run_cli
+
+from . import releases
+from .releases import release_graphs, sha256  # noqa: F401  (the release's files, as the service reads them)
 
 REGISTERED_MODEL = "ECG_Arritmias_NvsV"
 ALIAS = "production"
 DEFAULT_OUTPUT = tracking.PROJECT_DIR / "models" / "ecg_nv_cnn"
 # how candidates are ordered after the chosen metric: ties go to the next figure
-TIE_BREAKERS = {"val_f1_V": ["val_f1_V_no_ruleguard"], "test_f1_V": ["test_accuracy"]}
+TIE_BREAKERS = {"val_f1_V": ["val_f1_V_no_ruleguard"]}
 PARITY_MIN_BEATS = 2000
 PARITY_MAX_ABS = 1e-5
 E2E_TOLERANCE = 0.002
 E2E_KEYS = ("e2e_f1_V", "e2e_strip_f1_V")
+# DS2 only guards: a candidate whose end-to-end F1 of V on production's test records is more
+# than this below production's card is refused; DS2 never ranks (that would make it optimistic)
+DS2_GUARD = "e2e_f1_V"
+DS2_GUARD_TOLERANCE = 0.02
 # the DS2 figures recorded for a pooled decision (the training run's were made without it)
 POOLED_KEYS = ("test_f1_V", "test_recall_V", "test_precision_V", "e2e_f1_V", "e2e_recall_V", "e2e_precision_V",
                "e2e_strict_f1_V", "e2e_strip_f1_V", "e2e_strip_recall_V", "e2e_strip_precision_V")
@@ -52,7 +64,7 @@ def log(msg):
 def find_candidates(client, experiment, metric):
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
-        raise PromotionError(f"no experiment {experiment!r} in {tracking.tracking_uri()}: "
+        raise PromotionError(f"no experiment {experiment!r} in {tracking.mask_url(tracking.tracking_uri())}: "
                              "train first: python -m train")
     order = [metric, *TIE_BREAKERS.get(metric, [])]
     runs = client.search_runs(
@@ -70,12 +82,151 @@ def find_candidates(client, experiment, metric):
 def describe(runs, metric, n=5):
     cols = [metric, "val_f1_V", "test_f1_V", "test_accuracy", "e2e_f1_V"]
     cols = list(dict.fromkeys(cols))
-    lines = [f"{'':2}{'run id':32}  {'name':34}  " + "  ".join(f"{c:>14}" for c in cols) + "  started"]
+    lines = [f"{'':2}{'run id':32}  {'name':34}  {'protocol':33}  " + "  ".join(f"{c:>14}" for c in cols)
+             + "  started"]
     for i, r in enumerate(runs[:n]):
         vals = "  ".join(f"{r.data.metrics.get(c, float('nan')):>14.4f}" for c in cols)
         start = datetime.fromtimestamp(r.info.start_time / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M")
-        lines.append(f"{'*' if i == 0 else ' ':2}{r.info.run_id:32}  {(r.info.run_name or '')[:34]:34}  {vals}  {start}")
+        lines.append(f"{'*' if i == 0 else ' ':2}{r.info.run_id:32}  {(r.info.run_name or '')[:34]:34}  "
+                     f"{protocol.from_run(r)['id'][:33]:33}  {vals}  {start}")
     return "\n".join(lines)
+
+
+def get_run(client, run_id):
+    from mlflow.exceptions import MlflowException
+
+    try:
+        run = client.get_run(run_id)
+    except MlflowException as exc:
+        raise PromotionError(f"no run {run_id} in {tracking.mask_url(tracking.tracking_uri())} "
+                             f"({exc.error_code}): run without --run-id to list the candidates") from None
+    if run.info.status != "FINISHED":
+        raise PromotionError(f"run {run_id} is {run.info.status}, not FINISHED: pick a finished run")
+    return run
+
+
+def choose_run(client, args, production):
+    """The candidate: ``--run-id``, else the best run by ``args.metric`` among those measured
+    on production's validation protocol (among all runs when none was: it is then refused)."""
+    if args.run_id:
+        runs = [get_run(client, args.run_id)]
+    else:
+        runs = find_candidates(client, args.experiment, args.metric)
+        if production is not None:
+            want = protocol.from_card(production)["id"]
+            alike = [r for r in runs if protocol.from_run(r)["id"] == want]
+            if len(alike) < len(runs):
+                log(f"{len(runs) - len(alike)} of {len(runs)} runs were measured otherwise than production "
+                    f"({want}): " + ("set aside" if alike else "none was measured like it"))
+            runs = alike or runs
+    log(f"candidates by {args.metric} ({tracking.mask_url(tracking.tracking_uri())}):\n{describe(runs, args.metric)}")
+    return runs[0]
+
+
+def download_model(run, tmp):
+    """The run's ``model`` artifact folder (Keras model and training card), downloaded into ``tmp``."""
+    import mlflow
+
+    try:
+        local = Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="model",
+                                                         dst_path=str(tmp)))
+    except Exception as exc:  # MLflow raises several types for a missing artifact
+        raise PromotionError(f"run {run.info.run_id} has no model artifact ({type(exc).__name__}): "
+                             "train it again with python -m train") from None
+    if not (local / "model.keras").exists() or not (local / "model_card.json").exists():
+        raise PromotionError(f"run {run.info.run_id} has no model/model.keras and model_card.json: "
+                             "train it again with python -m train")
+    return local
+
+
+# --- the like-for-like gate -------------------------------------------------------------
+
+def gate(candidate, production, metric):
+    """Why ``candidate`` may not replace ``production`` (an empty list: it may).
+
+    ``candidate``: its training card, with the run's metrics under ``metrics``;
+    ``production``: the card in production, or None when there is none.
+    """
+    reasons = []
+    cand_protocol = protocol.from_card(candidate)
+    if cand_protocol["training_data"] != protocol.FULL:
+        reasons.append(f"it was trained on {protocol.TRAINING_DATA.get(cand_protocol['training_data'], 'other data')}"
+                       ": such a run is never promoted without --force")
+    if production is None:
+        return reasons
+    prod_protocol = protocol.from_card(production)
+    if cand_protocol["id"] != prod_protocol["id"]:
+        reasons.append(f"its validation protocol {cand_protocol['id']} ({cand_protocol['description']}) is not "
+                       f"production's {prod_protocol['id']} ({prod_protocol['description']}): their {metric} "
+                       "are not comparable")
+    else:
+        ours, theirs = candidate["metrics"].get(metric), production.get("metrics", {}).get(metric)
+        if theirs is not None and (ours is None or ours < theirs):
+            reasons.append(f"its {metric} {figure(ours)} is below production's {theirs:.4f} on the same protocol")
+    return reasons + ds2_guard(candidate, production)
+
+
+def ds2_guard(candidate, production):
+    """The DS2 regression guard: reasons to refuse (an empty list: no drop beyond the tolerance)."""
+    theirs = production.get("metrics", {}).get(DS2_GUARD)
+    if theirs is None:  # nothing to guard: said in the comparison
+        return []
+    test = sorted((production.get("data_split") or {}).get("test") or [])
+    if sorted((candidate.get("data_split") or {}).get("test") or []) != test:
+        return [f"it was tested on other records than production's DS2 test set, so its {DS2_GUARD} "
+                "cannot show whether it drops"]
+    ours = candidate["metrics"].get(DS2_GUARD)
+    if ours is None:
+        return [f"it has no DS2 {DS2_GUARD} (trained with --skip-e2e?) to show whether it drops"]
+    if ours < theirs - DS2_GUARD_TOLERANCE:
+        return [f"its DS2 {DS2_GUARD} {ours:.4f} is more than {DS2_GUARD_TOLERANCE} below production's {theirs:.4f}"]
+    return []
+
+
+def figure(x):
+    return "none" if x is None else f"{x:.4f}"
+
+
+def comparison(candidate, production, metric, reasons, output):
+    """What was compared, for both models, and the verdict: lines to print."""
+    def model_lines(role, card):
+        p, m, run = protocol.from_card(card), card.get("metrics", {}), card.get("mlflow", {})
+        return [f"  {role:11}run {run.get('run_id', '?')[:8]} {run.get('run_name', '')}: "
+                f"{metric} {figure(m.get(metric))}, DS2 {DS2_GUARD} {figure(m.get(DS2_GUARD))}",
+                f"  {'':11}protocol {p['id']}: {p['description']}"]
+
+    if production is None:
+        lines = [f"no production model in {output}: nothing to compare with", *model_lines("candidate", candidate)]
+    else:
+        lines = [f"candidate against production ({output}, version {production.get('version')}), like for like:",
+                 *model_lines("candidate", candidate), *model_lines("production", production),
+                 f"  {metric} ranks on the same protocol only; DS2 {DS2_GUARD} only guards against a drop of "
+                 f"more than {DS2_GUARD_TOLERANCE}"]
+    if reasons:
+        lines += ["  verdict: the candidate loses:", *(f"    - {reason}" for reason in reasons)]
+    elif production is not None:
+        theirs = production.get("metrics", {})
+        lines.append(f"  verdict: the candidate wins: {metric} {figure(candidate['metrics'].get(metric))} >= "
+                     f"{figure(theirs.get(metric))} on the same protocol"
+                     + (f", DS2 {DS2_GUARD} {figure(candidate['metrics'].get(DS2_GUARD))} within {DS2_GUARD_TOLERANCE}"
+                        f" of {figure(theirs.get(DS2_GUARD))}" if theirs.get(DS2_GUARD) is not None
+                        else f" (production's card has no DS2 {DS2_GUARD}: no drop to guard against)"))
+    else:
+        lines.append("  verdict: the candidate may be promoted: trained on the full MIT-BIH")
+    return lines
+
+
+def judge(run, train_card, production, args):
+    """Print the comparison; raise ``PromotionError`` when the candidate loses, unless ``--force``."""
+    candidate = {**train_card, "metrics": {k: float(v) for k, v in run.data.metrics.items()}}
+    reasons = gate(candidate, production, args.metric)
+    for line in comparison(candidate, production, args.metric, reasons, args.output):
+        log(line)
+    if reasons and not args.force:
+        raise PromotionError("the candidate loses: " + "; ".join(reasons) + ": nothing written; "
+                             "--force to promote it anyway")
+    if reasons:
+        log("--force: going on although the candidate loses")
 
 
 # --- verification -----------------------------------------------------------------------
@@ -196,15 +347,21 @@ def check_end_to_end(model_dir, card, data_dir):
     return result
 
 
+def not_verified(verification):
+    """The checks that could not run in full, each with its reason (an empty list: verified)."""
+    reasons = []
+    parity = verification["parity"]
+    if not parity["source"].startswith("DS2"):
+        reasons.append(f"ONNX was checked against Keras on only {parity['beats']} beats of {parity['source']}")
+    e2e = verification["end_to_end"]
+    if "skipped" in e2e:
+        reasons.append(f"the end-to-end check did not run ({e2e['skipped']}: pass --data DIR)")
+    elif not any(k in e2e for k in E2E_KEYS):
+        reasons.append("the run has no end-to-end DS2 figure for the end-to-end check to reproduce")
+    return reasons
+
+
 # --- writing ----------------------------------------------------------------------------
-
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
 
 def _fsync_write(path, data):
     with open(path, "wb") as f:
@@ -216,28 +373,18 @@ def _fsync_write(path, data):
 def install(files, output):
     """Put ``files`` ({name: bytes}) into ``output`` so no reader sees a half-written model.
 
-    The current version is first copied to ``<output>.previous``. Each file is written
-    and fsynced under a temporary name, then renamed over the old one (atomic on one
-    file system), the card last. If any step fails, the old files are put back before
-    the error propagates; a reader between the two renames sees an ONNX file whose
-    sha256 differs from the card, and the service refuses such a pair.
+    Each file is written and fsynced under a temporary name, then renamed over the old one
+    (atomic on one file system), the card last. If any step fails, the old files are put
+    back before the error propagates; a reader between the two renames sees an ONNX file
+    whose sha256 differs from the card, and the service refuses such a pair. The release
+    history (convert/releases.py) keeps the versions before it.
     """
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     if not os.access(output, os.W_OK):
         raise PromotionError(f"{output} is not writable: fix its permissions or pass --output")
-    previous = output.with_name(output.name + ".previous")
-    # the whole current version (a cascade's graphs too) goes to .previous
     old = {f.name: f.read_bytes() for f in sorted(output.iterdir())
            if f.is_file() and not f.name.startswith(".") and f.suffix in (".onnx", ".json")}
-    if {"model.onnx", "model.json"} <= set(old):
-        staging = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.previous."))
-        staging.chmod(0o755)
-        for name, data in old.items():
-            _fsync_write(staging / name, data)
-        if previous.exists():
-            shutil.rmtree(previous)
-        staging.rename(previous)
     temps = {name: output / f".{name}.tmp" for name in files}
     done = []
     try:
@@ -267,33 +414,6 @@ def install(files, output):
     for name in old:
         if name.endswith(".onnx") and name not in keep:
             (output / name).unlink(missing_ok=True)
-
-
-def release_graphs(card):
-    """{file name: sha256} of every ONNX graph a card names (the model, a cascade's two)."""
-    from service.model import graph_files
-
-    return dict(graph_files(card).values())
-
-
-def rollback(output):
-    output = Path(output)
-    previous = output.with_name(output.name + ".previous")
-    if not (previous / "model.json").exists():
-        raise PromotionError(f"no previous version in {previous}: nothing to roll back to")
-    card = json.loads((previous / "model.json").read_bytes())
-    try:
-        graphs = release_graphs(card)
-    except (KeyError, TypeError) as exc:
-        raise PromotionError(f"{previous}/model.json names no ONNX graph ({exc!r}): "
-                             "restore it from git history") from None
-    for name, want in graphs.items():
-        if not (previous / name).exists() or sha256(previous / name) != want:
-            raise PromotionError(f"{previous}/{name} does not match its card: restore it from git history")
-    old = {n: (previous / n).read_bytes() for n in [*graphs, "model.json"]}
-    install(old, output)  # the current version becomes the new 'previous', so rollback toggles
-    log(f"rolled back to {card.get('name')} version {card.get('version')} (run {card['mlflow']['run_id']})")
-    return card
 
 
 def package_versions():
@@ -372,23 +492,111 @@ def register(client, run_id, onnx_path, card_path, cascade_paths=()):
     return mv.version
 
 
-def git_commit(output, card):
-    m = card["metrics"]
-    subject = f"Deploy: MLflow model (F1-V: {m.get('test_f1_V', float('nan')):.4f}, Acc: {m.get('test_accuracy', float('nan')):.4f})"
-    body = (f"MLflow run {card['mlflow']['run_id']} ({card['mlflow'].get('run_name', '')}), "
-            f"registered as {REGISTERED_MODEL} version {card['version']}.\n"
-            f"Chosen by val_f1_V {m.get('val_f1_V', float('nan')):.4f} on the DS1 validation split; "
-            f"F1-V and accuracy above are DS2 on reference beats; "
-            f"end to end (own detector) DS2 F1-V {m.get('e2e_f1_V', float('nan')):.4f}.")
+def git_commit(output, subject, body):
+    """Commit ``output``, its release history and a migrated ``.previous`` (its removal)."""
     output = Path(output)
-    paths = [str(output)] + ([str(output.with_name(output.name + ".previous"))]
-                             if output.with_name(output.name + ".previous").exists() else [])
     top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=output, capture_output=True, text=True)
     if top.returncode:
-        raise PromotionError(f"{output} is not in a git work tree: promote without --commit")
-    subprocess.run(["git", "add", "--", *paths], cwd=top.stdout.strip(), check=True)
-    subprocess.run(["git", "commit", "-m", subject, "-m", body, "--", *paths], cwd=top.stdout.strip(), check=True)
+        raise PromotionError(f"{output} is not in a git work tree: run without --commit")
+    top = top.stdout.strip()
+    paths = [str(output), str(releases.history_dir(output))]
+    previous = releases.legacy_previous(output)
+    tracked = subprocess.run(["git", "ls-files", "--", str(previous)], cwd=top, capture_output=True, text=True)
+    if previous.exists() or tracked.stdout.strip():
+        paths.append(str(previous))
+    subprocess.run(["git", "add", "-A", "--", *paths], cwd=top, check=True)
+    subprocess.run(["git", "commit", "-q", "-m", subject, "-m", body, "--", *paths], cwd=top, check=True)
     log(subject)
+
+
+def deploy_message(card):
+    m = card["metrics"]
+    p = protocol.from_card(card)
+    subject = (f"Deploy: MLflow model (F1-V: {m.get('test_f1_V', float('nan')):.4f}, "
+               f"Acc: {m.get('test_accuracy', float('nan')):.4f})")
+    body = (f"MLflow run {card['mlflow']['run_id']} ({card['mlflow'].get('run_name', '')}), release version "
+            f"{card['version']} (registry: {REGISTERED_MODEL} version {card['mlflow'].get('registry_version')}).\n"
+            f"Chosen by val_f1_V {m.get('val_f1_V', float('nan')):.4f} on validation protocol {p['id']} "
+            f"({p['description']}); F1-V and accuracy above are DS2 on reference beats; "
+            f"end to end (own detector) DS2 F1-V {m.get('e2e_f1_V', float('nan')):.4f}.")
+    return subject, body
+
+
+# --- rollback ---------------------------------------------------------------------------
+
+def rollback(args):
+    """Withdraw the release in production and install the one before it in the history."""
+    output = Path(args.output)
+    if args.dry_run:
+        with tempfile.TemporaryDirectory() as tmp:  # the plan on a copy: adopting writes
+            copy = Path(tmp) / output.name
+            for path in (output, releases.legacy_previous(output), releases.history_dir(output)):
+                if path.exists():
+                    shutil.copytree(path, Path(tmp) / path.name)
+            releases.adopt(copy)
+            current, target = releases.rollback_plan(copy)
+        log(f"dry run: would roll back from version {current['version']} (run {current['run_id']}) to "
+            f"version {target['version']} (run {target['run_id']}); nothing written")
+        return 0
+    adopted = releases.adopt(output)
+    current, target = releases.rollback_plan(output)
+    card, files = releases.target_files(output, target)
+    install(files, output)
+    releases.withdraw(output, current, f"rolled back to version {target['version']}")
+    log(f"rolled back from version {current['version']} (run {current['run_id']}) to {card.get('name')} "
+        f"version {card.get('version')} (run {card['mlflow']['run_id']})")
+    registry = "not asked (--no-registry)" if args.no_registry else restore_alias(card, current)
+    log(f"registry: {registry}")
+    if args.commit:
+        subject = (f"Rollback: {card.get('name')} version {current['version']} -> {card.get('version')} "
+                   f"(MLflow run {card['mlflow']['run_id'][:8]})")
+        body = (f"Version {current['version']} (MLflow run {current['run_id']}, {current.get('run_name')}) is "
+                f"withdrawn; version {card.get('version')} (MLflow run {card['mlflow']['run_id']}, "
+                f"{card['mlflow'].get('run_name')}, promoted {card.get('promoted_at')}) serves again.\n"
+                f"Registry: {registry}." + (f"\nHistory begun with {', '.join(adopted)}." if adopted else ""))
+        git_commit(output, subject, body)
+    return 0
+
+
+def registry_version(card):
+    """The registry version of a release: recorded in its card, or (a card from before the
+    release numbers had their own sequence) the card's version itself."""
+    mlflow_part = card.get("mlflow", {})
+    if "registry_version" in mlflow_part:
+        return mlflow_part["registry_version"]
+    return str(card.get("version")) if mlflow_part.get("registered_model") else None
+
+
+def restore_alias(card, withdrawn):
+    """Point ``@production`` at the restored release when the registry has it; otherwise take
+    the alias off the withdrawn release. Returns what was done, for the log and the commit."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    uri = tracking.tracking_uri()
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
+        return f"no MLflow store at {uri}: @{ALIAS} not touched"
+    client = mlflow.MlflowClient(uri)
+    version, run_id = registry_version(card), card["mlflow"]["run_id"]
+    try:
+        try:
+            registered = client.get_model_version(REGISTERED_MODEL, version) if version else None
+        except MlflowException:
+            registered = None
+        if registered is not None and registered.run_id == run_id:
+            client.set_registered_model_alias(REGISTERED_MODEL, ALIAS, version)
+            return f"{REGISTERED_MODEL} version {version} is @{ALIAS} again"
+        try:
+            aliased = client.get_model_version_by_alias(REGISTERED_MODEL, ALIAS)
+        except MlflowException:
+            return f"this registry has no version of run {run_id} and no @{ALIAS}: nothing to change"
+        if aliased.run_id != withdrawn["run_id"]:
+            return f"this registry has no version of run {run_id}; @{ALIAS} (version {aliased.version}) left as it is"
+        client.delete_registered_model_alias(REGISTERED_MODEL, ALIAS)
+        return (f"this registry has no version of run {run_id}: @{ALIAS} removed from version {aliased.version}, "
+                "the withdrawn release")
+    except MlflowException as exc:
+        return f"not updated ({tracking.mask_url(str(exc).splitlines()[0])})"
 
 
 # --- the command ------------------------------------------------------------------------
@@ -396,129 +604,150 @@ def git_commit(output, card):
 def promote(args):
     import mlflow
 
-    output = Path(args.output)
     if args.rollback:
-        rollback(output)
-        return 0
-    mlflow.set_tracking_uri(tracking.tracking_uri())
+        return rollback(args)
+    if not args.metric.startswith("val_"):
+        raise PromotionError(f"--metric {args.metric}: runs are ranked by a DS1 validation figure (val_*); "
+                             "DS2 is the test set, which only guards against a drop")
+    if args.data:
+        from train.data import data_dir
+
+        data_dir(args.data)  # a wrong --data is an error, not a check quietly skipped
+    output = Path(args.output)
+    uri = tracking.tracking_uri()
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
+        raise PromotionError(f"no MLflow store at {uri[len('sqlite:///'):]}: train first: python -m train "
+                             "(or set MLFLOW_TRACKING_URI)")
+    mlflow.set_tracking_uri(uri)
     client = mlflow.MlflowClient()
-    if args.metric.startswith("test_"):
-        log(f"WARNING: ranking by {args.metric}, a DS2 figure: the chosen run's DS2 figures are then "
-            "optimistic (selection on the test set). The default, val_f1_V, avoids that.")
-    if args.run_id:
-        run = client.get_run(args.run_id)
-        if run.info.status != "FINISHED":
-            raise PromotionError(f"run {args.run_id} is {run.info.status}, not FINISHED: pick a finished run")
-        runs = [run]
-    else:
-        runs = find_candidates(client, args.experiment, args.metric)
-    run = runs[0]
-    log(f"candidates by {args.metric} ({tracking.tracking_uri()}):\n{describe(runs, args.metric)}")
-    score = run.data.metrics.get(args.metric, float("nan"))
-
-    current = output / "model.json"
-    if current.exists():
-        cur = json.loads(current.read_text())
-        if cur.get("mlflow", {}).get("run_id") == run.info.run_id and not args.force:
-            log(f"run {run.info.run_id} is already in production: nothing to do")
+    production = releases.read_card(output)
+    run = choose_run(client, args, production)
+    if production and production.get("mlflow", {}).get("run_id") == run.info.run_id and not args.force:
+        log(f"run {run.info.run_id} is already in production: nothing to do")
+        return 0
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        local = download_model(run, tmp)
+        train_card = json.loads((local / "model_card.json").read_text())
+        judge(run, train_card, production, args)
+        release = prepare(run, train_card, local, args, tmp)
+        unverified = not_verified(release["verification"])
+        if args.dry_run:
+            verdict = "not verified: " + "; ".join(unverified) if unverified else "verified"
+            log(f"dry run: {run.info.run_id} {verdict}; nothing written, registered or committed")
             return 0
-        cur_score = cur.get("metrics", {}).get(args.metric)
-        if cur_score is not None and score < cur_score and not args.force:
-            raise PromotionError(f"candidate {args.metric} {score:.4f} is worse than production's {cur_score:.4f}: "
-                                 "nothing written; --force to promote it anyway")
+        release["verification"]["not_verified"] = unverified
+        publish(client, run, train_card, release, args, tmp)
+        if unverified:
+            log("not verified: " + "; ".join(unverified))
+    return 0
 
+
+def prepare(run, train_card, local, args, tmp):
+    """Export the run's model to ONNX and verify it as the service will run it; writes in ``tmp`` only.
+
+    Returns {"files": {name: path}, "onnx": path, "verification", "cascade", "pooling"}.
+    """
+    quiet_tensorflow()
     import keras
 
     from .onnx_export import OPSET, export_onnx
 
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        try:
-            local = Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="model",
-                                                             dst_path=str(tmp)))
-        except Exception as exc:  # MLflow raises several types for a missing artifact
-            raise PromotionError(f"run {run.info.run_id} has no model artifact ({type(exc).__name__}): "
-                                 "train it again with python -m train") from None
-        if not (local / "model.keras").exists() or not (local / "model_card.json").exists():
-            raise PromotionError(f"run {run.info.run_id} has no model/model.keras and model_card.json: "
-                                 "train it again with python -m train")
-        train_card = json.loads((local / "model_card.json").read_text())
-        model = keras.saving.load_model(local / "model.keras")
-        onnx_path = tmp / "model.onnx"
-        try:
-            export_onnx(model, onnx_path, OPSET)
-        except Exception as exc:
-            raise PromotionError(f"ONNX conversion failed ({type(exc).__name__}: {exc}): "
-                                 "check tf2onnx/onnx versions in requirements-train.txt") from None
-        verification = {"parity": check_parity(model, onnx_path, train_card["decision"], args.data)}
-        files = {"model.onnx": onnx_path}
-        cascade = None
-        if args.cascade:
-            cascade, graphs, verification["parity_cascade"] = export_cascade(
-                model, json.loads(Path(args.cascade).read_text()), train_card["decision"], tmp, args.data)
-            files.update({f"{role}.onnx": path for role, (path, _) in graphs.items()})
-        # the candidate as the service will read it: the same card fields and sha256 check
-        candidate = tmp / "candidate"
-        candidate.mkdir()
-        for name, path in files.items():
-            shutil.copy2(path, candidate / name)
-        pooling = (pooling_part(json.loads(Path(args.pooling).read_text()), train_card["decision"], run.info.run_id)
-                   if args.pooling else None)
-        cand_card = build_card(train_card, run, onnx_path, OPSET, verification, "candidate", cascade, pooling)
-        (candidate / "model.json").write_text(json.dumps(cand_card, indent=2))
-        verification["end_to_end"] = check_end_to_end(candidate, cand_card, args.data)
+    model = keras.saving.load_model(local / "model.keras")
+    onnx_path = tmp / "model.onnx"
+    try:
+        export_onnx(model, onnx_path, OPSET)
+    except Exception as exc:
+        raise PromotionError(f"ONNX conversion failed ({type(exc).__name__}: {exc}): "
+                             "check tf2onnx/onnx versions in requirements-train.txt") from None
+    verification = {"parity": check_parity(model, onnx_path, train_card["decision"], args.data)}
+    files = {"model.onnx": onnx_path}
+    cascade = None
+    if args.cascade:
+        cascade, graphs, verification["parity_cascade"] = export_cascade(
+            model, json.loads(Path(args.cascade).read_text()), train_card["decision"], tmp, args.data)
+        files.update({f"{role}.onnx": path for role, (path, _) in graphs.items()})
+    # the candidate as the service will read it: the same card fields and sha256 check
+    candidate = tmp / "candidate"
+    candidate.mkdir()
+    for name, path in files.items():
+        shutil.copy2(path, candidate / name)
+    pooling = (pooling_part(json.loads(Path(args.pooling).read_text()), train_card["decision"], run.info.run_id)
+               if args.pooling else None)
+    cand_card = build_card(train_card, run, onnx_path, OPSET, verification, "candidate", cascade, pooling)
+    (candidate / "model.json").write_text(json.dumps(cand_card, indent=2))
+    verification["end_to_end"] = check_end_to_end(candidate, cand_card, args.data)
+    return {"files": files, "onnx": onnx_path, "opset": OPSET, "verification": verification,
+            "cascade": cascade, "pooling": pooling}
 
-        if args.dry_run:
-            log(f"dry run: {run.info.run_id} verified; nothing written, registered or committed")
-            return 0
-        version = None
+
+def publish(client, run, train_card, release, args, tmp):
+    """Register, install and record the verified release; point @production at it; commit."""
+    output = Path(args.output)
+    adopted = releases.adopt(output)  # the release in production (and a legacy .previous) into the history
+    files, onnx_path = release["files"], release["onnx"]
+
+    def card_of(version):
+        return build_card(train_card, run, onnx_path, release["opset"], release["verification"], version,
+                          release["cascade"], release["pooling"])
+
+    registered = None
+    if not args.no_registry:
         card_path = tmp / "model.json"
-        if not args.no_registry:
-            card_path.write_text(json.dumps(build_card(train_card, run, onnx_path, OPSET, verification, "pending",
-                                                       cascade, pooling), indent=2))
-            version = register(client, run.info.run_id, onnx_path, card_path,
-                               [p for n, p in files.items() if n != "model.onnx"])
-        version = str(version or datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S"))
-        card = build_card(train_card, run, onnx_path, OPSET, verification, version, cascade, pooling)
-        install({**{n: p.read_bytes() for n, p in files.items()},
-                 "model.json": json.dumps(card, indent=2).encode()}, output)
-        log(f"wrote {output}/model.onnx ({card['onnx']['bytes']} bytes, sha256 {card['onnx']['sha256'][:12]}...) "
-            f"and model.json, version {version}")
-        if not args.no_registry:
-            client.set_registered_model_alias(REGISTERED_MODEL, ALIAS, version)
-            log(f"registry: {REGISTERED_MODEL} version {version} is now @{ALIAS}")
-        if args.commit:
-            git_commit(output, card)
-    return 0
+        card_path.write_text(json.dumps(card_of("pending"), indent=2))
+        registered = str(register(client, run.info.run_id, onnx_path, card_path,
+                                  [p for n, p in files.items() if n != "model.onnx"]))
+    version = releases.next_version(output, registered)  # never below a version given before
+    card = card_of(version)
+    card["mlflow"]["registry_version"] = registered
+    blobs = {**{n: p.read_bytes() for n, p in files.items()}, "model.json": json.dumps(card, indent=2).encode()}
+    install(blobs, output)
+    releases.record(output, card, blobs, "promoted")
+    log(f"wrote {output}/model.onnx ({card['onnx']['bytes']} bytes, sha256 {card['onnx']['sha256'][:12]}...) "
+        f"and model.json, version {version}" + (f" (history begun with {', '.join(adopted)})" if adopted else ""))
+    if registered:
+        client.set_registered_model_alias(REGISTERED_MODEL, ALIAS, registered)
+        log(f"registry: {REGISTERED_MODEL} version {registered} is now @{ALIAS}")
+    if args.commit:
+        git_commit(output, *deploy_message(card))
 
 
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(prog="python -m convert.promote", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--experiment", default=tracking.EXPERIMENT)
-    ap.add_argument("--metric", default="val_f1_V", help="rank runs by this metric, higher first")
+    ap.add_argument("--metric", default="val_f1_V", help="rank runs by this DS1 validation metric, higher first")
     ap.add_argument("--run-id", help="promote this run instead of the best one")
     ap.add_argument("--output", default=str(DEFAULT_OUTPUT))
     ap.add_argument("--data", help="MIT-BIH directory for the checks (default: $ECG_DATA_DIR, ...)")
-    ap.add_argument("--dry-run", action="store_true", help="choose, convert and verify; write nothing")
-    ap.add_argument("--force", action="store_true", help="promote even if worse than production")
-    ap.add_argument("--commit", action="store_true", help="git commit models/ with a 'Deploy: MLflow model' message")
+    ap.add_argument("--dry-run", action="store_true", help="choose, compare, convert and verify; write nothing")
+    ap.add_argument("--force", action="store_true",
+                    help="promote even if the candidate loses against production (says why it lost)")
+    ap.add_argument("--commit", action="store_true",
+                    help="git commit models/ with a 'Deploy: MLflow model' (or 'Rollback: ...') message")
     ap.add_argument("--cascade", metavar="JSON",
                     help="serve the ensemble as a cascade with the band python -m train.cascade chose")
     ap.add_argument("--pooling", metavar="JSON",
                     help="pool each strip's beats by morphology as python -m train.pooling chose")
-    ap.add_argument("--rollback", action="store_true", help="restore the previous production model")
+    ap.add_argument("--rollback", action="store_true",
+                    help="withdraw the release in production and restore the one before it (again: the one "
+                         "before that)")
     ap.add_argument("--no-registry", action="store_true", help="skip the MLflow Model Registry")
     return ap.parse_args(argv)
 
 
-def main(argv=None):
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+def refusing(argv):
     try:
         return promote(parse_args(argv))
-    except PromotionError as exc:
+    except (PromotionError, releases.HistoryError) as exc:
         print(f"promote: refused: {exc}", file=sys.stderr)
         return 2
+
+
+def main(argv=None):
+    # MLflow draws download progress bars on stderr, where a refusal must be the only line
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    return run_cli("python -m convert.promote", refusing, argv)
 
 
 if __name__ == "__main__":

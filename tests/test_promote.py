@@ -1,4 +1,8 @@
-"""python -m convert.promote end to end, on tiny models trained on the fixtures."""
+"""python -m convert.promote end to end, on tiny models trained on the fixtures.
+
+Runs trained on the bundled excerpts are never promoted without --force (tests/test_promotion_gate.py
+proves the refusal): the tests here pass it where they promote one, and keep the comparison
+with production in view where it matters."""
 
 import hashlib
 import json
@@ -54,7 +58,7 @@ def test_promotes_the_best_validation_run_with_a_complete_card(store, out, capsy
     import mlflow
     import onnxruntime as ort
 
-    assert promote(store, out) == 0
+    assert promote(store, out, "--force") == 0
     best_id, best_metrics = max(store["runs"], key=lambda r: r[1]["val_f1_V"])
     card = json.loads((out / "model.json").read_text())
     assert card["mlflow"]["run_id"] == best_id
@@ -67,7 +71,11 @@ def test_promotes_the_best_validation_run_with_a_complete_card(store, out, capsy
     assert card["onnx"]["opset"] >= 13
     assert card["verification"]["parity"]["max_abs_diff"] <= 1e-5
     assert card["verification"]["end_to_end"]["e2e_f1_V"]["onnx"] == pytest.approx(best_metrics["e2e_f1_V"], abs=0.002)
-    assert "candidates by val_f1_V" in capsys.readouterr().out
+    assert card["validation_protocol"]["training_data"] == "bundled-excerpts"
+    # the parity check ran on the excerpts, not on >= 2,000 DS2 beats: the card says so
+    assert "not the full DS2" in " ".join(card["verification"]["not_verified"])
+    printed = capsys.readouterr().out
+    assert "candidates by val_f1_V" in printed and "--force: going on although the candidate loses" in printed
 
     # ONNX Runtime gives the Keras model's outputs, with a dynamic batch
     mlflow.set_tracking_uri(store["uri"])
@@ -83,27 +91,43 @@ def test_promotes_the_best_validation_run_with_a_complete_card(store, out, capsy
 
     client = mlflow.MlflowClient(store["uri"])
     mv = client.get_model_version_by_alias("ECG_Arritmias_NvsV", "production")
-    assert str(mv.version) == card["version"] and mv.run_id == best_id
+    assert str(mv.version) == card["mlflow"]["registry_version"] and mv.run_id == best_id
+    history = json.loads((out.with_name("ecg_nv_cnn.history") / "releases.json").read_text())["releases"]
+    assert [e["version"] for e in history] == [card["version"]]
 
 
-def test_dry_run_writes_nothing(store, out):
-    assert promote(store, out, "--dry-run") == 0
+def test_dry_run_writes_nothing_and_says_what_it_could_not_verify(store, out, capsys):
+    assert promote(store, out, "--dry-run") == 2  # the gate applies to a dry run too
+    assert "bundled excerpts" in capsys.readouterr().err
+    assert promote(store, out, "--dry-run", "--force") == 0
+    printed = capsys.readouterr().out
+    assert "not verified: ONNX was checked against Keras on" in printed and " verified;" not in printed
     assert not out.exists() or snapshot(out) == {}
+    assert not out.with_name("ecg_nv_cnn.history").exists()
 
 
-def test_refuses_a_worse_candidate_unless_forced_and_rollback_toggles(store, out, capsys):
+def test_a_worse_candidate_loses_on_the_same_protocol_and_rollback_goes_down_the_history(store, out, capsys):
     worse_id = min(store["runs"], key=lambda r: r[1]["val_f1_V"])[0]
     best_id = max(store["runs"], key=lambda r: r[1]["val_f1_V"])[0]
     if worse_id == best_id:
         pytest.skip("both tiny runs scored the same")
-    assert promote(store, out) == 0
+    assert promote(store, out, "--force") == 0
     before = snapshot(out)
+    capsys.readouterr()
     assert promote(store, out, "--run-id", worse_id) == 2
-    assert "worse than production" in capsys.readouterr().err
+    err, printed = capsys.readouterr()[::-1]
+    # both tiny runs were measured the same way: the comparison is made, and both figures printed
+    assert "below production's" in err and "bundled excerpts" in err and "nothing written" in err
+    for run_id, metrics in store["runs"]:
+        assert f"run {run_id[:8]}" in printed and f"val_f1_V {metrics['val_f1_V']:.4f}" in printed
     assert snapshot(out) == before
     assert promote(store, out, "--run-id", worse_id, "--force") == 0
     assert json.loads((out / "model.json").read_text())["mlflow"]["run_id"] == worse_id
     assert promote(store, out, "--rollback") == 0
+    assert snapshot(out) == before
+    # a second rollback goes further back, never up again to the release just withdrawn
+    assert promote(store, out, "--rollback") == 2
+    assert "no release before version" in capsys.readouterr().err
     assert snapshot(out) == before
 
 
@@ -114,7 +138,13 @@ def test_refusals_say_why(store, out, tmp_path, capsys, monkeypatch):
     assert "train first" in capsys.readouterr().err
     # nothing to roll back to
     assert promote(store, tmp_path / "fresh" / "m", "--rollback") == 2
-    assert "no previous version" in capsys.readouterr().err
+    assert "nothing to roll back" in capsys.readouterr().err
+    # an unknown run
+    assert promote(store, out, "--run-id", "0" * 32) == 2
+    assert f"no run {'0' * 32}" in capsys.readouterr().err
+    # a DS2 figure may not rank
+    assert promote(store, out, "--metric", "test_f1_V") == 2
+    assert "DS2 is the test set" in capsys.readouterr().err
     # a run without a model artifact
     import mlflow
 
@@ -130,12 +160,12 @@ def test_refusals_say_why(store, out, tmp_path, capsys, monkeypatch):
         ro = tmp_path / "ro"
         ro.mkdir()
         ro.chmod(0o500)
-        assert promote(store, ro / "m") == 2
+        assert promote(store, ro / "m", "--force") == 2
     # a conversion failure and a parity failure: nothing written
     from convert import promote as mod
 
     monkeypatch.setattr(mod, "PARITY_MAX_ABS", -1.0)
-    assert promote(store, out) == 2
+    assert promote(store, out, "--force") == 2
     assert "disagree" in capsys.readouterr().err and not (out / "model.onnx").exists()
     monkeypatch.undo()
 
@@ -145,12 +175,12 @@ def test_refusals_say_why(store, out, tmp_path, capsys, monkeypatch):
         raise ValueError("unsupported op")
 
     monkeypatch.setattr(ex, "export_onnx", broken)
-    assert promote(store, out) == 2
+    assert promote(store, out, "--force") == 2
     assert "conversion failed" in capsys.readouterr().err and not (out / "model.onnx").exists()
 
 
 def test_a_failure_mid_write_leaves_the_old_files_identical(store, out, monkeypatch):
-    assert promote(store, out) == 0
+    assert promote(store, out, "--force") == 0
     worse_id = min(store["runs"], key=lambda r: r[1]["val_f1_V"])[0]
     before = snapshot(out)
     from convert import promote as mod
@@ -180,7 +210,7 @@ def test_commit_records_the_deployment(store, tmp_path):
     os.environ["GIT_AUTHOR_NAME"] = os.environ["GIT_COMMITTER_NAME"] = "t"
     os.environ["GIT_AUTHOR_EMAIL"] = os.environ["GIT_COMMITTER_EMAIL"] = "t@t"
     out = repo / "models" / "ecg_nv_cnn"
-    assert promote(store, out, "--commit") == 0
+    assert promote(store, out, "--commit", "--force") == 0
     log = subprocess.run([*git, "log", "--grep", "Deploy: MLflow", "--format=%s%n%b"],
                          capture_output=True, text=True, check=True).stdout
     card = json.loads((out / "model.json").read_text())
@@ -189,6 +219,10 @@ def test_commit_records_the_deployment(store, tmp_path):
     assert card["mlflow"]["run_id"] in log
     files = subprocess.run([*git, "show", "--name-only", "--format=", "HEAD"], capture_output=True, text=True).stdout
     assert "models/ecg_nv_cnn/model.onnx" in files and "models/ecg_nv_cnn/model.json" in files
+    assert "models/ecg_nv_cnn.history/releases.json" in files
+    assert f"models/ecg_nv_cnn.history/{card['version']}/model.onnx" in files
+    status = subprocess.run([*git, "status", "--porcelain"], capture_output=True, text=True).stdout
+    assert status == ""  # nothing of the release left uncommitted
     shutil.rmtree(repo)
 
 
@@ -254,8 +288,8 @@ def test_cascade_serves_the_first_member_outside_the_band_and_the_ensemble_insid
     assert promote(store, out, "--run-id", store["runs"][0][0], "--force", "--no-registry") == 0
     assert "cascade" not in json.loads((out / "model.json").read_text())["decision"]
     assert load_model(out).rest is None
-    # the cascade's graphs left with the card that named them; .previous keeps them
+    # the cascade's graphs left with the card that named them; the history keeps them
     assert sorted(f.name for f in out.iterdir()) == ["model.json", "model.onnx"]
-    assert (out.with_name(out.name + ".previous") / "rest.onnx").exists()
+    assert (out.with_name(out.name + ".history") / card["version"] / "rest.onnx").exists()
     assert promote(store, out, "--rollback") == 0
     assert snapshot(out) == before and load_model(out).rest is not None

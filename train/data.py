@@ -36,14 +36,28 @@ DEFAULT_DATA_DIRS = ("data/mitdb", "../shared/data/mitdb")
 
 
 def data_dir(path=None):
-    """The MIT-BIH directory: ``path``, else ``$ECG_DATA_DIR``, else the first default that exists."""
-    for candidate in (path, os.environ.get("ECG_DATA_DIR"), *DEFAULT_DATA_DIRS):
-        if candidate and Path(candidate).is_dir() and any(Path(candidate).glob("*.hea")):
+    """The MIT-BIH directory: ``path``, else ``$ECG_DATA_DIR``, else the first default that exists.
+
+    A directory named on purpose (``path``, ``$ECG_DATA_DIR``) must hold records: a wrong one
+    raises ``FileNotFoundError`` rather than quietly falling back to another copy.
+    """
+    for given, source in ((path, "--data"), (os.environ.get("ECG_DATA_DIR"), "ECG_DATA_DIR")):
+        if given:
+            if has_records(given):
+                return Path(given)
+            raise FileNotFoundError(f"{source} {given}: no MIT-BIH records (*.hea) there "
+                                    f"({'not a directory' if not Path(given).is_dir() else 'an empty directory'})")
+    for candidate in DEFAULT_DATA_DIRS:
+        if has_records(candidate):
             return Path(candidate)
     raise FileNotFoundError(
         "MIT-BIH data not found: pass --data DIR or set ECG_DATA_DIR "
         "(python -m train.data download fetches it)"
     )
+
+
+def has_records(directory):
+    return Path(directory).is_dir() and any(Path(directory).glob("*.hea"))
 
 
 @dataclass

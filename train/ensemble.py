@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from . import dataset, tracking
+from . import dataset, protocol, tracking
 from .data import data_dir
 from .evaluate import predict_raw, tune_decision
 from .train import evaluate_ds2, log, log_model
@@ -123,7 +123,8 @@ def merge(run_ids, data=None, cache="cache", run_name=None, skip_e2e=False):
     with mlflow.start_run(experiment_id=exp_id, run_name=name) as active:
         mlflow.log_params({**{k: v for k, v in p0.items() if k not in PER_RUN}, "members": len(members),
                            "seeds": " ".join(map(str, seeds)), "merged_from": " ".join(run_ids)})
-        mlflow.set_tags({"split": runs[0].data.tags.get("split", ""), "merged_from": " ".join(run_ids)})
+        mlflow.set_tags({"split": runs[0].data.tags.get("split", ""), "merged_from": " ".join(run_ids),
+                         **protocol.tags(protocol.from_card(cards[0]))})  # the runs' own folds and data
         m, rows, reference = evaluate_ds2(model, decision, beats, split["test"], strip, ddir, skip_e2e)
         metrics.update(m)
         metrics["train_minutes"] = sum(r.data.metrics.get("train_minutes", 0.0) for r in runs)

@@ -6,19 +6,35 @@ directory, so ``mlflow ui --backend-store-uri sqlite:///mlflow.db`` shows them.
 
 import json
 import os
+import re
 from pathlib import Path
 
 EXPERIMENT = "deteccion_arritmias_ecg"
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 
+# the password of a URL: from the ':' after the user name to the last '@' before the host
+_PASSWORD = re.compile(r"(?P<start>[A-Za-z][\w+.-]*://[^:/@\s]*):[^/\s]*@")
+
+
 def tracking_uri():
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{PROJECT_DIR / 'mlflow.db'}"
 
 
+def mask_url(text):
+    """``text`` with the password of every URL in it replaced by ``***``: what logs, tags and
+    parameters may show of a storage or tracking URL."""
+    return _PASSWORD.sub(r"\g<start>:***@", text)
+
+
 def setup(experiment=EXPERIMENT):
-    """Point MLflow at the tracking store and return the experiment id (created if new)."""
+    """Point MLflow at the tracking store and return the experiment id (created if new).
+
+    Workers started together against a fresh server may all find no experiment and all
+    create it: the ones that lose that race read the winner's.
+    """
     import mlflow
+    from mlflow.exceptions import MlflowException
 
     uri = tracking_uri()
     mlflow.set_tracking_uri(uri)
@@ -28,7 +44,12 @@ def setup(experiment=EXPERIMENT):
     artifacts = None
     if uri.startswith("sqlite:///"):  # artifacts beside the database file
         artifacts = (Path(uri[len("sqlite:///"):]).resolve().parent / "mlruns").as_uri()
-    return mlflow.create_experiment(experiment, artifact_location=artifacts)
+    try:
+        return mlflow.create_experiment(experiment, artifact_location=artifacts)
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+        return mlflow.get_experiment_by_name(experiment).experiment_id
 
 
 def load_run_card(run_id, dst):

@@ -17,7 +17,7 @@ import numpy as np
 from ecg.features import NEIGHBOUR_SOURCES
 from ecg.pipeline import PREPROCESSING
 
-from . import augment, dataset, tracking
+from . import augment, dataset, protocol, tracking
 from .data import DS1, DS2, OTHER_LEAD, data_dir
 from .evaluate import best_f1_threshold, end_to_end, label_beats, predict_raw, reference_metrics, tune_decision
 from .model import DEFAULTS as MODEL_DEFAULTS
@@ -397,6 +397,9 @@ def run(args, nested=False, on_epoch=None, tags=None):
         folds = [val_records]
     if args.nested_oof and (args.folds < 3 or args.distill_from):
         raise SystemExit("--nested-oof needs --folds of at least 3 and no --distill-from")
+    # how val_f1_V is measured: promotion compares runs measured the same way only
+    validation_protocol = protocol.protocol(folds if args.folds > 1 else None, val_records, strip,
+                                            protocol.training_data(ddir))
     exp_id = tracking.setup()
     teacher = None
     if args.distill_from:
@@ -447,7 +450,7 @@ def run(args, nested=False, on_epoch=None, tags=None):
         })
         mlflow.set_tags({"split": "de Chazal 2004 inter-patient; validation by record within DS1"
                                   + (" (cross-fitted folds)" if args.folds > 1 else ""),
-                         "host": platform.node()})
+                         "host": platform.node(), **protocol.tags(validation_protocol)})
         if args.ablate_relative:
             mlflow.set_tag("ablation", "relative inputs blanked: a measurement, not a model to serve")
 
@@ -539,6 +542,7 @@ def run(args, nested=False, on_epoch=None, tags=None):
             "inputs": {"beat": [None, *val.windows.shape[1:]], "rr": [None, val.features.shape[1]]},
             "outputs": {"p_v": [None, 1]},
             "classes": {"V": "AAMI V (MIT-BIH V, E)", "N": "every other beat"},
+            "validation_protocol": validation_protocol,
             "data_split": {"protocol": "de Chazal 2004 inter-patient, paced records excluded",
                            "train": fit_records, "validation": dev_records if args.folds > 1 else val_records,
                            "folds": folds if args.folds > 1 else None, "test": list(args.test_records)},
