@@ -1,6 +1,6 @@
 """``python -m bench`` (``make bench``): ONNX serving against TensorFlow, side by side, in one run.
 
-Writes ``bench/results.json`` and ``bench/results.md`` (the table the README shows).
+Writes ``bench/results.json`` and ``bench/results.md`` (docs/PERFORMANCE.md reads them).
 
 1. in-process latency of the whole request path, 10-s strip and 30-min record, by stage;
 2. the TensorFlow path (Keras ``model.predict`` and direct call) on the same strips;

@@ -1,6 +1,6 @@
 """Promotion compares like with like, and cannot leave a worse model in production.
 
-The README's path on a fresh clone (``make demo``, then the Promotion section's command) is
+The README's path on a fresh clone (``make demo``, then its ``convert.promote`` commands) is
 run for real against a copy of the committed models/ in a temporary git repository: the demo
 model, trained on the bundled excerpts and measured on one record, is refused, and models/ is
 left byte for byte as it was. The rest checks the gate's rules one by one, version numbers,

@@ -6,7 +6,7 @@ the service uses.
 The runs must be ``--nested-oof`` runs (their ``evaluation/nested_oof.npz``: every DS1 beat
 scored by inner ensembles that never saw its record); the first is the run to serve.
 
-1. The test set down before it ran (README, "One label per morphology"): 5-fold
+1. The test set down before it ran (docs/MODEL.md, "The morphology pool"): 5-fold
    cross-validation over DS1 by record (fold k: sorted DS1 records k, k+5, ...). On four folds
    the grouping (each beat's alike neighbours, as served, or connected components of the
    alike relation), the correlation bound, the weight of the beat's own logit and the
@@ -15,7 +15,7 @@ scored by inner ensembles that never saw its record); the first is the run to se
    pooled cross-validated F1 of V rises by at least ``MIN_GAIN`` on every run.
 2. The served setting: :func:`ecg.decision.pool_by_morphology` (alike neighbours), its bound,
    own weight and threshold chosen on the first run's out-of-fold predictions, all of DS1.
-   With ``--signal-wide`` (README, "A wider pool") the pool is a record's whole signal
+   With ``--signal-wide`` (the served pool) the pool is a record's whole signal
    (``pool_size_beats``) instead of its groups of ~16 beats, its bound chosen over
    ``SIGNAL_BOUNDS``; the record-wide cross-validation runs first, as a check.
 
@@ -43,7 +43,7 @@ OWN_WEIGHTS = (0.0, 0.5)
 GROUPINGS = ("neighbours", "components")
 THRESHOLDS = np.round(np.arange(0.05, 0.951, 0.01), 2)
 MIN_GAIN = 0.010
-MIN_GAIN_RECORD_WIDE = 0.005  # the second test's bar (README, "A wider pool")
+MIN_GAIN_RECORD_WIDE = 0.005  # the second test's bar: the record-wide pool against the group-wide one
 # the signal-wide pool as served: a signal's beats in runs of about this many (one pool for
 # every MIT-BIH record), its bound chosen over these (0.97: every fold chose the old edge, 0.95)
 POOL_SIZE_BEATS = 4096
@@ -154,7 +154,7 @@ def record_pools(records):
 
 
 def cross_validated_record_wide(ev, bounds=BOUNDS):
-    """The second test (README, "A wider pool"): the cross-validated F1 of V of the served
+    """The second test (the record-wide pool): the cross-validated F1 of V of the served
     grouping with its pool over the group (as served) or, as one more choice, over the whole
     record. Returns (group-wide F1, F1 with the choice, the folds' choices)."""
     folds, guard = _folds(ev), _guard(ev)
