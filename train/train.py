@@ -307,10 +307,10 @@ def evaluate_ds2(model, decision, beats, test_records, strip, ddir, skip_e2e=Fal
     """
     reference = {}
 
-    def label(beats, evaluation):
-        labels, p_v = label_beats(model, beats, decision)
+    def label(beat_set, evaluation):
+        labels, p_v = label_beats(model, beat_set, decision)
         if evaluation == "test":  # kept for the plots
-            reference["beats"], reference["p_v"], reference["labels"] = beats, p_v, labels
+            reference["beats"], reference["p_v"], reference["labels"] = beat_set, p_v, labels
         return {"model": labels}
 
     metrics, rows = score_ds2(label, test_records, ddir, strip, ("test",) if skip_e2e else DS2_EVALUATIONS,
