@@ -472,6 +472,7 @@ def run(args, nested=False, on_epoch=None, tags=None):
             return dataset.BeatSet.concat([v.subset(np.isin(v.records, records)) for v in sets])
 
         extra = {}
+        p_views = {}  # out-of-fold V probabilities of each extra view (a distilled student has none)
         if teacher:
             # validation by nested cross-fitting (train/distill.py), then the served student
             p_val, p_inner, best_epochs = distill.nested_out_of_fold(train_all, val, folds, network, args.seed,
@@ -525,7 +526,8 @@ def run(args, nested=False, on_epoch=None, tags=None):
         log("tuning calibration, threshold and RuleGuard on the validation " + ("out-of-fold predictions" if args.folds > 1 else "split"))
         decision, val_report = tune_decision(p_val, val.y, val.features,
                                              use_ruleguard=not args.no_ruleguard)
-        metrics = {**val_report, **extra, **view_figures(decision, extra_views, p_views)}
+        metrics = {**val_report, **extra,
+                   **view_figures(decision, {k: v for k, v in extra_views.items() if k in p_views}, p_views)}
 
         m, rows, reference = evaluate_ds2(model, decision, beats, args.test_records, strip, ddir, args.skip_e2e)
         metrics.update(m)
