@@ -36,6 +36,8 @@ from .model import ModelUnavailable, load_model
 SATURATED_SHARE = 0.5
 # ... and from this share on, the report warns of clipping
 CLIPPED_WARNING_SHARE = 0.01
+FLAT_SPAN_MV = 1e-6  # a channel whose samples all lie within this span carries no signal
+ZERO_MV = 1e-3  # ... and is "all zeros" within 1 uV of 0 (the calibration of digital 0 is rarely exactly 0)
 MODEL_LEAD = "MLII"
 
 
@@ -104,14 +106,14 @@ def _child_model():
 def detect_task(channel, fs, chunk):
     """Stage 1 on one ``ecg.chunks.Chunk``: ``(peaks, stats)``.
 
-    ``stats``: counts over the chunk's core samples: ``samples``, ``zeros``, ``at_rails``
-    (at the channel's physical minimum or maximum).
+    ``stats``: over the chunk's core samples: ``samples``, ``at_rails`` (how many sit at
+    the channel's physical minimum or maximum), ``min`` and ``max`` (mV).
     """
     x = channel.read(chunk.read_lo, chunk.read_hi)
     core = x[chunk.lo - chunk.read_lo:chunk.hi - chunk.read_lo]
     lo, hi = channel.physical_range_mv
-    stats = {"samples": len(core), "zeros": int(np.count_nonzero(core == 0.0)),
-             "at_rails": int(np.count_nonzero((core <= lo) | (core >= hi)))}
+    stats = {"samples": len(core), "at_rails": int(np.count_nonzero((core <= lo) | (core >= hi))),
+             "min": float(core.min()), "max": float(core.max())}
     return chunks.detect_in_chunk(x, fs, chunk), stats
 
 
@@ -208,7 +210,8 @@ def analyse(model, model_dir, channel, settings, apply_ruleguard=True):
         jobs = [(channel, channel.fs, c) for c in chunks.detection_chunks(channel.n_samples, channel.fs,
                                                                           settings.chunk_s)]
         found = runner.map("beat detection", detect_task, _detect_in_child, jobs)
-        checks = {k: sum(s[k] for _, s in found) for k in ("samples", "zeros", "at_rails")}
+        checks = {k: sum(s[k] for _, s in found) for k in ("samples", "at_rails")}
+        checks.update(min=min(s["min"] for _, s in found), max=max(s["max"] for _, s in found))
         _check_signal(checks, channel)
         peaks = np.concatenate([p for p, _ in found]).astype(np.int64)
         if len(peaks) == 0:
@@ -252,8 +255,9 @@ def classification_jobs(channel, peaks, decision, settings, apply_ruleguard):
 
 def _check_signal(checks, channel):
     n = max(checks["samples"], 1)
-    if checks["zeros"] == checks["samples"]:
-        raise EdfError(f"channel {channel.index} ({channel.label!r}) is all zeros: no signal was recorded")
+    if checks["max"] - checks["min"] < FLAT_SPAN_MV:
+        level = "all zeros" if abs(checks["max"]) < ZERO_MV else f"flat at {checks['max']:.3f} mV"
+        raise EdfError(f"channel {channel.index} ({channel.label!r}) is {level}: no signal was recorded")
     if checks["at_rails"] >= SATURATED_SHARE * n:
         raise EdfError(f"channel {channel.index} ({channel.label!r}) is saturated: "
                        f"{100 * checks['at_rails'] / n:.0f}% of its samples sit at its physical "

@@ -31,18 +31,20 @@ def wants_csv():
 
 @blp.route("/", methods=["POST"])
 @blp.arguments(RecordingQuerySchema(), location="query", as_kwargs=True)
-@blp.response(201, RecordingReportSchema, description="The Holter report (JSON), or with "
-              "`Accept: text/csv` the beat table `time_s,sample,type,confidence`")
-@blp.alt_response(400, schema=ErrorSchema, description="Empty body, or a form without a `file` part")
+@blp.alt_response(400, schema=ErrorSchema, description="A form without a `file` part, or a malformed form")
 @blp.alt_response(401, schema=ErrorSchema,
                   description="Missing or wrong X-API-Key (only when ECG_API_KEY is set)")
 @blp.alt_response(413, schema=ErrorSchema, description="File over ECG_MAX_RECORDING_MB")
 @blp.alt_response(415, schema=ErrorSchema, description="Neither application/octet-stream nor multipart/form-data")
 @blp.alt_response(422, schema=ErrorSchema, description="Not an EDF file, truncated, header not matching the file, no "
                   "such channel, a rate outside 100-1000 Hz, an all-zero or saturated channel, an "
-                  "EDF+D with gaps, or no heartbeat found")
+                  "EDF+D with gaps, an empty file, or no heartbeat found")
 @blp.alt_response(503, schema=ErrorSchema, description="No usable model loaded, or the analysis ran past ECG_RECORDING_TIMEOUT_S")
-@blp.doc(requestBody=REQUEST_BODY, security=[{}, {"ApiKey": []}])
+# the 201 in full here: flask-smorest's response() documents one content type
+@blp.doc(requestBody=REQUEST_BODY, security=[{}, {"ApiKey": []}],
+         responses={"201": {"description": "The Holter report, or with `Accept: text/csv` the beat table",
+                            "content": {"application/json": {"schema": RecordingReportSchema},
+                                        "text/csv": {"schema": {"type": "string"}}}}})
 def create_recording(channel, include_beats, apply_ruleguard):
     """Analyse a whole EDF/EDF+ recording: every beat N or V, and the Holter report
 

@@ -68,7 +68,7 @@ def received_file(tmp_dir, limit):
 
     The body is the file itself (``application/octet-stream``) or the ``file`` part of
     ``multipart/form-data``. 413 past ``limit`` bytes, 415 for another content type,
-    400 for an empty body or a form without a ``file`` part.
+    422 for an empty file, 400 for a form without a ``file`` part.
     """
     sweep(tmp_dir)
     request.max_content_length = limit  # this view's own limit, not the JSON endpoints'
@@ -85,8 +85,8 @@ def received_file(tmp_dir, limit):
         else:
             abort(415, detail="Send the EDF file as application/octet-stream, or as the 'file' "
                               f"part of multipart/form-data (got {mimetype}).")
-        if path.stat().st_size == 0:
-            abort(400, detail="The body is empty: send one EDF or EDF+ file.")
+        if path.stat().st_size == 0:  # a file, empty: unprocessable, as any other non-EDF file
+            abort(422, detail="The file is empty: send one EDF or EDF+ file.")
         yield path
     except RequestEntityTooLarge:
         _too_large(limit)
