@@ -15,6 +15,7 @@ with one they run in the calling thread on the worker's own model.
 """
 
 import multiprocessing
+import multiprocessing.forkserver
 import os
 import time
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
@@ -153,6 +154,27 @@ def _classify_in_child(*args):
 # --- running them --------------------------------------------------------------------
 
 
+def _forkserver():
+    """The forkserver context, its server started (once per process) with one BLAS thread.
+
+    Processes, not threads, share the cores: a child's OpenBLAS threads (the pooling's
+    matrix products) would only compete with the other children. The server's
+    environment is the worker's at its start, with ``OPENBLAS_NUM_THREADS=1`` added.
+    """
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["service.holter"])  # children start with numpy, ORT, ecg imported
+    saved = os.environ.get("OPENBLAS_NUM_THREADS")
+    os.environ["OPENBLAS_NUM_THREADS"] = "1"
+    try:
+        multiprocessing.forkserver.ensure_running()
+    finally:
+        if saved is None:
+            del os.environ["OPENBLAS_NUM_THREADS"]
+        else:
+            os.environ["OPENBLAS_NUM_THREADS"] = saved
+    return ctx
+
+
 class _Runner:
     """Tasks in a process pool (``processes`` > 1) or in this thread, under one deadline."""
 
@@ -160,9 +182,7 @@ class _Runner:
         self.model, self.deadline = model, deadline
         self.pool = None
         if processes > 1:
-            ctx = multiprocessing.get_context("forkserver")
-            ctx.set_forkserver_preload(["service.holter"])  # children start with numpy, ORT, ecg imported
-            self.pool = ProcessPoolExecutor(processes, mp_context=ctx, initializer=_init_child,
+            self.pool = ProcessPoolExecutor(processes, mp_context=_forkserver(), initializer=_init_child,
                                             initargs=(str(model_dir), model.card))
 
     def _check(self, stage):
