@@ -169,3 +169,26 @@ def test_the_document_describes_the_endpoint(client):
     assert {"channel", "include_beats"} <= {p["name"] for p in op["parameters"]}
     for status in ("400", "413", "415", "422", "503"):
         assert "detail" in str(doc["components"]["schemas"]["Error"]) and status in op["responses"]
+
+
+def test_a_recording_in_processes_leaves_the_training_stack_unloaded(tmp_path, edf_360):
+    import subprocess
+    import sys
+
+    from tests.service_helpers import ROOT
+    from tests.test_service_imports import NOT_FOR_SERVING
+
+    script = f"""
+import sys
+from pathlib import Path
+import service
+app = service.create_app({{"TESTING": True, "RECORDING_PROCESSES": 2, "RECORDING_TMP_DIR": {str(tmp_path)!r}}})
+r = app.test_client().post("/api/v1/recordings", data=Path({str(edf_360)!r}).read_bytes(),
+                           content_type="application/octet-stream")
+assert r.status_code == 201, r.get_json()
+print(" ".join(sorted(m for m in sys.modules if m.split(".")[0] in {NOT_FOR_SERVING!r})))
+"""
+    out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True,
+                         env={"PATH": "/usr/bin:/bin", "ECG_LOG_LEVEL": "WARNING"}, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip() == ""
