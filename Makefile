@@ -37,7 +37,7 @@ train: $(VENV)/.installed
 	$(PY) -m train $(if $(DATA),--data $(DATA))
 
 detector-eval: $(VENV)/.installed
-	$(PY) -m ecg.detector_eval $(if $(DATA),--data $(DATA))
+	$(PY) -m train.detector_eval $(if $(DATA),--data $(DATA))
 
 # ONNX serving against TensorFlow, side by side: bench/results.json and bench/results.md.
 # Needs wrk (apt-get install -y wrk) for the HTTP part; BENCH_ARGS=--accuracy adds DS2 through the API.

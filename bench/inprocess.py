@@ -20,7 +20,7 @@ import numpy as np
 from ecg import MODEL_FS
 from ecg.decision import classify, in_cascade_band
 from ecg.detect import detect_r_peaks
-from ecg.pipeline import beat_inputs, extract_beats, network_rr, preprocess_for_detection
+from ecg.pipeline import beat_inputs, extract_beats, network_rr, preprocess
 from service import create_app, inference, jsonio, schemas
 from service import model as service_model
 
@@ -31,8 +31,8 @@ STAGES = ("json_parse", "validation", "preprocess", "detect", "features", "onnx"
 STAGE_DOC = {
     "json_parse": "orjson.loads of the body",
     "validation": "marshmallow schema load (strict types, finite numbers -> float64 array)",
-    "preprocess": "resample to 360 Hz + the 0.5-40 Hz and the detector's 5-20 Hz zero-phase band-passes, one pass",
-    "detect": "R-peak detector on its band-pass (slope envelope, adaptive threshold)",
+    "preprocess": "resample to 360 Hz + 0.5-40 Hz zero-phase band-pass",
+    "detect": "R-peak detector (its own 5-20 Hz band-pass, envelope, adaptive threshold)",
     "features": "beat windows, amplitude scale, group templates, RR/QRS features",
     "onnx": "one batched ONNX Runtime call",
     "decision": "Platt calibration, threshold, RuleGuard",
@@ -59,9 +59,9 @@ def staged_request(model, body, schema, infer=None, times=None):
     req = schema.load(obj)
     t2 = time.perf_counter()
     x, fs = req["signal_data"], req["sampling_rate"]
-    x360, filtered, qrs_band = preprocess_for_detection(x, fs)
+    x360, filtered = preprocess(x, fs)
     t3 = time.perf_counter()
-    peaks = detect_r_peaks(x360, MODEL_FS, qrs_band=qrs_band)
+    peaks = detect_r_peaks(x360, MODEL_FS)
     t4 = time.perf_counter()
     beats = beat_inputs(filtered, peaks, fs, len(x))
     t5 = time.perf_counter()

@@ -34,7 +34,8 @@ from . import MODEL_FS
 from .decision import pool_groups
 from .detect import detect_r_peaks
 from .features import beat_groups
-from .pipeline import PREPROCESSING, beat_inputs, preprocess, preprocess_for_detection
+from .pipeline import PREPROCESSING, beat_inputs, preprocess
+from .signal import resample
 
 # the 0.5-Hz band-pass's start-up transient decays as e^(-2.2 t/s): under 1e-19 of it after 20 s
 FILTER_SETTLE_S = 20.0
@@ -107,8 +108,8 @@ def detect_in_chunk(x, fs, chunk):
     ``x``: the chunk's samples ``chunk.read_lo:chunk.read_hi`` (mV, (m,)) at ``fs`` Hz.
     Returns (k,) int64.
     """
-    x360, _, qrs_band = preprocess_for_detection(x, fs)
-    peaks = detect_r_peaks(x360, MODEL_FS, qrs_band=qrs_band) + to_model_samples(chunk.read_lo, fs)
+    x360 = resample(x, fs, MODEL_FS)  # as ecg.pipeline.extract_beats detects: on the resampled lead
+    peaks = detect_r_peaks(x360, MODEL_FS) + to_model_samples(chunk.read_lo, fs)
     return peaks[(peaks >= chunk.core_lo) & (peaks < chunk.core_hi)]
 
 

@@ -53,19 +53,16 @@ INIT_S = 8.0  # the first seconds used to seed the signal and noise levels
 RR_HISTORY = 8  # beats in the running mean RR
 
 
-def qrs_energy_envelope(x, fs, f=None):
+def qrs_energy_envelope(x, fs):
     """QRS band-pass ``f`` (mV), its slope ``d`` (mV/s) and the energy envelope ``env``.
 
     ``x``: shape (n,), mV at ``fs`` Hz. All three have shape (n,). ``env`` is the
     centred 100-ms moving average of ``d**2`` ((mV/s)**2): zero-phase, so a QRS's
     envelope peak is at its energy centre. Outside the strip the slope counts as
     zero: repeating the edge value instead would swell the envelope of a beat cut
-    by the edge and pull its peak onto the edge. ``f``: the QRS band-pass of ``x``
-    when the caller already has it (``ecg.pipeline`` filters it in one pass with the
-    classifier's band).
+    by the edge and pull its peak onto the edge.
     """
-    if f is None:
-        f = bandpass(x, fs, *QRS_BAND_HZ, order=QRS_BAND_ORDER)
+    f = bandpass(x, fs, *QRS_BAND_HZ, order=QRS_BAND_ORDER)
     d = gradient_1d(f) * fs
     env = uniform_filter1d(d * d, envelope_width(fs), mode="constant")
     return f, d, env
@@ -230,7 +227,7 @@ def place_edge_beats(beats, d, fs):
     return np.unique(beats)
 
 
-def detect_r_peaks(x, fs, qrs_band=None):
+def detect_r_peaks(x, fs):
     """R-peak sample indices of one ECG lead.
 
     Parameters
@@ -240,9 +237,6 @@ def detect_r_peaks(x, fs, qrs_band=None):
         record). Baseline wander and offset need not be removed.
     fs : float
         Sampling rate in Hz, 100 to 1000.
-    qrs_band : array_like, shape (n,), optional
-        ``x`` band-passed to ``QRS_BAND_HZ`` (order ``QRS_BAND_ORDER``, ``ecg.signal.bandpass``)
-        when the caller has it already: the detector then skips its own filtering.
 
     Returns
     -------
@@ -262,9 +256,7 @@ def detect_r_peaks(x, fs, qrs_band=None):
     if len(x) < max(int(ENVELOPE_S * fs), 3):
         return empty
 
-    if qrs_band is not None and np.shape(qrs_band) != x.shape:
-        raise ValueError(f"qrs_band must have x's shape {x.shape}, got {np.shape(qrs_band)}")
-    _, d, env = qrs_energy_envelope(x, fs, qrs_band)
+    _, d, env = qrs_energy_envelope(x, fs)
     cand = candidate_peaks(env, fs)
     if not len(cand):
         return empty

@@ -6,44 +6,83 @@ Training and serving both call :func:`ecg.pipeline.extract_beats`, which uses th
 """
 
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 
 from .dsp import gradient_1d, median_1d
 
-RR_FEATURE_NAMES = (
-    "rr_prev_ratio",  # RR before the beat / local mean RR (1 when missing)
-    "rr_next_ratio",  # RR after the beat / local mean RR (1 when missing)
-    "rr_prev_s",  # seconds (local mean RR when missing)
-    "rr_next_s",
-    "local_rr_s",  # median RR of the beat's group, seconds
-    "has_prev",  # 1 when the previous beat exists in this signal
-    "has_next",
-    "qrs_width_ratio",  # QRS width / median QRS width of the group
-    "qrs_width_s",
-    "template_corr",  # correlation of the beat with its group's median beat
+OWN = "own"  # a column computed from the beat itself
+PREVIOUS, NEXT = -1, 1  # a neighbour column: an own column's value at the previous / the next beat
+
+# The classifier's feature columns, in order: each one's name and source, OWN or
+# (own column, PREVIOUS or NEXT). Models of one preprocessing version take the first
+# columns (ecg.pipeline.SUPPORTED_VERSIONS), so a new column goes at the end, with a new
+# version. A neighbour column needs nothing more; an own column also needs its
+# computation in :func:`beat_features`.
+FEATURE_COLUMNS = (
+    ("rr_prev_ratio", OWN),  # RR before the beat / local mean RR (1 when missing)
+    ("rr_next_ratio", OWN),  # RR after the beat / local mean RR (1 when missing)
+    ("rr_prev_s", OWN),  # seconds (local mean RR when missing)
+    ("rr_next_s", OWN),
+    ("local_rr_s", OWN),  # median RR of the beat's group, seconds
+    ("has_prev", OWN),  # 1 when the previous beat exists in this signal
+    ("has_next", OWN),
+    ("qrs_width_ratio", OWN),  # QRS width / median QRS width of the group
+    ("qrs_width_s", OWN),
+    ("template_corr", OWN),  # correlation of the beat with its group's median beat
     # the neighbours' (nv-pre-2): a couplet's or a run's beats are premature, wide and
     # unlike the template together, and a beat alone does not show it
-    "prev_template_corr",
-    "next_template_corr",
-    "prev_qrs_width_ratio",
-    "next_qrs_width_ratio",
-    "prev_rr_prev_ratio",  # how premature the previous beat was
-    "next_rr_next_ratio",  # the pause after the next beat
+    ("prev_template_corr", ("template_corr", PREVIOUS)),
+    ("next_template_corr", ("template_corr", NEXT)),
+    ("prev_qrs_width_ratio", ("qrs_width_ratio", PREVIOUS)),
+    ("next_qrs_width_ratio", ("qrs_width_ratio", NEXT)),
+    ("prev_rr_prev_ratio", ("rr_prev_ratio", PREVIOUS)),  # how premature the previous beat was
+    ("next_rr_next_ratio", ("rr_next_ratio", NEXT)),  # the pause after the next beat
 )
-OWN_FEATURES = 10  # the beat's own columns, computed before its neighbours'
-# neighbour column -> (own column it copies, -1 from the previous beat / +1 from the next)
-NEIGHBOUR_SOURCES = {
-    "prev_template_corr": ("template_corr", -1),
-    "next_template_corr": ("template_corr", 1),
-    "prev_qrs_width_ratio": ("qrs_width_ratio", -1),
-    "next_qrs_width_ratio": ("qrs_width_ratio", 1),
-    "prev_rr_prev_ratio": ("rr_prev_ratio", -1),
-    "next_rr_next_ratio": ("rr_next_ratio", 1),
-}
-_NEIGHBOUR_COLUMN = [RR_FEATURE_NAMES.index(NEIGHBOUR_SOURCES[k][0]) for k in RR_FEATURE_NAMES[OWN_FEATURES:]]
-# previous, next, previous, ...: slices [0::2] and [1::2] below rely on it
-assert [NEIGHBOUR_SOURCES[k][1] for k in RR_FEATURE_NAMES[OWN_FEATURES:]] == [-1, 1] * 3
+# the columns of rr_features, in its order
+RR_COLUMNS = ("rr_prev_ratio", "rr_next_ratio", "rr_prev_s", "rr_next_s", "local_rr_s",
+              "has_prev", "has_next", "qrs_width_ratio", "qrs_width_s")
+
+
+@dataclass(frozen=True)
+class FeatureLayout:
+    """Where each column of a feature table comes from and goes (:func:`feature_layout`)."""
+
+    names: tuple  # every column, in order
+    own: tuple  # the own columns' names, in order: the columns of the ``own`` arrays below
+    own_at: np.ndarray  # (k,) their places among ``names``
+    neighbours_at: np.ndarray  # (m,) the neighbour columns' places among ``names``
+    neighbour_source: np.ndarray  # (m,) each neighbour column's own column (index into ``own``)
+    from_previous: np.ndarray  # (m,) bool: copied from the previous beat (else from the next)
+
+
+def feature_layout(columns):
+    """The :class:`FeatureLayout` of a table of ``(name, source)`` rows like ``FEATURE_COLUMNS``."""
+    names = tuple(name for name, _ in columns)
+    if len(set(names)) != len(names):
+        raise ValueError(f"feature column names repeat: {names}")
+    own = tuple(name for name, source in columns if source == OWN)
+    neighbours = [(i, source) for i, (_, source) in enumerate(columns) if source != OWN]
+    for i, source in neighbours:
+        if not (isinstance(source, tuple) and len(source) == 2 and source[0] in own
+                and source[1] in (PREVIOUS, NEXT)):
+            raise ValueError(f"feature column {names[i]!r}: source {source!r} is neither OWN nor "
+                             "(an own column, PREVIOUS or NEXT)")
+    return FeatureLayout(
+        names=names,
+        own=own,
+        own_at=np.array([i for i, (_, source) in enumerate(columns) if source == OWN], np.int64),
+        neighbours_at=np.array([i for i, _ in neighbours], np.int64),
+        neighbour_source=np.array([own.index(source[0]) for _, source in neighbours], np.int64),
+        from_previous=np.array([source[1] == PREVIOUS for _, source in neighbours], bool),
+    )
+
+
+LAYOUT = feature_layout(FEATURE_COLUMNS)
+RR_FEATURE_NAMES = LAYOUT.names
+# neighbour column -> (own column it copies, PREVIOUS or NEXT)
+NEIGHBOUR_SOURCES = {name: source for name, source in FEATURE_COLUMNS if source != OWN}
 
 
 def beat_windows(x, peaks, before, after):
@@ -233,22 +272,22 @@ def template_correlation(windows, templates):
     return num / den
 
 
-def neighbour_features(own, groups):
-    """The previous and the next beat's features, shape (n, 6), columns as ``RR_FEATURE_NAMES[10:]``.
+def neighbour_features(own, groups, layout=LAYOUT):
+    """The neighbour columns of ``layout``, shape (n, m): own columns of the previous or the next beat.
 
-    ``own``: (n, 10) the beats' own features (``RR_FEATURE_NAMES[:10]``); ``groups``: (n,)
-    group labels (:func:`beat_groups`). The first beat has no previous one and the last
-    no next one: they take their group's median of that feature ("as usual here", as a
-    missing RR side does).
+    ``own``: (n, k) the beats' own columns (``layout.own``); ``groups``: (n,) group labels
+    (:func:`beat_groups`). The first beat has no previous one and the last no next one:
+    they take their group's median of that column ("as usual here", as a missing RR side does).
     """
-    v = own[:, _NEIGHBOUR_COLUMN]  # (n, 6): columns from the previous beat, the next, ...
+    v = own[:, layout.neighbour_source]  # (n, m): each neighbour column's own column
+    prev, nxt = layout.from_previous, ~layout.from_previous
     out = np.empty_like(v, dtype=np.float64)
-    out[1:, 0::2], out[:-1, 1::2] = v[:-1, 0::2], v[1:, 1::2]
+    out[1:, prev], out[:-1, nxt] = v[:-1, prev], v[1:, nxt]
     # only the first and the last beat need a median: of their own group's rows (the
     # source columns are ratios and correlations, finite by construction: never None)
     first = _column_medians(v if groups[0] == groups[-1] else v[groups == groups[0]])
     last = first if groups[0] == groups[-1] else _column_medians(v[groups == groups[-1]])
-    out[0, 0::2], out[-1, 1::2] = first[0::2], last[1::2]
+    out[0, prev], out[-1, nxt] = first[prev], last[nxt]
     return out
 
 
@@ -268,7 +307,7 @@ def _column_medians(rows):
 def rr_features(peaks, fs, groups, qrs_s):
     """The beat's rhythm and width relative to its own group, shape (n, 9).
 
-    Columns follow ``RR_FEATURE_NAMES[:9]``. Missing RR sides (first/last beat) take
+    Columns follow ``RR_COLUMNS``. Missing RR sides (first/last beat) take
     the local value, with ``has_prev``/``has_next`` saying so: nothing is invented
     beyond "as usual here".
     """
@@ -286,3 +325,26 @@ def rr_features(peaks, fs, groups, qrs_s):
         has_prev.astype(np.float64), has_next.astype(np.float64),
         qrs_s / np.maximum(q_local, 1e-3), qrs_s,
     ]).astype(np.float32)
+
+
+def beat_features(peaks, fs, groups, qrs_s, windows, templates, layout=LAYOUT):
+    """The classifier's feature matrix, shape (n, columns) float32, columns as ``layout``.
+
+    ``peaks``: (n,) R peaks at ``fs`` Hz; ``groups``: (n,) their groups; ``qrs_s``: (n,)
+    QRS widths (:func:`qrs_widths`); ``windows``: (n, m) the scaled beat windows and
+    ``templates`` their group templates, (n, m) or (1, m). The own columns are computed
+    here by name (:func:`rr_features`, :func:`template_correlation`), the neighbour
+    columns copied from them (:func:`neighbour_features`).
+    """
+    if not len(peaks):
+        return np.zeros((0, len(layout.names)), np.float32)
+    computed = dict(zip(RR_COLUMNS, rr_features(peaks, fs, groups, qrs_s).T))
+    computed["template_corr"] = template_correlation(windows, templates)
+    missing = [name for name in layout.own if name not in computed]
+    if missing:
+        raise ValueError(f"own feature column(s) {missing} have no computation in beat_features")
+    own = np.column_stack([computed[name] for name in layout.own])
+    out = np.empty((len(own), len(layout.names)), np.float32)
+    out[:, layout.own_at] = own
+    out[:, layout.neighbours_at] = neighbour_features(own, groups, layout)
+    return out

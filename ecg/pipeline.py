@@ -12,21 +12,18 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import MODEL_FS
-from .detect import QRS_BAND_HZ, QRS_BAND_ORDER, detect_r_peaks
+from .detect import detect_r_peaks
 from .dsp import median_rows
 from .features import (
-    OWN_FEATURES,
     RR_FEATURE_NAMES,
+    beat_features,
     beat_groups,
     beat_windows,
     group_median,
-    neighbour_features,
     qrs_widths,
-    rr_features,
     rr_intervals,
-    template_correlation,
 )
-from .signal import bandpass, bandpasses, map_positions, resample
+from .signal import bandpass, map_positions, resample
 
 PREPROCESSING = {
     "version": "nv-pre-2",
@@ -40,9 +37,17 @@ PREPROCESSING = {
     "detector": "ecg.detect.detect_r_peaks",
 }
 BANDPASS_ORDER = 2  # of the Butterworth prototype: a 4th-order band-pass, run forward and back
-# version -> its feature columns, the first of RR_FEATURE_NAMES ("nv-pre-2" added the
-# neighbours' six to "nv-pre-1")
-SUPPORTED_VERSIONS = {"nv-pre-1": OWN_FEATURES, "nv-pre-2": len(RR_FEATURE_NAMES)}
+# The QRS complex in a beat window: R peak +-100 ms, wide enough for a ventricular QRS and
+# short of most of the P and T waves. The amplitude scale is its peak-to-peak, and the
+# decision's pooling compares beats over it (a model card's "core_samples" records it).
+QRS_CORE_S = 0.100
+_R_PEAK = PREPROCESSING["window_samples"][0]  # the R peak's sample in a beat window
+QRS_CORE_SAMPLES = (_R_PEAK - round(QRS_CORE_S * MODEL_FS),
+                    _R_PEAK + round(QRS_CORE_S * MODEL_FS))  # (144, 216) of the 360-sample window
+# version -> how many feature columns its models take, the first of RR_FEATURE_NAMES
+# ("nv-pre-2" added the neighbours' six to "nv-pre-1"). A version's count never changes:
+# appending a column makes a new version, which takes them all.
+SUPPORTED_VERSIONS = {"nv-pre-1": 10, "nv-pre-2": 16}
 
 
 @dataclass
@@ -73,19 +78,6 @@ def preprocess(x, fs):
     return x360, bandpass(x360, MODEL_FS, lo, hi, order=BANDPASS_ORDER)
 
 
-def preprocess_for_detection(x, fs):
-    """:func:`preprocess`, plus the detector's QRS band-pass of the resampled signal.
-
-    Both band-passes in one filtering pass (``ecg.signal.bandpasses``): the same arrays,
-    bit for bit, as :func:`preprocess` and the detector's own filtering, for half the
-    numpy calls on a strip. Returns ``(resampled, filtered, qrs_band)``, each (m,) at 360 Hz.
-    """
-    x360 = resample(x, fs, MODEL_FS)
-    filtered, qrs_band = bandpasses(x360, MODEL_FS, [(*PREPROCESSING["bandpass_hz"], BANDPASS_ORDER),
-                                                     (*QRS_BAND_HZ, QRS_BAND_ORDER)])
-    return x360, filtered, qrs_band
-
-
 def extract_beats(x, fs, peaks=None):
     """Detect beats in ``x`` (one lead, mV, shape (n,), ``fs`` Hz) and compute their inputs.
 
@@ -93,11 +85,9 @@ def extract_beats(x, fs, peaks=None):
     (training on reference positions). Returns :class:`Beats`; zero beats when
     none is found.
     """
+    x360, filtered = preprocess(x, fs)
     if peaks is None:
-        x360, filtered, qrs_band = preprocess_for_detection(x, fs)
-        peaks = detect_r_peaks(x360, MODEL_FS, qrs_band=qrs_band)
-    else:
-        _, filtered = preprocess(x, fs)
+        peaks = detect_r_peaks(x360, MODEL_FS)  # filters x360 to its own QRS band
     return beat_inputs(filtered, peaks, fs, len(x))
 
 
@@ -117,7 +107,8 @@ def beat_inputs(filtered, peaks, fs, n_samples, groups=None):
 
     windows = beat_windows(filtered, peaks, before, after)
     windows -= median_rows(windows)  # np.median's figures, sooner
-    core = windows[:, before - 36:before + 36]  # ±100 ms: the QRS
+    lo, hi = QRS_CORE_SAMPLES
+    core = windows[:, lo:hi]
     scale = group_median(core.max(axis=1) - core.min(axis=1), groups)
     windows /= np.maximum(scale, 1e-3)[:, None]
     templates = group_median(windows, groups) if n else windows
@@ -126,18 +117,12 @@ def beat_inputs(filtered, peaks, fs, n_samples, groups=None):
 
     qrs_s = qrs_widths(filtered, peaks, MODEL_FS) if n else np.zeros(0)
     rr_prev, rr_next = rr_intervals(peaks, MODEL_FS)
-    if n:
-        own = np.column_stack([rr_features(peaks, MODEL_FS, groups, qrs_s),
-                               template_correlation(windows, templates)])
-        feats = np.column_stack([own, neighbour_features(own, groups)]).astype(np.float32)
-    else:
-        feats = np.zeros((0, len(RR_FEATURE_NAMES)), np.float32)
 
     return Beats(
         peaks=peaks,
         positions=map_positions(peaks, MODEL_FS, fs, n_to=n_samples),
         windows=_two_channels(windows, templates),
-        features=feats,
+        features=beat_features(peaks, MODEL_FS, groups, qrs_s, windows, templates),
         rr_prev_s=rr_prev,
         rr_next_s=rr_next,
         qrs_width_s=qrs_s,

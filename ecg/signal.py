@@ -10,7 +10,7 @@ from math import gcd
 import numpy as np
 
 from . import MODEL_FS
-from .dsp import SosBank, butter_bandpass_sos, resample_poly, sosfilt_zi, sosfiltfilt
+from .dsp import butter_bandpass_sos, resample_poly, sosfilt_zi, sosfiltfilt
 
 MIN_FS = 100
 MAX_FS = 1000
@@ -70,23 +70,3 @@ def bandpass(x, fs, low_hz=0.5, high_hz=40.0, order=2):
 def _padlen(sections, n):
     """scipy's default odd-extension length for ``sections`` sections, cut to what ``n`` samples allow."""
     return min(3 * (2 * sections + 1) * 10, max(n - 1, 0))
-
-
-def bandpasses(x, fs, bands):
-    """:func:`bandpass` of ``x`` (shape (n,), mV, ``fs`` Hz) for each ``(low_hz, high_hz, order)`` of ``bands``.
-
-    Filters of one order run in one filtering pass (``ecg.dsp.SosBank``), with
-    the same figures as one :func:`bandpass` call per band, bit for bit. Returns
-    (len(bands), n) float64.
-    """
-    x = np.asarray(x, dtype=np.float64)
-    if len({int(order) for _, _, order in bands}) > 1:  # one pass needs one order (so one padlen)
-        return np.stack([bandpass(x, fs, lo, hi, order) for lo, hi, order in bands])
-    bank = _bandpass_bank(float(fs), tuple((float(lo), float(hi), int(order)) for lo, hi, order in bands))
-    return bank.filtfilt(x, _padlen(len(bank.soses[0]), len(x)))
-
-
-@lru_cache(maxsize=8)
-def _bandpass_bank(fs, bands):
-    filters = [_butter_sos(fs, lo, hi, order) for lo, hi, order in bands]
-    return SosBank([sos for sos, _ in filters], [zi for _, zi in filters])

@@ -6,20 +6,11 @@ loads its own ONNX Runtime session(s) once, here, at start-up.
 
 from flask import Flask
 from flask_cors import CORS
-from flask_smorest import Api as SmorestApi
 
-from . import auth, config, errors, jsonio, metrics, model, requestlog, schemas
+from . import auth, config, jsonio, metrics, model, requestlog, schemas
+from .api import Api
 
 __version__ = "0.1.0"
-
-
-class Api(SmorestApi):
-    """flask-smorest with this service's error body (``detail``, ``errors``)."""
-
-    ERROR_SCHEMA = schemas.ErrorSchema
-
-    def handle_http_exception(self, error):
-        return errors.http_error(error)
 
 
 def _openapi_config(app):
@@ -71,6 +62,7 @@ def create_app(test_config=None):
     CORS(app, origins=app.config["CORS_ORIGINS"], expose_headers=["X-Request-ID"], always_send=False)
 
     api = Api(app)
+    app.extensions["ecg_api"] = api  # where endpoints are registered (service/api.py)
     api.spec.components.security_scheme("ApiKey", auth.SECURITY_SCHEME)
     from . import demo, health, predictions
 

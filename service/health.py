@@ -3,9 +3,9 @@
 from datetime import datetime, timezone
 
 from flask import current_app
-from flask_smorest import Blueprint
 
 from . import __version__, demo, model, schemas
+from .api import Blueprint
 
 blp = Blueprint("health", __name__, description="Service status")
 

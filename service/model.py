@@ -26,13 +26,26 @@ from ecg.pipeline import PREPROCESSING, SUPPORTED_VERSIONS, network_rr
 log = logging.getLogger("service.model")
 
 BEAT_SHAPE = (2 * PREPROCESSING["window_samples"][0], 2)  # (360, 2)
-# the card keeps every figure of the run; /health leaves out the training curves
-# (each member's losses and epochs, and a distilled run's fold networks and student:
-# train/distill.py), which say nothing about the served model's quality
-TRAINING_ONLY_METRICS = ("member", "fold", "student_", "best_epoch", "train_minutes")
+# The figures of the card's "metrics" that /health reports, when the card has them: the
+# served model's on DS2 and on its DS1 validation split. The card keeps every figure of
+# its training run besides; the service shows these and needs to know nothing of the rest.
+HEALTH_METRICS = (
+    # DS2, the reference beats
+    "test_f1_V", "test_precision_V", "test_recall_V", "test_fpr_V", "test_accuracy",
+    "test_TP", "test_FP", "test_TN", "test_FN",
+    # DS2 end to end (detected beats), on whole records (e2e_) and on 10-s strips (e2e_strip_);
+    # strict: missed V and false detections count
+    "e2e_f1_V", "e2e_precision_V", "e2e_recall_V",
+    "e2e_strict_f1_V", "e2e_strict_precision_V", "e2e_strict_recall_V", "e2e_qrs_se", "e2e_qrs_ppv",
+    "e2e_strip_f1_V", "e2e_strip_precision_V", "e2e_strip_recall_V",
+    "e2e_strip_strict_f1_V", "e2e_strip_strict_precision_V", "e2e_strip_strict_recall_V",
+    "e2e_strip_qrs_se", "e2e_strip_qrs_ppv",
+    # DS1 validation
+    "val_f1_V", "val_f1_V_no_ruleguard", "val_f1_V_nested_ensemble",
+)
 # beats per ONNX call: a 10-s strip (and up to ~30 s) is one call, a 30-min record ~40.
-# Smaller batches keep each layer's activations in cache: on record 200 (2,601 beats),
-# 64 took 0.445 s and left the worker 30 MB smaller than 256 (0.50 s); 32 was no better.
+# Small batches keep each layer's activations in cache and ONNX Runtime's arena small:
+# 64 was faster than 256 and 32 no better (docs/PERFORMANCE.md).
 BATCH_BEATS = 64
 DECISION_KEYS = frozenset({"calibration", "threshold", "ruleguard", "cascade", "pooling"})
 
@@ -92,6 +105,7 @@ class LoadedModel:
         return SUPPORTED_VERSIONS[self.preprocessing_version]
 
     def summary(self):
+        metrics = self.card.get("metrics") or {}
         return {
             "name": self.name,
             "version": self.version,
@@ -99,8 +113,7 @@ class LoadedModel:
             "mlflow_run_id": (self.card.get("mlflow") or {}).get("run_id"),
             "threshold": self.threshold,
             "created_at": self.card.get("created_at"),
-            "metrics": {k: v for k, v in (self.card.get("metrics") or {}).items()
-                        if not k.startswith(TRAINING_ONLY_METRICS)},
+            "metrics": {k: metrics[k] for k in HEALTH_METRICS if k in metrics},
             "cascade": ({"low": self.decision["cascade"]["low"], "high": self.decision["cascade"]["high"],
                          "members": self.card["onnx"]["cascade"]["rest"]["members"] + 1}
                         if self.rest is not None else None),

@@ -4,38 +4,11 @@ import time
 import uuid
 from datetime import datetime, timezone
 
-import flask_smorest
 from flask import current_app, g
 from flask_smorest import abort
 
 from . import inference, jsonio, model, schemas
-from .errors import OrjsonParser
-
-
-class Blueprint(flask_smorest.Blueprint):
-    # set before the decorators below run: they bind the parser when the module loads
-    ARGUMENTS_PARSER = OrjsonParser()
-
-    # flask-smorest's alt_response and doc only add to the OpenAPI document, yet each
-    # wraps the view in one more function that calls current_app.ensure_sync on every
-    # request (seven here: 9 us a request, measured alone). These keep the document they build
-    # (the view's _apidoc; tests/test_service_contract.py checks the document) and
-    # drop the wrapper.
-    def alt_response(self, *args, **kwargs):
-        return _document_only(super().alt_response(*args, **kwargs))
-
-    @staticmethod
-    def doc(**kwargs):
-        return _document_only(flask_smorest.Blueprint.doc(**kwargs))
-
-
-def _document_only(decorator):
-    """A flask-smorest documentation ``decorator`` that leaves the view itself unwrapped."""
-    def apply(func):
-        func._apidoc = decorator(func)._apidoc
-        return func
-    return apply
-
+from .api import Blueprint
 
 blp = Blueprint("predictions", __name__, url_prefix="/api/v1/predictions",
                 description="Beat-by-beat N/V classification of one ECG lead")

@@ -3,18 +3,18 @@
 import time
 import uuid
 
-import flask_smorest
 from flask import current_app, g, request
 from flask_smorest import abort
 
 from . import holter, holter_report, jsonio, model, uploads
+from .api import Blueprint
 from .edf import EdfError, open_channel
 from .model import ModelUnavailable
 from .recording_schemas import REQUEST_BODY, RecordingQuerySchema, RecordingReportSchema
 from .schemas import ErrorSchema
 
-blp = flask_smorest.Blueprint("recordings", __name__, url_prefix="/api/v1/recordings",
-                              description="Whole recordings (EDF/EDF+): every beat and the Holter report")
+blp = Blueprint("recordings", __name__, url_prefix="/api/v1/recordings",
+                description="Whole recordings (EDF/EDF+): every beat and the Holter report")
 
 
 def settings(config):

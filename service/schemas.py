@@ -113,7 +113,7 @@ class SignalField(fields.List):
     """A JSON array of finite numbers, loaded straight into a float64 numpy array.
 
     Documented as an array of numbers (it is a List for apispec), but checked in bulk:
-    marshmallow's per-element Float would cost seconds on a 30-min record.
+    marshmallow's per-element Float is far too slow for a 30-min record (docs/PERFORMANCE.md).
     """
 
     def __init__(self, **kwargs):

@@ -181,11 +181,39 @@ def test_short_input_and_bad_arguments():
         detect_r_peaks(x, 360)
 
 
-def test_import_pulls_no_tensorflow_or_wfdb():
-    code = ("import sys, ecg.detect, ecg.detector_eval; "
-            "bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'wfdb', 'train')]; "
+def test_no_ecg_module_pulls_in_training_code_wfdb_or_scipy():
+    # ecg/ is the numpy-only core the service imports: every module of it, imported alone
+    code = ("import importlib, pkgutil, sys, ecg; "
+            "[importlib.import_module(m.name) for m in pkgutil.walk_packages(ecg.__path__, 'ecg.')]; "
+            "assert 'ecg.dsp.iir' in sys.modules; "
+            "bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'wfdb', 'train', 'scipy')]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
+
+
+def test_detector_eval_answers_bad_data_with_one_line_and_no_traceback(tmp_path):
+    # run where train.data's default folders do not exist, ECG_DATA_DIR unset: no data at all
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
+    cases = [[], ["--data", str(tmp_path / "missing")], ["--data", str(tmp_path)],
+             ["--data", str(FIXTURES), "--records", "999"], ["--data", str(FIXTURES), "--records", "119", "--lead", "3"]]
+    for args in cases:
+        out = subprocess.run([sys.executable, "-m", "train.detector_eval", *args], cwd=tmp_path, env=env,
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 2 and out.stdout == "", (args, out)
+        assert len(out.stderr.splitlines()) == 1 and "Traceback" not in out.stderr, (args, out.stderr)
+        assert out.stderr.startswith("python -m train.detector_eval: error: "), out.stderr
+
+
+def test_detector_eval_scores_the_fixture_records(tmp_path):
+    import json
+
+    out = subprocess.run([sys.executable, "-m", "train.detector_eval", "--data", str(FIXTURES),
+                          "--records", "119", "233", "--strip-seconds", "10", "--json", str(tmp_path / "o.json")],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    result = json.loads((tmp_path / "o.json").read_text())
+    assert [r["record"] for r in result["records"]] == ["119", "233"]
+    assert result["gross"]["Se"] > 0.99 and "gross Se" in out.stdout
 
 
 FIXTURE_RECORDS = sorted(p.stem for p in FIXTURES.glob("*.hea"))
@@ -196,7 +224,7 @@ FIXTURE_RECORDS = sorted(p.stem for p in FIXTURES.glob("*.hea"))
 def test_mitdb_excerpts(name):
     from train.data import load_record
 
-    from ecg.detector_eval import detect_in_strips
+    from train.detector_eval import detect_in_strips
 
     rec = load_record(name, str(FIXTURES))
     whole = detect_r_peaks(rec.signal, rec.fs)

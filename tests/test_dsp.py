@@ -16,6 +16,7 @@ from scipy import ndimage, special
 from scipy import signal as sps
 
 from ecg import dsp
+from ecg.dsp import iir
 from ecg.detect import qrs_energy_envelope
 from tests.conftest import FIXTURE_RECORDS, FIXTURES
 
@@ -141,61 +142,33 @@ def test_sosfiltfilt_matches_scipy_on_records(records):
 # ---------------------------------------------------------------- resampling
 
 
-@pytest.mark.parametrize("n", [1, 2, 40, 3600, 3661, 7800, 8000, 20000])
-def test_a_bank_filters_like_one_sosfiltfilt_per_filter_bit_for_bit(n, records, monkeypatch):
-    # up to 7,892 samples (~22 s at 360 Hz, padlen 150) in one stacked pass; longer, one filter at a time
-    x = np.concatenate(list(records.values()))[:n]
-    soses = _filters()[:2]  # 0.5-40 and 5-20 Hz at 360 Hz, two sections each: stackable
-    zis = [dsp.sosfilt_zi(sos) for sos in soses]
-    pad = min(150, n - 1)
-    want = [dsp.sosfiltfilt(sos, x, pad, zi) for sos, zi in zip(soses, zis)]
-    bank = dsp.SosBank(soses, zis)
-    if n <= 7800:  # the stacked pass, not a loop over sosfiltfilt
-        monkeypatch.setattr(dsp, "sosfiltfilt", None)
-    got = bank.filtfilt(x, pad)
-    assert got.shape == (2, n)
-    for row, w in zip(got, want):
-        assert np.array_equal(row, w)
-
-
-def test_a_new_bank_filtered_from_two_threads_at_once_builds_each_level_once(records):
-    # a gunicorn worker's threads share the cached bank; its carry levels are built on first use
-    import sys
+def test_two_threads_building_a_plans_next_level_at_once_both_filter_right(records, monkeypatch):
+    # a gunicorn worker's threads share the cached plans, whose carry levels are built on first use
     import threading
 
-    x = next(iter(records.values()))[:3600]
-    soses = _filters()[:2]
-    zis = [dsp.sosfilt_zi(sos) for sos in soses]
-    want = np.stack([dsp.sosfiltfilt(sos, x, 150, zi) for sos, zi in zip(soses, zis)])
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)  # switch threads as often as possible (a duplicate showed in ~1 % of tries)
-    try:
-        for _ in range(300):
-            bank, start, out = dsp.SosBank(soses, zis), threading.Barrier(2), [None, None]
+    x = np.concatenate(list(records.values()))[:20_000]  # padded, 640 blocks: carry levels 0, 1 and 2
+    sos = _filters()[0]
+    want = dsp.sosfiltfilt(sos, x, 150)
+    iir._block_filter.cache_clear()
+    iir._plan(sos)  # a fresh plan: level 0 only
+    both_inside = threading.Barrier(2, timeout=10)
 
-            def work(i):
-                start.wait()
-                out[i] = bank.filtfilt(x, 150)
+    class MeetingStateCarry(iir._StateCarry):  # each new level is built by both threads at once
+        def __init__(self, f):
+            both_inside.wait()
+            super().__init__(f)
 
-            threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
-            [t.start() for t in threads]
-            [t.join() for t in threads]
-            assert len(bank.stacked.carries) == 2  # levels 0 and 1, once each
-            assert all(np.array_equal(o, want) for o in out + [bank.filtfilt(x, 150)])
-    finally:
-        sys.setswitchinterval(interval)
+    monkeypatch.setattr(iir, "_StateCarry", MeetingStateCarry)
+    out = [None, None]
 
+    def work(i):
+        out[i] = dsp.sosfiltfilt(sos, x, 150)
 
-def test_a_bank_of_unlike_filters_runs_them_one_by_one_and_rejects_what_sosfiltfilt_rejects(records):
-    x = next(iter(records.values()))[:3600]
-    soses = [_filters()[0], _filters()[2]]  # two and four sections: not stackable
-    zis = [dsp.sosfilt_zi(sos) for sos in soses]
-    bank = dsp.SosBank(soses, zis)
-    assert bank.stacked is None
-    for row, sos, zi in zip(bank.filtfilt(x, 150), soses, zis):
-        assert np.array_equal(row, dsp.sosfiltfilt(sos, x, 150, zi))
-    with pytest.raises(ValueError):
-        dsp.SosBank(_filters()[:2], [dsp.sosfilt_zi(s) for s in _filters()[:2]]).filtfilt(x[:10], 10)
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    iir._block_filter.cache_clear()
+    assert all(o is not None and np.array_equal(o, want) for o in out)
 
 
 def test_resample_poly_matches_scipy_at_every_rate():

@@ -1,10 +1,16 @@
 import numpy as np
+import pytest
 
 from ecg.features import (
+    FEATURE_COLUMNS,
     NEIGHBOUR_SOURCES,
+    OWN,
+    PREVIOUS,
     RR_FEATURE_NAMES,
+    beat_features,
     beat_groups,
     beat_windows,
+    feature_layout,
     group_median,
     neighbour_features,
     qrs_widths,
@@ -109,3 +115,42 @@ def test_group_median_leaves_its_input_alone():
         before = col.copy()
         group_median(col, np.zeros(9, np.int64))
         assert np.array_equal(col, before)
+
+
+def _beat_inputs(n=40, seed=2):
+    """What beat_features takes, for n beats in three groups (a minute or so)."""
+    rng = np.random.default_rng(seed)
+    peaks = np.cumsum(rng.integers(250, 400, n))
+    groups = beat_groups(n, 16)
+    windows = rng.normal(size=(n, 360))
+    return peaks, 360, groups, rng.uniform(0.05, 0.15, n), windows, group_median(windows, groups)
+
+
+def test_an_appended_neighbour_column_is_laid_out_and_computed_from_the_table():
+    table = FEATURE_COLUMNS + (("prev_qrs_width_s", ("qrs_width_s", PREVIOUS)),)
+    layout = feature_layout(table)
+    assert layout.names == RR_FEATURE_NAMES + ("prev_qrs_width_s",)
+    args = _beat_inputs()
+    served, longer = beat_features(*args), beat_features(*args, layout=layout)
+    assert longer.shape == (40, 17) and np.array_equal(longer[:, :16], served)  # the others unchanged
+    width = served[:, RR_FEATURE_NAMES.index("qrs_width_s")]
+    assert np.array_equal(longer[1:, 16], width[:-1])  # the previous beat's
+    groups = args[2]
+    assert np.isclose(longer[0, 16], np.median(width[groups == 0]))  # the first: its group's median
+
+
+def test_an_own_column_goes_anywhere_in_the_table_but_needs_its_computation():
+    moved = (FEATURE_COLUMNS[-1], *FEATURE_COLUMNS[:-1])  # a neighbour column first
+    layout = feature_layout(moved)
+    args = _beat_inputs()
+    order = [RR_FEATURE_NAMES.index(name) for name in layout.names]
+    assert np.array_equal(beat_features(*args, layout=layout), beat_features(*args)[:, order])
+    with pytest.raises(ValueError, match="p_wave_ms"):
+        beat_features(*args, layout=feature_layout(FEATURE_COLUMNS + (("p_wave_ms", OWN),)))
+
+
+def test_a_feature_table_with_a_bad_source_or_a_repeated_name_is_refused():
+    for row in (("x", ("prev_template_corr", PREVIOUS)),  # a neighbour of a neighbour
+                ("x", ("template_corr", 2)), ("x", "own column"), ("template_corr", OWN)):
+        with pytest.raises(ValueError):
+            feature_layout(FEATURE_COLUMNS + (row,))

@@ -1,10 +1,14 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
-import pytest
 
 from ecg.ec57 import detection_stats
-from ecg.detect import QRS_BAND_HZ, QRS_BAND_ORDER, detect_r_peaks
-from ecg.pipeline import PREPROCESSING, extract_beats, preprocess, preprocess_for_detection
-from ecg.signal import bandpass, resample
+from ecg.pipeline import PREPROCESSING, SUPPORTED_VERSIONS, extract_beats
+from ecg.signal import resample
+from train import dataset
 from train.dataset import record_beats, strip_bounds
 
 
@@ -29,6 +33,13 @@ def test_inputs_have_the_documented_shapes(record_119):
     assert b.features.shape == (n, len(PREPROCESSING["rr_features"]))
     assert np.isfinite(b.windows).all() and np.isfinite(b.features).all()
     assert np.isnan(b.rr_prev_s[0]) and np.isnan(b.rr_next_s[-1])
+
+
+def test_the_current_version_takes_every_feature_column_and_older_ones_keep_their_count():
+    # a column appended to ecg.features.FEATURE_COLUMNS needs a new preprocessing version:
+    # the models of the current one take exactly its columns
+    assert SUPPORTED_VERSIONS[PREPROCESSING["version"]] == len(PREPROCESSING["rr_features"])
+    assert SUPPORTED_VERSIONS == {"nv-pre-1": 10, "nv-pre-2": 16}
 
 
 def test_other_sampling_rates_map_back_to_the_callers_samples(record_119):
@@ -68,14 +79,16 @@ def test_beats_carry_their_groups_and_a_beat_set_forms_them_alike(record_119):
         assert not np.isin(groups[sel], groups[~sel]).any()
 
 
-def test_one_filtering_pass_gives_both_bands_as_two_would(record_119):
-    # extract_beats filters the classifier's and the detector's bands together (ecg.signal.bandpasses)
-    x = record_119.signal
-    for sig, fs in [(x[:3600], 360), (x[:3661], 360), (resample(x[:3600], 360, 250), 250), (x, 360)]:
-        x360, filtered, qrs = preprocess_for_detection(sig, fs)
-        x360_apart, filtered_apart = preprocess(sig, fs)
-        assert np.array_equal(x360, x360_apart) and np.array_equal(filtered, filtered_apart)
-        assert np.array_equal(qrs, bandpass(x360, 360, *QRS_BAND_HZ, order=QRS_BAND_ORDER))
-        assert np.array_equal(detect_r_peaks(x360, 360, qrs_band=qrs), detect_r_peaks(x360, 360))
-    with pytest.raises(ValueError, match="qrs_band"):
-        detect_r_peaks(x[:3600], 360, qrs_band=qrs[:3599])
+def test_the_beat_set_cache_fingerprint_covers_every_ecg_module_a_beat_set_is_built_with():
+    # a cached beat set is reused while train.dataset.code_fingerprint is unchanged: a change
+    # to any ecg module that building one runs (a filter, say) must change it
+    code = ("import json, sys; from train import dataset; from tests.conftest import FIXTURES; "
+            "from train.data import load_record; "
+            "dataset.record_beats(load_record('119', FIXTURES, sampto=7200)); "
+            "print(json.dumps([m.__file__ for n, m in sys.modules.items() if n.split('.')[0] == 'ecg']))")
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
+    package = root / "ecg"
+    used = {Path(f).relative_to(package).as_posix() for f in json.loads(out.stdout.splitlines()[-1])}
+    assert {"dsp/iir.py", "signal.py", "detect.py", "ec57.py"} <= used
+    assert used <= set(dataset.fingerprinted_sources())

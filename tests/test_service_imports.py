@@ -7,7 +7,7 @@ import pytest
 
 from tests.service_helpers import ROOT
 
-# scipy too: ecg/ is numpy only (ecg/dsp.py) and requirements-api.txt does not have it
+# scipy too: ecg/ is numpy only (ecg/dsp/) and requirements-api.txt does not have it
 NOT_FOR_SERVING = ("tensorflow", "keras", "mlflow", "tf2onnx", "wfdb", "onnx", "torch", "scipy")
 
 SCRIPT = """

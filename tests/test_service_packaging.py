@@ -9,7 +9,7 @@ import pytest
 from tests.service_helpers import ROOT
 
 TRAINING_ONLY = ("tensorflow", "keras", "mlflow", "tf2onnx", "wfdb", "onnx=", "optuna", "torch")
-# not needed to serve: ecg/ is numpy only (ecg/dsp.py), and scipy cost each worker ~78 MB
+# not needed to serve: ecg/ is numpy only (ecg/dsp/), and scipy cost each worker ~78 MB
 NOT_SERVED = TRAINING_ONLY + ("scipy",)
 
 
@@ -60,7 +60,7 @@ def test_serving_requirements_are_pinned_and_free_of_the_training_stack():
 
 
 def test_training_requirements_still_pin_scipy():
-    # wfdb needs it, and tests/test_dsp.py compares ecg/dsp.py with it
+    # wfdb needs it, and tests/test_dsp.py compares ecg/dsp/ with it
     reqs = [line.split("#")[0].strip().lower() for line in (ROOT / "requirements-train.txt").read_text().splitlines()]
     assert any(r.startswith("scipy==") for r in reqs)
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from ecg.signal import bandpass, bandpasses, map_positions, resample
+from ecg.signal import bandpass, map_positions, resample
 from tests.conftest import synthetic_ecg
 
 
@@ -42,12 +42,3 @@ def test_bandpass_removes_wander_without_moving_peaks(wander_hz, residual_mv):
         a = int(r * fs)
         assert abs(a - 15 + np.argmax(y[a - 15:a + 15]) - a) <= 1
 
-
-def test_bandpasses_give_what_one_bandpass_per_band_gives():
-    x = np.random.default_rng(3).standard_normal(3600).cumsum()
-    for bands in ([(0.5, 40.0, 2), (5.0, 20.0, 2)],  # one order: one stacked pass
-                  [(0.5, 40.0, 2), (5.0, 20.0, 3)]):  # two orders: one band at a time
-        got = bandpasses(x, 360, bands)
-        assert got.shape == (len(bands), len(x))
-        for row, (lo, hi, order) in zip(got, bands):
-            assert np.array_equal(row, bandpass(x, 360, lo, hi, order))

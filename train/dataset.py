@@ -8,7 +8,6 @@ false beat, labelled ``-`` (not V: the model must learn to leave it alone).
 """
 
 import hashlib
-import inspect
 import json
 import os
 import uuid
@@ -18,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ecg import MODEL_FS, detect, features, pipeline
+import ecg
+from ecg import MODEL_FS, features, pipeline
 from ecg.ec57 import in_ranges, match_beats
 
 from . import augment
@@ -176,9 +176,26 @@ def record_beats(record, strip_s=10.0, offset_s=0.0, use_reference=False, transf
     return BeatSet.concat(parts) if parts else None
 
 
+# ecg modules that do not shape a beat set (the decision runs on the network's outputs)
+NOT_SHAPING_BEAT_SETS = ("decision.py",)
+
+
+def fingerprinted_sources():
+    """{path in the ecg package: source} of the modules :func:`code_fingerprint` covers."""
+    package = Path(ecg.__file__).parent
+    return {p.relative_to(package).as_posix(): p.read_text()
+            for p in sorted(package.rglob("*.py")) if p.name not in NOT_SHAPING_BEAT_SETS}
+
+
 def code_fingerprint():
-    """Hash of the preprocessing code and spec: a cached set is reused only if it matches."""
-    src = "".join(inspect.getsource(m) for m in (detect, features, pipeline, augment))
+    """Hash of the preprocessing code and spec: a cached set is reused only if it matches.
+
+    The code is every module of the ``ecg`` package but ``NOT_SHAPING_BEAT_SETS``:
+    resampling, filters, detector, features and the EC57 matching that labels the beats,
+    and any module added to it; and ``train.augment``, which shapes the augmented views.
+    """
+    sources = {**fingerprinted_sources(), "train/augment.py": Path(augment.__file__).read_text()}
+    src = "".join(path + text for path, text in sources.items())
     spec = json.dumps(pipeline.PREPROCESSING, sort_keys=True)
     return hashlib.sha256((src + spec).encode()).hexdigest()[:16]
 

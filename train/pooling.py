@@ -33,6 +33,7 @@ import numpy as np
 
 from ecg.decision import classify, logit, pool_by_morphology, pooling_logit, qrs_shapes, ruleguard_mask
 from ecg.features import groups_within
+from ecg.pipeline import QRS_CORE_SAMPLES as CORE_SAMPLES
 
 from .data import DS1
 from .oof_errors import f1_counts
@@ -41,7 +42,6 @@ BOUNDS = (0.85, 0.90, 0.95)
 OWN_WEIGHTS = (0.0, 0.5)
 GROUPINGS = ("neighbours", "components")
 THRESHOLDS = np.round(np.arange(0.05, 0.951, 0.01), 2)
-CORE_SAMPLES = (144, 216)  # ±100 ms around the R peak in the 360-sample window
 MIN_GAIN = 0.010
 MIN_GAIN_RECORD_WIDE = 0.005  # the second test's bar (README, "A wider pool")
 # the signal-wide pool as served: a signal's beats in runs of about this many (one pool for

@@ -1,24 +1,30 @@
 """Score ``ecg.detect.detect_r_peaks`` on MIT-BIH after ANSI/AAMI EC57.
 
-    python -m ecg.detector_eval --data DIR [--records 100 101 ...] [--lead MLII]
+    python -m train.detector_eval --data DIR [--records 100 101 ...] [--lead MLII]
                                 [--strip-seconds S] [--json OUT]
 
 Whole records by default; with ``--strip-seconds S`` each record is cut into
 independent S-second strips, the detector runs on each strip alone (as the service
 does on a request) and the detections are mapped back to the record before scoring.
 Matching: +-150 ms, one to one, ventricular flutter left out (EC57; record 207).
-Prints a per-record table and the gross figures (sums over all records).
+Prints a per-record table and the gross figures (sums over all records). Bad input (no
+MIT-BIH directory, a record or a channel it does not have) is one line on stderr and
+exit status 2. The scoring itself is ``ecg.ec57``'s; this CLI reads the records (wfdb),
+so it lives with the training code and the numpy-only ``ecg`` core does not import it.
 """
 
 import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
-from .detect import detect_r_peaks
-from .ec57 import detection_stats
+from ecg.detect import detect_r_peaks
+from ecg.ec57 import detection_stats
+
+from .data import ALL_RECORDS, data_dir, load_record
 
 WITHIN_MS = 30.0  # position tolerance the classifier's windows can live with
 
@@ -93,11 +99,30 @@ def channel_name(name, directory, lead):
         return lead
     import wfdb
 
-    return wfdb.rdheader(str(directory / str(name))).sig_name[int(lead)].strip()
+    names = wfdb.rdheader(str(directory / str(name))).sig_name
+    if int(lead) >= len(names):
+        raise LookupError(f"record {name} has channels 0 to {len(names) - 1}, not {lead}")
+    return names[int(lead)].strip()
+
+
+def mitdb_directory(path):
+    """``path`` when it holds MIT-BIH records, else ``train.data.data_dir``'s choice when it is None.
+
+    A ``--data`` given is used or refused, never replaced by another copy of the database.
+    """
+    if path is not None and not (Path(path).is_dir() and any(Path(path).glob("*.hea"))):
+        raise FileNotFoundError(f"--data {path}: no MIT-BIH records (*.hea) there")
+    return data_dir(path)
+
+
+def read_record(name, directory, lead):
+    if not (directory / f"{name}.hea").is_file():
+        raise FileNotFoundError(f"record {name} is not in {directory}")
+    return load_record(name, directory, lead=channel_name(name, directory, lead))
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m ecg.detector_eval", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m train.detector_eval", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=None, help="MIT-BIH directory (default: $ECG_DATA_DIR or train.data's default)")
     ap.add_argument("--records", nargs="+", default=None, help="record names (default: all 48)")
@@ -109,15 +134,13 @@ def main(argv=None):
     ap.add_argument("--json", default=None, help="write the per-record and gross figures here")
     args = ap.parse_args(argv)
 
-    # WFDB reading lives in train.data (imports wfdb): imported here, not at module level
-    from train.data import ALL_RECORDS, data_dir, load_record
-
-    directory = data_dir(args.data)
-    names = args.records or list(ALL_RECORDS)
-    rows = []
-    for name in names:
-        rec = load_record(name, directory, lead=channel_name(name, directory, args.lead))
-        rows.append(score_record(rec, args.strip_seconds))
+    try:
+        directory = mitdb_directory(args.data)
+        rows = [score_record(read_record(name, directory, args.lead), args.strip_seconds)
+                for name in args.records or ALL_RECORDS]
+    except (FileNotFoundError, LookupError) as exc:  # the input's fault: say what, no traceback
+        print(f"{ap.prog}: error: {exc}", file=sys.stderr)
+        return 2
     total = gross(rows)
     mode = f"{args.strip_seconds:g}-s strips" if args.strip_seconds else "whole records"
     print(f"QRS detection, EC57 matching (+-150 ms), {mode}, {len(rows)} records from {directory}")

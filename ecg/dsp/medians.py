@@ -1,0 +1,31 @@
+"""Medians of short arrays, with numpy's figures and without its per-call overhead."""
+
+import numpy as np
+
+
+def median_1d(v):
+    """``np.nanmedian(v)`` of a 1-D float array: the same numpy scalar, NaNs ignored.
+
+    On a strip's few dozen values most of np.median's and np.nanmedian's time goes to
+    their Python code before any sorting (docs/PERFORMANCE.md), and a request takes several.
+    The middle value (odd count) or the mean of the middle two, in ``v``'s dtype, as
+    numpy computes them. An all-NaN ``v`` gives NaN (with numpy's warning).
+    """
+    s = np.sort(v)  # NaNs last
+    c = len(s) - int(np.count_nonzero(np.isnan(s)))
+    if c == 0:
+        return np.nanmedian(v)
+    return (s[(c - 1) // 2] + s[c // 2]) / 2
+
+
+def median_rows(a):
+    """``np.median(a, axis=1, keepdims=True)`` of a finite 2-D float array, shape (n, 1).
+
+    The middle one or two values of each row by ``np.partition`` and their mean in
+    ``a``'s dtype, as np.median computes them, with less of its overhead on a strip's
+    (n, 360) windows. NaNs are not looked for: callers pass finite values.
+    """
+    m = a.shape[1]
+    lo, hi = (m - 1) // 2, m // 2
+    p = np.partition(a, (lo, hi), axis=1)
+    return ((p[:, lo] + p[:, hi]) / 2)[:, None]
