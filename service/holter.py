@@ -17,6 +17,7 @@ with one they run in the calling thread on the worker's own model.
 import multiprocessing
 import multiprocessing.forkserver
 import os
+import threading
 import time
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -84,6 +85,7 @@ def unreadable_intervals(beats):
 
 # --- the tasks: plain functions of picklable arguments, run in a child or in the worker --
 
+_ENVIRON_LOCK = threading.Lock()
 _CHILD = {}  # in a child process: its "model", or the "error" that stopped it loading
 
 
@@ -163,15 +165,16 @@ def _forkserver():
     """
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(["service.holter"])  # children start with numpy, ORT, ecg imported
-    saved = os.environ.get("OPENBLAS_NUM_THREADS")
-    os.environ["OPENBLAS_NUM_THREADS"] = "1"
-    try:
-        multiprocessing.forkserver.ensure_running()
-    finally:
-        if saved is None:
-            del os.environ["OPENBLAS_NUM_THREADS"]
-        else:
-            os.environ["OPENBLAS_NUM_THREADS"] = saved
+    with _ENVIRON_LOCK:  # a worker's two threads may both start a recording
+        saved = os.environ.get("OPENBLAS_NUM_THREADS")
+        os.environ["OPENBLAS_NUM_THREADS"] = "1"
+        try:
+            multiprocessing.forkserver.ensure_running()
+        finally:
+            if saved is None:
+                del os.environ["OPENBLAS_NUM_THREADS"]
+            else:
+                os.environ["OPENBLAS_NUM_THREADS"] = saved
     return ctx
 
 
