@@ -91,17 +91,19 @@ def extract_beats(x, fs, peaks=None):
     return beat_inputs(filtered, peaks, fs, len(x))
 
 
-def beat_inputs(filtered, peaks, fs, n_samples):
+def beat_inputs(filtered, peaks, fs, n_samples, groups=None):
     """The classifier's inputs for ``peaks`` (R peaks at 360 Hz) in ``filtered``.
 
     ``filtered``: the band-passed 360 Hz signal from :func:`preprocess`; ``fs`` and
     ``n_samples``: the caller's rate and signal length (positions are mapped back
     to them). The last stage of :func:`extract_beats`, apart so it can be timed.
+    ``groups``: (n,) the beats' group labels when they are part of a longer signal's
+    beats (``ecg.chunks``: a day in pieces); default ``beat_groups`` of these n beats.
     """
     peaks = np.asarray(peaks, dtype=np.int64)
     n = len(peaks)
     before, after = PREPROCESSING["window_samples"]
-    groups = beat_groups(n, PREPROCESSING["group_size_beats"])
+    groups = beat_groups(n, PREPROCESSING["group_size_beats"]) if groups is None else np.asarray(groups)
 
     windows = beat_windows(filtered, peaks, before, after)
     windows -= median_rows(windows)  # np.median's figures, sooner

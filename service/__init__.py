@@ -69,5 +69,10 @@ def create_app(test_config=None):
     api.register_blueprint(health.blp)
     api.register_blueprint(predictions.blp)
     predictions.add_no_slash_rule(app)
+    from . import recordings  # whole EDF recordings and their Holter report (docs/HOLTER.md)
+
+    api.register_blueprint(recordings.blp)
+    recordings.add_no_slash_rule(app)
+    recordings.init_app(app)
     app.register_blueprint(demo.bp)  # a plain Flask blueprint: the page is not in the OpenAPI document
     return app

@@ -282,14 +282,15 @@ def test_an_integer_too_large_for_a_float_is_named():
     assert err.value.messages["signal_data"] == ["Contains a number too large for a float."]
 
 
-def _recordings_blueprint(blueprint_class):
-    """A new JSON endpoint, POST /api/v1/recordings, built as health.py and predictions.py are."""
+def _samples_blueprint(blueprint_class):
+    """A new JSON endpoint, POST /api/v1/samples, built as health.py and predictions.py are
+    (not /api/v1/recordings: that one exists, and takes EDF files)."""
     from marshmallow import Schema, fields
 
     class Recording(Schema):
         samples = fields.List(fields.Raw(), required=True)  # Raw: the schema alone lets NaN through
 
-    blp = blueprint_class("recordings", __name__, url_prefix="/api/v1/recordings")
+    blp = blueprint_class("samples", __name__, url_prefix="/api/v1/samples")
 
     @blp.route("/", methods=["POST"])
     @blp.arguments(Recording())
@@ -304,11 +305,11 @@ def _recordings_blueprint(blueprint_class):
 def test_a_new_json_endpoint_built_as_the_others_refuses_nan_and_infinity(app, token):
     from service.api import Blueprint
 
-    app.extensions["ecg_api"].register_blueprint(_recordings_blueprint(Blueprint))
+    app.extensions["ecg_api"].register_blueprint(_samples_blueprint(Blueprint))
     client = app.test_client()
-    ok = client.post("/api/v1/recordings/", data=b'{"samples": [1.5, 2]}', content_type="application/json")
+    ok = client.post("/api/v1/samples/", data=b'{"samples": [1.5, 2]}', content_type="application/json")
     assert ok.status_code == 201 and ok.get_json() == {"samples": [1.5, 2]}
-    body = _assert_error(client.post("/api/v1/recordings/", data=b'{"samples": [1.5, %s]}' % token.encode(),
+    body = _assert_error(client.post("/api/v1/samples/", data=b'{"samples": [1.5, %s]}' % token.encode(),
                                      content_type="application/json"), 400)
     assert "NaN" in body["detail"] and "Infinity" in body["detail"]
 
@@ -317,4 +318,4 @@ def test_the_api_refuses_an_endpoint_whose_parser_would_accept_nan(app):
     import flask_smorest
 
     with pytest.raises(TypeError, match="service.api.Blueprint"):
-        app.extensions["ecg_api"].register_blueprint(_recordings_blueprint(flask_smorest.Blueprint))
+        app.extensions["ecg_api"].register_blueprint(_samples_blueprint(flask_smorest.Blueprint))

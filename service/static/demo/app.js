@@ -1,5 +1,6 @@
 // The page's wiring: choose a signal, send it to the API like any client, show the answer.
 
+import { HolterView } from "./holter.js";
 import { parseSignal, SignalFormatError } from "./parse.js";
 import { EcgTrace } from "./trace.js";
 
@@ -204,6 +205,35 @@ function renderTable(beats, fs) {
   $("beats-table").tBodies[0].replaceChildren(...rows);
 }
 
+// a strip of a Holter recording (service/static/demo/holter.js): its beats come from the report
+function showStrip(strip) {
+  latestRequest++; // a strip answer still on its way must not replace this one
+  clearError();
+  const section = $("result");
+  section.hidden = false;
+  section.dataset.source = strip.id;
+  const v = strip.beats.filter((b) => b.arrhythmia_type === "V").length;
+  const rows = [
+    ["Strip", `${strip.label}: ${(strip.values.length / strip.fs).toFixed(1)} s at ${strip.fs} Hz`],
+    ["Beats", `${strip.beats.length} (${strip.beats.length - v} N, ${v} V)`],
+    ["Time", `times below are from the strip's start, ${strip.offsetS.toFixed(1)} s into the recording`],
+  ];
+  $("summary").replaceChildren(...rows.flatMap(([name, value]) => {
+    const term = document.createElement("dt");
+    term.textContent = name;
+    const data = document.createElement("dd");
+    data.textContent = value;
+    data.dataset.field = name;
+    return [term, data];
+  }));
+  renderTable(strip.beats, strip.fs);
+  trace.setData(strip.values, strip.fs, strip.beats);
+  if (strip.focusTime == null) trace.showAll();
+  else trace.showPaperSpeed(strip.focusTime);
+  setStatus(`${strip.label}: ${strip.beats.length} beats, ${v} V.`);
+  section.scrollIntoView({ block: "start" });
+}
+
 // ---- the trace's view ----
 
 function showView(view, duration) {
@@ -319,6 +349,7 @@ function bindInputs() {
 async function start() {
   bindInputs();
   bindViewControls();
+  new HolterView({ showStrip, setStatus, showError, clearError });
   try {
     await loadStripList();
   } catch (err) {

@@ -1,0 +1,64 @@
+"""The Holter bench's recordings, built from MIT-BIH (not committed: 62 MB and 518 MB).
+
+- ``mitdb_day.edf``: the 48 records back to back, one lead each (MLII; V5 in 102 and 104,
+  which have no MLII), 360 Hz, EDF+ with an annotation at each record's start: 24 h 4 min
+  of real ECG. ``mitdb_day.npz`` beside it: the reference beats (sample, AAMI class), the
+  ventricular-flutter ranges EC57 leaves out, and each record's first sample.
+- ``three_lead_1000.edf``: the same day at 1000 Hz with three signals (the record's MLII,
+  its other lead, and their difference), as a 24-h 3-lead Holter file is sized.
+
+Both cut to whole seconds (EDF data records of 1 s): the day loses its last 0.67 s.
+"""
+
+import numpy as np
+
+from ecg.signal import resample
+
+from .edf_files import to_digital, write_edf
+
+DAY_FS = 360
+BIG_FS = 1000
+
+
+def _records(data_dir):
+    from train.data import ALL_RECORDS, OTHER_LEAD, load_record
+
+    for name in ALL_RECORDS:
+        yield name, load_record(name, data_dir), load_record(name, data_dir, lead=OTHER_LEAD)
+
+
+def build_day(path, data_dir):
+    """Write ``mitdb_day.edf`` and its reference ``.npz``; returns the reference dict."""
+    signal, samples, classes, excluded, starts, notes = [], [], [], [], [], []
+    offset = 0
+    for name, rec, _ in _records(data_dir):
+        signal.append(rec.signal)
+        samples.append(rec.ann_samples + offset)
+        classes.append(rec.ann_classes)
+        excluded.append(rec.excluded + offset)
+        starts.append(offset)
+        notes.append((offset / DAY_FS, f"MIT-BIH {name} ({rec.lead})"))
+        offset += len(rec.signal)
+    n = write_edf(path, [np.concatenate(signal)], DAY_FS, ["ECG MLII"], annotations=notes)
+    samples, classes = np.concatenate(samples), np.concatenate(classes)
+    keep = samples < n
+    ref = {"samples": samples[keep], "classes": classes[keep], "excluded": np.concatenate(excluded),
+           "record_starts": np.array(starts), "records": np.array([t for _, t in notes]), "n": n}
+    np.savez(path.with_suffix(".npz"), **ref)
+    return ref
+
+
+def load_reference(path):
+    with np.load(path.with_suffix(".npz")) as z:
+        return {k: z[k] for k in z.files}
+
+
+def build_three_lead(path, data_dir):
+    """Write ``three_lead_1000.edf``: each record's two leads and their difference at 1000 Hz."""
+    leads = [[], [], []]
+    for _, rec, other in _records(data_dir):
+        a, b = resample(rec.signal, DAY_FS, BIG_FS), resample(other.signal, DAY_FS, BIG_FS)
+        for k, x in enumerate((a, b, a - b)):
+            leads[k].append(to_digital(x))  # int16 at once: 3 x 87 M samples stay 0.5 GB
+    return write_edf(path, [np.concatenate(parts) for parts in leads], BIG_FS,
+                     ["ECG MLII", "ECG V1", "ECG MLII-V1"])

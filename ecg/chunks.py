@@ -1,0 +1,182 @@
+"""A whole-day recording in pieces, with the beats of one pass over the whole signal (numpy only).
+
+``ecg.pipeline.extract_beats`` and ``ecg.decision.classify`` see a signal whole: the
+detector is sequential (running signal and noise levels), the band-passes run forward
+and back over the whole signal, and the groups of ~16 beats (templates, amplitude
+scale, local RR) and the pools of ~4,096 beats (the decision's morphology pooling) are
+``ecg.features.beat_groups`` of the signal's *total* number of beats. A day does not
+fit in memory that way (24 h at 360 Hz: 31 M samples, 250 MB per float64 copy), so:
+
+1. **Detection** in time chunks (:func:`detection_chunks`): each chunk is read with
+   ``DETECTOR_LEAD_S`` of signal before its core and ``FILTER_SETTLE_S`` after it, and
+   keeps the R peaks inside its core (the cores tile the signal: no beat is kept twice
+   or lost at a border). By the core's start the detector's levels have forgotten how
+   they started (0.875 per beat: ~1e-4 after 70 beats) and the filters' start-up
+   transients have decayed (the 0.5-Hz high-pass's as e^(-2.2 t/s): 1e-19 after 20 s).
+2. **Groups and pools** over all the day's peaks at once, as for a whole signal
+   (:func:`decision_units`).
+3. **Beat inputs** in beat ranges (:func:`classification_tasks`) that hold whole pools
+   (whole groups when the decision pools within groups): each range is computed with
+   its neighbouring groups around it (:func:`context_range`), so that every group
+   median, RR interval and neighbour feature of its beats is the whole signal's, on a
+   piece of signal with ``FILTER_SETTLE_S`` of margin (:func:`segment_for_beats`).
+
+The same beats as the whole-signal path, chunk borders included, are checked on real
+records in tests/test_recordings.py and on all 48 MIT-BIH records by ``python -m bench.holter``.
+"""
+
+from dataclasses import dataclass
+from math import gcd
+
+import numpy as np
+
+from . import MODEL_FS
+from .decision import pool_groups
+from .detect import detect_r_peaks
+from .features import beat_groups
+from .pipeline import PREPROCESSING, beat_inputs, preprocess
+from .signal import resample
+
+# the 0.5-Hz band-pass's start-up transient decays as e^(-2.2 t/s): under 1e-19 of it after 20 s
+FILTER_SETTLE_S = 20.0
+# the detector's running levels keep 0.875 of their past per beat: ~1e-4 of their start after
+# 70 beats, a minute at 70 bpm; its 8-beat RR history is the last 8 beats' by then
+DETECTOR_LEAD_S = 60.0
+# a beat's window reaches 180 samples each side, its QRS-width envelope 55 + smoothing: 0.6 s covers both
+BEAT_REACH_S = 0.6
+
+
+def alignment(fs):
+    """``(input samples, 360-Hz samples)`` of the shortest stretch both rates divide.
+
+    A chunk starting at a multiple of the first starts at a whole 360-Hz sample (the
+    second's multiple), so that its resampled samples are the whole signal's.
+    """
+    g = gcd(int(fs), MODEL_FS)
+    return int(fs) // g, MODEL_FS // g
+
+
+def model_length(n, fs):
+    """Samples at 360 Hz of ``n`` samples at ``fs`` Hz (``ecg.signal.resample``'s output length)."""
+    step_in, step_out = alignment(fs)
+    return -(-int(n) * step_out // step_in)
+
+
+def to_model_samples(k, fs):
+    """An aligned input sample index ``k`` at ``fs`` Hz as a 360-Hz sample index."""
+    step_in, step_out = alignment(fs)
+    return int(k) // step_in * step_out
+
+
+def _aligned_up(samples, step):
+    return -(-int(samples) // step) * step
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One time chunk of a signal: what it reads, and whose beats it keeps."""
+
+    read_lo: int  # input samples read (read_lo aligned)
+    read_hi: int
+    lo: int  # its core in input samples: the cores tile the signal
+    hi: int
+    core_lo: int  # its core in 360-Hz samples: the R peaks it keeps
+    core_hi: int
+
+
+def detection_chunks(n, fs, chunk_s, lead_s=DETECTOR_LEAD_S, tail_s=FILTER_SETTLE_S):
+    """Time chunks (:class:`Chunk`) over ``n`` input samples at ``fs`` Hz.
+
+    ``chunk_s``: a core's length in seconds (rounded up to the alignment). A chunk reads
+    ``lead_s`` before its core and ``tail_s`` after it; the 360-Hz cores tile
+    ``0 .. model_length(n, fs)``.
+    """
+    step_in, _ = alignment(fs)
+    chunk = max(_aligned_up(chunk_s * fs, step_in), step_in)
+    lead, tail = _aligned_up(lead_s * fs, step_in), _aligned_up(tail_s * fs, step_in)
+    out = []
+    for lo in range(0, int(n), chunk):
+        hi = min(lo + chunk, int(n))
+        core_hi = model_length(n, fs) if hi == n else to_model_samples(hi, fs)
+        out.append(Chunk(max(lo - lead, 0), min(hi + tail, int(n)), lo, hi, to_model_samples(lo, fs), core_hi))
+    return out
+
+
+def detect_in_chunk(x, fs, chunk):
+    """R peaks (360-Hz samples of the whole signal) of one :class:`Chunk`, those in its core.
+
+    ``x``: the chunk's samples ``chunk.read_lo:chunk.read_hi`` (mV, (m,)) at ``fs`` Hz.
+    Returns (k,) int64.
+    """
+    x360 = resample(x, fs, MODEL_FS)  # as ecg.pipeline.extract_beats detects: on the resampled lead
+    peaks = detect_r_peaks(x360, MODEL_FS) + to_model_samples(chunk.read_lo, fs)
+    return peaks[(peaks >= chunk.core_lo) & (peaks < chunk.core_hi)]
+
+
+def decision_units(n, decision):
+    """Labels (n,) of the runs of beats a classification task holds whole.
+
+    The decision's pools when it pools over the signal (``pool_size_beats``), else the
+    groups of ~16 beats (the pools of a decision pooling within groups; any
+    group-aligned cut serves a decision without pooling).
+    """
+    pooling = decision.get("pooling") or {}
+    if pooling.get("pool_size_beats"):
+        return pool_groups(pooling, n)
+    return beat_groups(n, PREPROCESSING["group_size_beats"])
+
+
+def classification_tasks(units, task_beats):
+    """Beat ranges ``(a, b)`` of about ``task_beats`` beats each, cut only where ``units`` (n,) change.
+
+    A unit larger than ``task_beats`` is one task of its own.
+    """
+    units = np.asarray(units)
+    n = len(units)
+    if n == 0:
+        return []
+    starts = np.flatnonzero(np.r_[True, units[1:] != units[:-1]]).tolist() + [n]
+    tasks, a = [], 0
+    for s in starts[1:]:
+        if s - a >= task_beats or s == n:
+            tasks.append((a, s))
+            a = s
+    return tasks
+
+
+def context_range(groups, a, b):
+    """The beats ``e0:e1`` whose inputs are computed for the beats ``a:b``.
+
+    ``groups``: (n,) every beat's group. Beat a - 1's whole group and beat b's come along
+    (the neighbour features of a and b - 1 read them), and one beat beyond each, so that
+    those groups' RR intervals and medians are the whole signal's too.
+    """
+    groups = np.asarray(groups)
+    n = len(groups)
+    e0 = 0 if a == 0 else max(int(np.searchsorted(groups, groups[a - 1], "left")) - 1, 0)
+    e1 = n if b == n else min(int(np.searchsorted(groups, groups[b], "right")) + 1, n)
+    return e0, e1
+
+
+def segment_for_beats(peaks, fs, n, settle_s=FILTER_SETTLE_S):
+    """The input samples ``(read_lo, read_hi)`` to read for the beats at ``peaks`` (360-Hz, sorted).
+
+    ``n``: the signal's input samples at ``fs`` Hz; ``read_lo`` is aligned.
+    """
+    step_in, _ = alignment(fs)
+    reach = (settle_s + BEAT_REACH_S) * MODEL_FS
+    lo = int(np.floor((peaks[0] - reach) * fs / MODEL_FS))
+    hi = int(np.ceil((peaks[-1] + reach) * fs / MODEL_FS))
+    return max(lo // step_in * step_in, 0), min(hi, int(n))
+
+
+def beats_in_context(x, fs, read_lo, peaks, groups):
+    """``ecg.pipeline.Beats`` of ``peaks`` (360-Hz samples of the whole signal) with their ``groups``.
+
+    ``x``: the input samples ``read_lo:read_hi`` (mV) from :func:`segment_for_beats`.
+    The returned ``peaks`` and ``filtered`` are the segment's (offset by
+    ``to_model_samples(read_lo, fs)``); ``positions`` are not the whole signal's either.
+    """
+    _, filtered = preprocess(x, fs)
+    local = np.asarray(peaks, dtype=np.int64) - to_model_samples(read_lo, fs)
+    return beat_inputs(filtered, local, MODEL_FS, len(filtered), groups=groups)

@@ -1,0 +1,171 @@
+"""The Holter report's counts from a day of beat labels (numpy only).
+
+Every function takes the beats in time order: ``is_v`` (n,) bool, True for a ventricular
+(V) beat, and where times matter ``times_s`` (n,) float, each beat's R peak in seconds
+from the recording's start. The counts, precisely (docs/HOLTER.md says the same):
+
+- a *V run* is a maximal stretch of consecutive V beats (no N beat inside, none V on
+  either side). Its length is its number of beats.
+- ``couplets``: V runs of exactly 2 beats. ``triplets``: V runs of exactly 3 beats.
+- ``ventricular_runs``: V runs of 3 or more beats. A triplet is also a ventricular run
+  (the run list holds it, the triplet count counts it too). A run's rate is
+  60 x (beats - 1) / (its last R time - its first R time), in bpm; it is ``NSVT``
+  (2017 AHA/ACC/HRS: 3 or more consecutive ventricular beats faster than 100 bpm,
+  lasting under 30 s) when faster than 100 bpm and shorter than 30 s, ``VT`` (sustained)
+  when faster than 100 bpm for 30 s or more, ``slow`` (an idioventricular rhythm) otherwise.
+- an *isolated PVC* is a V run of 1 beat.
+- ``bigeminy_episodes``: maximal chains of at least ``MIN_EPISODE_PVCS`` isolated PVCs
+  in which each next PVC follows exactly 1 N beat after the previous one (N V N V N V);
+  ``trigeminy_episodes`` the same with exactly 2 N beats between them (V N N V N N V).
+  A couplet or a run breaks a chain; one PVC can end a bigeminy chain and start a
+  trigeminy one.
+- heart rate: from RR intervals (between consecutive beats) no longer than ``MAX_RR_S``;
+  an interval belongs to the window holding its second beat. A window's rate is
+  60 x (intervals) / (their total seconds); 1-min windows with fewer than
+  ``MIN_RR_PER_MINUTE`` intervals (no readable beats) have none. ``min``/``max`` are the
+  extreme 1-min rates, ``mean`` the whole recording's (all its counted intervals).
+"""
+
+import numpy as np
+
+MIN_EPISODE_PVCS = 3  # bigeminy/trigeminy: three PVC cycles, as most Holter software counts them
+NSVT_MIN_RATE_BPM = 100.0  # 2017 AHA/ACC/HRS: ventricular tachycardia is faster than 100 bpm ...
+SUSTAINED_VT_S = 30.0  # ... and sustained when it lasts 30 s or more
+MAX_RR_S = 3.0  # a longer RR is a pause or a detection gap: it does not enter heart rates
+HR_WINDOW_S = 60.0  # the 1-min windows of heart_rate_bpm min / max
+MIN_RR_PER_MINUTE = 10  # a 1-min window with fewer intervals (under 10 bpm of data) has no rate
+HOUR_S = 3600.0
+
+
+def v_runs(is_v):
+    """Maximal runs of consecutive V beats: ``(starts, lengths)``, each (k,) int64.
+
+    ``starts``: index of each run's first beat in ``is_v`` (n,) bool; ``lengths``: its beats.
+    """
+    v = np.asarray(is_v, dtype=bool)
+    edges = np.diff(np.concatenate(([False], v, [False])).astype(np.int8))
+    starts = np.flatnonzero(edges == 1)
+    ends = np.flatnonzero(edges == -1)
+    return starts.astype(np.int64), (ends - starts).astype(np.int64)
+
+
+def run_counts(is_v):
+    """``{"isolated_pvcs", "couplets", "triplets"}``: V runs of exactly 1, 2 and 3 beats."""
+    _, lengths = v_runs(is_v)
+    return {"isolated_pvcs": int(np.count_nonzero(lengths == 1)),
+            "couplets": int(np.count_nonzero(lengths == 2)),
+            "triplets": int(np.count_nonzero(lengths == 3))}
+
+
+def ventricular_runs(is_v, times_s):
+    """V runs of 3 or more beats: a list of ``{"start_s", "beats", "duration_s", "rate_bpm", "kind"}``.
+
+    ``times_s`` (n,): R times in seconds. ``kind``: "NSVT", "VT" or "slow" (module docstring).
+    """
+    t = np.asarray(times_s, dtype=np.float64)
+    starts, lengths = v_runs(is_v)
+    out = []
+    for s, k in zip(starts.tolist(), lengths.tolist()):
+        if k < 3:
+            continue
+        duration = float(t[s + k - 1] - t[s])
+        rate = 60.0 * (k - 1) / duration if duration > 0 else float("inf")
+        kind = ("slow" if rate <= NSVT_MIN_RATE_BPM
+                else "VT" if duration >= SUSTAINED_VT_S else "NSVT")
+        out.append({"start_s": float(t[s]), "beats": k, "duration_s": duration,
+                    "rate_bpm": rate, "kind": kind})
+    return out
+
+
+def pvc_chains(is_v, n_between):
+    """Chains of isolated PVCs ``n_between`` N beats apart: ``(first, count)`` per chain, (k,) each.
+
+    ``first``: index of the chain's first PVC; ``count``: its PVCs. Only chains of at
+    least ``MIN_EPISODE_PVCS`` PVCs are kept: bigeminy is ``n_between=1``, trigeminy 2.
+    """
+    starts, lengths = v_runs(is_v)
+    single = starts[lengths == 1]  # isolated PVCs, in order
+    if len(single) < MIN_EPISODE_PVCS:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    # consecutive isolated PVCs are n_between N apart only if no run lies between them:
+    # a run would put V beats in the gap, which then holds more than n_between beats
+    linked = np.diff(single) == n_between + 1
+    firsts, counts = v_runs(linked)  # runs of links: a chain of k links holds k + 1 PVCs
+    keep = counts + 1 >= MIN_EPISODE_PVCS
+    return single[firsts[keep]], counts[keep] + 1
+
+
+def episode_counts(is_v):
+    """``{"bigeminy_episodes", "trigeminy_episodes"}``: numbers of chains (module docstring)."""
+    return {"bigeminy_episodes": len(pvc_chains(is_v, 1)[0]),
+            "trigeminy_episodes": len(pvc_chains(is_v, 2)[0])}
+
+
+def rr_in_windows(times_s, window_s, n_windows):
+    """Counted RR intervals per window: ``(count, total_s)``, each (n_windows,).
+
+    An interval (consecutive ``times_s``, seconds) counts when at most ``MAX_RR_S``
+    long, in the window ``floor(second beat's time / window_s)``.
+    """
+    t = np.asarray(times_s, dtype=np.float64)
+    rr = np.diff(t)
+    ok = rr <= MAX_RR_S
+    window = np.minimum((t[1:][ok] // window_s).astype(np.int64), max(n_windows - 1, 0))
+    count = np.bincount(window, minlength=n_windows)[:n_windows]
+    total = np.bincount(window, weights=rr[ok], minlength=n_windows)[:n_windows]
+    return count, total
+
+
+def heart_rate_summary(times_s, duration_s):
+    """``{"min", "mean", "max"}`` in bpm (module docstring); None for each when nothing counts."""
+    n_windows = max(int(np.ceil(duration_s / HR_WINDOW_S)), 1)
+    count, total = rr_in_windows(times_s, HR_WINDOW_S, n_windows)
+    rated = count >= MIN_RR_PER_MINUTE
+    if not count.sum():
+        return {"min": None, "mean": None, "max": None}
+    rates = 60.0 * count[rated] / total[rated]
+    return {"min": float(rates.min()) if len(rates) else None,
+            "mean": float(60.0 * count.sum() / total.sum()),
+            "max": float(rates.max()) if len(rates) else None}
+
+
+def hourly(times_s, is_v, duration_s):
+    """One row per hour from the start: ``{"hour_start_s", "beats", "ventricular_beats", "heart_rate_mean"}``.
+
+    ``heart_rate_mean``: 60 x the hour's counted RR intervals / their seconds, None when
+    it has none. The last hour may be partial.
+    """
+    t = np.asarray(times_s, dtype=np.float64)
+    v = np.asarray(is_v, dtype=bool)
+    n_hours = max(int(np.ceil(duration_s / HOUR_S)), 1)
+    hour = np.minimum((t // HOUR_S).astype(np.int64), n_hours - 1)
+    beats = np.bincount(hour, minlength=n_hours)
+    vent = np.bincount(hour[v], minlength=n_hours)
+    count, total = rr_in_windows(t, HOUR_S, n_hours)
+    return [{"hour_start_s": h * HOUR_S, "beats": int(beats[h]), "ventricular_beats": int(vent[h]),
+             "heart_rate_mean": float(60.0 * count[h] / total[h]) if count[h] else None}
+            for h in range(n_hours)]
+
+
+def holter_summary(times_s, is_v, duration_s, analysed_s=None):
+    """The report's counts of n beats over a recording of ``duration_s`` seconds.
+
+    ``analysed_s``: the seconds the beats were sought in (the duration less the
+    unreadable stretches; default the duration): PVCs per hour are per analysed hour.
+    Returns a dict of plain Python numbers and lists (module docstring for each).
+    """
+    v = np.asarray(is_v, dtype=bool)
+    n, n_v = len(v), int(np.count_nonzero(v))
+    analysed_s = duration_s if analysed_s is None else analysed_s
+    return {
+        "total_beats": n,
+        "normal_beats": n - n_v,
+        "ventricular_beats": n_v,
+        "pvc_burden_percent": 100.0 * n_v / n if n else 0.0,
+        "pvc_per_hour": n_v / (analysed_s / HOUR_S) if analysed_s > 0 else 0.0,
+        "heart_rate_bpm": heart_rate_summary(times_s, duration_s),
+        **run_counts(v),
+        "ventricular_runs": ventricular_runs(v, times_s),
+        **episode_counts(v),
+        "hourly": hourly(times_s, v, duration_s),
+    }

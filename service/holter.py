@@ -1,0 +1,287 @@
+"""A whole recording's beats and its Holter report, in chunks and processes (``ecg.chunks``).
+
+:func:`analyse` runs two stages over an EDF channel (``service.edf.Channel``), each a
+list of independent tasks that read their own slice of the file:
+
+1. detection: time chunks (30 min by default) -> R peaks, plus the signal's checks
+   (all zeros, saturated);
+2. classification: beat ranges holding whole pools of the decision (~4,096 beats, about
+   an hour) -> each beat's label, from the same inputs, network and decision as a
+   whole-signal prediction.
+
+With more than one process the tasks go to a pool of processes started from a
+forkserver (never a fork of a threaded gunicorn worker), each loading the model itself;
+with one they run in the calling thread on the worker's own model.
+"""
+
+import multiprocessing
+import multiprocessing.forkserver
+import os
+import threading
+import time
+from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+
+import numpy as np
+
+from ecg import MODEL_FS, chunks, holter
+from ecg.decision import classify
+from ecg.features import beat_groups
+from ecg.pipeline import PREPROCESSING
+from ecg.signal import map_positions
+
+from .edf import EdfError
+from .model import ModelUnavailable, load_model
+
+# a channel this share of whose samples sit at its physical minimum or maximum is saturated...
+SATURATED_SHARE = 0.5
+# ... and from this share on, the report warns of clipping
+CLIPPED_WARNING_SHARE = 0.01
+FLAT_SPAN_MV = 1e-6  # a channel whose samples all lie within this span carries no signal
+ZERO_MV = 1e-3  # ... and is "all zeros" within 1 uV of 0 (the calibration of digital 0 is rarely exactly 0)
+MODEL_LEAD = "MLII"
+
+
+class NoBeats(Exception):
+    """No beat found in the whole channel (a flat line, or no QRS complex)."""
+
+
+class Overtime(Exception):
+    """The analysis ran past its time limit; the message is the stage it stopped in."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How a recording is cut and spread (service/config.py's ECG_RECORDING_*)."""
+
+    processes: int = 0  # 0: as many as the cores the machine leaves idle (at least 1)
+    chunk_s: float = 1800.0  # detection chunk
+    task_beats: int = 2048  # a classification task: whole pools, at least this many beats
+    timeout_s: float | None = 600.0
+
+
+def process_count(requested):
+    """Processes for one recording: ``requested``, or (0) the cores not busy now, at least 1.
+
+    Busy cores are the 1-min load average, rounded: other requests, gunicorn workers
+    and jobs on the machine. A busy machine analyses the recording in the worker itself.
+    """
+    if requested > 0:
+        return requested
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores - int(round(os.getloadavg()[0])))
+
+
+def unreadable_intervals(beats):
+    """Stretches (k, 2) in seconds of the task's segment where the signal is unreadable.
+
+    The single place where the per-beat signal quality plugs in: until ``ecg.quality``
+    gives ``Beats`` their quality and unreadable stretches, there are none (an empty
+    array), and ``unreadable_seconds`` reports 0.
+    """
+    return np.zeros((0, 2))
+
+
+# --- the tasks: plain functions of picklable arguments, run in a child or in the worker --
+
+_ENVIRON_LOCK = threading.Lock()
+_CHILD = {}  # in a child process: its "model", or the "error" that stopped it loading
+
+
+def _init_child(model_dir, card):
+    """Load the model once per child; it must be the model the request started with."""
+    try:
+        model = load_model(model_dir)
+        if model.card != card:
+            raise ModelUnavailable("the model changed while the recording was analysed; send it again")
+        _CHILD["model"] = model
+    except ModelUnavailable as exc:
+        _CHILD["error"] = str(exc)
+
+
+def _child_model():
+    if "error" in _CHILD:
+        raise ModelUnavailable(_CHILD["error"])
+    return _CHILD["model"]
+
+
+def detect_task(channel, fs, chunk):
+    """Stage 1 on one ``ecg.chunks.Chunk``: ``(peaks, stats)``.
+
+    ``stats``: over the chunk's core samples: ``samples``, ``at_rails`` (how many sit at
+    the channel's physical minimum or maximum), ``min`` and ``max`` (mV).
+    """
+    x = channel.read(chunk.read_lo, chunk.read_hi)
+    core = x[chunk.lo - chunk.read_lo:chunk.hi - chunk.read_lo]
+    lo, hi = channel.physical_range_mv
+    stats = {"samples": len(core), "at_rails": int(np.count_nonzero((core <= lo) | (core >= hi))),
+             "min": float(core.min()), "max": float(core.max())}
+    return chunks.detect_in_chunk(x, fs, chunk), stats
+
+
+def classify_task(model, channel, peaks, groups, core, units, decision, apply_ruleguard):
+    """Stage 2 on one beat range: ``(is_v, p_v, flipped, unreadable)`` of its beats.
+
+    ``peaks``, ``groups``: (m,) of the range with its context (``ecg.chunks.context_range``);
+    ``core``: the slice of them that is the range; ``units``: the range's pools (or groups);
+    ``decision``: the card's, pooling within ``units`` (:func:`task_decision`).
+    """
+    read_lo, read_hi = chunks.segment_for_beats(peaks, channel.fs, channel.n_samples)
+    x = channel.read(read_lo, read_hi)
+    beats = chunks.beats_in_context(x, channel.fs, read_lo, peaks, groups)
+    windows, features = beats.windows[core], beats.features[core]
+    p_raw = model.p_v(windows, features)
+    is_v, p_v, flipped = classify(p_raw, features, decision, apply_ruleguard, windows=windows, groups=units)
+    unreadable = unreadable_intervals(beats) + read_lo / channel.fs
+    return is_v, p_v, flipped, unreadable
+
+
+def task_decision(decision):
+    """The card's decision for one task: pooling within the pools it is given, not its own."""
+    pooling = decision.get("pooling")
+    if not pooling or not pooling.get("pool_size_beats"):
+        return decision
+    return {**decision, "pooling": {k: v for k, v in pooling.items() if k != "pool_size_beats"}}
+
+
+def _detect_in_child(channel, fs, chunk):
+    return detect_task(channel, fs, chunk)
+
+
+def _classify_in_child(*args):
+    return classify_task(_child_model(), *args)
+
+
+# --- running them --------------------------------------------------------------------
+
+
+def _forkserver():
+    """The forkserver context, its server started (once per process) with one BLAS thread.
+
+    Processes, not threads, share the cores: a child's OpenBLAS threads (the pooling's
+    matrix products) would only compete with the other children. The server's
+    environment is the worker's at its start, with ``OPENBLAS_NUM_THREADS=1`` added.
+    """
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["service.holter"])  # children start with numpy, ORT, ecg imported
+    with _ENVIRON_LOCK:  # a worker's two threads may both start a recording
+        saved = os.environ.get("OPENBLAS_NUM_THREADS")
+        os.environ["OPENBLAS_NUM_THREADS"] = "1"
+        try:
+            multiprocessing.forkserver.ensure_running()
+        finally:
+            if saved is None:
+                del os.environ["OPENBLAS_NUM_THREADS"]
+            else:
+                os.environ["OPENBLAS_NUM_THREADS"] = saved
+    return ctx
+
+
+class _Runner:
+    """Tasks in a process pool (``processes`` > 1) or in this thread, under one deadline."""
+
+    def __init__(self, model, model_dir, processes, deadline):
+        self.model, self.deadline = model, deadline
+        self.pool = None
+        if processes > 1:
+            self.pool = ProcessPoolExecutor(processes, mp_context=_forkserver(), initializer=_init_child,
+                                            initargs=(str(model_dir), model.card))
+
+    def _check(self, stage):
+        if self.deadline is not None and time.perf_counter() > self.deadline:
+            raise Overtime(stage)
+
+    def map(self, stage, func_here, func_child, jobs):
+        """Results of ``func(*job)`` for each of ``jobs``, in order."""
+        if self.pool is None:
+            out = []
+            for job in jobs:
+                self._check(stage)
+                out.append(func_here(*job))
+            return out
+        futures = [self.pool.submit(func_child, *job) for job in jobs]
+        left = None if self.deadline is None else max(self.deadline - time.perf_counter(), 0.0)
+        done, pending = wait(futures, timeout=left, return_when=FIRST_EXCEPTION)
+        for f in done:
+            if f.exception() is not None:
+                raise f.exception()
+        if pending:
+            raise Overtime(stage)
+        return [f.result() for f in futures]
+
+    def close(self):
+        if self.pool is not None:
+            for proc in list(self.pool._processes.values()):  # no waiting for a task past the deadline
+                proc.terminate()
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def analyse(model, model_dir, channel, settings, apply_ruleguard=True):
+    """Every beat of ``channel`` (``service.edf.Channel``) classified, and the report's counts.
+
+    Returns a dict: ``positions`` (n,) samples at the channel's rate, ``times_s`` (n,),
+    ``is_v``, ``p_v``, ``flipped`` (n,), ``unreadable_s``, ``checks`` (stage 1's counts),
+    ``processes``. Raises ``service.edf.EdfError`` (a saturated or all-zero channel),
+    :class:`NoBeats`, :class:`Overtime`, ``service.model.ModelUnavailable``.
+    """
+    budget = settings.timeout_s
+    deadline = time.perf_counter() + budget if budget else None
+    processes = process_count(settings.processes)
+    runner = _Runner(model, model_dir, processes, deadline)
+    try:
+        jobs = [(channel, channel.fs, c) for c in chunks.detection_chunks(channel.n_samples, channel.fs,
+                                                                          settings.chunk_s)]
+        found = runner.map("beat detection", detect_task, _detect_in_child, jobs)
+        checks = {k: sum(s[k] for _, s in found) for k in ("samples", "at_rails")}
+        checks.update(min=min(s["min"] for _, s in found), max=max(s["max"] for _, s in found))
+        _check_signal(checks, channel)
+        peaks = np.concatenate([p for p, _ in found]).astype(np.int64)
+        if len(peaks) == 0:
+            raise NoBeats()
+        labels = runner.map("beat classification", _classify_here(model), _classify_in_child,
+                            classification_jobs(channel, peaks, model.decision, settings, apply_ruleguard))
+    except BrokenProcessPool:
+        raise RuntimeError("a process analysing the recording died") from None
+    finally:
+        runner.close()
+    positions = map_positions(peaks, MODEL_FS, channel.fs, n_to=channel.n_samples)
+    unreadable = np.concatenate([u for *_, u in labels]).reshape(-1, 2)
+    return {
+        "positions": positions,
+        "times_s": positions / channel.fs,
+        "is_v": np.concatenate([r[0] for r in labels]),
+        "p_v": np.concatenate([r[1] for r in labels]),
+        "flipped": np.concatenate([r[2] for r in labels]),
+        "unreadable_s": float(np.sum(unreadable[:, 1] - unreadable[:, 0])),
+        "checks": checks,
+        "processes": processes,
+    }
+
+
+def _classify_here(model):
+    return lambda *args: classify_task(model, *args)
+
+
+def classification_jobs(channel, peaks, decision, settings, apply_ruleguard):
+    """Stage 2's task arguments for the day's ``peaks`` (n,): whole pools, with their context."""
+    groups = beat_groups(len(peaks), PREPROCESSING["group_size_beats"])
+    units = chunks.decision_units(len(peaks), decision)
+    own = task_decision(decision)
+    jobs = []
+    for a, b in chunks.classification_tasks(units, settings.task_beats):
+        e0, e1 = chunks.context_range(groups, a, b)
+        jobs.append((channel, peaks[e0:e1], groups[e0:e1], slice(a - e0, b - e0), units[a:b],
+                     own, apply_ruleguard))
+    return jobs
+
+
+def _check_signal(checks, channel):
+    n = max(checks["samples"], 1)
+    if checks["max"] - checks["min"] < FLAT_SPAN_MV:
+        level = "all zeros" if abs(checks["max"]) < ZERO_MV else f"flat at {checks['max']:.3f} mV"
+        raise EdfError(f"channel {channel.index} ({channel.label!r}) is {level}: no signal was recorded")
+    if checks["at_rails"] >= SATURATED_SHARE * n:
+        raise EdfError(f"channel {channel.index} ({channel.label!r}) is saturated: "
+                       f"{100 * checks['at_rails'] / n:.0f}% of its samples sit at its physical "
+                       f"minimum or maximum ({channel.physical_range_mv[0]:g} / {channel.physical_range_mv[1]:g} mV)")

@@ -1,0 +1,88 @@
+"""The Holter report of an analysed recording, as JSON fields or as a CSV beat table.
+
+The counts are ``ecg.holter``'s (defined there and in docs/HOLTER.md); this module
+rounds them, adds the recording's identity, the model and the warnings.
+"""
+
+import io
+
+import numpy as np
+
+from ecg import holter
+
+from .holter import CLIPPED_WARNING_SHARE, MODEL_LEAD
+
+CSV_HEADER = "time_s,sample,type,confidence"
+
+
+def _round(value, decimals):
+    return None if value is None else round(float(value), decimals)
+
+
+def report_fields(channel, result, model, include_beats=False):
+    """The report's fields (no id, no timing) from ``service.holter.analyse``'s ``result``."""
+    duration = channel.duration_s
+    unreadable = result["unreadable_s"]
+    summary = holter.holter_summary(result["times_s"], result["is_v"], duration,
+                                    analysed_s=duration - unreadable)
+    hr = summary["heart_rate_bpm"]
+    fields = {
+        "channel": {"index": channel.index, "label": channel.label, "sampling_rate": channel.fs},
+        "start_time": channel.start_time.isoformat() if channel.start_time else None,
+        "duration_s": round(duration, 3),
+        "total_beats": summary["total_beats"],
+        "normal_beats": summary["normal_beats"],
+        "ventricular_beats": summary["ventricular_beats"],
+        "pvc_burden_percent": round(summary["pvc_burden_percent"], 3),
+        "pvc_per_hour": round(summary["pvc_per_hour"], 2),
+        "heart_rate_bpm": {k: _round(hr[k], 1) for k in ("min", "mean", "max")},
+        "isolated_pvcs": summary["isolated_pvcs"],
+        "couplets": summary["couplets"],
+        "triplets": summary["triplets"],
+        "ventricular_runs": [{"start_s": round(r["start_s"], 3), "beats": r["beats"],
+                              "duration_s": round(r["duration_s"], 3), "rate_bpm": round(r["rate_bpm"], 1),
+                              "kind": r["kind"]} for r in summary["ventricular_runs"]],
+        "bigeminy_episodes": summary["bigeminy_episodes"],
+        "trigeminy_episodes": summary["trigeminy_episodes"],
+        "hourly": [{**row, "heart_rate_mean": _round(row["heart_rate_mean"], 1)} for row in summary["hourly"]],
+        "unreadable_seconds": round(unreadable, 3),
+        "model": {"name": model.name, "version": model.version},
+        "warnings": report_warnings(channel, result),
+    }
+    if include_beats:
+        fields["beats"] = [{"time_s": t, "sample": s, "type": k, "confidence": c}
+                           for t, s, k, c in zip(*_beat_columns(result))]
+    return fields
+
+
+def report_warnings(channel, result):
+    """What the client should know about the channel and the beats found."""
+    notes = list(channel.warnings)
+    if channel.label.strip().upper().replace("ECG", "").strip() != MODEL_LEAD:
+        notes.append(f"channel {channel.label!r} is not {MODEL_LEAD}, the lead the model was trained "
+                     "on: beat labels may be less reliable")
+    checks = result["checks"]
+    share = checks["at_rails"] / max(checks["samples"], 1)
+    if share > CLIPPED_WARNING_SHARE:
+        notes.append(f"{100 * share:.1f}% of the samples sit at the channel's physical minimum or "
+                     "maximum: clipped or saturated stretches?")
+    n = len(result["is_v"])
+    if n < 3:
+        notes.append(f"only {n} beat(s) detected in {channel.duration_s:.0f} s")
+    return notes
+
+
+def _beat_columns(result):
+    """(time_s, sample, type, confidence) lists, rounded as the report gives them."""
+    is_v = result["is_v"]
+    confidence = np.where(is_v, result["p_v"], 1.0 - result["p_v"])
+    return (np.round(result["times_s"], 4).tolist(), result["positions"].tolist(),
+            np.where(is_v, "V", "N").tolist(), np.round(confidence, 6).tolist())
+
+
+def beats_csv(result):
+    """The beat table as CSV text: ``time_s,sample,type,confidence``, one row per beat."""
+    out = io.StringIO()
+    out.write(CSV_HEADER + "\n")
+    out.writelines(f"{t},{s},{k},{c}\n" for t, s, k, c in zip(*_beat_columns(result)))
+    return out.getvalue()

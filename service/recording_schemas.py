@@ -1,0 +1,94 @@
+"""Schemas of POST /api/v1/recordings: its query, and its report (for the OpenAPI document).
+
+The body is a file, not JSON: described in the document by :data:`REQUEST_BODY`.
+"""
+
+from marshmallow import Schema, fields
+
+REQUEST_BODY = {
+    "required": True,
+    "description": "One EDF or EDF+ file (EDF+D only without gaps), as the body itself or as the "
+                   "`file` part of a form. At most ECG_MAX_RECORDING_MB (1024 MB by default).",
+    "content": {
+        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+        "multipart/form-data": {"schema": {"type": "object", "required": ["file"],
+                                           "properties": {"file": {"type": "string", "format": "binary"}}}},
+    },
+}
+
+
+class RecordingQuerySchema(Schema):
+    channel = fields.String(load_default=None, metadata={
+        "description": "The signal to analyse: its index among the file's signals (0-based, "
+                       "annotations not counted) or its label. Default: the first signal whose "
+                       "label looks like an ECG lead (ECG, EKG, MLII, V1...), else signal 0."})
+    include_beats = fields.Boolean(load_default=False, metadata={
+        "description": "Add every beat (`beats`) to the JSON report."})
+    apply_ruleguard = fields.Boolean(load_default=True, metadata={
+        "description": "Apply the model card's RuleGuard, as POST /api/v1/predictions does."})
+
+
+class ChannelSchema(Schema):
+    index = fields.Integer()
+    label = fields.String()
+    sampling_rate = fields.Integer(metadata={"description": "Hz"})
+
+
+class HeartRateSchema(Schema):
+    min = fields.Float(allow_none=True, metadata={"description": "lowest 1-min rate, bpm"})
+    mean = fields.Float(allow_none=True, metadata={"description": "the whole recording's, bpm"})
+    max = fields.Float(allow_none=True, metadata={"description": "highest 1-min rate, bpm"})
+
+
+class RunSchema(Schema):
+    start_s = fields.Float(metadata={"description": "first V beat, seconds from the start"})
+    beats = fields.Integer()
+    duration_s = fields.Float(metadata={"description": "first to last R peak"})
+    rate_bpm = fields.Float()
+    kind = fields.String(metadata={"description": "NSVT (> 100 bpm, < 30 s), VT (> 100 bpm, >= 30 s) or slow"})
+
+
+class HourSchema(Schema):
+    hour_start_s = fields.Float()
+    beats = fields.Integer()
+    ventricular_beats = fields.Integer()
+    heart_rate_mean = fields.Float(allow_none=True)
+
+
+class ModelSchema(Schema):
+    name = fields.String()
+    version = fields.String()
+
+
+class BeatSchema(Schema):
+    time_s = fields.Float()
+    sample = fields.Integer(metadata={"description": "R peak in the channel, at its sampling rate"})
+    type = fields.String(metadata={"description": "N or V"})
+    confidence = fields.Float()
+
+
+class RecordingReportSchema(Schema):
+    """The Holter report (docs/HOLTER.md defines each count)."""
+
+    recording_id = fields.String()
+    channel = fields.Nested(ChannelSchema)
+    start_time = fields.String(allow_none=True, metadata={"description": "the file's, ISO 8601 (no zone: EDF has none)"})
+    duration_s = fields.Float()
+    total_beats = fields.Integer()
+    normal_beats = fields.Integer()
+    ventricular_beats = fields.Integer()
+    pvc_burden_percent = fields.Float()
+    pvc_per_hour = fields.Float(metadata={"description": "per readable hour"})
+    heart_rate_bpm = fields.Nested(HeartRateSchema)
+    isolated_pvcs = fields.Integer()
+    couplets = fields.Integer(metadata={"description": "runs of exactly 2 V"})
+    triplets = fields.Integer(metadata={"description": "runs of exactly 3 V (also in ventricular_runs)"})
+    ventricular_runs = fields.List(fields.Nested(RunSchema), metadata={"description": "runs of 3 or more V"})
+    bigeminy_episodes = fields.Integer()
+    trigeminy_episodes = fields.Integer()
+    hourly = fields.List(fields.Nested(HourSchema))
+    unreadable_seconds = fields.Float()
+    model = fields.Nested(ModelSchema)
+    processing_time_ms = fields.Float()
+    warnings = fields.List(fields.String())
+    beats = fields.List(fields.Nested(BeatSchema), metadata={"description": "only with include_beats"})

@@ -1,0 +1,280 @@
+// The Holter view: an EDF recording sent to POST /api/v1/recordings, its report as
+// charts (V beats per hour, the heart-rate trend) and a list of runs; a click on an
+// hour or a run shows that strip, read from the local file, on the page's trace.
+
+import { EdfFormatError, readEdfHeader, readEdfStrip } from "./edf.js";
+
+const RECORDINGS_URL = "/api/v1/recordings/?include_beats=true";
+const TREND_BIN_S = 300; // the heart-rate trend's points: 5-min means
+const MAX_RR_S = 3; // longer RR intervals are pauses or gaps: left out of rates (ecg.holter)
+const RUN_STRIP_BEFORE_S = 10; // a run's strip: from this long before it...
+const RUN_STRIP_S = 30; // ...this long
+const MAX_LISTED_RUNS = 200;
+const SVG_NS = "http://www.w3.org/2000/svg";
+
+const $ = (id) => document.getElementById(id);
+
+export class HolterView {
+  // showStrip({ id, label, values, fs, beats, focusTime }): puts a strip on the trace
+  constructor({ showStrip, setStatus, showError, clearError }) {
+    Object.assign(this, { showStrip, setStatus, showError, clearError });
+    this.file = null;
+    this.report = null;
+    $("holter-form").addEventListener("submit", (event) => {
+      event.preventDefault();
+      this.analyse();
+    });
+    $("holter-hours").addEventListener("click", (event) => {
+      const bar = event.target.closest("button[data-hour]");
+      if (bar) this.showHour(Number(bar.dataset.hour));
+    });
+    $("holter-runs").addEventListener("click", (event) => {
+      const item = event.target.closest("button[data-run]");
+      if (item) this.showRun(Number(item.dataset.run));
+    });
+  }
+
+  async analyse() {
+    const file = $("holter-file").files[0];
+    if (!file) return;
+    this.clearError();
+    this.setStatus(`Sending ${file.name} (${(file.size / 1e6).toFixed(1)} MB)…`);
+    $("holter").setAttribute("aria-busy", "true");
+    let response, answer;
+    try {
+      response = await fetch(RECORDINGS_URL, {
+        method: "POST", headers: { "Content-Type": "application/octet-stream", Accept: "application/json" },
+        body: file,
+      });
+      answer = await response.json().catch(() => null);
+    } catch (err) {
+      this.failed(`Could not reach the service: ${err.message}`);
+      return;
+    }
+    if (!response.ok) {
+      this.failed(answer?.detail || `The service answered ${response.status}.`, response.status);
+      return;
+    }
+    this.file = file;
+    this.report = answer;
+    this.beatTimes = answer.beats.map((b) => b.time_s);
+    try {
+      this.header = await readEdfHeader(file);
+    } catch (err) {
+      if (!(err instanceof EdfFormatError)) throw err;
+      this.header = null;
+    }
+    this.render();
+    $("holter").removeAttribute("aria-busy");
+    this.setStatus(`${file.name}: ${answer.total_beats} beats, ${answer.ventricular_beats} V in `
+      + `${formatDuration(answer.duration_s)}.`);
+  }
+
+  failed(detail, status = null) {
+    $("holter").removeAttribute("aria-busy");
+    $("holter").hidden = true;
+    this.setStatus(status ? `The service refused the recording (HTTP ${status}).` : "Nothing analysed.");
+    this.showError(detail);
+  }
+
+  render() {
+    const r = this.report;
+    const section = $("holter");
+    section.hidden = false;
+    section.dataset.recordingId = r.recording_id;
+    const hr = r.heart_rate_bpm;
+    const rate = (x) => (x == null ? "–" : `${Math.round(x)}`);
+    const rows = [
+      ["Recording", `${this.file.name}: ${formatDuration(r.duration_s)}, channel ${r.channel.label} at `
+        + `${r.channel.sampling_rate} Hz` + (r.start_time ? `, from ${r.start_time.replace("T", " ")}` : "")],
+      ["Beats", `${r.total_beats} (${r.normal_beats} N, ${r.ventricular_beats} V)`],
+      ["PVC burden", `${r.pvc_burden_percent.toFixed(2)} %, ${r.pvc_per_hour.toFixed(1)} per hour`],
+      ["Heart rate", `${rate(hr.min)} / ${rate(hr.mean)} / ${rate(hr.max)} bpm (min / mean / max of 1-min rates)`],
+      ["Couplets, triplets", `${r.couplets}, ${r.triplets}`],
+      ["Ventricular runs", `${r.ventricular_runs.length} (3 or more V; `
+        + `${r.ventricular_runs.filter((x) => x.kind === "NSVT").length} NSVT)`],
+      ["Bigeminy, trigeminy", `${r.bigeminy_episodes}, ${r.trigeminy_episodes} episodes`],
+      ["Unreadable", `${r.unreadable_seconds.toFixed(0)} s`],
+      ["Model", `${r.model.name} ${r.model.version}`],
+      ["Processing time", `${(r.processing_time_ms / 1000).toFixed(1)} s in the service`],
+    ];
+    for (const warning of r.warnings) rows.push(["Warning", warning, "warning"]);
+    const list = $("holter-summary");
+    list.replaceChildren(...rows.flatMap(([name, value, className]) => {
+      const term = document.createElement("dt");
+      term.textContent = name;
+      const data = document.createElement("dd");
+      data.textContent = value;
+      data.dataset.field = name;
+      if (className) data.className = className;
+      return [term, data];
+    }));
+    this.renderHours();
+    this.renderTrend();
+    this.renderRuns();
+  }
+
+  renderHours() {
+    const hours = this.report.hourly;
+    const most = Math.max(1, ...hours.map((h) => h.ventricular_beats));
+    $("holter-hours").replaceChildren(...hours.map((h, i) => {
+      const bar = document.createElement("button");
+      bar.type = "button";
+      bar.className = "hour";
+      bar.dataset.hour = String(i);
+      bar.dataset.v = String(h.ventricular_beats);
+      bar.setAttribute("aria-label", `Hour ${i + 1} (${clock(this.report, h.hour_start_s)}): `
+        + `${h.ventricular_beats} V of ${h.beats} beats; show its strip`);
+      const fill = document.createElement("span");
+      fill.className = "fill";
+      fill.style.height = `${(100 * h.ventricular_beats) / most}%`;
+      const label = document.createElement("span");
+      label.className = "label";
+      label.textContent = clock(this.report, h.hour_start_s).slice(0, 5);
+      const count = document.createElement("span");
+      count.className = "count";
+      count.textContent = String(h.ventricular_beats);
+      bar.append(count, fill, label);
+      return bar;
+    }));
+  }
+
+  // 5-min heart rates from the beats: 60 x intervals / their seconds, as ecg.holter counts them
+  trendPoints() {
+    const t = this.beatTimes;
+    const bins = Math.max(1, Math.ceil(this.report.duration_s / TREND_BIN_S));
+    const count = new Float64Array(bins);
+    const total = new Float64Array(bins);
+    for (let i = 1; i < t.length; i++) {
+      const rr = t[i] - t[i - 1];
+      if (rr > MAX_RR_S) continue;
+      const b = Math.min(bins - 1, Math.floor(t[i] / TREND_BIN_S));
+      count[b] += 1;
+      total[b] += rr;
+    }
+    const points = [];
+    for (let b = 0; b < bins; b++) {
+      if (count[b] >= 10) points.push([(b + 0.5) * TREND_BIN_S, (60 * count[b]) / total[b]]);
+    }
+    return points;
+  }
+
+  renderTrend() {
+    const svg = $("holter-trend");
+    const points = this.trendPoints();
+    const width = 600;
+    const height = 160;
+    const pad = { left: 36, right: 8, top: 8, bottom: 18 };
+    svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
+    svg.replaceChildren();
+    if (!points.length) return;
+    const rates = points.map((p) => p[1]);
+    const low = Math.floor(Math.min(...rates) / 10) * 10;
+    const high = Math.max(low + 20, Math.ceil(Math.max(...rates) / 10) * 10);
+    const x = (s) => pad.left + (s / this.report.duration_s) * (width - pad.left - pad.right);
+    const y = (bpm) => pad.top + ((high - bpm) / (high - low)) * (height - pad.top - pad.bottom);
+    for (const bpm of [low, (low + high) / 2, high]) {
+      svg.append(svgElement("line", { x1: pad.left, x2: width - pad.right, y1: y(bpm), y2: y(bpm), class: "grid" }),
+        svgElement("text", { x: pad.left - 4, y: y(bpm) + 4, class: "axis", "text-anchor": "end" }, `${Math.round(bpm)}`));
+    }
+    const line = svgElement("polyline", {
+      points: points.map(([s, bpm]) => `${x(s).toFixed(1)},${y(bpm).toFixed(1)}`).join(" "), class: "rate",
+    });
+    svg.append(line, svgElement("text", { x: pad.left, y: height - 4, class: "axis" }, clock(this.report, 0)),
+      svgElement("text", { x: width - pad.right, y: height - 4, class: "axis", "text-anchor": "end" },
+        clock(this.report, this.report.duration_s)));
+    svg.setAttribute("aria-label", `Heart rate in 5-min means: ${Math.round(Math.min(...rates))} to `
+      + `${Math.round(Math.max(...rates))} bpm`);
+    svg.dataset.points = String(points.length);
+  }
+
+  renderRuns() {
+    const runs = this.report.ventricular_runs;
+    const items = runs.slice(0, MAX_LISTED_RUNS).map((run, i) => {
+      const item = document.createElement("li");
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "link";
+      button.dataset.run = String(i);
+      button.textContent = `${clock(this.report, run.start_s)}: ${run.beats} V at ${Math.round(run.rate_bpm)} bpm (${run.kind})`;
+      item.append(button);
+      return item;
+    });
+    if (runs.length > MAX_LISTED_RUNS) {
+      const more = document.createElement("li");
+      more.textContent = `… and ${runs.length - MAX_LISTED_RUNS} more`;
+      items.push(more);
+    }
+    $("holter-runs").replaceChildren(...items);
+    $("holter-no-runs").hidden = runs.length > 0;
+  }
+
+  showHour(i) {
+    const start = this.report.hourly[i].hour_start_s;
+    this.showWindow(`hour-${i}`, `Hour ${i + 1} (${clock(this.report, start)})`, start,
+      Math.min(start + 3600, this.report.duration_s), null);
+  }
+
+  showRun(i) {
+    const run = this.report.ventricular_runs[i];
+    const start = Math.max(0, run.start_s - RUN_STRIP_BEFORE_S);
+    this.showWindow(`run-${i}`, `Run ${i + 1} (${clock(this.report, run.start_s)}, ${run.beats} V)`, start,
+      Math.min(start + RUN_STRIP_S, this.report.duration_s), run.start_s);
+  }
+
+  async showWindow(id, label, t0, t1, focusTime) {
+    if (!this.header) {
+      this.showError("The file's signal cannot be read in this browser: no strip to show.");
+      return;
+    }
+    this.clearError();
+    const strip = await readEdfStrip(this.file, this.header, this.report.channel.index, t0, t1);
+    const beats = [];
+    const first = lowerBound(this.beatTimes, strip.firstSample / strip.fs);
+    const last = strip.firstSample + strip.values.length;
+    for (let i = first; i < this.report.beats.length && this.report.beats[i].sample < last; i++) {
+      const b = this.report.beats[i];
+      beats.push({
+        beat_index: beats.length, position_sample: b.sample - strip.firstSample,
+        arrhythmia_type: b.type, confidence: b.confidence, rr_previous: null, rr_next: null, qrs_width_ms: null,
+      });
+    }
+    this.showStrip({ id, label, values: strip.values, fs: strip.fs, beats,
+      focusTime: focusTime == null ? null : focusTime - strip.firstSample / strip.fs,
+      offsetS: strip.firstSample / strip.fs });
+  }
+}
+
+function svgElement(name, attributes, content) {
+  const element = document.createElementNS(SVG_NS, name);
+  for (const [key, value] of Object.entries(attributes)) element.setAttribute(key, String(value));
+  if (content !== undefined) element.textContent = content;
+  return element;
+}
+
+// a time in the recording as the wall clock read it (from the file's start), or as an offset
+function clock(report, seconds) {
+  if (report.start_time) {
+    const t = new Date(new Date(report.start_time + "Z").getTime() + seconds * 1000);
+    return t.toISOString().slice(11, 19);
+  }
+  return formatDuration(seconds);
+}
+
+function formatDuration(seconds) {
+  const s = Math.round(seconds);
+  const hh = String(Math.floor(s / 3600)).padStart(2, "0");
+  const mm = String(Math.floor((s % 3600) / 60)).padStart(2, "0");
+  return `${hh}:${mm}:${String(s % 60).padStart(2, "0")}`;
+}
+
+function lowerBound(sorted, value) {
+  let lo = 0;
+  let hi = sorted.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (sorted[mid] < value) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}

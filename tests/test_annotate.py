@@ -1,0 +1,57 @@
+"""python -m train.annotate: WFDB annotations and the report, scored against MIT-BIH's .atr like the service."""
+
+import json
+
+import numpy as np
+import pytest
+
+from ecg.ec57 import end_to_end_metrics
+from tests.conftest import FIXTURES
+from tests.service_helpers import app, client  # noqa: F401
+from train import annotate
+from train.data import load_record
+
+
+def score(samples, symbols, record):
+    """EC57 end-to-end figures of V beats at ``samples`` against ``record``'s reference."""
+    ref_labels = np.where(record.ann_classes == "V", "V", "N")
+    return end_to_end_metrics(record.ann_samples, ref_labels, samples, symbols, record.fs, record.excluded)
+
+
+@pytest.mark.parametrize("name", ["208"])
+def test_annotations_read_back_and_score_as_the_service(tmp_path, client, name):  # noqa: F811
+    import wfdb
+
+    assert annotate.main([str(FIXTURES / name), "--out", str(tmp_path), "--processes", "1"]) == 0
+    ann = wfdb.rdann(str(tmp_path / name), annotate.ANNOTATION_EXTENSION)
+    assert ann.fs == 360 and set(ann.symbol) == {"N", "V"}
+    report = json.loads((tmp_path / f"{name}.holter.json").read_text())
+    assert len(ann.sample) == report["total_beats"] and ann.symbol.count("V") == report["ventricular_beats"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{name}.holter.json", f"{name}.nv"]  # no leftovers
+
+    # the service, on the same signal (the CLI's EDF of the record)
+    (tmp_path / "edf").mkdir()
+    edf = annotate.wfdb_as_edf(str(FIXTURES / name), None, tmp_path / "edf")
+    r = client.post("/api/v1/recordings?include_beats=true", data=edf.read_bytes(),
+                    content_type="application/octet-stream")
+    assert r.status_code == 201
+    beats = r.get_json()["beats"]
+    record = load_record(name, FIXTURES)
+    ours = score(ann.sample, np.array(ann.symbol), record)
+    service = score([b["sample"] for b in beats], np.array([b["type"] for b in beats]), record)
+    assert ours == service
+    assert ours["matched"]["TP"] > 100 and ours["qrs"]["Se"] > 0.98  # it scored real V beats
+
+
+def test_errors_are_one_line_and_write_nothing(tmp_path, capsys):
+    bad = tmp_path / "bad.edf"
+    bad.write_bytes(b"not an edf" * 100)
+    out = tmp_path / "out"
+    assert annotate.main([str(bad), "--out", str(out)]) == 2
+    assert annotate.main(["no_such_record", "--out", str(out), "--data", str(FIXTURES)]) == 2
+    assert annotate.main([str(FIXTURES / "119"), "--channel", "V9", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 3 and all(line.startswith("annotate: ") for line in err)
+    assert "not an EDF file" in err[0] and "no such" in err[1] and "V9" in err[2]
+    assert "Traceback" not in "".join(err)
+    assert not out.exists() or not list(out.iterdir())

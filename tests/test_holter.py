@@ -1,0 +1,101 @@
+"""ecg.holter: each count of the Holter report on hand-made label sequences."""
+
+import numpy as np
+import pytest
+
+from ecg import holter
+
+
+def labels(text):
+    """'NNVNV' -> bool array, True for V."""
+    return np.array([c == "V" for c in text.replace(" ", "")])
+
+
+def times(n, rr=1.0):
+    return np.arange(n) * rr
+
+
+def test_v_runs_are_maximal_stretches_of_v():
+    starts, lengths = holter.v_runs(labels("VNNVVNVVVN VVVV"))
+    assert starts.tolist() == [0, 3, 6, 10]
+    assert lengths.tolist() == [1, 2, 3, 4]
+    assert holter.v_runs(labels("NNN"))[0].size == 0
+
+
+def test_couplets_triplets_and_isolated_count_runs_of_exactly_that_length():
+    counts = holter.run_counts(labels("V N VV N VVV N VVVV N VV N V"))
+    assert counts == {"isolated_pvcs": 2, "couplets": 2, "triplets": 1}
+
+
+def test_a_run_is_three_or_more_v_and_a_triplet_is_one_too():
+    is_v = labels("N VVV N VVVVV N VV")
+    runs = holter.ventricular_runs(is_v, times(len(is_v), rr=0.5))
+    assert [r["beats"] for r in runs] == [3, 5]
+    assert [r["start_s"] for r in runs] == [0.5, 2.5]
+    assert runs[0]["rate_bpm"] == pytest.approx(120.0)  # 0.5-s RR inside the run
+    assert holter.run_counts(is_v)["triplets"] == 1
+
+
+def test_run_kinds_follow_the_aha_definition():
+    # 4 V at 0.5 s (120 bpm): NSVT; 4 V at 0.7 s (86 bpm): slow; 70 V at 0.5 s (34.5 s): sustained VT
+    t = np.concatenate([np.arange(4) * 0.5, 10 + np.arange(4) * 0.7, 20 + np.arange(70) * 0.5])
+    is_v = np.ones(len(t), bool)
+    is_v[[3, 7]] = False  # N beats closing the first two runs: three runs
+    t[4:8] = 10 + np.arange(4) * 0.7
+    kinds = [(r["beats"], r["kind"]) for r in holter.ventricular_runs(is_v, t)]
+    assert kinds == [(3, "NSVT"), (3, "slow"), (70, "VT")]
+
+
+def test_bigeminy_needs_three_pvcs_one_n_apart():
+    assert holter.episode_counts(labels("NVNVNVN"))["bigeminy_episodes"] == 1
+    assert holter.episode_counts(labels("NVNVN"))["bigeminy_episodes"] == 0  # two cycles only
+    # a couplet breaks the chain: V N V N VV N V N V -> first chain 2 PVCs, last 2: none
+    assert holter.episode_counts(labels("VNVNVVNVNV"))["bigeminy_episodes"] == 0
+    # two chains separated by normal beats
+    assert holter.episode_counts(labels("VNVNV NNNN VNVNVNV"))["bigeminy_episodes"] == 2
+
+
+def test_trigeminy_is_two_n_between_and_may_share_a_pvc_with_bigeminy():
+    is_v = labels("V N V N V N N V N N V")  # bigeminy V0-V2-V4, then trigeminy V4-V7-V10
+    assert holter.episode_counts(is_v) == {"bigeminy_episodes": 1, "trigeminy_episodes": 1}
+    first, count = holter.pvc_chains(is_v, 2)
+    assert first.tolist() == [4] and count.tolist() == [3]
+    assert holter.episode_counts(labels("VNNVNNVNN"))["trigeminy_episodes"] == 1
+    assert holter.episode_counts(labels("VNNNVNNNV"))["trigeminy_episodes"] == 0
+
+
+def test_heart_rate_windows_skip_pauses_and_sparse_minutes():
+    # minute 0 at 60 bpm, minute 1 at 120 bpm, minute 2 empty (a gap), minute 3 at 75 bpm
+    t = np.concatenate([np.arange(0, 60, 1.0), np.arange(60, 120, 0.5), np.arange(180, 240, 0.8)])
+    hr = holter.heart_rate_summary(t, 240.0)
+    assert hr["min"] == pytest.approx(60.0)
+    # minute 1's intervals: the 1-s one ending at 60 s (its second beat is in minute 1), then 119 of 0.5 s
+    assert hr["max"] == pytest.approx(60 * 120 / 60.5)
+    # the 60-s gap (over MAX_RR_S) is left out of the mean, not averaged in as one beat
+    counted = np.diff(t)[np.diff(t) <= holter.MAX_RR_S]
+    assert hr["mean"] == pytest.approx(60 * len(counted) / counted.sum())
+    assert holter.heart_rate_summary(np.array([5.0]), 60.0) == {"min": None, "mean": None, "max": None}
+
+
+def test_hourly_rows_count_beats_and_v_in_each_hour():
+    t = np.array([10.0, 11.0, 12.0, 3600.0, 3601.0, 7300.0])
+    is_v = np.array([False, True, False, True, False, False])
+    rows = holter.hourly(t, is_v, 7400.0)
+    assert [r["hour_start_s"] for r in rows] == [0.0, 3600.0, 7200.0]
+    assert [r["beats"] for r in rows] == [3, 2, 1]
+    assert [r["ventricular_beats"] for r in rows] == [1, 1, 0]
+    assert rows[0]["heart_rate_mean"] == pytest.approx(60.0)
+    assert rows[2]["heart_rate_mean"] is None  # its only RR (3699 s) is a gap
+
+
+def test_summary_burden_and_per_hour():
+    is_v = labels("NNNV" * 25)
+    s = holter.holter_summary(times(100), is_v, 7200.0, analysed_s=3600.0)
+    assert (s["total_beats"], s["ventricular_beats"], s["normal_beats"]) == (100, 25, 75)
+    assert s["pvc_burden_percent"] == pytest.approx(25.0)
+    assert s["pvc_per_hour"] == pytest.approx(25.0)  # per analysed hour
+    # three N between PVCs is quadrigeminy: neither count
+    assert s["trigeminy_episodes"] == 0 and s["bigeminy_episodes"] == 0
+    assert holter.holter_summary(times(30), labels("NNV" * 10), 30.0)["trigeminy_episodes"] == 1
+    empty = holter.holter_summary(np.zeros(0), np.zeros(0, bool), 60.0)
+    assert empty["total_beats"] == 0 and empty["pvc_burden_percent"] == 0.0

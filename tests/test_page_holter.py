@@ -1,0 +1,92 @@
+"""The page's Holter view in Chromium (as tests/test_page_browser.py): an EDF uploaded, the
+hourly V counts and runs as the API reports them, and a click on an hour or a run showing
+that strip on the trace with the report's beats."""
+
+import numpy as np
+import pytest
+
+from bench.edf_files import write_edf
+from tests.conftest import FIXTURE_RECORDS, FIXTURES
+from tests.service_helpers import http
+from tests.test_page_browser import CHROMIUM, Console, browser, screenshot, server  # noqa: F401
+
+pytestmark = pytest.mark.skipif(not __import__("pathlib").Path(CHROMIUM).exists(),
+                                reason="Chromium is not installed")
+REPEATS = 6  # the five excerpts six times: 78 min, so two hours to click
+
+
+@pytest.fixture(scope="module")
+def edf_bytes(tmp_path_factory):
+    from train.data import load_record
+
+    x = np.concatenate([load_record(r, FIXTURES).signal for r in FIXTURE_RECORDS] * REPEATS)
+    path = tmp_path_factory.mktemp("holter") / "day.edf"
+    write_edf(path, [x], 360, ["ECG MLII"])
+    return path.read_bytes()
+
+
+@pytest.fixture(scope="module")
+def report(server, edf_bytes):  # noqa: F811
+    status, _, answer = http("POST", server + "/api/v1/recordings?include_beats=true", edf_bytes,
+                             {"Content-Type": "application/octet-stream"}, timeout=300)
+    assert status == 201, answer
+    return answer
+
+
+@pytest.fixture
+def holter_page(browser, server, edf_bytes):  # noqa: F811
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    tab = context.new_page()
+    tab.set_default_timeout(120_000)
+    console = Console(tab)
+    tab.goto(server + "/")
+    tab.wait_for_selector("#result:not([hidden]) #markers .beat")
+    tab.get_by_label("An EDF or EDF+ file").set_input_files(
+        {"name": "day.edf", "mimeType": "application/octet-stream", "buffer": edf_bytes})
+    tab.get_by_role("button", name="Analyse recording").click()
+    tab.wait_for_selector("#holter:not([hidden]):not([aria-busy])")
+    yield tab, console
+    context.close()
+
+
+def strip_markers(page):
+    return page.eval_on_selector_all(
+        "#markers .beat", "els => els.map(e => [e.dataset.type, Number(e.dataset.sample)])")
+
+
+def test_the_report_is_drawn_as_the_api_gives_it(holter_page, report):
+    page, console = holter_page
+    bars = page.eval_on_selector_all("#holter-hours button", "els => els.map(e => Number(e.dataset.v))")
+    assert bars == [h["ventricular_beats"] for h in report["hourly"]] and len(bars) == 2
+    runs = page.locator("#holter-runs button").all_inner_texts()
+    assert len(runs) == len(report["ventricular_runs"]) > 0
+    assert f"{report['ventricular_runs'][0]['beats']} V" in runs[0]
+    summary = page.inner_text("#holter-summary")
+    assert f"{report['total_beats']} ({report['normal_beats']} N, {report['ventricular_beats']} V)" in summary
+    assert f"{report['pvc_burden_percent']:.2f} %" in summary
+    assert int(page.get_attribute("#holter-trend", "data-points")) >= 15  # 78 min in 5-min means
+    screenshot(page, "page_holter_report")
+    assert console.errors == []
+
+
+def test_an_hour_and_a_run_open_their_strip_with_the_beats_marked(holter_page, report):
+    page, console = holter_page
+    fs = report["channel"]["sampling_rate"]
+    page.locator("#holter-hours button[data-hour='1']").click()
+    page.wait_for_selector('#result[data-source="hour-1"]')
+    first = 3600 * fs
+    want = [[b["type"], b["sample"] - first] for b in report["beats"] if b["sample"] >= first]
+    assert strip_markers(page) == want
+    screenshot(page, "page_holter_hour")
+
+    run = report["ventricular_runs"][0]
+    page.locator("#holter-runs button[data-run='0']").click()
+    page.wait_for_selector('#result[data-source="run-0"]')
+    shown = strip_markers(page)
+    start = round(max(0.0, run["start_s"] - 10) * fs)
+    at_run = [t for t, s in shown if abs(s + start - round(run["start_s"] * fs)) <= 1]
+    assert at_run == ["V"]  # the run's first beat, marked V
+    visible = page.eval_on_selector_all("#markers .beat:not([hidden])", "els => els.map(e => e.dataset.type)")
+    assert visible.count("V") >= run["beats"]  # the view opens on the run
+    screenshot(page, "page_holter_run")
+    assert console.errors == []

@@ -1,0 +1,194 @@
+"""POST /api/v1/recordings: EDF files built from the MIT-BIH excerpts in tests/data/mitdb.
+
+The central check: a recording analysed in chunks (1-min detection chunks, pools of 128
+beats here, so that many borders fall inside 13 min) gives the beats that
+POST /api/v1/predictions gives for the same signal, position, label and confidence.
+"""
+
+import re
+
+import numpy as np
+import pytest
+
+from bench.edf_files import write_edf
+from ecg import holter
+from ecg.signal import resample
+from service import create_app
+from service.edf import check_layout, open_channel
+from tests.conftest import FIXTURE_RECORDS, FIXTURES
+from tests.service_helpers import MODEL_DIR, app, client, edit_card, model_copy  # noqa: F401
+
+RECORDINGS = "/api/v1/recordings"
+PREDICT = "/api/v1/predictions"
+
+
+@pytest.fixture(scope="module")
+def excerpts():
+    """The five excerpts back to back: 13 min of MLII at 360 Hz (mV)."""
+    from train.data import load_record
+
+    return np.concatenate([load_record(r, FIXTURES).signal for r in FIXTURE_RECORDS])
+
+
+@pytest.fixture(scope="module")
+def edf_360(excerpts, tmp_path_factory):
+    path = tmp_path_factory.mktemp("edf") / "five_360.edf"
+    write_edf(path, [excerpts], 360, ["MLII"])
+    return path
+
+
+@pytest.fixture(scope="module")
+def edf_1000(excerpts, tmp_path_factory):
+    """Three signals at 1000 Hz, the ECG second: the default channel is the first ECG-looking one."""
+    path = tmp_path_factory.mktemp("edf") / "three_1000.edf"
+    x = resample(excerpts, 360, 1000)
+    write_edf(path, [np.sin(np.arange(len(x)) / 800.0), x, -x], 1000, ["Resp", "ECG MLII", "ECG V1"])
+    return path
+
+
+def small_pools_app(tmp_path, processes=1):
+    """The served model with pools of 128 beats, and 1-min detection chunks."""
+    folder = model_copy(tmp_path)
+    edit_card(folder, lambda card: card["decision"]["pooling"].update(pool_size_beats=128))
+    return create_app({"TESTING": True, "MODEL_DIR": str(folder), "LOG_LEVEL": "WARNING",
+                       "RECORDING_CHUNK_S": 60.0, "RECORDING_PROCESSES": processes,
+                       "RECORDING_TMP_DIR": str(tmp_path / "uploads")})
+
+
+def post_edf(client, path, query="", **kwargs):
+    return client.post(RECORDINGS + query, data=path.read_bytes(), content_type="application/octet-stream", **kwargs)
+
+
+def assert_same_beats(client, path, channel, report):
+    ch = open_channel(path, channel)
+    x = ch.read(0, ch.n_samples)
+    r = client.post(PREDICT, json={"signal_data": x.tolist(), "sampling_rate": ch.fs})
+    assert r.status_code == 201, r.get_json()
+    whole = r.get_json()["beat_predictions"]
+    beats = report["beats"]
+    assert len(beats) == len(whole) > 900
+    assert [b["sample"] for b in beats] == [b["position_sample"] for b in whole]
+    assert [b["type"] for b in beats] == [b["arrhythmia_type"] for b in whole]
+    assert np.allclose([b["confidence"] for b in beats], [b["confidence"] for b in whole], atol=2e-6)
+    assert report["ventricular_beats"] == r.get_json()["ventricular_beats"] > 100
+
+
+def test_chunked_beats_are_the_whole_signal_beats_at_360_hz(tmp_path, edf_360):
+    app = small_pools_app(tmp_path)
+    client = app.test_client()
+    r = post_edf(client, edf_360, "?include_beats=true")
+    assert r.status_code == 201, r.get_json()
+    assert_same_beats(client, edf_360, None, r.get_json())
+
+
+def test_chunked_beats_are_the_whole_signal_beats_at_1000_hz_in_two_processes(tmp_path, edf_1000):
+    app = small_pools_app(tmp_path, processes=2)
+    client = app.test_client()
+    r = post_edf(client, edf_1000, "/?include_beats=true")
+    assert r.status_code == 201, r.get_json()
+    report = r.get_json()
+    assert report["channel"] == {"index": 1, "label": "ECG MLII", "sampling_rate": 1000}
+    assert_same_beats(client, edf_1000, None, report)
+
+
+def test_report_fields_agree_with_the_beats(client, edf_360):
+    r = post_edf(client, edf_360, "?include_beats=true")
+    assert r.status_code == 201
+    rep = r.get_json()
+    for key in ("recording_id", "channel", "start_time", "duration_s", "total_beats", "normal_beats",
+                "ventricular_beats", "pvc_burden_percent", "pvc_per_hour", "heart_rate_bpm", "couplets",
+                "triplets", "ventricular_runs", "bigeminy_episodes", "trigeminy_episodes", "hourly",
+                "unreadable_seconds", "model", "processing_time_ms", "warnings", "beats"):
+        assert key in rep, key
+    assert rep["start_time"] == "2026-01-05T08:30:00" and rep["duration_s"] == 780.0
+    is_v = np.array([b["type"] == "V" for b in rep["beats"]])
+    times = np.array([b["time_s"] for b in rep["beats"]])
+    assert rep["ventricular_beats"] == is_v.sum() and rep["total_beats"] == len(is_v)
+    assert rep["couplets"] == holter.run_counts(is_v)["couplets"] > 0
+    assert rep["bigeminy_episodes"] == holter.episode_counts(is_v)["bigeminy_episodes"] > 0
+    assert len(rep["ventricular_runs"]) == len(holter.ventricular_runs(is_v, times))
+    assert rep["pvc_burden_percent"] == pytest.approx(100 * is_v.mean(), abs=1e-3)
+    assert rep["pvc_per_hour"] == pytest.approx(is_v.sum() / (780 / 3600), abs=0.01)
+    assert rep["hourly"] == [{"hour_start_s": 0.0, "beats": len(is_v), "ventricular_beats": int(is_v.sum()),
+                              "heart_rate_mean": rep["heart_rate_bpm"]["mean"]}]
+    assert 40 < rep["heart_rate_bpm"]["min"] <= rep["heart_rate_bpm"]["mean"] <= rep["heart_rate_bpm"]["max"] < 150
+    assert rep["model"]["name"] and rep["unreadable_seconds"] == 0.0
+    assert "beats" not in post_edf(client, edf_360).get_json()
+
+
+def test_csv_is_the_beat_table(client, edf_360):
+    r = post_edf(client, edf_360, headers={"Accept": "text/csv"})
+    assert r.status_code == 201 and r.mimetype == "text/csv"
+    lines = r.get_data(as_text=True).splitlines()
+    assert lines[0] == "time_s,sample,type,confidence"
+    beats = post_edf(client, edf_360, "?include_beats=true").get_json()["beats"]
+    assert len(lines) == len(beats) + 1
+    assert lines[1] == f"{beats[0]['time_s']},{beats[0]['sample']},{beats[0]['type']},{beats[0]['confidence']}"
+
+
+def test_a_form_upload_and_a_label_pick_the_channel(client, edf_1000):
+    with open(edf_1000, "rb") as f:
+        r = client.post(RECORDINGS + "?channel=ecg%20v1", data={"file": (f, "day.edf")},
+                        content_type="multipart/form-data")
+    assert r.status_code == 201, r.get_json()
+    assert r.get_json()["channel"]["index"] == 2
+    assert any("not MLII" in w for w in r.get_json()["warnings"])
+
+
+def test_uploads_are_removed_after_success_and_failure(tmp_path, edf_360):
+    uploads = tmp_path / "uploads"
+    client = create_app({"TESTING": True, "MODEL_DIR": str(MODEL_DIR), "LOG_LEVEL": "WARNING",
+                         "RECORDING_TMP_DIR": str(uploads)}).test_client()
+    assert post_edf(client, edf_360).status_code == 201
+    assert client.post(RECORDINGS, data=b"0" * 300, content_type="application/octet-stream").status_code == 422
+    assert list(uploads.iterdir()) == []
+
+
+def test_start_up_removes_the_uploads_of_dead_workers_only(tmp_path):
+    import subprocess
+
+    uploads = tmp_path / "uploads"
+    uploads.mkdir()
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = uploads / f"upload-{dead.pid}-{'a' * 32}.edf"
+    live = uploads / f"upload-{__import__('os').getpid()}-{'b' * 32}.edf"
+    other = uploads / "notes.txt"
+    for p in (stale, live, other):
+        p.write_bytes(b"x")
+    create_app({"TESTING": True, "MODEL_DIR": str(MODEL_DIR), "LOG_LEVEL": "WARNING",
+                "RECORDING_TMP_DIR": str(uploads)})
+    assert not stale.exists() and live.exists() and other.exists()
+
+
+def test_the_document_describes_the_endpoint(client):
+    doc = client.get("/openapi.json").get_json()
+    op = doc["paths"]["/api/v1/recordings/"]["post"]
+    assert set(op["requestBody"]["content"]) == {"application/octet-stream", "multipart/form-data"}
+    assert set(op["responses"]["201"]["content"]) == {"application/json", "text/csv"}
+    assert {"channel", "include_beats"} <= {p["name"] for p in op["parameters"]}
+    for status in ("400", "413", "415", "422", "503"):
+        assert "detail" in str(doc["components"]["schemas"]["Error"]) and status in op["responses"]
+
+
+def test_a_recording_in_processes_leaves_the_training_stack_unloaded(tmp_path, edf_360):
+    import subprocess
+    import sys
+
+    from tests.service_helpers import ROOT
+    from tests.test_service_imports import NOT_FOR_SERVING
+
+    script = f"""
+import sys
+from pathlib import Path
+import service
+app = service.create_app({{"TESTING": True, "RECORDING_PROCESSES": 2, "RECORDING_TMP_DIR": {str(tmp_path)!r}}})
+r = app.test_client().post("/api/v1/recordings", data=Path({str(edf_360)!r}).read_bytes(),
+                           content_type="application/octet-stream")
+assert r.status_code == 201, r.get_json()
+print(" ".join(sorted(m for m in sys.modules if m.split(".")[0] in {NOT_FOR_SERVING!r})))
+"""
+    out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True,
+                         env={"PATH": "/usr/bin:/bin", "ECG_LOG_LEVEL": "WARNING"}, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip() == ""

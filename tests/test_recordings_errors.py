@@ -1,0 +1,133 @@
+"""POST /api/v1/recordings refuses bad files with a 4xx and a detail saying what is wrong."""
+
+import re
+
+import numpy as np
+import pytest
+
+from bench.edf_files import to_digital, write_edf
+from service import create_app
+from service.edf import check_layout
+from tests.conftest import FIXTURES
+from tests.service_helpers import MODEL_DIR
+
+RECORDINGS = "/api/v1/recordings"
+
+
+@pytest.fixture(scope="module")
+def ecg_119():
+    from train.data import load_record
+
+    return load_record("119", FIXTURES).signal  # 3 min at 360 Hz
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory):
+    uploads = tmp_path_factory.mktemp("uploads")
+    return create_app({"TESTING": True, "MODEL_DIR": str(MODEL_DIR), "LOG_LEVEL": "WARNING",
+                       "RECORDING_TMP_DIR": str(uploads), "MAX_RECORDING_BYTES": 2_000_000}).test_client()
+
+
+@pytest.fixture
+def good(ecg_119, tmp_path):
+    path = tmp_path / "good.edf"
+    write_edf(path, [ecg_119], 360, ["ECG MLII"], annotations=[(1.0, "start")])
+    return path
+
+
+def post(client, body, query=""):
+    return client.post(RECORDINGS + query, data=body, content_type="application/octet-stream")
+
+
+def refused(response, status, *words):
+    body = response.get_json()
+    assert response.status_code == status, body
+    for word in words:
+        assert word in body["detail"], body["detail"]
+    return body["detail"]
+
+
+def test_not_edf(client):
+    refused(post(client, b"%PDF-1.4 not an ecg at all" * 20), 422, "not an EDF file")
+    refused(post(client, b""), 422, "empty")
+
+
+def test_truncated(client, good):
+    data = good.read_bytes()
+    refused(post(client, data[:len(data) - 1000]), 422, "truncated", "data records")
+
+
+def test_header_lies_about_the_length(client, good):
+    data = good.read_bytes()
+    refused(post(client, data + b"\0" * 720), 422, "does not match the file's length")
+    unknown = data[:236] + b"-1      " + data[244:]
+    refused(post(client, unknown), 422, "-1")
+
+
+def test_no_such_channel(client, good):
+    data = good.read_bytes()
+    refused(post(client, data, "?channel=2"), 422, "no channel 2", "'ECG MLII'")
+    refused(post(client, data, "?channel=V5"), 422, "no channel labelled 'V5'")
+
+
+@pytest.mark.parametrize("fs", [50, 2000])
+def test_rate_outside_100_to_1000_hz(client, tmp_path, fs):
+    path = tmp_path / "rate.edf"
+    write_edf(path, [np.zeros(fs * 20) + 0.1], fs, ["ECG"])
+    refused(post(client, path.read_bytes()), 422, f"{fs} Hz", "100-1000")
+
+
+def test_all_zero_and_saturated_channels(client, ecg_119, tmp_path):
+    path = tmp_path / "zero.edf"
+    write_edf(path, [np.zeros(360 * 60)], 360, ["ECG"])
+    refused(post(client, path.read_bytes()), 422, "all zeros")
+    clipped = to_digital(ecg_119 * 40.0)  # +-32 mV rails: most samples pinned
+    write_edf(path, [np.where(np.arange(len(clipped)) % 3, 32767, clipped).astype(np.int16)], 360, ["ECG"])
+    refused(post(client, path.read_bytes()), 422, "saturated")
+
+
+def test_flat_line_and_noise_have_no_heartbeat(client, tmp_path):
+    path = tmp_path / "flat.edf"
+    write_edf(path, [np.full(360 * 60, 0.3)], 360, ["ECG"])
+    refused(post(client, path.read_bytes()), 422, "flat at 0.300 mV")
+    quiet = np.random.default_rng(0).standard_normal(360 * 60) * 0.002  # 2-uV noise: no QRS
+    write_edf(path, [quiet], 360, ["ECG"])
+    refused(post(client, path.read_bytes()), 422, "No heartbeat")
+
+
+def _as_edf_plus_d(data, gap_at_record=None):
+    """The EDF+C ``data`` declared EDF+D, with record ``gap_at_record`` moved 5 s later."""
+    data = bytearray(data[:192] + b"EDF+D".ljust(44) + data[236:])
+    if gap_at_record is not None:
+        import tempfile
+
+        with tempfile.NamedTemporaryFile(suffix=".edf") as f:
+            f.write(data)
+            f.flush()
+            layout = check_layout(f.name)
+        k = layout.labels.index("EDF Annotations")
+        start = layout.header_bytes + gap_at_record * layout.record_bytes + 2 * sum(layout.per_record[:k])
+        old = f"+{gap_at_record}\x14".encode()
+        assert data[start:start + len(old)] == old
+        data[start:start + len(old)] = f"+{gap_at_record + 5}\x14".encode()[:len(old)].ljust(len(old), b"\0")
+    return bytes(data)
+
+
+def test_edf_plus_d_with_gaps_is_refused_without_gaps_read(client, good):
+    data = good.read_bytes()
+    detail = refused(post(client, _as_edf_plus_d(data, gap_at_record=20)), 422, "EDF+D", "gaps")
+    assert re.search(r"record 20 starts at 25 s", detail)
+    r = post(client, _as_edf_plus_d(data))
+    assert r.status_code == 201, r.get_json()
+    assert any("EDF+D" in w for w in r.get_json()["warnings"])
+
+
+def test_content_type_size_and_form(client, good):
+    data = good.read_bytes()
+    r = client.post(RECORDINGS, data=data, content_type="application/json")
+    refused(r, 415, "application/octet-stream")
+    refused(post(client, b"0" * 2_000_001), 413, "ECG_MAX_RECORDING_MB")
+    r = client.post(RECORDINGS, data={"other": "x"}, content_type="multipart/form-data")
+    refused(r, 400, "'file'")
+    refused(client.post(RECORDINGS + "?include_beats=maybe", data=data,
+                        content_type="application/octet-stream"), 422, "include_beats")
