@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: serve demo test train detector-eval mlflow-ui bench clean
+.PHONY: serve demo lint test train detector-eval mlflow-ui bench clean
 
 # The full environment (training, conversion, tests); rebuilt when the pins change.
 $(VENV)/.installed: requirements-api.txt requirements-train.txt
@@ -29,7 +29,12 @@ demo: $(VENV)/.installed
 	$(PY) -m train --data tests/data/mitdb --train-records 119 208 --val-records 200 \
 	    --test-records 233 100 --folds 1 --epochs 3 --run-name demo-on-bundled-excerpts
 
-test: $(VENV)/.installed
+# ruff's rules: pyproject.toml ([tool.ruff]); it only reports, it rewrites nothing
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+
+# the linter first: a tree it rejects is not tested
+test: lint
 	$(PY) -m pytest -q
 
 # Full training on MIT-BIH (DS1 -> DS2); ECG_DATA_DIR or DATA=... points at the database.

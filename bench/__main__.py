@@ -1,6 +1,6 @@
 """``python -m bench`` (``make bench``): ONNX serving against TensorFlow, side by side, in one run.
 
-Writes ``bench/results.json`` and ``bench/results.md`` (the table the README shows).
+Writes ``bench/results.json`` and ``bench/results.md`` (docs/PERFORMANCE.md reads them).
 
 1. in-process latency of the whole request path, 10-s strip and 30-min record, by stage;
 2. the TensorFlow path (Keras ``model.predict`` and direct call) on the same strips;
@@ -105,6 +105,56 @@ def run_tf_path(args):
     return out
 
 
+def measure_inprocess(args, body10, body30, why30):
+    """Part 1: the request path in this process, stage by stage, on the 10-s strip and the 30-min record."""
+    app = inprocess.make_app()
+    out = {"10s": inprocess.measure(body10, args.n10, "10-s strip", app)}
+    if body30 is not None and args.n30 > 0:
+        out["30min"] = inprocess.measure(body30, args.n30, "30-min record 200", app)
+    else:
+        out["30min"] = {"skipped": why30 or "--n30 0"}
+    if args.profile_n:
+        out["profile_10s_top"] = inprocess.profile(body10, args.profile_n, args.out / "profile_10s.txt", top=15)
+    return out
+
+
+def measure_interpreters(args):
+    """Part 1b: the whole 10-s request in the serving-only venv and in the project's."""
+    if "venvs" in args.skip:
+        return {"skipped": "--skip venvs"}
+    built = footprint.build_api_venv() if not args.no_build else \
+        ((footprint.API_VENV / ".bench-installed").exists(), "not built (--no-build)")
+    if not built[0]:
+        return {"skipped": built[1]}
+    return interpreters.measure(footprint.API_VENV, rounds=1 if args.quick else 4, n=args.n10,
+                                warmup=5 if args.quick else 100)
+
+
+def measure_accuracy(args, body10):
+    """Part 5 (``--accuracy``): DS2 end to end through the HTTP API of a gunicorn."""
+    d = mitdb_dir()
+    if d is None:
+        return {"skipped": "MIT-BIH not found"}
+    from . import accuracy
+
+    venv = footprint.API_VENV if (footprint.API_VENV / ".bench-installed").exists() else None
+    with http_load.Server(venv=venv) as srv:
+        srv.wait_first_201(body10)
+        return accuracy.measure(srv.port, d)
+
+
+def previous_accuracy(out_dir):
+    """Without ``--accuracy``: the last measured accuracy of ``results.json``, saying when."""
+    try:
+        old = json.loads((out_dir / "results.json").read_text()).get("accuracy")
+    except (OSError, ValueError):
+        old = None
+    if old and "V_matched" in old:
+        when = old.get("measured_at", "an earlier run")
+        return {**old, "note": old.get("note") or f"from the --accuracy run of {when}"}
+    return {"skipped": "run with --accuracy"}
+
+
 def main(argv=None):
     args = parse_args(argv)
     if args.wait_idle:
@@ -117,27 +167,9 @@ def main(argv=None):
     body30, why30 = (None, "--no-30min") if args.no_30min else payload_30min()
 
     log("1. in-process request path")
-    app = inprocess.make_app()
-    results["inprocess"] = {"10s": inprocess.measure(body10, args.n10, "10-s strip", app)}
-    if body30 is not None and args.n30 > 0:
-        results["inprocess"]["30min"] = inprocess.measure(body30, args.n30, "30-min record 200", app)
-    else:
-        results["inprocess"]["30min"] = {"skipped": why30 or "--n30 0"}
-    if args.profile_n:
-        results["inprocess"]["profile_10s_top"] = inprocess.profile(
-            body10, args.profile_n, args.out / "profile_10s.txt", top=15)
-    del app
-
+    results["inprocess"] = measure_inprocess(args, body10, body30, why30)
     log("1b. the 10-s request path in the serving-only venv and in the project's venv")
-    if "venvs" in args.skip:
-        results["interpreters"] = {"skipped": "--skip venvs"}
-    else:
-        built = footprint.build_api_venv() if not args.no_build else \
-            ((footprint.API_VENV / ".bench-installed").exists(), "not built (--no-build)")
-        results["interpreters"] = (interpreters.measure(footprint.API_VENV, rounds=1 if args.quick else 4,
-                                                        n=args.n10, warmup=5 if args.quick else 100)
-                                   if built[0] else {"skipped": built[1]})
-
+    results["interpreters"] = measure_interpreters(args)
     log("2. TensorFlow path")
     results["tensorflow"] = {"skipped": "--skip tf"} if "tf" in args.skip else run_tf_path(args)
 
@@ -157,27 +189,7 @@ def main(argv=None):
 
     if args.accuracy:
         log("5. DS2 end to end through the HTTP API")
-        d = mitdb_dir()
-        if d is None:
-            results["accuracy"] = {"skipped": "MIT-BIH not found"}
-        else:
-            from . import accuracy
-
-            venv = footprint.API_VENV if (footprint.API_VENV / ".bench-installed").exists() else None
-            with http_load.Server(venv=venv) as srv:
-                srv.wait_first_201(body10)
-                results["accuracy"] = accuracy.measure(srv.port, d)
-    else:
-        previous = args.out / "results.json"  # keep the last measured accuracy, saying when
-        try:
-            old = json.loads(previous.read_text()).get("accuracy")
-        except (OSError, ValueError):
-            old = None
-        if old and "V_matched" in old:
-            results["accuracy"] = {**old, "note": old.get("note") or
-                                   f"from the --accuracy run of {old.get('measured_at', 'an earlier run')}"}
-        else:
-            results["accuracy"] = {"skipped": "run with --accuracy"}
+    results["accuracy"] = measure_accuracy(args, body10) if args.accuracy else previous_accuracy(args.out)
 
     results["machine_at_end"] = machine()
     results["seconds"] = time.perf_counter() - started

@@ -199,7 +199,7 @@ def profile(body, n, path, top=25):
     st.sort_stats("cumulative").print_stats(top)
     path.write_text(s.getvalue())
     rows = []
-    for (file, line, func), (cc, nc, tt, ct, _) in sorted(st.stats.items(), key=lambda kv: -kv[1][2])[:top]:
+    for (file, line, func), (_, nc, tt, ct, _) in sorted(st.stats.items(), key=lambda kv: -kv[1][2])[:top]:
         rows.append({"function": f"{os.path.relpath(file) if file.startswith('/') else file}:{line}({func})",
                      "calls_per_request": nc / n, "tottime_ms_per_request": 1000.0 * tt / n,
                      "cumtime_ms_per_request": 1000.0 * ct / n})

@@ -6,7 +6,7 @@ setting), 2 threads without spinning, and 2 threads spinning only inside a run
 (``session.force_spinning_stop``: the pool stops spinning when the run ends, so a
 worker does not burn the other core between requests). Alternating blocks of calls,
 median wall time and CPU time per request. Not part of ``python -m bench``: it
-answers one design question, and its answer is in the README.
+answers one design question, and its answer is in docs/PERFORMANCE.md.
 """
 
 import contextlib

@@ -75,6 +75,16 @@ def _fmt(v, digits=2):
 
 
 def write_markdown(r):
+    """``bench/results.md``'s text from a results dict (``bench/results.json``): the targets,
+    then one section per part of the bench that ran (or why it did not)."""
+    h, tf = r.get("http", {}), r.get("tensorflow", {})
+    sections = [_md_summary(r), _md_inprocess(r.get("inprocess", {})), _md_interpreters(r.get("interpreters", {})),
+                _md_tensorflow(tf), _md_http(h), _md_footprint(r.get("footprint", {}), h, tf),
+                _md_accuracy(r.get("accuracy", {}))]
+    return "\n".join(line for lines in sections for line in lines) + "\n"
+
+
+def _md_summary(r):
     L = []
     m0, m1 = r.get("machine_at_start", {}), r.get("machine_at_end", {})
     busy = m0.get("training_jobs_running") or m1.get("training_jobs_running")
@@ -91,8 +101,11 @@ def write_markdown(r):
         met = {True: "met", False: "**not met**", None: "not measured"}[t["met"]]
         L.append(f"| {t['what']} | {_fmt(t['value'])} {unit} | {t['target']} | {met} |")
     L.append("")
+    return L
 
-    ip = r.get("inprocess", {})
+
+def _md_inprocess(ip):
+    L = []
     cols = [k for k in ("10s", "30min") if "whole" in ip.get(k, {})]
     if cols:
         L.append("In-process request path (one WSGI call per request, as gunicorn makes it), ms:")
@@ -103,7 +116,8 @@ def write_markdown(r):
             L.append(f"| {s} | " + " | ".join(_fmt(ip[c]["stages"][s]["median_ms"], 3) for c in cols) + " |")
         L.append("| framework (Flask, webargs, hooks: whole − stages) | "
                  + " | ".join(_fmt(ip[c]["framework_ms"], 3) for c in cols) + " |")
-        L.append("| **whole request, median** | " + " | ".join(f"**{_fmt(ip[c]['whole']['median_ms'], 3)}**" for c in cols) + " |")
+        L.append("| **whole request, median** | "
+                 + " | ".join(f"**{_fmt(ip[c]['whole']['median_ms'], 3)}**" for c in cols) + " |")
         L.append("| whole request, p99 | " + " | ".join(_fmt(ip[c]["whole"]["p99_ms"], 3) for c in cols) + " |")
         L.append("| slowest stage | " + " | ".join(ip[c]["slowest_stage"] for c in cols) + " |")
         L.append("")
@@ -111,13 +125,17 @@ def write_markdown(r):
         if casc:
             L.append(f"The model is served as a cascade (`decision.cascade` in its card): the first of its "
                      f"{casc[0][1]['members']} members on every beat, the others only on beats near the "
-                     "threshold: " + "; ".join(f"{label}, {d['sent']} of {d['beats']} beats" for label, d in casc) + ".")
+                     "threshold: "
+                     + "; ".join(f"{label}, {d['sent']} of {d['beats']} beats" for label, d in casc) + ".")
             L.append("")
     for k in ("10s", "30min"):
         if "skipped" in ip.get(k, {}):
             L.append(f"In-process {k}: skipped ({ip[k]['skipped']}).")
+    return L
 
-    it = r.get("interpreters", {})
+
+def _md_interpreters(it):
+    L = []
     if "serving_venv" in it:
         L.append("The whole 10-s request (one WSGI call, as above) in each venv, in processes of their own "
                  f"alternated round by round ({it['rounds']} rounds of {it['requests_per_run']} requests; "
@@ -139,8 +157,11 @@ def write_markdown(r):
     elif "skipped" in it:
         L.append(f"Serving-only venv against the project's: skipped ({it['skipped']}).")
         L.append("")
+    return L
 
-    tf = r.get("tensorflow", {})
+
+def _md_tensorflow(tf):
+    L = []
     if "skipped" in tf:
         L.append(f"TensorFlow path: skipped ({tf['skipped']}).")
     elif tf:
@@ -171,8 +192,11 @@ def write_markdown(r):
                      f"{_fmt(p)} ms with `model.predict` ({_fmt(p / o)}x). Not used for the ratios: the two "
                      "never share a process in production.")
             L.append("")
+    return L
 
-    h = r.get("http", {})
+
+def _md_http(h):
+    L = []
     if "skipped" in h:
         L.append(f"HTTP: skipped ({h['skipped']}).")
     elif h:
@@ -190,7 +214,8 @@ def write_markdown(r):
             L.append("| concurrency | req/s | p50 ms | p99 ms | errors | server CPU ms/req | wrk CPU (share of a core) "
                      "| each run: req/s / p99 ms |")
             L.append("|---|---|---|---|---|---|---|---|")
-            for lv in h["levels"] + ([{**h["trivial_endpoint"], "label": "GET /health"}] if h.get("trivial_endpoint") else []):
+            trivial = [{**h["trivial_endpoint"], "label": "GET /health"}] if h.get("trivial_endpoint") else []
+            for lv in h["levels"] + trivial:
                 name = lv.get("label", "") + f" c={lv['connections']}" if lv.get("label") else str(lv["connections"])
                 each = ", ".join(f"{_fmt(r['req_per_s'])} / {_fmt(r['p99_ms'])}" for r in lv.get("runs", []))
                 L.append(f"| {name} | {_fmt(lv['req_per_s'])} | {_fmt(lv['p50_ms'])} | {_fmt(lv['p99_ms'])} | "
@@ -205,8 +230,11 @@ def write_markdown(r):
                      f"{_fmt(rec['median_s'], 3)} s median of {len(rec['seconds'])}, statuses {rec['statuses']}.")
         L.append(f"Cold start, process start to the first 201: {_fmt(h.get('cold_start_to_first_201_s'))} s.")
         L.append("")
+    return L
 
-    fp = r.get("footprint", {})
+
+def _md_footprint(fp, h, tf):
+    L = []
     L.append("Footprint:")
     L.append("")
     L.append("| | value |")
@@ -228,8 +256,11 @@ def write_markdown(r):
     if fp.get("api_over_tensorflow"):
         L.append(f"| serving venv / TensorFlow venv | {_fmt(fp['api_over_tensorflow'], 3)} |")
     L.append("")
+    return L
 
-    acc = r.get("accuracy", {})
+
+def _md_accuracy(acc):
+    L = []
     if "V_matched" in acc:
         vm, vs, q = acc["V_matched"], acc["V_strict"], acc["qrs"]
         L.append(f"DS2 end to end through the HTTP API ({len(acc['records'])} records, {acc['strips']} independent "
@@ -246,4 +277,4 @@ def write_markdown(r):
     elif acc:
         L.append(f"DS2 accuracy through the API: {acc.get('skipped')}.")
         L.append("")
-    return "\n".join(L) + "\n"
+    return L

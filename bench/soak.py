@@ -119,6 +119,27 @@ def summarise(results, samples, t_start, minutes):
     return rows
 
 
+def drive(url, master, bodies, concurrency, minutes):
+    """``concurrency`` clients POST ``bodies`` to ``url`` for ``minutes``; the load and the
+    workers' RSS are sampled every 5 s. Returns ``(results, samples, start time, (worker pids
+    at start, at end))``."""
+    host, port = url.split("//")[1].split(":")
+    workers_at_start = worker_pids(master) if master else []
+    results, samples = [], []
+    t_start = time.monotonic()
+    end = t_start + 60 * minutes
+    clients = [Client(host, int(port), bodies, i, end, results) for i in range(concurrency)]
+    for c in clients:
+        c.start()
+    while time.monotonic() < end:
+        samples.append({"t": time.monotonic(), "loadavg": os.getloadavg(), "rss_mb": worker_rss(master)})
+        time.sleep(5)
+    for c in clients:
+        c.join(timeout=180)
+    samples.append({"t": time.monotonic() - 1e-6, "loadavg": os.getloadavg(), "rss_mb": worker_rss(master)})
+    return results, samples, t_start, (workers_at_start, worker_pids(master) if master else [])
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=int, default=10)
@@ -142,29 +163,14 @@ def main(argv=None):
         # run under nice -n 19 and the server inherits it: a shared machine's other jobs go first
         proc, url = start_gunicorn({"WEB_CONCURRENCY": str(args.workers)})
         master = proc.pid
-    host, port = url.split("//")[1].split(":")
     try:
-        workers_at_start = worker_pids(master) if master else []
-        results, samples = [], []
-        t_start = time.monotonic()
-        end = t_start + 60 * args.minutes
-        clients = [Client(host, int(port), bodies, i, end, results) for i in range(args.concurrency)]
-        for c in clients:
-            c.start()
-        while time.monotonic() < end:
-            samples.append({"t": time.monotonic(), "loadavg": os.getloadavg(),
-                            "rss_mb": worker_rss(master)})
-            time.sleep(5)
-        for c in clients:
-            c.join(timeout=180)
-        samples.append({"t": time.monotonic() - 1e-6, "loadavg": os.getloadavg(),
-                        "rss_mb": worker_rss(master)})
-        workers_at_end = worker_pids(master) if master else []
+        results, samples, t_start, workers = drive(url, master, bodies, args.concurrency, args.minutes)
     finally:
         if proc is not None:
             from tests.service_helpers import stop
 
             stop(proc)
+    workers_at_start, workers_at_end = workers
 
     rows = summarise(results, samples, t_start, args.minutes)
     errors = sum(r["errors"] for r in rows)

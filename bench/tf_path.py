@@ -58,6 +58,32 @@ def load_keras_model():
                    "note": f"untrained network of the same architecture: {reason}"}
 
 
+def time_request_paths(label, body, n, onnx, schema, nets, source):
+    """The whole request path with each network of ``nets`` ({name: p_v(windows, features)}),
+    in alternating blocks of ``n`` calls (and call by call for the 10-s strip): medians, and
+    whether every path gave the same labels."""
+    import orjson
+
+    from .common import blocked, interleaved, stats_ms
+    from .inprocess import staged_request
+
+    answers = {k: orjson.loads(staged_request(onnx, body, schema, infer=fn)) for k, fn in nets.items()}
+    paths = {k: (lambda fn=fn: staged_request(onnx, body, schema, infer=fn)) for k, fn in nets.items()}
+    runs = blocked(paths, n, settle=SETTLE[label])
+    res = {k: stats_ms(v) for k, v in runs.items()}
+    res["settle_calls"] = SETTLE[label]
+    if label == "10s":
+        res["alternated_per_call"] = {k: stats_ms(v) for k, v in interleaved(paths, n, warmup=1).items()}
+    res["beats"] = answers["onnx"]["total_beats"]
+    # the same weights give the same labels: a check that all paths ran the same network
+    if source["kind"] != "mlflow":
+        res["labels_agree"] = "n/a (untrained Keras network)"
+    else:
+        labels = {k: [b["arrhythmia_type"] for b in a["beat_predictions"]] for k, a in answers.items()}
+        res["labels_agree"] = labels["onnx"] == labels["keras_predict"] == labels["keras_call"]
+    return res
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--n10", type=int, default=100, help="requests per path, 10-s strip")
@@ -65,15 +91,13 @@ def main(argv=None):
     ap.add_argument("--model-n", type=int, default=200, help="model-only calls per network")
     args = ap.parse_args(argv)
 
-    from .common import blocked, interleaved, log, payload_10s, payload_30min, rss_mb, stats_ms
+    from .common import blocked, log, payload_10s, payload_30min, rss_mb, stats_ms
 
     t0 = time.perf_counter()
     import numpy as np
     import tensorflow as tf
 
     model, source = load_keras_model()
-    import orjson
-
     from ecg.pipeline import extract_beats, network_rr
     from train.evaluate import rr_width
 
@@ -92,7 +116,6 @@ def main(argv=None):
     from service import schemas
 
     from .common import PROJECT_DIR
-    from .inprocess import staged_request
 
     onnx = service_model.load_model(PROJECT_DIR / "models" / "ecg_nv_cnn")
     schema = schemas.PredictionRequestSchema()
@@ -121,21 +144,7 @@ def main(argv=None):
         if body is None or n <= 0:
             out[f"request_{label}"] = {"skipped": why if body is None else "not asked (0 requests)"}
             continue
-        answers = {k: orjson.loads(staged_request(onnx, body, schema, infer=fn)) for k, fn in nets.items()}
-        paths = {k: (lambda fn=fn: staged_request(onnx, body, schema, infer=fn)) for k, fn in nets.items()}
-        runs = blocked(paths, n, settle=SETTLE[label])
-        res = {k: stats_ms(v) for k, v in runs.items()}
-        res["settle_calls"] = SETTLE[label]
-        if label == "10s":
-            res["alternated_per_call"] = {k: stats_ms(v) for k, v in interleaved(paths, n, warmup=1).items()}
-        res["beats"] = answers["onnx"]["total_beats"]
-        # the same weights give the same labels: a check that all paths ran the same network
-        if source["kind"] != "mlflow":
-            res["labels_agree"] = "n/a (untrained Keras network)"
-        else:
-            labels = {k: [b["arrhythmia_type"] for b in a["beat_predictions"]] for k, a in answers.items()}
-            res["labels_agree"] = labels["onnx"] == labels["keras_predict"] == labels["keras_call"]
-        out[f"request_{label}"] = res
+        out[f"request_{label}"] = res = time_request_paths(label, body, n, onnx, schema, nets, source)
         log(f"  TF path {label}: " + ", ".join(f"{k} {res[k]['median_ms']:.2f} ms" for k in nets))
     json.dump(out, sys.stdout)
 

@@ -312,7 +312,7 @@ def check_end_to_end(model_dir, card, data_dir):
     from service.model import load_model
     from train.data import data_dir as find_data
 
-    from .serving_check import end_to_end_served, reference_served
+    from .serving_check import served_figures
 
     try:
         directory = find_data(data_dir)
@@ -320,15 +320,15 @@ def check_end_to_end(model_dir, card, data_dir):
         log("end-to-end check SKIPPED: no MIT-BIH copy (pass --data DIR or set ECG_DATA_DIR)")
         return {"skipped": "no MIT-BIH data directory"}
     decision = card["decision"]
-    decisions = {"card": decision}
+    decisions, evaluations = {"card": decision}, ("e2e", "e2e_strip")
     if decision.get("pooling"):
         # the training run's figures were made without the pooling: the drift check compares
-        # like with like, and the pooled figures are recorded beside it
+        # like with like, and the pooled figures, reference beats included, are recorded beside it
         unpooled = {k: v for k, v in decision.items() if k != "pooling"}
         unpooled["threshold"] = decision["pooling"]["chosen_on"]["threshold_without"]
-        decisions = {"card": unpooled, "with_pooling": decision}
+        decisions, evaluations = {"card": unpooled, "with_pooling": decision}, ("e2e", "e2e_strip", "test")
     model = load_model(model_dir)  # as the service reads the candidate: its card and sha256 checks
-    served = end_to_end_served(model, card["data_split"]["test"], directory, 10.0, decisions)
+    served = served_figures(model, card["data_split"]["test"], directory, decisions, evaluations)
     got = served["card"]
     result = {}
     for key in E2E_KEYS:
@@ -341,7 +341,7 @@ def check_end_to_end(model_dir, card, data_dir):
             raise PromotionError(f"{key} through the serving path is {got[key]:.4f}, the card says {want:.4f}: "
                                  "preprocessing changed since training? retrain, then promote")
     if decision.get("pooling"):
-        pooled = {**served["with_pooling"], **reference_served(model, card["data_split"]["test"], directory)}
+        pooled = served["with_pooling"]
         result["with_pooling"] = {k: pooled[k] for k in POOLED_KEYS}
         log("DS2 with the pooling: " + ", ".join(f"{k} {pooled[k]:.4f}" for k in POOLED_KEYS))
     return result

@@ -102,10 +102,23 @@ def binary_metrics(y_true, y_pred, positive="V"):
     return count_metrics(int(np.sum(t & p)), int(np.sum(~t & p)), int(np.sum(t & ~p)), int(np.sum(~t & ~p)))
 
 
+def f1_from_counts(tp, fp, fn):
+    """F1 of the positive class, 2 TP / (2 TP + FP + FN), from confusion counts.
+
+    ``tp``, ``fp``, ``fn``: numbers, or arrays of one shape (a threshold scan's counts).
+    NaN where undefined (no positive beat in the reference nor in the test). Returns a
+    float, or a float64 array of the counts' shape.
+    """
+    tp, fp, fn = (np.asarray(a, dtype=np.float64) for a in (tp, fp, fn))
+    den = 2 * tp + fp + fn
+    f1 = 2 * tp / np.where(den > 0, den, np.nan)
+    return float(f1) if f1.ndim == 0 else f1
+
+
 def count_metrics(tp, fp, fn, tn):
     """Se, +P, F1, specificity, FPR and accuracy from confusion counts (NaN where undefined)."""
     se, ppv = _ratio(tp, tp + fn), _ratio(tp, tp + fp)
-    f1 = _ratio(2 * tp, 2 * tp + fp + fn)
+    f1 = f1_from_counts(tp, fp, fn)
     return {
         "TP": tp, "FP": fp, "FN": fn, "TN": tn,
         "Se": se, "PPV": ppv, "F1": f1,

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ecg import MODEL_FS, chunks, holter
+from ecg import MODEL_FS, chunks
 from ecg.decision import classify
 from ecg.features import beat_groups
 from ecg.pipeline import PREPROCESSING

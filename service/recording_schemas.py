@@ -72,7 +72,8 @@ class RecordingReportSchema(Schema):
 
     recording_id = fields.String()
     channel = fields.Nested(ChannelSchema)
-    start_time = fields.String(allow_none=True, metadata={"description": "the file's, ISO 8601 (no zone: EDF has none)"})
+    start_time = fields.String(allow_none=True,
+                               metadata={"description": "the file's, ISO 8601 (no zone: EDF has none)"})
     duration_s = fields.Float()
     total_beats = fields.Integer()
     normal_beats = fields.Integer()

@@ -39,7 +39,8 @@ def wants_csv():
 @blp.alt_response(422, schema=ErrorSchema, description="Not an EDF file, truncated, header not matching the file, no "
                   "such channel, a rate outside 100-1000 Hz, an all-zero or saturated channel, an "
                   "EDF+D with gaps, an empty file, or no heartbeat found")
-@blp.alt_response(503, schema=ErrorSchema, description="No usable model loaded, or the analysis ran past ECG_RECORDING_TIMEOUT_S")
+@blp.alt_response(503, schema=ErrorSchema,
+                  description="No usable model loaded, or the analysis ran past ECG_RECORDING_TIMEOUT_S")
 # the 201 in full here: flask-smorest's response() documents one content type
 @blp.doc(requestBody=REQUEST_BODY, security=[{}, {"ApiKey": []}],
          responses={"201": {"description": "The Holter report, or with `Accept: text/csv` the beat table",

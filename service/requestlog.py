@@ -48,6 +48,8 @@ class _StdoutHandler(logging.StreamHandler):
 
 
 def setup_logging(level):
+    """The ``service`` loggers write JSON lines to stdout at ``level``; ``create_app`` calls
+    it once, before the model loads, so that the model's own log lines are JSON too."""
     logger = logging.getLogger("service")
     logger.setLevel(level)
     if not any(isinstance(h, _StdoutHandler) for h in logger.handlers):
@@ -58,8 +60,7 @@ def setup_logging(level):
 
 
 def init_app(app, metrics):
-    setup_logging(app.config["LOG_LEVEL"])
-
+    """Request id, log line and request metrics for every request of ``app``."""
     @app.before_request
     def _start():
         g.start = time.perf_counter()

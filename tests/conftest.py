@@ -19,7 +19,8 @@ def record_119():
     return load_record("119", FIXTURES)
 
 
-def synthetic_ecg(fs, beats_s, duration_s, qrs_width_s=0.09, amplitude=1.0, wander=0.0, noise=0.0, seed=0, wander_hz=0.3):
+def synthetic_ecg(fs, beats_s, duration_s, qrs_width_s=0.09, amplitude=1.0, wander=0.0, noise=0.0, seed=0,
+                  wander_hz=0.3):
     """A simple ECG: P, QRS and T Gaussian bumps at known R times (s), in mV."""
     t = np.arange(int(round(duration_s * fs))) / fs
     x = np.zeros_like(t)

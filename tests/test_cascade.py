@@ -47,17 +47,3 @@ def test_a_faithful_first_member_gets_a_narrow_band_and_a_noisy_one_a_wider_one(
     narrowest = min(noisy, key=lambda r: r["sent"])
     assert narrowest["changed"] > widest["changed"]  # the band trades CPU for agreement
     assert choose(noisy, max_changed=0.0, max_f1_loss=0.0) in (None, *[r for r in noisy if r["changed"] == 0])
-
-
-def test_merged_runs_put_their_members_side_by_side_and_refuse_other_beats():
-    from train.cascade import merge_oofs
-
-    rng = np.random.default_rng(1)
-    a = {**_oof(rng, 50, 0.0), "records": np.array(["100"] * 50)}
-    b = {**a, "p_members": rng.random((50, 4))}
-    merged = merge_oofs([a, b])
-    assert merged["p_members"].shape == (50, 8)
-    np.testing.assert_array_equal(merged["p_members"][:, 0], a["p_members"][:, 0])  # the served first member
-    np.testing.assert_array_equal(merged["p_members"][:, 4:], b["p_members"])
-    with pytest.raises(SystemExit, match="other beats"):
-        merge_oofs([a, {**b, "y": 1 - b["y"]}])

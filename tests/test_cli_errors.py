@@ -54,13 +54,6 @@ def test_train_refuses_a_wrong_or_missing_data_directory(cli, tmp_path):
     one_clean_line(cli("train", "--data", FIXTURES, *TINY[:-2], "--train-records", "999", "--folds", "1"), "999")
 
 
-def test_train_refuses_an_unknown_run_to_distil_from(cli):
-    line = one_clean_line(cli("train", "--data", FIXTURES, "--train-records", "119", "208", "200", "--val-records",
-                              "119", "--test-records", "233", "--folds", "3", "--distill-from", "0" * 32), "0" * 32,
-                          alone=False)  # after MLflow's lines on the store python -m train creates
-    assert "python -m train: error:" in line
-
-
 def test_optimize_refuses_bad_storage_without_showing_its_password(cli):
     secret = "pa55word"
     for storage, says in ((f"postgresql+psycopg://u:{secret}@127.0.0.1:1/optuna", "cannot connect"),

@@ -57,7 +57,6 @@ def test_outputs_match_keras(exported):
 
 
 def test_fusion_leaves_other_graphs_alone():
-    import onnx
     from onnx import TensorProto, helper
 
     from convert.onnx_export import fuse_conv1d_bias_relu

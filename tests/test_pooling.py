@@ -15,7 +15,7 @@ def _evidence(seed=0):
     shapes = {False: np.exp(-(t / 0.1) ** 2), True: np.sin(3 * t) * np.exp(-(t / 0.5) ** 2)}
     records, groups, y = [], [], []
     for r in sorted(DS1):
-        for strip in range(8):
+        for _ in range(8):  # strips
             v = rng.random(12) < 0.25
             records += [r] * 12
             groups += [len(groups) // 12] * 12

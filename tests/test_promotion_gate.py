@@ -1,6 +1,6 @@
 """Promotion compares like with like, and cannot leave a worse model in production.
 
-The README's path on a fresh clone (``make demo``, then the Promotion section's command) is
+The README's path on a fresh clone (``make demo``, then its ``convert.promote`` commands) is
 run for real against a copy of the committed models/ in a temporary git repository: the demo
 model, trained on the bundled excerpts and measured on one record, is refused, and models/ is
 left byte for byte as it was. The rest checks the gate's rules one by one, version numbers,
@@ -167,7 +167,7 @@ def candidate(**changes):
 
 
 def test_a_candidate_measured_like_production_wins_only_when_not_worse():
-    val, e2e = PRODUCTION["metrics"]["val_f1_V"], PRODUCTION["metrics"]["e2e_f1_V"]
+    val = PRODUCTION["metrics"]["val_f1_V"]
     assert gate(candidate(val_f1_V=val + 0.001), PRODUCTION, "val_f1_V") == []
     assert gate(candidate(), PRODUCTION, "val_f1_V") == []  # a tie does not lose
     [reason] = gate(candidate(val_f1_V=val - 0.001), PRODUCTION, "val_f1_V")
@@ -212,7 +212,8 @@ def test_the_protocol_id_depends_on_how_val_f1_V_was_measured_only():
     assert protocol.protocol(folds, [], 5.0, "mitdb")["id"] != derived["id"]
     assert protocol.protocol(folds, [], 10.0, "partial-mitdb")["id"] != derived["id"]
     assert protocol.protocol(folds[1:], [], 10.0, "mitdb")["id"] != derived["id"]
-    assert protocol.protocol(None, ["200"], 10.0, "mitdb")["id"] != protocol.protocol(None, ["201"], 10.0, "mitdb")["id"]
+    holdout_200, holdout_201 = (protocol.protocol(None, [r], 10.0, "mitdb")["id"] for r in ("200", "201"))
+    assert holdout_200 != holdout_201
 
 
 def test_training_data_is_the_full_database_only_when_every_ds1_record_is_whole(tmp_path, fixture_dir):

@@ -5,8 +5,6 @@ beats here, so that many borders fall inside 13 min) gives the beats that
 POST /api/v1/predictions gives for the same signal, position, label and confidence.
 """
 
-import re
-
 import numpy as np
 import pytest
 
@@ -14,7 +12,7 @@ from bench.edf_files import write_edf
 from ecg import holter
 from ecg.signal import resample
 from service import create_app
-from service.edf import check_layout, open_channel
+from service.edf import open_channel
 from tests.conftest import FIXTURE_RECORDS, FIXTURES
 from tests.service_helpers import MODEL_DIR, app, client, edit_card, model_copy  # noqa: F401
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy.signal import resample_poly
 
-from service import inference, schemas
+from service import schemas
 from service.model import ModelState
 from tests.service_helpers import MODEL_DIR, PAYLOAD, PREDICT, app, client, payload  # noqa: F401
 
@@ -105,7 +105,8 @@ def test_metadata_keeps_the_old_keys_and_adds_the_useful_ones(answer):
     for key in ("total_beats", "normal_beats", "ventricular_beats"):
         assert meta[key] == answer[key]
     assert isinstance(meta["ruleguard_applied"], bool)
-    assert meta["pvc_burden_percent"] == pytest.approx(100 * answer["ventricular_beats"] / answer["total_beats"], abs=0.01)
+    burden = 100 * answer["ventricular_beats"] / answer["total_beats"]
+    assert meta["pvc_burden_percent"] == pytest.approx(burden, abs=0.01)
     assert 40 <= meta["heart_rate_bpm"] <= 120
     assert meta["sampling_rate"] == 360 and meta["resampled"] is False
     assert meta["model_version"] and meta["preprocessing_version"] == served_card()["preprocessing"]["version"]

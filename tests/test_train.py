@@ -177,52 +177,16 @@ def test_cross_fitting_holds_every_record_out_once(cv3_run, tmp_path, fixture_di
                         "--test-records", "233", "--cache", "", "--folds", "5"]))
 
 
-def test_distillation_gives_one_network_validated_out_of_fold(cv3_run, tmp_path, fixture_dir, monkeypatch):
-    import keras
-    import mlflow
-
-    from train.train import parse_args, run
-
-    teacher_id, _, store = cv3_run
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store / 'mlflow.db'}")
-    run_id, metrics = run(parse_args(["--data", str(fixture_dir), *CV3, "--distill-from", teacher_id,
-                                      "--epochs", "2", "--patience", "5"]))
-    mlflow.set_tracking_uri(f"sqlite:///{store / 'mlflow.db'}")
-    card = run_card(run_id, tmp_path)
-    assert card["training"]["members"] == 1 and card["training"]["distilled_from"] == teacher_id
-    assert len(card["training"]["best_epochs"]) == 3  # one fold student per fold gave the OOF figures
-    assert 0 <= metrics["val_f1_V_teacher_ensemble"] <= 1  # the paired comparison
-    client0 = mlflow.MlflowClient()
-    assert len(client0.get_metric_history(run_id, "fold0_inner1_val_loss")) >= 1  # an inner member (3 folds: 2 each)
-    assert 0 <= metrics["val_f1_V"] <= 1
-    client = mlflow.MlflowClient()
-    assert client.get_run(run_id).data.params["distill_from"] == teacher_id
-    # the served student trained the median of the fold students' epoch counts, on all records
-    epochs = int(np.median(card["training"]["best_epochs"]))
-    assert len(client.get_metric_history(run_id, "student_loss")) == epochs
-    local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="model/model.keras",
-                                                dst_path=str(tmp_path / "m"))
-    model = keras.saving.load_model(local)
-    assert not [layer for layer in model.layers if isinstance(layer, keras.Model)]  # one network, no members
-
-    # the nested validation must mirror the teacher's folds
-    with pytest.raises(SystemExit, match="other folds"):
-        run(parse_args(["--data", str(fixture_dir), "--train-records", "119", "208", "200", "233",
-                        "--val-records", "119", "--test-records", "100", "--cache", "", "--folds", "3",
-                        "--skip-e2e", "--distill-from", teacher_id]))
-
-
 def test_nested_oof_logs_each_inner_members_out_of_fold_probabilities(tmp_path, fixture_dir, monkeypatch):
     import mlflow
 
+    from train.nested import load_oof
     from train.train import parse_args, run
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     run_id, metrics = run(parse_args(["--data", str(fixture_dir), *CV3, "--nested-oof"]))
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="evaluation/nested_oof.npz",
-                                               dst_path=str(tmp_path / "a"))
-    oof = np.load(path)
+    oof = load_oof(run_id, tmp_path / "a")  # as train.cascade, train.pooling and train.oof_errors read it
     n = len(oof["y"])
     assert oof["p_members"].shape == (n, 2)  # 3 folds: an inner ensemble of 2 per outer fold
     assert ((oof["p_members"] > 0) & (oof["p_members"] < 1)).all()  # every beat predicted, none left at 0
@@ -248,48 +212,6 @@ def test_cascade_ds2_figures_reproduce_the_runs_own_for_the_whole_ensemble(cv3_r
     assert wide["test"]["sent"] == 1.0 and wide["test"]["cascade"] == pytest.approx(wide["test"]["full"], abs=1e-9)
     for tag in ("e2e", "e2e_strip"):
         assert 0 <= wide[tag]["full"] <= 1
-
-
-def test_merged_runs_are_validated_out_of_fold_and_average_every_member(cv3_run, tmp_path, fixture_dir,
-                                                                        monkeypatch):
-    import mlflow
-
-    from train import dataset
-    from train.ensemble import merge, out_of_fold
-    from train.evaluate import predict_raw, tune_decision
-    from train.model import ensemble_members
-    from train.tracking import load_run_model
-    from train.train import parse_args, run
-
-    run_a, metrics_a, store = cv3_run
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store / 'mlflow.db'}")
-    mlflow.set_tracking_uri(f"sqlite:///{store / 'mlflow.db'}")
-    model_a, card_a = load_run_model(run_a, tmp_path / "a")
-    val = dataset.build(card_a["data_split"]["validation"], str(fixture_dir), 10.0, cache_dir=None, progress=None)
-    # one run's out-of-fold probabilities give back its own val_f1_V: member k is fold k's
-    p = out_of_fold([model_a], card_a["data_split"]["folds"], val)
-    assert tune_decision(p, val.y, val.features)[1]["val_f1_V"] == pytest.approx(metrics_a["val_f1_V"], abs=1e-12)
-
-    run_b, _ = run(parse_args(["--data", str(fixture_dir), *CV3, "--seed", "43"]))
-    run_id, metrics = merge([run_a, run_b], str(fixture_dir), cache="", skip_e2e=True)
-    model, card = load_run_model(run_id, tmp_path / "m")
-    model_b, _ = load_run_model(run_b, tmp_path / "b")
-    assert card["training"]["merged_from"] == [run_a, run_b] and card["training"]["seeds"] == [42, 43]
-    assert card["training"]["members"] == 6 and len(ensemble_members(model)) == 6
-    both = (predict_raw(model_a, val) + predict_raw(model_b, val)) / 2
-    np.testing.assert_allclose(predict_raw(model, val), both, atol=1e-6)
-    client = mlflow.MlflowClient()
-    logged = client.get_run(run_id).data
-    assert logged.metrics["val_f1_V"] == pytest.approx(metrics["val_f1_V"]) and "test_f1_V" in logged.metrics
-    assert logged.params["seeds"] == "42 43" and logged.params["members"] == "6"
-
-    with pytest.raises(SystemExit, match="share a seed"):
-        merge([run_a, run_a], str(fixture_dir), cache="", skip_e2e=True)
-    with pytest.raises(SystemExit, match="merged"):
-        merge([run_a, run_id], str(fixture_dir), cache="", skip_e2e=True)
-    run_c, _ = run(parse_args(["--data", str(fixture_dir), *CV3, "--seed", "44", "--dropout", "0.5"]))
-    with pytest.raises(SystemExit, match="other parameters.*dropout"):
-        merge([run_a, run_c], str(fixture_dir), cache="", skip_e2e=True)
 
 
 def test_average_precision_ranks_positives():

@@ -104,15 +104,13 @@ def ds2_figures(run_id, chosen, data=None, cache="cache", records=None):
     """DS2 F1 of V of a run's ensemble, whole and as the cascade ``chosen`` defines: read
     only after the band is chosen, to report what the cascade costs on the test patients.
 
-    The three evaluations of a training run (reference beats, end to end on whole records
-    and on 10-s strips), with the run's decision. Returns {evaluation: {"full", "cascade",
-    "sent"}}.
+    The three evaluations of a training run (:func:`train.evaluate.score_ds2`), with the
+    run's decision. Returns {evaluation: {"full", "cascade", "sent"}}.
     """
     import tempfile
 
-    from . import dataset
     from .data import DS2, data_dir
-    from .evaluate import end_to_end, predict_raw, reference_metrics
+    from .evaluate import DS2_EVALUATIONS, decide, predict_raw, score_ds2
     from .model import ensemble_members
     from .tracking import load_run_model
 
@@ -123,67 +121,45 @@ def ds2_figures(run_id, chosen, data=None, cache="cache", records=None):
     decision = card["decision"]
     members = ensemble_members(model)
     low, high = band(decision, chosen["below_logit"], chosen["above_logit"])
-    out = {}
-    for tag, strip, reference in (("test", None, True), ("e2e", None, False), ("e2e_strip", 10.0, False)):
-        beats = dataset.build(records, ddir, strip, (0.0,), use_reference=reference, cache_dir=cache or None,
-                              progress=None)
+    sent = {}
+
+    def label(beats, evaluation):
         p_members = np.stack([predict_raw(m, beats) for m in members], axis=1)
-        p_casc, sent = cascade_p(p_members[:, 0], p_members, low, high)
-        row = {"sent": float(sent.mean())}
-        for name, p in (("full", p_members.mean(axis=1)), ("cascade", p_casc)):
-            labels = np.where(classify(p, beats.features, decision)[0], "V", "N")
-            if reference:
-                row[name] = reference_metrics(np.where(beats.labels == "V", "V", "N"), labels)["test_f1_V"]
-            else:
-                row[name] = end_to_end(beats, labels, records, ddir, prefix=tag)[0][f"{tag}_f1_V"]
-        out[tag] = row
-    return out
+        p_casc, sent[evaluation] = cascade_p(p_members[:, 0], p_members, low, high)
+        return {"full": decide(p_members.mean(axis=1), beats, decision), "cascade": decide(p_casc, beats, decision)}
 
-
-def load_oof(run_id, dst):
-    import mlflow
-
-    path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="evaluation/nested_oof.npz",
-                                               dst_path=str(dst))
-    with np.load(path) as z:
-        return {k: z[k] for k in ("p_members", "y", "features", "records")}
-
-
-def merge_oofs(oofs):
-    """One ensemble's out-of-fold evidence from several runs' (``python -m train.ensemble``
-    merges them so): their members side by side, same beats in the same order."""
-    first = oofs[0]
-    for o in oofs[1:]:
-        if not (np.array_equal(o["y"], first["y"]) and np.array_equal(o["records"], first["records"])):
-            raise SystemExit("runs to merge were validated on other beats")
-    return {**first, "p_members": np.concatenate([o["p_members"] for o in oofs], axis=1)}
+    metrics, _ = score_ds2(label, records, ddir, 10.0, cache_dir=cache or None)
+    return {tag: {"sent": float(sent[tag].mean()), "full": metrics["full"][f"{tag}_f1_V"],
+                  "cascade": metrics["cascade"][f"{tag}_f1_V"]} for tag in DS2_EVALUATIONS}
 
 
 def main(argv=None):
     import tempfile
 
     from . import tracking
+    from .nested import load_oof
 
     ap = argparse.ArgumentParser(prog="python -m train.cascade", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("runs", nargs="+", help="MLflow run ids of --nested-oof runs (different seeds); RUN,RUN,... "
-                                            "stands for those runs merged into one ensemble (train/ensemble.py)")
+    ap.add_argument("runs", nargs="+", help="MLflow run ids of --nested-oof runs (different seeds)")
     ap.add_argument("--max-changed", type=float, default=0.005)
     ap.add_argument("--max-f1-loss", type=float, default=0.002)
     ap.add_argument("--out", default="cascade.json", help="the chosen band, for convert.promote --cascade")
     ap.add_argument("--ds2", nargs="*", metavar="RUN",
-                    help="after choosing: DS2 F1 of V of these runs (default: the study's runs; a merged "
-                         "run's id for a RUN,RUN,... group), whole ensemble and cascade (needs TensorFlow)")
+                    help="after choosing: DS2 F1 of V of these runs (default: the study's runs), whole "
+                         "ensemble and cascade (needs TensorFlow)")
     ap.add_argument("--data", help="MIT-BIH directory for --ds2 (default: $ECG_DATA_DIR, ...)")
     args = ap.parse_args(argv)
     tracking.setup()
     with tempfile.TemporaryDirectory() as tmp:
-        oofs = [merge_oofs([load_oof(r, Path(tmp) / r) for r in group.split(",")]) for group in args.runs]
+        oofs = [load_oof(run_id, Path(tmp) / run_id) for run_id in args.runs]
     rows = study(oofs)
-    print(f"{'below':>5} {'above':>5} {'sent':>7} {'changed':>7} {'of V':>6} {'F1 change':>9}  F1 full / cascade per run")
+    print(f"{'below':>5} {'above':>5} {'sent':>7} {'changed':>7} {'of V':>6} {'F1 change':>9}  "
+          "F1 full / cascade per run")
     for r in rows:
+        per_run = "  ".join(f"{a:.4f}/{b:.4f}" for a, b in zip(r["f1_full"], r["f1_cascade"]))
         print(f"{r['below']:5.0f} {r['above']:5.0f} {r['sent']:7.2%} {r['changed']:7d} {r['changed_share_of_v']:6.2%} "
-              f"{r['f1_change']:+9.4f}  " + "  ".join(f"{a:.4f}/{b:.4f}" for a, b in zip(r["f1_full"], r["f1_cascade"])))
+              f"{r['f1_change']:+9.4f}  {per_run}")
     best = choose(rows, args.max_changed, args.max_f1_loss)
     if best is None:
         print("no band meets the rule: serve the whole ensemble", file=sys.stderr)
@@ -198,8 +174,6 @@ def main(argv=None):
           f"to the other members; F1 change {best['f1_change']:+.4f}; wrote {args.out}")
     if args.ds2 is not None:
         ds2_runs = args.ds2 or args.runs
-        if any("," in r for r in ds2_runs):
-            raise SystemExit("--ds2 needs the merged run's id for a group of runs")
         print("DS2 F1 of V, whole ensemble / cascade (share of beats sent to the other members):")
         for run_id in ds2_runs:
             figures = ds2_figures(run_id, out, args.data)

@@ -78,7 +78,8 @@ def gross(rows):
 
 
 def format_table(rows, total):
-    head = f"{'record':>6} {'lead':>5} {'beats':>6} {'TP':>6} {'FN':>5} {'FP':>5} {'Se %':>7} {'+P %':>7} {'<=30ms %':>8} {'med ms':>7}"
+    head = (f"{'record':>6} {'lead':>5} {'beats':>6} {'TP':>6} {'FN':>5} {'FP':>5} {'Se %':>7} {'+P %':>7} "
+            f"{'<=30ms %':>8} {'med ms':>7}")
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(

@@ -4,7 +4,7 @@ import numpy as np
 
 from ecg import MODEL_FS
 from ecg.decision import classify, fit_platt, ruleguard_mask
-from ecg.ec57 import binary_metrics, count_metrics, end_to_end_metrics
+from ecg.ec57 import binary_metrics, count_metrics, end_to_end_metrics, f1_from_counts
 from ecg.pipeline import network_rr
 
 from .data import load_record
@@ -30,15 +30,23 @@ THRESHOLDS = np.unique(np.concatenate([np.geomspace(1e-4, 0.02, 24), np.linspace
 
 
 def best_f1_threshold(p, y, grid=THRESHOLDS):
-    """Threshold on ``p`` (n,) with the best F1 of the positive class ``y`` (n,), and that F1."""
+    """Threshold on ``p`` (n,) with the best F1 of the positive class ``y`` (n,), and that F1.
+
+    A beat is positive at threshold t when ``p >= t``. The lowest threshold wins a tie (to
+    1e-9); an undefined F1 (no positive beat either way) counts as 0.
+    """
     y = np.asarray(y, bool)
+    p, grid = np.asarray(p), np.asarray(grid, dtype=np.float64)
+    # counts at every threshold at once: the beats at or above t among the sorted positives
+    # and the sorted negatives
+    pos, neg = np.sort(p[y]), np.sort(p[~y])
+    tp = len(pos) - np.searchsorted(pos, grid, side="left")
+    fp = len(neg) - np.searchsorted(neg, grid, side="left")
+    f1 = np.nan_to_num(f1_from_counts(tp, fp, len(pos) - tp), nan=0.0)
     best = (0.5, -1.0)
-    for t in grid:
-        pred = p >= t
-        tp = np.sum(pred & y)
-        f1 = 2 * tp / max(2 * tp + np.sum(pred & ~y) + np.sum(~pred & y), 1)
-        if f1 > best[1] + 1e-9:
-            best = (float(t), float(f1))
+    for t, f in zip(grid.tolist(), f1.tolist()):
+        if f > best[1] + 1e-9:
+            best = (t, f)
     return best
 
 
@@ -119,3 +127,56 @@ def end_to_end(beats, pred_labels, records, data_dir=None, prefix="e2e"):
     out[f"{prefix}_qrs_se"] = q["TP"] / max(q["TP"] + q["FN"], 1)
     out[f"{prefix}_qrs_ppv"] = q["TP"] / max(q["TP"] + q["FP"], 1)
     return out, rows
+
+
+def decide(p_raw, beats, decision):
+    """'V'/'N' labels (n,) of a BeatSet's beats from the networks' raw V probabilities (n,),
+    decided as the service decides: calibration, a card's pooling by QRS shape (over the
+    beats' strips, or each record's whole signal), threshold, RuleGuard."""
+    pooled = {}
+    if decision.get("pooling"):
+        pooled = {"windows": beats.windows, "groups": beats.groups(), "signals": beats.signals()}
+    return np.where(classify(p_raw, beats.features, decision, **pooled)[0], "V", "N")
+
+
+# DS2, three ways. "test": at the reference beat positions of whole records, the protocol the
+# literature scores; "e2e": the beats the service's own detector finds in whole records;
+# "e2e_strip": the same in independent strips, as 10-s requests see them. The end-to-end
+# ones match detections to the reference EC57-style.
+DS2_EVALUATIONS = ("test", "e2e", "e2e_strip")
+
+
+def score_ds2(label, records, data_dir=None, strip_s=10.0, evaluations=DS2_EVALUATIONS, build=None,
+              cache_dir=None, progress=None):
+    """DS2 figures of one or several classifiers, all scored on the same beats.
+
+    ``label(beats, evaluation)``: ``{name: labels}``, 'V'/'N' (n,) for each beat of the
+    BeatSet ``beats``, one entry per classifier; ``evaluation``: one of
+    :data:`DS2_EVALUATIONS`. ``strip_s``: the strips' length in s (None: whole records).
+    ``build(records, strip_s, reference)``: the BeatSet of ``records`` (default:
+    :func:`train.dataset.build` with ``cache_dir``). Returns ``({name: metrics}, {name:
+    rows})``: the figures named ``test_*`` (:func:`reference_metrics`), ``e2e_*`` and
+    ``e2e_strip_*`` (:func:`end_to_end`), and one row per record and end-to-end evaluation.
+    """
+    if build is None:
+        from . import dataset
+
+        def build(records, strip, reference):
+            return dataset.build(records, data_dir, strip, (0.0,), use_reference=reference, cache_dir=cache_dir,
+                                 progress=None)
+
+    metrics, rows = {}, {}
+    for evaluation in evaluations:
+        reference, strip = evaluation == "test", strip_s if evaluation == "e2e_strip" else None
+        if progress is not None:
+            what = "reference beats" if reference else "whole records" if strip is None else f"{strip:g}-s strips"
+            progress(f"DS2 {'end to end, ' if not reference else ''}{what} ({len(records)} records)")
+        beats = build(records, strip, reference)
+        for name, labels in label(beats, evaluation).items():
+            if reference:
+                m, r = reference_metrics(np.where(beats.labels == "V", "V", "N"), labels), []
+            else:
+                m, r = end_to_end(beats, labels, records, data_dir, prefix=evaluation)
+            metrics.setdefault(name, {}).update(m)
+            rows.setdefault(name, []).extend({"evaluation": evaluation, **row} for row in r)
+    return metrics, rows

@@ -18,7 +18,7 @@ DEFAULTS = {
     "dropout": 0.3,
     "learning_rate": 1e-3,
     # targets 0.05 / 0.95: the network does not grow over-confident on its training patients;
-    # DS1 out-of-fold val_f1_V 0.796 against 0.786 without, seeds 42-44 (README, "The production model")
+    # DS1 out-of-fold val_f1_V 0.796 against 0.786 without, seeds 42-44 (docs/MODEL.md)
     "label_smoothing": 0.1,
     "weight_decay": 0.0,  # AdamW decoupled weight decay
     "input_pool": 1,  # average the window over this many samples first (2: 180 Hz): CPU / input_pool

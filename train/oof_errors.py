@@ -19,12 +19,10 @@ import tempfile
 import numpy as np
 
 from ecg.decision import calibrate, classify
+from ecg.ec57 import f1_from_counts
 
 RUN_BINS = ((1, 1), (2, 2), (3, 9), (10, None))  # run lengths reported (None: no upper end)
-
-
-def f1_counts(tp, fp, fn):
-    return 2 * tp / max(2 * tp + fp + fn, 1)
+ORACLE_THRESHOLDS = np.linspace(0.01, 0.99, 99)
 
 
 def per_record(is_v, y, records):
@@ -33,7 +31,7 @@ def per_record(is_v, y, records):
     for r in np.unique(records):
         m = records == r
         tp, fp, fn = (int(np.sum(a)) for a in (is_v[m] & y[m], is_v[m] & ~y[m], ~is_v[m] & y[m]))
-        rows.append((str(r), int(y[m].sum()), tp, fp, fn, f1_counts(tp, fp, fn)))
+        rows.append((str(r), int(y[m].sum()), tp, fp, fn, f1_from_counts(tp, fp, fn)))
     return sorted(rows, key=lambda row: -(row[3] + row[4]))
 
 
@@ -64,7 +62,7 @@ def recall_by_run_length(is_v, y, records, bins=RUN_BINS):
     return rows
 
 
-def oracle_per_record(p_v, y, records, grid=np.linspace(0.01, 0.99, 99)):
+def oracle_per_record(p_v, y, records, grid=ORACLE_THRESHOLDS):
     """F1 of V when each record gets the threshold (on ``p_v``, (n,)) best for its own labels.
 
     Not a method: an upper bound on what adapting the decision to the patient could give.
@@ -80,16 +78,16 @@ def oracle_per_record(p_v, y, records, grid=np.linspace(0.01, 0.99, 99)):
             if best is None or counts[1] + counts[2] < best[1] + best[2]:
                 best = counts
         tp, fp, fn = tp + best[0], fp + best[1], fn + best[2]
-    return f1_counts(tp, fp, fn)
+    return f1_from_counts(tp, fp, fn)
 
 
 def report(oof, decision):
-    """The printed report of one run's out-of-fold evidence (a dict from train.cascade.load_oof)."""
+    """The printed report of one run's out-of-fold evidence (a dict from train.nested.load_oof)."""
     p_raw = oof["p_members"].astype(np.float64).mean(axis=1)
     y, records, feats = oof["y"].astype(bool), np.asarray(oof["records"]), oof["features"]
     is_v, _, _ = classify(p_raw, feats, decision)
     tp, fp, fn = int(np.sum(is_v & y)), int(np.sum(is_v & ~y)), int(np.sum(~is_v & y))
-    lines = [f"{len(y)} DS1 beats, {int(y.sum())} V: TP {tp} FP {fp} FN {fn}, F1 of V {f1_counts(tp, fp, fn):.4f}",
+    lines = [f"{len(y)} DS1 beats, {int(y.sum())} V: TP {tp} FP {fp} FN {fn}, F1 of V {f1_from_counts(tp, fp, fn):.4f}",
              "", "record      V     TP     FP     FN     F1"]
     lines += [f"{r:>6} {nv:6d} {a:6d} {b:6d} {c:6d} {f:6.3f}" for r, nv, a, b, c, f in per_record(is_v, y, records)]
     lines += ["", "run of V beats   V beats   recall"]
@@ -107,7 +105,7 @@ def main(argv=None):
     import mlflow
 
     from . import tracking
-    from .cascade import load_oof
+    from .nested import load_oof
 
     mlflow.set_tracking_uri(tracking.tracking_uri())
     with tempfile.TemporaryDirectory() as tmp:

@@ -6,7 +6,7 @@ the service uses.
 The runs must be ``--nested-oof`` runs (their ``evaluation/nested_oof.npz``: every DS1 beat
 scored by inner ensembles that never saw its record); the first is the run to serve.
 
-1. The test set down before it ran (README, "One label per morphology"): 5-fold
+1. The test set down before it ran (docs/MODEL.md, "The morphology pool"): 5-fold
    cross-validation over DS1 by record (fold k: sorted DS1 records k, k+5, ...). On four folds
    the grouping (each beat's alike neighbours, as served, or connected components of the
    alike relation), the correlation bound, the weight of the beat's own logit and the
@@ -15,7 +15,7 @@ scored by inner ensembles that never saw its record); the first is the run to se
    pooled cross-validated F1 of V rises by at least ``MIN_GAIN`` on every run.
 2. The served setting: :func:`ecg.decision.pool_by_morphology` (alike neighbours), its bound,
    own weight and threshold chosen on the first run's out-of-fold predictions, all of DS1.
-   With ``--signal-wide`` (README, "A wider pool") the pool is a record's whole signal
+   With ``--signal-wide`` (the served pool) the pool is a record's whole signal
    (``pool_size_beats``) instead of its groups of ~16 beats, its bound chosen over
    ``SIGNAL_BOUNDS``; the record-wide cross-validation runs first, as a check.
 
@@ -31,19 +31,19 @@ from pathlib import Path
 
 import numpy as np
 
-from ecg.decision import classify, logit, pool_by_morphology, pooling_logit, qrs_shapes, ruleguard_mask
+from ecg.decision import logit, pool_by_morphology, pooling_logit, qrs_shapes, ruleguard_mask
+from ecg.ec57 import f1_from_counts
 from ecg.features import groups_within
 from ecg.pipeline import QRS_CORE_SAMPLES as CORE_SAMPLES
 
 from .data import DS1
-from .oof_errors import f1_counts
 
 BOUNDS = (0.85, 0.90, 0.95)
 OWN_WEIGHTS = (0.0, 0.5)
 GROUPINGS = ("neighbours", "components")
 THRESHOLDS = np.round(np.arange(0.05, 0.951, 0.01), 2)
 MIN_GAIN = 0.010
-MIN_GAIN_RECORD_WIDE = 0.005  # the second test's bar (README, "A wider pool")
+MIN_GAIN_RECORD_WIDE = 0.005  # the second test's bar: the record-wide pool against the group-wide one
 # the signal-wide pool as served: a signal's beats in runs of about this many (one pool for
 # every MIT-BIH record), its bound chosen over these (0.97: every fold chose the old edge, 0.95)
 POOL_SIZE_BEATS = 4096
@@ -84,12 +84,13 @@ def pooled(logits, windows, groups, grouping, min_corr, own_weight):
 
 def aligned_evidence(run_id, val, tmp):
     """The run's out-of-fold evidence with the DS1 beats' windows and groups, in the npz's order."""
-    from .cascade import load_oof
+    from .nested import load_oof
     from .tracking import load_run_card
 
     oof = load_oof(run_id, tmp)
     order = np.concatenate([np.flatnonzero(val.records == r) for r in dict.fromkeys(oof["records"].tolist())])
-    if not (np.array_equal(val.records[order], oof["records"]) and np.array_equal(val.features[order], oof["features"])):
+    same = np.array_equal(val.records[order], oof["records"]) and np.array_equal(val.features[order], oof["features"])
+    if not same:
         raise SystemExit(f"run {run_id}: its out-of-fold beats are not the DS1 beats built here "
                          "(another preprocessing version?)")
     decision = load_run_card(run_id, tmp)["decision"]
@@ -118,10 +119,10 @@ def _nested_choice(table, candidates):
     total, chosen = np.zeros(3), []
     for k in range(N_FOLDS):
         rest = [j for j in range(N_FOLDS) if j != k]
-        best = max(candidates, key=lambda kt: f1_counts(*table[kt][rest].sum(axis=0)))
+        best = max(candidates, key=lambda kt: f1_from_counts(*table[kt][rest].sum(axis=0)))
         total += table[best][k]
         chosen.append([*best[0], float(best[1])])
-    return f1_counts(*total), total, chosen
+    return f1_from_counts(*total), total, chosen
 
 
 def _counts_by_fold(score, ev, folds, threshold, guard):
@@ -136,7 +137,8 @@ def cross_validated(ev, groupings=GROUPINGS):
     settings = {("none",): ev["logits"]}
     for grouping, bound, own in itertools.product(groupings, BOUNDS, OWN_WEIGHTS):
         settings[(grouping, bound, own)] = pooled(ev["logits"], ev["windows"], ev["groups"], grouping, bound, own)
-    table = {(key, t): _counts_by_fold(score, ev, folds, t, guard) for key, score in settings.items() for t in THRESHOLDS}
+    table = {(key, t): _counts_by_fold(score, ev, folds, t, guard)
+             for key, score in settings.items() for t in THRESHOLDS}
     out = {}
     for label, keys in (("baseline", [("none",)]), ("pooled", [k for k in settings if k != ("none",)])):
         f1, total, chosen = _nested_choice(table, [(key, t) for key in keys for t in THRESHOLDS])
@@ -152,7 +154,7 @@ def record_pools(records):
 
 
 def cross_validated_record_wide(ev, bounds=BOUNDS):
-    """The second test (README, "A wider pool"): the cross-validated F1 of V of the served
+    """The second test (the record-wide pool): the cross-validated F1 of V of the served
     grouping with its pool over the group (as served) or, as one more choice, over the whole
     record. Returns (group-wide F1, F1 with the choice, the folds' choices)."""
     folds, guard = _folds(ev), _guard(ev)
@@ -177,12 +179,12 @@ def served_setting(ev, signal_wide=False):
         score = pooled(ev["logits"], ev["windows"], pools, "neighbours", bound, own)
         for t in THRESHOLDS:
             tp, fp, fn = _counts_by_fold(score, ev, [np.ones(len(score), bool)], t, guard)[0]
-            f1 = f1_counts(tp, fp, fn)
+            f1 = f1_from_counts(tp, fp, fn)
             if best is None or f1 > best["val_f1_V"] + 1e-12:
                 best = {"min_corr": bound, "own_weight": own, "threshold": float(t), "val_f1_V": f1}
     if signal_wide:
         best["pool_size_beats"] = POOL_SIZE_BEATS
-    base = max(f1_counts(*_counts_by_fold(ev["logits"], ev, [np.ones(len(ev["y"]), bool)], t, guard)[0])
+    base = max(f1_from_counts(*_counts_by_fold(ev["logits"], ev, [np.ones(len(ev["y"]), bool)], t, guard)[0])
                for t in THRESHOLDS)
     return {**best, "val_f1_V_without": base}
 
@@ -197,37 +199,31 @@ def pooling_card(setting):
 
 def ds2_figures(run_id, setting, data=None, cache="cache"):
     """DS2 F1 of V (Se, +P) of a run's whole ensemble with and without ``setting``'s pooling,
-    on reference beats, end to end and on 10-s strips: read only after the decision, to report
-    what it gives on the test patients. ``setting``: :func:`served_setting`'s output."""
-    from . import dataset
+    on reference beats, end to end and on 10-s strips (:func:`train.evaluate.score_ds2`):
+    read only after the decision, to report what it gives on the test patients.
+    ``setting``: :func:`served_setting`'s output. Returns {"<evaluation>_<without|pooled>":
+    [F1, Se, +P]}."""
     from .data import DS2, data_dir
-    from .evaluate import end_to_end, predict_raw, reference_metrics
+    from .evaluate import DS2_EVALUATIONS, decide, predict_raw, score_ds2
     from .tracking import load_run_model
 
     ddir = data_dir(data)
     with tempfile.TemporaryDirectory() as tmp:
         model, card = load_run_model(run_id, tmp)
     plain = card["decision"]
-    pooled_decision = {**plain, "threshold": setting["threshold"], "pooling": pooling_card(setting)}
-    out = {}
-    for tag, strip, reference in (("test", None, True), ("e2e", None, False), ("e2e_strip", 10.0, False)):
-        beats = dataset.build(list(DS2), ddir, strip, (0.0,), use_reference=reference, cache_dir=cache or None,
-                              progress=None)
+    decisions = {"without": plain,
+                 "pooled": {**plain, "threshold": setting["threshold"], "pooling": pooling_card(setting)}}
+
+    def label(beats, evaluation):
         p_raw = predict_raw(model, beats)
-        for name, decision in (("without", plain), ("pooled", pooled_decision)):
-            is_v = classify(p_raw, beats.features, decision, windows=beats.windows, groups=beats.groups(),
-                            signals=beats.signals())[0]
-            labels = np.where(is_v, "V", "N")
-            if reference:
-                m = reference_metrics(np.where(beats.labels == "V", "V", "N"), labels)
-                out[f"{tag}_{name}"] = [m["test_f1_V"], m["test_recall_V"], m["test_precision_V"]]
-            else:
-                m = end_to_end(beats, labels, list(DS2), ddir, prefix=tag)[0]
-                out[f"{tag}_{name}"] = [m[f"{tag}_f1_V"], m[f"{tag}_recall_V"], m[f"{tag}_precision_V"]]
-    return out
+        return {name: decide(p_raw, beats, decision) for name, decision in decisions.items()}
+
+    metrics, _ = score_ds2(label, list(DS2), ddir, 10.0, cache_dir=cache or None)
+    return {f"{tag}_{name}": [metrics[name][f"{tag}_{k}"] for k in ("f1_V", "recall_V", "precision_V")]
+            for tag in DS2_EVALUATIONS for name in decisions}
 
 
-def main(argv=None):
+def parse_args(argv=None):
     ap = argparse.ArgumentParser(prog="python -m train.pooling", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("runs", nargs="+", help="--nested-oof runs; the first is the run to serve")
@@ -236,31 +232,31 @@ def main(argv=None):
     ap.add_argument("--record-wide", action="store_true",
                     help="only the second test: a pool over the whole record as one more choice (DS1)")
     ap.add_argument("--signal-wide", action="store_true",
-                    help="the served setting pools a request's whole signal (README, 'Serving it'); the "
+                    help="the served setting pools a request's whole signal (docs/MODEL.md); the "
                          "record-wide cross-validation on its grid runs first, as a check")
     ap.add_argument("--ds2", action="store_true",
-                    help="after the decision, each run's DS2 figures with the setting chosen on its own DS1 predictions")
-    args = ap.parse_args(argv)
-    import mlflow
+                    help="after the decision, each run's DS2 figures with the setting chosen on its own DS1 "
+                         "predictions")
+    return ap.parse_args(argv)
 
-    from . import dataset, tracking
 
-    mlflow.set_tracking_uri(tracking.tracking_uri())
-    val = dataset.build(sorted(DS1), args.data, 10.0, (0.0,), progress=None)
+def record_wide_test(runs, evidence):
+    """``--record-wide``: the second test alone, printed; returns whether it passed."""
+    passed = True
+    for run, ev in zip(runs, evidence):
+        group, either, chosen = cross_validated_record_wide(ev)
+        passed &= either - group >= MIN_GAIN_RECORD_WIDE
+        print(f"{run[:8]}: cross-validated F1 of V, group-wide {group:.4f}, with the record-wide pool "
+              f"as a choice {either:.4f} ({either - group:+.4f}); the folds chose {chosen}", flush=True)
+    print(f"test (gain >= {MIN_GAIN_RECORD_WIDE} on every run): {'passed' if passed else 'FAILED'}")
+    return passed
+
+
+def run_tests(runs, evidence, signal_wide):
+    """The test (or with ``signal_wide`` the check) on every run, printed: ({run: result}, passed)."""
     tests = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        evidence = [aligned_evidence(run, val, tmp) for run in args.runs]
-    if args.record_wide:
-        passed = True
-        for run, ev in zip(args.runs, evidence):
-            group, either, chosen = cross_validated_record_wide(ev)
-            passed &= either - group >= MIN_GAIN_RECORD_WIDE
-            print(f"{run[:8]}: cross-validated F1 of V, group-wide {group:.4f}, with the record-wide pool "
-                  f"as a choice {either:.4f} ({either - group:+.4f}); the folds chose {chosen}", flush=True)
-        print(f"test (gain >= {MIN_GAIN_RECORD_WIDE} on every run): {'passed' if passed else 'FAILED'}")
-        return 0
-    for run, ev in zip(args.runs, evidence):
-        if args.signal_wide:
+    for run, ev in zip(runs, evidence):
+        if signal_wide:
             group, either, chosen = cross_validated_record_wide(ev, SIGNAL_BOUNDS)
             tests[run] = {"cv_f1_V": [group, either], "gain": either - group, "chosen": chosen}
             print(f"{run[:8]}: bounds {SIGNAL_BOUNDS}: cross-validated F1 of V, group-wide {group:.4f}, with the "
@@ -271,9 +267,39 @@ def main(argv=None):
             tests[run] = {"cv_f1_V": [r["baseline"]["cv_f1_V"], r["pooled"]["cv_f1_V"]], "gain": r["gain"]}
             print(f"{run[:8]}: cross-validated F1 of V {r['baseline']['cv_f1_V']:.4f} -> {r['pooled']['cv_f1_V']:.4f} "
                   f"({r['gain']:+.4f}); TP/FP/FN {r['baseline']['tp_fp_fn']} -> {r['pooled']['tp_fp_fn']}", flush=True)
-    bar = MIN_GAIN_RECORD_WIDE if args.signal_wide else MIN_GAIN
+    bar = MIN_GAIN_RECORD_WIDE if signal_wide else MIN_GAIN
     passed = all(r["gain"] >= bar for r in tests.values())
-    print(f"{'check' if args.signal_wide else 'test'} (gain >= {bar} on every run): {'passed' if passed else 'FAILED'}")
+    print(f"{'check' if signal_wide else 'test'} (gain >= {bar} on every run): {'passed' if passed else 'FAILED'}")
+    return tests, passed
+
+
+def print_ds2(runs, evidence, signal_wide, data):
+    """``--ds2``: each run's DS2 figures with the setting chosen on its own DS1 predictions."""
+    for run, ev in zip(runs, evidence):
+        own = served_setting(ev, signal_wide)
+        figures = ds2_figures(run, own, data)
+        print(f"{run[:8]} (alike at {own['min_corr']}, own weight {own['own_weight']}, threshold "
+              f"{own['threshold']}; DS1 {own['val_f1_V_without']:.4f} -> {own['val_f1_V']:.4f}), DS2 F1 / Se / +P "
+              "of V without -> with the pooling: " + "; ".join(
+                  f"{tag} " + "/".join(f"{v:.3f}" for v in figures[f"{tag}_without"]) + " -> "
+                  + "/".join(f"{v:.3f}" for v in figures[f"{tag}_pooled"]) for tag in ("test", "e2e", "e2e_strip")),
+              flush=True)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    import mlflow
+
+    from . import dataset, tracking
+
+    mlflow.set_tracking_uri(tracking.tracking_uri())
+    val = dataset.build(sorted(DS1), args.data, 10.0, (0.0,), progress=None)
+    with tempfile.TemporaryDirectory() as tmp:
+        evidence = [aligned_evidence(run, val, tmp) for run in args.runs]
+    if args.record_wide:
+        record_wide_test(args.runs, evidence)
+        return 0
+    tests, passed = run_tests(args.runs, evidence, args.signal_wide)
     if not passed:
         return 1
     setting = served_setting(evidence[0], args.signal_wide)
@@ -287,15 +313,7 @@ def main(argv=None):
           f"{setting['threshold']}: DS1 out-of-fold F1 of V {setting['val_f1_V_without']:.4f} -> "
           f"{setting['val_f1_V']:.4f}; wrote {args.out}")
     if args.ds2:
-        for run, ev in zip(args.runs, evidence):
-            own = served_setting(ev, args.signal_wide)
-            figures = ds2_figures(run, own, args.data)
-            print(f"{run[:8]} (alike at {own['min_corr']}, own weight {own['own_weight']}, threshold "
-                  f"{own['threshold']}; DS1 {own['val_f1_V_without']:.4f} -> {own['val_f1_V']:.4f}), DS2 F1 / Se / +P "
-                  "of V without -> with the pooling: " + "; ".join(
-                      f"{tag} " + "/".join(f"{v:.3f}" for v in figures[f"{tag}_without"]) + " -> "
-                      + "/".join(f"{v:.3f}" for v in figures[f"{tag}_pooled"]) for tag in ("test", "e2e", "e2e_strip")),
-                  flush=True)
+        print_ds2(args.runs, evidence, args.signal_wide, args.data)
     return 0
 
 

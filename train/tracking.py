@@ -61,17 +61,11 @@ def load_run_card(run_id, dst):
     return json.loads(Path(path).read_text())
 
 
-def load_run_model(run_id, dst, cross_fitted=False):
-    """A run's Keras model and its training card, from its MLflow artifacts (into ``dst``).
-
-    ``cross_fitted``: raise ``SystemExit`` unless the run is a cross-fitted ensemble (its
-    card names the DS1 folds its members were held out on).
-    """
+def load_run_model(run_id, dst):
+    """A run's Keras model and its training card, from its MLflow artifacts (into ``dst``)."""
     import keras
     import mlflow
 
     local = Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="model", dst_path=str(dst)))
     card = json.loads((local / "model_card.json").read_text())
-    if cross_fitted and not card.get("data_split", {}).get("folds"):
-        raise SystemExit(f"run {run_id} is not cross-fitted (no folds in its card)")
     return keras.saving.load_model(local / "model.keras"), card

@@ -9,6 +9,7 @@ import os
 import platform
 import tempfile
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -19,8 +20,9 @@ from ecg.pipeline import PREPROCESSING
 
 from . import augment, dataset, protocol, tracking
 from .data import DS1, DS2, OTHER_LEAD, data_dir
-from .evaluate import best_f1_threshold, end_to_end, label_beats, predict_raw, reference_metrics, tune_decision
+from .evaluate import DS2_EVALUATIONS, best_f1_threshold, label_beats, predict_raw, score_ds2, tune_decision
 from .model import DEFAULTS as MODEL_DEFAULTS
+from .nested import log_oof, nested_out_of_fold
 
 # DS1 records held out for early stopping, calibration, threshold and rules: by
 # record, so validation patients are unseen, with ~1/3 of DS1's V beats. The atrial
@@ -70,17 +72,11 @@ def parse_args(argv=None):
                     help="> 1: cross-fit over DS1 by record; one member per fold, decision tuned out of fold")
     ap.add_argument("--members", type=int, default=1,
                     help="networks trained with different seeds and averaged into one model")
-    ap.add_argument("--distill-from", metavar="RUN_ID",
-                    help="distil a finished cross-fitted run (its ensemble is the teacher) into one network, "
-                         "5x cheaper to serve, validated by nested cross-fitting (train/distill.py; measured "
-                         "in README: it lost F1-V on DS1 validation, so the served model is the ensemble)")
-    ap.add_argument("--distill-alpha", type=float, default=0.5,
-                    help="weight of the teacher's probability in the student's target (the rest: the label)")
     ap.add_argument("--nested-oof", action="store_true",
                     help="also cross-fit an inner ensemble inside each outer fold and log its members' "
-                         "out-of-fold probabilities (evaluation/nested_oof.npz): honest DS1 predictions of "
-                         "an ensemble, on which ensemble-level choices (the cascade, train/cascade.py) are "
-                         "validated; 5x the training time")
+                         "out-of-fold probabilities (evaluation/nested_oof.npz, train/nested.py): honest DS1 "
+                         "predictions of an ensemble, on which the cascade (train/cascade.py) and the pooling "
+                         "(train/pooling.py) are chosen; 5x the training time")
     ap.add_argument("--no-ruleguard", action="store_true", help="do not tune a RuleGuard")
     ap.add_argument("--ablate-relative", action="store_true",
                     help="measurement only: blank the patient-relative inputs (beat minus median beat, "
@@ -256,32 +252,25 @@ def average_precision(p, y):
     return float(np.mean(hits[y] / (np.flatnonzero(y) + 1)))
 
 
-def fit_member(model, train, val, args, weights, seed, prefix="", on_epoch=None, targets=None, epochs=None):
+def fit_member(model, train, val, args, weights, seed, prefix="", on_epoch=None):
     """Fit one network epoch by epoch, keep the weights of its best validation score.
 
     The score is F1-V at its best threshold, or with ``--stop-on ap`` the average
     precision of V. Logs ``{prefix}loss``, ``val_loss``, ``val_f1_V_best_threshold``,
     ``val_f1_V_at_0.5`` and ``val_ap_V`` per epoch; returns the best epoch (1-based).
-    ``targets`` (n,) in [0, 1]: soft targets instead of the labels (distillation);
-    ``val=None``: no held-out beats, train exactly ``epochs`` epochs and keep the last.
     """
     import mlflow
 
-    y = train.y if targets is None else np.asarray(targets, np.float32)
     # a weight per beat rather than Keras' class_weight, which needs integer labels
     sample_weight = np.where(train.y == 1, weights[1], weights[0]).astype(np.float32)
     best = {"score": -1.0, "epoch": -1, "weights": None}
     rng = np.random.default_rng(seed)  # augmentation noise
-    for epoch in range(args.epochs if val is not None else epochs):
+    for epoch in range(args.epochs):
         t0 = time.time()
         windows = augment_windows(train.windows, args.augment, rng) if args.augment > 0 else train.windows
-        hist = model.fit({"beat": windows, "rr": train.features}, y, batch_size=args.batch_size,
+        hist = model.fit({"beat": windows, "rr": train.features}, train.y, batch_size=args.batch_size,
                          epochs=1, verbose=0, sample_weight=sample_weight, shuffle=True)
         loss = float(hist.history["loss"][-1])
-        if val is None:
-            mlflow.log_metric(f"{prefix}loss", loss, step=epoch)
-            log(f"{prefix}epoch {epoch + 1}/{epochs}: loss {loss:.4f} ({time.time() - t0:.0f} s)")
-            continue
         p_val = predict_raw(model, val)
         _, f1 = best_f1_threshold(p_val, val.y)
         f1_05 = best_f1_threshold(p_val, val.y, grid=[0.5])[1]
@@ -305,32 +294,29 @@ def fit_member(model, train, val, args, weights, seed, prefix="", on_epoch=None,
         if epoch - best["epoch"] >= args.patience:
             log(f"{prefix}early stop: no better validation {args.stop_on} since epoch {best['epoch'] + 1}")
             break
-    if val is None:
-        return epochs
     model.set_weights(best["weights"])
     return best["epoch"] + 1
 
 
 def evaluate_ds2(model, decision, beats, test_records, strip, ddir, skip_e2e=False):
-    """DS2 figures of ``model`` with ``decision``: reference beats, then end to end on
-    whole records and on ``strip``-s strips (EC57 matching).
+    """DS2 figures of ``model`` with ``decision`` (:func:`train.evaluate.score_ds2`): reference
+    beats, then end to end on whole records and on ``strip``-s strips.
 
     ``beats(records, strip_s, reference=False, progress=...)`` builds a BeatSet. Returns
     ``(metrics, per-record rows, (reference BeatSet, calibrated p_v (n,), labels (n,)))``.
     """
-    log(f"DS2 evaluation on reference beats ({len(test_records)} records)")
-    test_ref = beats(test_records, None, reference=True, progress=None)
-    pred_ref, p_ref = label_beats(model, test_ref, decision)
-    metrics = reference_metrics(np.where(test_ref.labels == "V", "V", "N"), pred_ref)
-    rows = []
-    if not skip_e2e:
-        for tag, s in (("e2e", None), ("e2e_strip", strip)):
-            log(f"DS2 end to end ({'whole records' if s is None else f'{s:g}-s strips'})")
-            det = beats(test_records, s, progress=None)
-            m, r = end_to_end(det, label_beats(model, det, decision)[0], test_records, ddir, prefix=tag)
-            metrics.update(m)
-            rows += [{"evaluation": tag, **row} for row in r]
-    return metrics, rows, (test_ref, p_ref, pred_ref)
+    reference = {}
+
+    def label(beat_set, evaluation):
+        labels, p_v = label_beats(model, beat_set, decision)
+        if evaluation == "test":  # kept for the plots
+            reference["beats"], reference["p_v"], reference["labels"] = beat_set, p_v, labels
+        return {"model": labels}
+
+    metrics, rows = score_ds2(label, test_records, ddir, strip, ("test",) if skip_e2e else DS2_EVALUATIONS,
+                              build=lambda records, s, ref: beats(records, s, reference=ref, progress=None),
+                              progress=log)
+    return metrics["model"], rows["model"], (reference["beats"], reference["p_v"], reference["labels"])
 
 
 def log_model(model, card, reference, rows):
@@ -352,6 +338,181 @@ def log_model(model, card, reference, rows):
                 mlflow.log_artifact(str(tmp / f), "evaluation")
 
 
+@dataclass
+class Split:
+    """Which DS1 records a run fits and validates on. Holdout (``folds == 1``): fit on
+    ``fit_records``, validate on ``val_records``. Cross-fitting: DS1 dealt by record into
+    ``folds``; member k is fitted on the other folds and early-stopped on fold k, and the
+    decision is tuned on the out-of-fold predictions of every DS1 patient."""
+
+    fit_records: list
+    val_records: list  # the records whose beats validate (every DS1 record when cross-fitted)
+    folds: list  # lists of records; holdout: [the validation records]
+    cross_fitted: bool
+
+
+def split_records(args, ddir):
+    """The run's :class:`Split`; ``SystemExit`` when a test record is also trained or
+    validated on, or when there are fewer DS1 records than folds."""
+    val_records = list(args.val_records)
+    train_records = args.train_records or [r for r in DS1 if r not in val_records]
+    overlap = set(train_records) & set(args.test_records) | set(val_records) & set(args.test_records)
+    if overlap:
+        raise SystemExit(f"records in both training/validation and test: {sorted(overlap)}")
+    dev_records = train_records + [r for r in val_records if r not in train_records]
+    if args.folds > len(dev_records):
+        raise SystemExit(f"--folds {args.folds} needs at least as many DS1 records, got {len(dev_records)}")
+    if args.nested_oof and args.folds < 3:
+        raise SystemExit("--nested-oof needs --folds of at least 3")
+    if args.folds == 1:
+        return Split(train_records, val_records, [val_records], cross_fitted=False)
+    folds = assign_folds(dev_records, args.folds, ddir)
+    log(f"cross-fitting over {len(dev_records)} DS1 records in {args.folds} folds: {folds}")
+    return Split(dev_records, dev_records, folds, cross_fitted=True)
+
+
+@dataclass
+class BeatSets:
+    """The run's beats: ``train`` (every training view), ``val`` (clean MLII of the validation
+    records) and ``views`` ({name: the same records seen otherwise}, ``--val-views``)."""
+
+    train: dataset.BeatSet
+    val: dataset.BeatSet
+    views: dict
+
+    def stop_set(self, records):
+        """The held-out beats that early-stop a member: clean MLII and every extra view."""
+        return dataset.BeatSet.concat([v.subset(np.isin(v.records, records)) for v in (self.val, *self.views.values())])
+
+
+def beat_builder(args, ddir):
+    """``beats(records, strip_s, offsets, reference, progress, view)``: a BeatSet built as the
+    service would (cached under ``--cache``), blanked by ``--ablate-relative``."""
+    def beats(records, strip_s, offsets=(0.0,), reference=False, progress=log, view=dataset.CLEAN):
+        bs = dataset.build(records, ddir, strip_s, offsets, use_reference=reference, cache_dir=args.cache or None,
+                           progress=progress, view=view, noise_dir=args.noise)
+        return blank_relative(bs) if args.ablate_relative else bs
+    return beats
+
+
+def build_beat_sets(args, split, beats, ddir):
+    """The run's :class:`BeatSets`, cut into ``--strip-seconds`` strips."""
+    strip = args.strip_seconds or None
+    log(f"building training beats from {len(split.fit_records)} records ({ddir})")
+    train_all = dataset.BeatSet.concat([beats(split.fit_records, strip, offsets, view=view)
+                                        for view, offsets in training_views(args)])
+    log("building validation beats")
+    val = beats(split.val_records, strip)
+    # extra views of the same validation beats (other lead, noise): scored out of fold too
+    views = {name: beats(split.val_records, strip, view=parse_view(name), progress=None) for name in args.val_views}
+    log(f"train {len(train_all)} beats ({int(train_all.y.sum())} V), "
+        f"validation {len(val)} beats ({int(val.y.sum())} V)"
+        + (f" and {sum(len(v) for v in views.values())} in views {', '.join(views)}" if views else ""))
+    return BeatSets(train_all, val, views)
+
+
+def run_params(args, split, sets, weights, n_members):
+    """The MLflow parameters of a run."""
+    return {
+        **{k: getattr(args, k) for k in MODEL_DEFAULTS}, "seed": args.seed, "imbalance": args.imbalance,
+        "class_weight_V": weights[1], "batch_size": args.batch_size, "augment": args.augment,
+        "ablate_relative": args.ablate_relative, "members": n_members, "folds": args.folds,
+        "epochs_max": args.epochs, "patience": args.patience, "stop_on": args.stop_on, "nested_oof": args.nested_oof,
+        "strip_seconds": args.strip_seconds or None, "train_offsets": json.dumps(args.train_offsets),
+        "train_records": " ".join(split.fit_records), "val_records": " ".join(split.val_records),
+        "fold_records": json.dumps(split.folds) if split.cross_fitted else "",
+        "test_records": " ".join(args.test_records), "train_beats": len(sets.train), "val_beats": len(sets.val),
+        "preprocessing_version": PREPROCESSING["version"], "detector": PREPROCESSING["detector"],
+        "leads": " ".join(args.leads), "signal_augment": " ".join(args.signal_augment) or "none",
+        "val_views": " ".join(args.val_views) or "none",
+    }
+
+
+def network_maker(args, weights):
+    """``network(fit_set, stop_set, seed, prefix, name, report)``: a fresh network fitted on
+    ``fit_set`` and early-stopped on ``stop_set``; returns ``(network, its best epoch)``."""
+    import keras
+
+    from .model import build_model
+
+    params = {k: getattr(args, k) for k in MODEL_DEFAULTS}
+
+    def network(fit_set, stop_set, seed, prefix, name="ecg_nv_cnn", report=None):
+        if args.max_train_beats and len(fit_set) > args.max_train_beats:
+            keep = np.random.default_rng(args.seed).choice(len(fit_set), args.max_train_beats, replace=False)
+            fit_set = fit_set.subset(np.sort(keep))
+        keras.utils.set_random_seed(seed)
+        net = build_model(fit_set.windows.shape[1:], fit_set.features.shape[1],
+                          fit_set.features.mean(axis=0), fit_set.features.std(axis=0) + 1e-6, params, name=name)
+        return net, fit_member(net, fit_set, stop_set, args, weights, seed, prefix, report)
+    return network
+
+
+def fit_models(args, split, sets, network, on_epoch=None):
+    """The served model: one network per fold (cross-fitting) or ``--members`` networks
+    (holdout), averaged. Returns ``(model, raw validation p_v (n,), {view: p_v}, best epochs)``:
+    out of fold when cross-fitted."""
+    from .model import average_models
+
+    n_members = args.folds if split.cross_fitted else args.members
+    members, best_epochs = [], []
+    p_val = np.zeros(len(sets.val))
+    p_views = {name: np.zeros(len(v)) for name, v in sets.views.items()}
+    for m in range(n_members):
+        held_out = split.folds[m] if split.cross_fitted else split.folds[0]
+        fit_set = sets.train.subset(~np.isin(sets.train.records, held_out)) if split.cross_fitted else sets.train
+        # one step sequence across members, so Optuna compares trials at like points
+        report = (lambda e, f1, m=m: on_epoch(m * args.epochs + e, f1)) if on_epoch else None
+        member, best = network(fit_set, sets.stop_set(held_out), args.seed + 1000 * m,
+                               f"member{m}_" if n_members > 1 else "",
+                               name=f"ecg_nv_cnn_{m}" if n_members > 1 else "ecg_nv_cnn", report=report)
+        best_epochs.append(best)
+        members.append(member)
+        if split.cross_fitted:
+            for beats, p in ((sets.val, p_val), *((v, p_views[name]) for name, v in sets.views.items())):
+                held = np.isin(beats.records, held_out)
+                p[held] = predict_raw(member, beats.subset(held))
+    model = average_models(members) if n_members > 1 else members[0]
+    if not split.cross_fitted:
+        p_val = predict_raw(model, sets.val)
+        p_views = {name: predict_raw(model, v) for name, v in sets.views.items()}
+    return model, p_val, p_views, best_epochs
+
+
+def model_card(args, run_id, name, split, sets, decision, metrics, best_epochs, validation_protocol):
+    """The training card: what the model is, how it was made and measured (promotion builds
+    the served card from it)."""
+    return {
+        "name": "ecg_nv_cnn",
+        "created_at": datetime.now(timezone.utc).isoformat(),
+        "mlflow": {"run_id": run_id, "experiment": tracking.EXPERIMENT, "run_name": name},
+        "preprocessing": PREPROCESSING,
+        "decision": decision,
+        "confidence": "calibrated probability that the predicted class is right",
+        "inputs": {"beat": [None, *sets.val.windows.shape[1:]], "rr": [None, sets.val.features.shape[1]]},
+        "outputs": {"p_v": [None, 1]},
+        "classes": {"V": "AAMI V (MIT-BIH V, E)", "N": "every other beat"},
+        "validation_protocol": validation_protocol,
+        "data_split": {"protocol": "de Chazal 2004 inter-patient, paced records excluded",
+                       "train": split.fit_records, "validation": split.val_records,
+                       "folds": split.folds if split.cross_fitted else None, "test": list(args.test_records)},
+        "training": {**{k: getattr(args, k) for k in MODEL_DEFAULTS}, "seed": args.seed, "imbalance": args.imbalance,
+                     "augment": args.augment, "leads": list(args.leads), "signal_augment": list(args.signal_augment),
+                     "members": len(best_epochs), "folds": args.folds, "best_epochs": best_epochs},
+        "metrics": {k: float(v) for k, v in metrics.items()},
+        "data": "MIT-BIH Arrhythmia Database (Moody & Mark 2001; Goldberger et al. 2000), ODC-By 1.0",
+    }
+
+
+def nested_evidence(args, split, sets, network):
+    """``--nested-oof``: the inner ensembles' out-of-fold probabilities (train/nested.py),
+    logged as the run's ``evaluation/nested_oof.npz``; returns their tuned F1 of V."""
+    p_inner = nested_out_of_fold(sets.train, sets.val, split.folds, network, args.seed, log, stop_set_of=sets.stop_set)
+    log_oof(p_inner, sets.val)
+    report = tune_decision(p_inner.mean(axis=1), sets.val.y, sets.val.features, use_ruleguard=not args.no_ruleguard)[1]
+    return {"val_f1_V_nested_ensemble": report["val_f1_V"]}
+
+
 def run(args, nested=False, on_epoch=None, tags=None):
     """Train, tune, evaluate and log one MLflow run; returns ``(run_id, metrics)``.
 
@@ -364,198 +525,43 @@ def run(args, nested=False, on_epoch=None, tags=None):
     import mlflow
     import tensorflow as tf
 
-    from .model import average_models, build_model
-
     t_start = time.time()
     keras.utils.set_random_seed(args.seed)
     tf.config.experimental.enable_op_determinism()
     ddir = data_dir(args.data)
-    val_records = list(args.val_records)
-    train_records = args.train_records or [r for r in DS1 if r not in val_records]
-    overlap = set(train_records) & set(args.test_records) | set(val_records) & set(args.test_records)
-    if overlap:
-        raise SystemExit(f"records in both training/validation and test: {sorted(overlap)}")
-    cache = args.cache or None
-    strip = args.strip_seconds or None
-
-    def beats(records, strip_s, offsets=(0.0,), reference=False, progress=log, view=dataset.CLEAN):
-        bs = dataset.build(records, ddir, strip_s, offsets, use_reference=reference, cache_dir=cache,
-                           progress=progress, view=view, noise_dir=args.noise)
-        return blank_relative(bs) if args.ablate_relative else bs
-
-    # Holdout (folds == 1): fit on train_records, early-stop and tune on val_records.
-    # Cross-fitting (folds > 1): DS1 split by record into folds; member k is fitted on the
-    # other folds and early-stopped on fold k; the decision is tuned on the out-of-fold
-    # predictions, so every DS1 patient informs it while no member judges its own patients.
-    dev_records = train_records + [r for r in val_records if r not in train_records]
-    if args.folds > len(dev_records):
-        raise SystemExit(f"--folds {args.folds} needs at least as many DS1 records, got {len(dev_records)}")
-    if args.folds > 1:
-        folds = assign_folds(dev_records, args.folds, ddir)
-        log(f"cross-fitting over {len(dev_records)} DS1 records in {args.folds} folds: {folds}")
-    else:
-        folds = [val_records]
-    if args.nested_oof and (args.folds < 3 or args.distill_from):
-        raise SystemExit("--nested-oof needs --folds of at least 3 and no --distill-from")
+    split = split_records(args, ddir)
     # how val_f1_V is measured: promotion compares runs measured the same way only
-    validation_protocol = protocol.protocol(folds if args.folds > 1 else None, val_records, strip,
-                                            protocol.training_data(ddir))
+    validation_protocol = protocol.protocol(split.folds if split.cross_fitted else None, split.val_records,
+                                            args.strip_seconds or None, protocol.training_data(ddir))
     exp_id = tracking.setup()
-    teacher = None
-    if args.distill_from:
-        from . import distill
-
-        teacher_dir = tempfile.TemporaryDirectory()
-        teacher, teacher_card = tracking.load_run_model(args.distill_from, teacher_dir.name, cross_fitted=True)
-        # the nested validation mirrors the teacher's cross-fit: it must be on the same folds
-        if teacher_card["data_split"]["folds"] != folds:
-            raise SystemExit(f"run {args.distill_from} was cross-fitted on other folds "
-                             f"({teacher_card['data_split']['folds']}), not {folds}")
-    fit_records = dev_records if args.folds > 1 else train_records
-    log(f"building training beats from {len(fit_records)} records ({ddir})")
-    train_all = dataset.BeatSet.concat([beats(fit_records, strip, offsets, view=view)
-                                        for view, offsets in training_views(args)])
-    log("building validation beats")
-    val_records_used = dev_records if args.folds > 1 else val_records
-    val = beats(val_records_used, strip)
-    # extra views of the same validation beats (other lead, noise): scored out of fold too
-    extra_views = {name: beats(val_records_used, strip, view=parse_view(name), progress=None)
-                   for name in args.val_views}
-    log(f"train {len(train_all)} beats ({int(train_all.y.sum())} V), "
-        f"validation {len(val)} beats ({int(val.y.sum())} V)"
-        + (f" and {sum(len(v) for v in extra_views.values())} in views {', '.join(extra_views)}" if extra_views else ""))
-
-    params = {k: getattr(args, k) for k in MODEL_DEFAULTS}
-    weights = class_weights(train_all.y, args.imbalance)
-    n_members = args.folds if args.folds > 1 else args.members
-
+    beats = beat_builder(args, ddir)
+    sets = build_beat_sets(args, split, beats, ddir)
+    weights = class_weights(sets.train.y, args.imbalance)
+    n_members = args.folds if split.cross_fitted else args.members
     name = args.run_name or (f"cnn{args.filters}-k{args.kernel}-{args.imbalance}"
-                             f"{f'-cv{args.folds}' if args.folds > 1 else ''}"
-                             f"{'-distilled' if teacher else ''}-seed{args.seed}")
+                             f"{f'-cv{args.folds}' if split.cross_fitted else ''}-seed{args.seed}")
     with mlflow.start_run(experiment_id=exp_id, run_name=name, nested=nested, tags=tags) as active:
         run_id = active.info.run_id
-        mlflow.log_params({
-            **params, "seed": args.seed, "imbalance": args.imbalance, "class_weight_V": weights[1],
-            "batch_size": args.batch_size, "augment": args.augment, "ablate_relative": args.ablate_relative,
-            "members": n_members, "folds": args.folds, "epochs_max": args.epochs, "patience": args.patience,
-            "stop_on": args.stop_on, "nested_oof": args.nested_oof, "distill_from": args.distill_from or "",
-            "distill_alpha": args.distill_alpha if teacher else "",
-            "strip_seconds": strip, "train_offsets": json.dumps(args.train_offsets),
-            "train_records": " ".join(fit_records), "val_records": " ".join(dev_records if args.folds > 1 else val_records),
-            "fold_records": json.dumps(folds) if args.folds > 1 else "",
-            "test_records": " ".join(args.test_records), "train_beats": len(train_all), "val_beats": len(val),
-            "preprocessing_version": PREPROCESSING["version"], "detector": PREPROCESSING["detector"],
-            "leads": " ".join(args.leads), "signal_augment": " ".join(args.signal_augment) or "none",
-            "val_views": " ".join(args.val_views) or "none",
-        })
+        mlflow.log_params(run_params(args, split, sets, weights, n_members))
         mlflow.set_tags({"split": "de Chazal 2004 inter-patient; validation by record within DS1"
-                                  + (" (cross-fitted folds)" if args.folds > 1 else ""),
+                                  + (" (cross-fitted folds)" if split.cross_fitted else ""),
                          "host": platform.node(), **protocol.tags(validation_protocol)})
         if args.ablate_relative:
             mlflow.set_tag("ablation", "relative inputs blanked: a measurement, not a model to serve")
-
-        def network(fit_set, stop_set, seed, prefix, name="ecg_nv_cnn", targets=None, epochs=None, report=None):
-            """A fresh network fitted on ``fit_set``: (network, its best epoch)."""
-            if args.max_train_beats and len(fit_set) > args.max_train_beats:
-                keep = np.random.default_rng(args.seed).choice(len(fit_set), args.max_train_beats, replace=False)
-                fit_set = fit_set.subset(np.sort(keep))
-                targets = None if targets is None else targets[np.sort(keep)]
-            keras.utils.set_random_seed(seed)
-            net = build_model(fit_set.windows.shape[1:], fit_set.features.shape[1],
-                              fit_set.features.mean(axis=0), fit_set.features.std(axis=0) + 1e-6, params, name=name)
-            best = fit_member(net, fit_set, stop_set, args, weights, seed, prefix, report, targets=targets, epochs=epochs)
-            return net, best
-
-        def stop_set_of(records):
-            """The held-out beats that early-stop a member: clean MLII and every extra view."""
-            sets = [val, *extra_views.values()]
-            return dataset.BeatSet.concat([v.subset(np.isin(v.records, records)) for v in sets])
-
-        extra = {}
-        p_views = {}  # out-of-fold V probabilities of each extra view (a distilled student has none)
-        if teacher:
-            # validation by nested cross-fitting (train/distill.py), then the served student
-            p_val, p_inner, best_epochs = distill.nested_out_of_fold(train_all, val, folds, network, args.seed,
-                                                                      args.distill_alpha, log)
-            extra["val_f1_V_teacher_ensemble"] = tune_decision(p_inner.mean(axis=1), val.y, val.features,
-                                                               use_ruleguard=not args.no_ruleguard)[1]["val_f1_V"]
-            epochs = int(np.median(best_epochs))
-            log(f"student on all {len(train_all)} DS1 training beats for {epochs} epochs")
-            model, _ = network(train_all, None, args.seed, "student_",
-                               targets=distill.soft_targets(teacher, train_all, args.distill_alpha), epochs=epochs)
-            teacher_dir.cleanup()
-        else:
-            if args.nested_oof:
-                from . import distill
-
-                _, p_inner, _ = distill.nested_out_of_fold(train_all, val, folds, network, args.seed, None, log,
-                                                           stop_set_of=stop_set_of)
-                extra["val_f1_V_nested_ensemble"] = tune_decision(p_inner.mean(axis=1), val.y, val.features,
-                                                                  use_ruleguard=not args.no_ruleguard)[1]["val_f1_V"]
-                with tempfile.TemporaryDirectory() as tmp:
-                    np.savez_compressed(Path(tmp) / "nested_oof.npz", p_members=p_inner.astype(np.float32),
-                                        y=val.y, records=val.records, features=val.features)
-                    mlflow.log_artifact(str(Path(tmp) / "nested_oof.npz"), "evaluation")
-            members, best_epochs = [], []
-            p_val = np.zeros(len(val))
-            p_views = {name: np.zeros(len(v)) for name, v in extra_views.items()}
-            for m in range(n_members):
-                if args.folds > 1:
-                    held_out = np.isin(val.records, folds[m])
-                    fit_set, stop_set = train_all.subset(~np.isin(train_all.records, folds[m])), stop_set_of(folds[m])
-                else:
-                    fit_set, stop_set = train_all, stop_set_of(val_records)
-                # one step sequence across members, so Optuna compares trials at like points
-                report = (lambda e, f1, m=m: on_epoch(m * args.epochs + e, f1)) if on_epoch else None
-                member, best = network(fit_set, stop_set, args.seed + 1000 * m,
-                                       f"member{m}_" if n_members > 1 else "",
-                                       name=f"ecg_nv_cnn_{m}" if n_members > 1 else "ecg_nv_cnn", report=report)
-                best_epochs.append(best)
-                members.append(member)
-                if args.folds > 1:
-                    p_val[held_out] = predict_raw(member, val.subset(held_out))
-                    for name, v in extra_views.items():
-                        held = np.isin(v.records, folds[m])
-                        p_views[name][held] = predict_raw(member, v.subset(held))
-            model = average_models(members) if n_members > 1 else members[0]
-        if args.folds == 1:
-            p_val = predict_raw(model, val)
-            p_views = {name: predict_raw(model, v) for name, v in extra_views.items()}
+        network = network_maker(args, weights)
+        extra = nested_evidence(args, split, sets, network) if args.nested_oof else {}
+        model, p_val, p_views, best_epochs = fit_models(args, split, sets, network, on_epoch)
         mlflow.log_metric("best_epoch", max(best_epochs))
-
-        log("tuning calibration, threshold and RuleGuard on the validation " + ("out-of-fold predictions" if args.folds > 1 else "split"))
-        decision, val_report = tune_decision(p_val, val.y, val.features,
-                                             use_ruleguard=not args.no_ruleguard)
-        metrics = {**val_report, **extra,
-                   **view_figures(decision, {k: v for k, v in extra_views.items() if k in p_views}, p_views)}
-
-        m, rows, reference = evaluate_ds2(model, decision, beats, args.test_records, strip, ddir, args.skip_e2e)
+        log("tuning calibration, threshold and RuleGuard on the validation "
+            + ("out-of-fold predictions" if split.cross_fitted else "split"))
+        decision, val_report = tune_decision(p_val, sets.val.y, sets.val.features, use_ruleguard=not args.no_ruleguard)
+        metrics = {**val_report, **extra, **view_figures(decision, sets.views, p_views)}
+        m, rows, reference = evaluate_ds2(model, decision, beats, args.test_records, args.strip_seconds or None, ddir,
+                                          args.skip_e2e)
         metrics.update(m)
         metrics["train_minutes"] = (time.time() - t_start) / 60
         mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
-
-        card = {
-            "name": "ecg_nv_cnn",
-            "created_at": datetime.now(timezone.utc).isoformat(),
-            "mlflow": {"run_id": run_id, "experiment": tracking.EXPERIMENT, "run_name": name},
-            "preprocessing": PREPROCESSING,
-            "decision": decision,
-            "confidence": "calibrated probability that the predicted class is right",
-            "inputs": {"beat": [None, *val.windows.shape[1:]], "rr": [None, val.features.shape[1]]},
-            "outputs": {"p_v": [None, 1]},
-            "classes": {"V": "AAMI V (MIT-BIH V, E)", "N": "every other beat"},
-            "validation_protocol": validation_protocol,
-            "data_split": {"protocol": "de Chazal 2004 inter-patient, paced records excluded",
-                           "train": fit_records, "validation": dev_records if args.folds > 1 else val_records,
-                           "folds": folds if args.folds > 1 else None, "test": list(args.test_records)},
-            "training": {**params, "seed": args.seed, "imbalance": args.imbalance, "augment": args.augment,
-                         "leads": list(args.leads), "signal_augment": list(args.signal_augment),
-                         "members": 1 if teacher else n_members, "folds": args.folds, "best_epochs": best_epochs,
-                         **({"distilled_from": args.distill_from, "distill_alpha": args.distill_alpha}
-                            if teacher else {})},
-            "metrics": {k: float(v) for k, v in metrics.items()},
-            "data": "MIT-BIH Arrhythmia Database (Moody & Mark 2001; Goldberger et al. 2000), ODC-By 1.0",
-        }
+        card = model_card(args, run_id, name, split, sets, decision, metrics, best_epochs, validation_protocol)
         log_model(model, card, reference, rows)
         summary = {k: round(float(v), 4) for k, v in metrics.items() if "f1" in k or "recall" in k or "precision" in k}
         log(f"run {run_id} done in {metrics['train_minutes']:.1f} min: {json.dumps(summary)}")
