@@ -460,7 +460,7 @@ def build_card(train_card, run, onnx_path, opset, verification, version, cascade
         "version": version,
         "promoted_at": datetime.now(timezone.utc).isoformat(),
         "trained_at": train_card.get("created_at"),
-        "mlflow": {**train_card.get("mlflow", {}), "run_id": run.info.run_id,
+        "mlflow": {**train_card.get("mlflow", {}), "run_id": run.info.run_id, "run_name": run.info.run_name,
                    "experiment_id": run.info.experiment_id, "registered_model": REGISTERED_MODEL},
         "metrics": {k: float(v) for k, v in run.data.metrics.items()},
         "onnx": {"file": "model.onnx", "sha256": sha256(onnx_path), "opset": opset,
