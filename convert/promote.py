@@ -217,8 +217,13 @@ def comparison(candidate, production, metric, reasons, output):
 
 
 def judge(run, train_card, production, args):
-    """Print the comparison; raise ``PromotionError`` when the candidate loses, unless ``--force``."""
-    candidate = {**train_card, "metrics": {k: float(v) for k, v in run.data.metrics.items()}}
+    """Print the comparison; raise ``PromotionError`` when the candidate loses, unless ``--force``.
+
+    Returns the gate's verdict for the card: ``{"forced": bool, "reasons": [...]}`` (the
+    reasons it lost, overridden by ``--force``; none when it won).
+    """
+    candidate = {**train_card, "metrics": {k: float(v) for k, v in run.data.metrics.items()},
+                 "mlflow": {**train_card.get("mlflow", {}), "run_name": run.info.run_name}}
     reasons = gate(candidate, production, args.metric)
     for line in comparison(candidate, production, args.metric, reasons, args.output):
         log(line)
@@ -227,6 +232,7 @@ def judge(run, train_card, production, args):
                              "--force to promote it anyway")
     if reasons:
         log("--force: going on although the candidate loses")
+    return {"forced": bool(reasons), "reasons": reasons}
 
 
 # --- verification -----------------------------------------------------------------------
@@ -519,6 +525,9 @@ def deploy_message(card):
             f"Chosen by val_f1_V {m.get('val_f1_V', float('nan')):.4f} on validation protocol {p['id']} "
             f"({p['description']}); F1-V and accuracy above are DS2 on reference beats; "
             f"end to end (own detector) DS2 F1-V {m.get('e2e_f1_V', float('nan')):.4f}.")
+    gate_verdict = card.get("gate") or {}
+    if gate_verdict.get("forced"):
+        body += "\nPromoted with --force although " + "; ".join(gate_verdict["reasons"]) + "."
     return subject, body
 
 
@@ -629,8 +638,8 @@ def promote(args):
         tmp = Path(tmp)
         local = download_model(run, tmp)
         train_card = json.loads((local / "model_card.json").read_text())
-        judge(run, train_card, production, args)
-        release = prepare(run, train_card, local, args, tmp)
+        verdict = judge(run, train_card, production, args)
+        release = {**prepare(run, train_card, local, args, tmp), "gate": verdict}
         unverified = not_verified(release["verification"])
         if args.dry_run:
             verdict = "not verified: " + "; ".join(unverified) if unverified else "verified"
@@ -700,6 +709,7 @@ def publish(client, run, train_card, release, args, tmp):
     version = releases.next_version(output, registered)  # never below a version given before
     card = card_of(version)
     card["mlflow"]["registry_version"] = registered
+    card["gate"] = release["gate"]  # a forced promotion says so, in the card and the commit
     blobs = {**{n: p.read_bytes() for n, p in files.items()}, "model.json": json.dumps(card, indent=2).encode()}
     install(blobs, output)
     releases.record(output, card, blobs, "promoted")

@@ -98,12 +98,25 @@ def test_the_readme_path_cannot_replace_production_with_the_demo_model(demo, tmp
         production_protocol = protocol.from_card(PRODUCTION)["id"]
         assert production_protocol in r.stderr and run.data.tags["validation_protocol"] in r.stderr
         assert "bundled excerpts" in r.stderr and "nothing written" in r.stderr
-        # both models' figures were printed, production's 0.8263 out of fold over 22 patients among them
+        # both models' figures were printed, production's out of fold over 22 patients among them
         assert f"val_f1_V {run.data.metrics['val_f1_V']:.4f}" in r.stdout
         assert f"val_f1_V {PRODUCTION['metrics']['val_f1_V']:.4f}" in r.stdout
         assert "verdict: the candidate loses" in r.stdout
         assert tree(repo / "models") == before
         assert git(repo, "rev-parse", "HEAD") == head and git(repo, "status", "--porcelain") == ""
+
+
+def release_before_production():
+    """(version, {file: bytes}) of the release before production, from the committed models/:
+    its legacy ``.previous`` folder, or the release history."""
+    previous = MODELS / "ecg_nv_cnn.previous"
+    if previous.exists():
+        card = json.loads((previous / "model.json").read_text())
+        return card["version"], tree(previous)
+    entries = releases.load(MODELS / "ecg_nv_cnn")
+    at = [e["version"] for e in entries].index(PRODUCTION["version"])
+    folder = releases.history_dir(MODELS / "ecg_nv_cnn") / entries[at - 1]["folder"]
+    return entries[at - 1]["version"], tree(folder)
 
 
 def test_forced_promotion_numbers_up_and_rollback_walks_down_the_history(demo, tmp_path, monkeypatch, capsys):
@@ -117,38 +130,43 @@ def test_forced_promotion_numbers_up_and_rollback_walks_down_the_history(demo, t
     monkeypatch.delenv("ECG_DATA_DIR", raising=False)
     repo = git_repo_with_models(tmp_path / "clone")
     output = repo / "models" / "ecg_nv_cnn"
-    original = {"8": tree(MODELS / "ecg_nv_cnn"), "7": tree(MODELS / "ecg_nv_cnn.previous")}
+    production = PRODUCTION["version"]
+    forced = str(int(production) + 1)
+    before_version, before_tree = release_before_production()
+    original = tree(MODELS / "ecg_nv_cnn")
     data = ["--data", str(PROJECT / "tests" / "data" / "mitdb")]
 
     assert main(["--output", str(output), *data, "--force", "--commit"]) == 0
     card = json.loads((output / "model.json").read_text())
-    # a fresh MLflow store registers version 1; the release number still goes up from production's 8
-    assert card["mlflow"]["registry_version"] == "1" and card["version"] == "9"
-    assert [e["version"] for e in releases.load(output)] == ["7", "8", "9"]
+    # a fresh MLflow store registers version 1; the release number still goes up from production's
+    assert card["mlflow"]["registry_version"] == "1" and card["version"] == forced
+    assert [e["version"] for e in releases.load(output)][-3:] == [before_version, production, forced]
     assert not (repo / "models" / "ecg_nv_cnn.previous").exists()  # migrated into the history
+    # the override is on record: in the card and in the commit
+    assert card["gate"]["forced"] and any("bundled excerpts" in r for r in card["gate"]["reasons"])
     assert git(repo, "log", "-1", "--format=%s").startswith("Deploy: MLflow model (F1-V: ")
+    assert "Promoted with --force although" in git(repo, "log", "-1", "--format=%b")
     assert git(repo, "status", "--porcelain") == ""
 
     capsys.readouterr()
     assert main(["--output", str(output), "--rollback", "--commit"]) == 0
-    assert tree(output) == original["8"]
-    assert git(repo, "log", "-1", "--format=%s").startswith("Rollback: ecg_nv_cnn version 9 -> 8")
+    assert tree(output) == original
+    assert git(repo, "log", "-1", "--format=%s").startswith(f"Rollback: ecg_nv_cnn version {forced} -> {production}")
     assert git(repo, "status", "--porcelain") == ""
-    # the fresh registry never had version 8: @production no longer names the withdrawn demo model
+    # the fresh registry never had production's run: @production no longer names the withdrawn demo model
     assert "@production removed" in capsys.readouterr().out
     with pytest.raises(mlflow.exceptions.MlflowException):
         mlflow.MlflowClient(demo["env"]["MLFLOW_TRACKING_URI"]).get_model_version_by_alias(
             "ECG_Arritmias_NvsV", "production")
 
     assert main(["--output", str(output), "--rollback", "--dry-run"]) == 0
-    assert "would roll back from version 8" in capsys.readouterr().out and tree(output) == original["8"]
+    assert f"would roll back from version {production}" in capsys.readouterr().out and tree(output) == original
     assert main(["--output", str(output), "--rollback"]) == 0
-    assert tree(output) == original["7"]  # down again, never back up to 9
-    assert main(["--output", str(output), "--rollback"]) == 2
-    assert "no release before version 7" in capsys.readouterr().err
+    assert tree(output) == before_tree  # down again, never back up
+    assert json.loads((output / "model.json").read_text())["version"] == before_version
 
     assert main(["--output", str(output), *data, "--force", "--no-registry"]) == 0
-    assert json.loads((output / "model.json").read_text())["version"] == "10"
+    assert int(json.loads((output / "model.json").read_text())["version"]) == int(forced) + 1
 
 
 # --- the gate's rules, on the production card and candidates measured like it or not ---------
@@ -234,7 +252,8 @@ def test_version_numbers_never_go_backwards(tmp_path):
     output = tmp_path / "models" / "ecg_nv_cnn"
     assert releases.next_version(output, None) == "1"
     shutil.copytree(MODELS / "ecg_nv_cnn", output)
-    assert releases.next_version(output, "1") == "9"  # a fresh registry under production version 8
+    production = int(PRODUCTION["version"])  # a fresh registry's 1 under production's number
+    assert releases.next_version(output, "1") == str(production + 1)
     assert releases.next_version(output, "12") == "12"
     card = {**PRODUCTION, "version": "15"}
     releases.record(output, card, {"model.json": json.dumps(card).encode()}, "test")
