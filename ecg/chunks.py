@@ -35,6 +35,7 @@ from .decision import pool_groups
 from .detect import detect_r_peaks
 from .features import beat_groups
 from .pipeline import PREPROCESSING, beat_inputs, preprocess
+from .quality import beat_quality
 from .signal import resample
 
 # the 0.5-Hz band-pass's start-up transient decays as e^(-2.2 t/s): under 1e-19 of it after 20 s
@@ -103,14 +104,23 @@ def detection_chunks(n, fs, chunk_s, lead_s=DETECTOR_LEAD_S, tail_s=FILTER_SETTL
 
 
 def detect_in_chunk(x, fs, chunk):
-    """R peaks (360-Hz samples of the whole signal) of one :class:`Chunk`, those in its core.
+    """R peaks of one :class:`Chunk` (those in its core), their signal quality, and its
+    unreadable stretches.
 
     ``x``: the chunk's samples ``chunk.read_lo:chunk.read_hi`` (mV, (m,)) at ``fs`` Hz.
-    Returns (k,) int64.
+    Returns ``(peaks, quality, unreadable)``: (k,) int64 360-Hz samples of the whole
+    signal, (k,) int8 (``ecg.quality``), and (u, 2) int64 [start, end) 360-Hz samples
+    clipped to the core. The chunk reads seconds beyond its core on both sides, more than
+    the quality's context, so its beats are judged as in the whole signal.
     """
     x360 = resample(x, fs, MODEL_FS)  # as ecg.pipeline.extract_beats detects: on the resampled lead
-    peaks = detect_r_peaks(x360, MODEL_FS) + to_model_samples(chunk.read_lo, fs)
-    return peaks[(peaks >= chunk.core_lo) & (peaks < chunk.core_hi)]
+    local = detect_r_peaks(x360, MODEL_FS)
+    quality, unreadable = beat_quality(x360, local, MODEL_FS)
+    offset = to_model_samples(chunk.read_lo, fs)
+    peaks = local + offset
+    keep = (peaks >= chunk.core_lo) & (peaks < chunk.core_hi)
+    unreadable = np.clip(unreadable + offset, chunk.core_lo, chunk.core_hi)
+    return peaks[keep], quality[keep], unreadable[unreadable[:, 1] > unreadable[:, 0]]
 
 
 def decision_units(n, decision):

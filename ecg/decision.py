@@ -19,6 +19,7 @@ import numpy as np
 
 from .dsp import expit
 from .features import RR_FEATURE_NAMES, beat_groups, groups_within
+from .quality import UNREADABLE
 
 _RR_PREV = RR_FEATURE_NAMES.index("rr_prev_ratio")
 _RR_NEXT = RR_FEATURE_NAMES.index("rr_next_ratio")
@@ -169,14 +170,16 @@ def pool_groups(pooling, n, groups=None, signals=None):
     return groups_within(signals, size)
 
 
-def classify(p_raw, features, decision, apply_ruleguard=True, windows=None, groups=None, signals=None):
+def classify(p_raw, features, decision, apply_ruleguard=True, windows=None, groups=None, signals=None,
+             quality=None):
     """Labels and calibrated V probabilities of n beats.
 
     ``p_raw``: the network's V probability (n,); ``features``: the beats' RR
     features (n, k). A decision with ``pooling`` also needs the beats' ``windows``
     (n, 360, 2), and their ``groups`` (n,) or ``signals`` (n,) as :func:`pool_groups` reads
     them (:func:`pool_by_morphology`); ``p_v`` is then the pooled probability, the one the
-    threshold judges. Returns ``(is_v, p_v, flipped)``:
+    threshold judges. ``quality``: the beats' signal quality (n,) (``ecg.quality``): an
+    unreadable beat is never called V, whatever its probability. Returns ``(is_v, p_v, flipped)``:
     bool (n,), float (n,), and bool (n,) marking beats the RuleGuard turned from V to N.
     """
     pooling = decision.get("pooling")
@@ -188,6 +191,10 @@ def classify(p_raw, features, decision, apply_ruleguard=True, windows=None, grou
     else:
         p_v = calibrate(p_raw, decision["calibration"])
     is_v = p_v >= decision["threshold"]
+    if quality is not None:
+        # noise there makes QRS-like shapes the network was never shown: a V call there is
+        # more often an artefact than a PVC (docs/ROBUSTNESS.md)
+        is_v &= np.asarray(quality) != UNREADABLE
     flipped = np.zeros_like(is_v)
     rule = decision.get("ruleguard") or {}
     if apply_ruleguard and rule.get("enabled"):

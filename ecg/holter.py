@@ -147,21 +147,25 @@ def hourly(times_s, is_v, duration_s):
             for h in range(n_hours)]
 
 
-def holter_summary(times_s, is_v, duration_s, analysed_s=None):
+def holter_summary(times_s, is_v, duration_s, analysed_s=None, readable=None):
     """The report's counts of n beats over a recording of ``duration_s`` seconds.
 
     ``analysed_s``: the seconds the beats were sought in (the duration less the
     unreadable stretches; default the duration): PVCs per hour are per analysed hour.
+    ``readable``: (n,) bool, the beats not judged unreadable (default all): the PVC
+    burden is over those (an unreadable beat is never V, so it would dilute it).
     Returns a dict of plain Python numbers and lists (module docstring for each).
     """
     v = np.asarray(is_v, dtype=bool)
     n, n_v = len(v), int(np.count_nonzero(v))
+    n_readable = n if readable is None else int(np.count_nonzero(readable))
     analysed_s = duration_s if analysed_s is None else analysed_s
     return {
         "total_beats": n,
         "normal_beats": n - n_v,
         "ventricular_beats": n_v,
-        "pvc_burden_percent": 100.0 * n_v / n if n else 0.0,
+        "unreadable_beats": n - n_readable,
+        "pvc_burden_percent": 100.0 * n_v / n_readable if n_readable else 0.0,
         "pvc_per_hour": n_v / (analysed_s / HOUR_S) if analysed_s > 0 else 0.0,
         "heart_rate_bpm": heart_rate_summary(times_s, duration_s),
         **run_counts(v),

@@ -14,6 +14,7 @@ import numpy as np
 from . import MODEL_FS
 from .detect import detect_r_peaks
 from .dsp import median_rows
+from .quality import beat_quality
 from .features import (
     RR_FEATURE_NAMES,
     beat_features,
@@ -63,6 +64,8 @@ class Beats:
     qrs_width_s: np.ndarray  # (n,) float64
     filtered: np.ndarray  # (m,) float64, the band-passed signal at 360 Hz (mV)
     groups: np.ndarray  # (n,) int64, the beats' groups (templates, local RR, the decision's pooling)
+    quality: np.ndarray  # (n,) int8, ecg.quality's GOOD / NOISY / UNREADABLE
+    unreadable: np.ndarray  # (m, 2) int64, [start, end) stretches judged unreadable, 360 Hz samples
 
     def __len__(self):
         return len(self.peaks)
@@ -82,16 +85,18 @@ def extract_beats(x, fs, peaks=None):
     """Detect beats in ``x`` (one lead, mV, shape (n,), ``fs`` Hz) and compute their inputs.
 
     ``peaks``: optional R-peak samples at 360 Hz to use instead of the detector
-    (training on reference positions). Returns :class:`Beats`; zero beats when
-    none is found.
+    (training on reference positions). Each beat's signal quality is judged on the
+    resampled lead (:func:`ecg.quality.beat_quality`). Returns :class:`Beats`; zero
+    beats when none is found.
     """
     x360, filtered = preprocess(x, fs)
     if peaks is None:
         peaks = detect_r_peaks(x360, MODEL_FS)  # filters x360 to its own QRS band
-    return beat_inputs(filtered, peaks, fs, len(x))
+    quality, unreadable = beat_quality(x360, peaks, MODEL_FS)
+    return beat_inputs(filtered, peaks, fs, len(x), quality=(quality, unreadable))
 
 
-def beat_inputs(filtered, peaks, fs, n_samples, groups=None):
+def beat_inputs(filtered, peaks, fs, n_samples, groups=None, quality=None):
     """The classifier's inputs for ``peaks`` (R peaks at 360 Hz) in ``filtered``.
 
     ``filtered``: the band-passed 360 Hz signal from :func:`preprocess`; ``fs`` and
@@ -99,9 +104,13 @@ def beat_inputs(filtered, peaks, fs, n_samples, groups=None):
     to them). The last stage of :func:`extract_beats`, apart so it can be timed.
     ``groups``: (n,) the beats' group labels when they are part of a longer signal's
     beats (``ecg.chunks``: a day in pieces); default ``beat_groups`` of these n beats.
+    ``quality``: ``(quality (n,), unreadable (m, 2))`` as :func:`ecg.quality.beat_quality`
+    returns them; default every beat good and nothing unreadable.
     """
     peaks = np.asarray(peaks, dtype=np.int64)
     n = len(peaks)
+    if quality is None:
+        quality = (np.zeros(n, np.int8), np.zeros((0, 2), np.int64))
     before, after = PREPROCESSING["window_samples"]
     groups = beat_groups(n, PREPROCESSING["group_size_beats"]) if groups is None else np.asarray(groups)
 
@@ -128,6 +137,8 @@ def beat_inputs(filtered, peaks, fs, n_samples, groups=None):
         qrs_width_s=qrs_s,
         filtered=filtered,
         groups=groups,
+        quality=np.asarray(quality[0], dtype=np.int8),
+        unreadable=np.asarray(quality[1], dtype=np.int64).reshape(-1, 2),
     )
 
 

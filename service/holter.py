@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ecg import MODEL_FS, chunks
+from ecg import quality as quality_module
 from ecg.decision import classify
 from ecg.features import beat_groups
 from ecg.pipeline import PREPROCESSING
@@ -40,7 +41,6 @@ SATURATED_SHARE = 0.5
 CLIPPED_WARNING_SHARE = 0.01
 FLAT_SPAN_MV = 1e-6  # a channel whose samples all lie within this span carries no signal
 ZERO_MV = 1e-3  # ... and is "all zeros" within 1 uV of 0 (the calibration of digital 0 is rarely exactly 0)
-MODEL_LEAD = "MLII"
 
 
 class NoBeats(Exception):
@@ -73,16 +73,6 @@ def process_count(requested):
     return max(1, cores - int(round(os.getloadavg()[0])))
 
 
-def unreadable_intervals(beats):
-    """Stretches (k, 2) in seconds of the task's segment where the signal is unreadable.
-
-    The single place where the per-beat signal quality plugs in: until ``ecg.quality``
-    gives ``Beats`` their quality and unreadable stretches, there are none (an empty
-    array), and ``unreadable_seconds`` reports 0.
-    """
-    return np.zeros((0, 2))
-
-
 # --- the tasks: plain functions of picklable arguments, run in a child or in the worker --
 
 _ENVIRON_LOCK = threading.Lock()
@@ -107,7 +97,8 @@ def _child_model():
 
 
 def detect_task(channel, fs, chunk):
-    """Stage 1 on one ``ecg.chunks.Chunk``: ``(peaks, stats)``.
+    """Stage 1 on one ``ecg.chunks.Chunk``: ``((peaks, quality, unreadable), stats)``
+    (``ecg.chunks.detect_in_chunk``).
 
     ``stats``: over the chunk's core samples: ``samples``, ``at_rails`` (how many sit at
     the channel's physical minimum or maximum), ``min`` and ``max`` (mV).
@@ -120,21 +111,21 @@ def detect_task(channel, fs, chunk):
     return chunks.detect_in_chunk(x, fs, chunk), stats
 
 
-def classify_task(model, channel, peaks, groups, core, units, decision, apply_ruleguard):
-    """Stage 2 on one beat range: ``(is_v, p_v, flipped, unreadable)`` of its beats.
+def classify_task(model, channel, peaks, groups, core, units, quality, decision, apply_ruleguard):
+    """Stage 2 on one beat range: ``(is_v, p_v, flipped)`` of its beats.
 
     ``peaks``, ``groups``: (m,) of the range with its context (``ecg.chunks.context_range``);
-    ``core``: the slice of them that is the range; ``units``: the range's pools (or groups);
-    ``decision``: the card's, pooling within ``units`` (:func:`task_decision`).
+    ``core``: the slice of them that is the range; ``units``, ``quality``: the range's pools
+    (or groups) and signal quality; ``decision``: the card's, pooling within ``units``
+    (:func:`task_decision`).
     """
     read_lo, read_hi = chunks.segment_for_beats(peaks, channel.fs, channel.n_samples)
     x = channel.read(read_lo, read_hi)
     beats = chunks.beats_in_context(x, channel.fs, read_lo, peaks, groups)
     windows, features = beats.windows[core], beats.features[core]
     p_raw = model.p_v(windows, features)
-    is_v, p_v, flipped = classify(p_raw, features, decision, apply_ruleguard, windows=windows, groups=units)
-    unreadable = unreadable_intervals(beats) + read_lo / channel.fs
-    return is_v, p_v, flipped, unreadable
+    return classify(p_raw, features, decision, apply_ruleguard, windows=windows, groups=units,
+                    quality=quality)
 
 
 def task_decision(decision):
@@ -221,7 +212,8 @@ def analyse(model, model_dir, channel, settings, apply_ruleguard=True):
     """Every beat of ``channel`` (``service.edf.Channel``) classified, and the report's counts.
 
     Returns a dict: ``positions`` (n,) samples at the channel's rate, ``times_s`` (n,),
-    ``is_v``, ``p_v``, ``flipped`` (n,), ``unreadable_s``, ``checks`` (stage 1's counts),
+    ``is_v``, ``p_v``, ``flipped``, ``quality`` (n,), ``unreadable_intervals_s`` (u, 2),
+    ``unreadable_s``, ``checks`` (stage 1's counts),
     ``processes``. Raises ``service.edf.EdfError`` (a saturated or all-zero channel),
     :class:`NoBeats`, :class:`Overtime`, ``service.model.ModelUnavailable``.
     """
@@ -236,24 +228,29 @@ def analyse(model, model_dir, channel, settings, apply_ruleguard=True):
         checks = {k: sum(s[k] for _, s in found) for k in ("samples", "at_rails")}
         checks.update(min=min(s["min"] for _, s in found), max=max(s["max"] for _, s in found))
         _check_signal(checks, channel)
-        peaks = np.concatenate([p for p, _ in found]).astype(np.int64)
+        peaks = np.concatenate([p for (p, _, _), _ in found]).astype(np.int64)
+        quality = np.concatenate([q for (_, q, _), _ in found]).astype(np.int8)
+        unreadable = quality_module.merge_intervals(np.concatenate([u for (_, _, u), _ in found]))
         if len(peaks) == 0:
             raise NoBeats()
         labels = runner.map("beat classification", _classify_here(model), _classify_in_child,
-                            classification_jobs(channel, peaks, model.decision, settings, apply_ruleguard))
+                            classification_jobs(channel, peaks, quality, model.decision, settings,
+                                                apply_ruleguard))
     except BrokenProcessPool:
         raise RuntimeError("a process analysing the recording died") from None
     finally:
         runner.close()
     positions = map_positions(peaks, MODEL_FS, channel.fs, n_to=channel.n_samples)
-    unreadable = np.concatenate([u for *_, u in labels]).reshape(-1, 2)
+    unreadable_s = unreadable / MODEL_FS
     return {
         "positions": positions,
         "times_s": positions / channel.fs,
         "is_v": np.concatenate([r[0] for r in labels]),
         "p_v": np.concatenate([r[1] for r in labels]),
         "flipped": np.concatenate([r[2] for r in labels]),
-        "unreadable_s": float(np.sum(unreadable[:, 1] - unreadable[:, 0])),
+        "quality": quality,
+        "unreadable_intervals_s": unreadable_s,
+        "unreadable_s": float(np.sum(unreadable_s[:, 1] - unreadable_s[:, 0])),
         "checks": checks,
         "processes": processes,
     }
@@ -263,8 +260,9 @@ def _classify_here(model):
     return lambda *args: classify_task(model, *args)
 
 
-def classification_jobs(channel, peaks, decision, settings, apply_ruleguard):
-    """Stage 2's task arguments for the day's ``peaks`` (n,): whole pools, with their context."""
+def classification_jobs(channel, peaks, quality, decision, settings, apply_ruleguard):
+    """Stage 2's task arguments for the day's ``peaks`` and their ``quality`` (n,): whole
+    pools, with their context."""
     groups = beat_groups(len(peaks), PREPROCESSING["group_size_beats"])
     units = chunks.decision_units(len(peaks), decision)
     own = task_decision(decision)
@@ -272,7 +270,7 @@ def classification_jobs(channel, peaks, decision, settings, apply_ruleguard):
     for a, b in chunks.classification_tasks(units, settings.task_beats):
         e0, e1 = chunks.context_range(groups, a, b)
         jobs.append((channel, peaks[e0:e1], groups[e0:e1], slice(a - e0, b - e0), units[a:b],
-                     own, apply_ruleguard))
+                     quality[a:b], own, apply_ruleguard))
     return jobs
 
 

@@ -9,8 +9,10 @@ import io
 import numpy as np
 
 from ecg import holter
+from ecg.quality import QUALITY_LABELS, UNREADABLE
 
-from .holter import CLIPPED_WARNING_SHARE, MODEL_LEAD
+from .holter import CLIPPED_WARNING_SHARE
+from .inference import lead_warning
 
 CSV_HEADER = "time_s,sample,type,confidence"
 
@@ -24,7 +26,8 @@ def report_fields(channel, result, model, include_beats=False):
     duration = channel.duration_s
     unreadable = result["unreadable_s"]
     summary = holter.holter_summary(result["times_s"], result["is_v"], duration,
-                                    analysed_s=duration - unreadable)
+                                    analysed_s=duration - unreadable,
+                                    readable=result["quality"] != UNREADABLE)
     hr = summary["heart_rate_bpm"]
     fields = {
         "channel": {"index": channel.index, "label": channel.label, "sampling_rate": channel.fs},
@@ -33,6 +36,7 @@ def report_fields(channel, result, model, include_beats=False):
         "total_beats": summary["total_beats"],
         "normal_beats": summary["normal_beats"],
         "ventricular_beats": summary["ventricular_beats"],
+        "unreadable_beats": summary["unreadable_beats"],
         "pvc_burden_percent": round(summary["pvc_burden_percent"], 3),
         "pvc_per_hour": round(summary["pvc_per_hour"], 2),
         "heart_rate_bpm": {k: _round(hr[k], 1) for k in ("min", "mean", "max")},
@@ -46,26 +50,31 @@ def report_fields(channel, result, model, include_beats=False):
         "trigeminy_episodes": summary["trigeminy_episodes"],
         "hourly": [{**row, "heart_rate_mean": _round(row["heart_rate_mean"], 1)} for row in summary["hourly"]],
         "unreadable_seconds": round(unreadable, 3),
+        "unreadable_intervals_s": np.round(result["unreadable_intervals_s"], 3).tolist(),
         "model": {"name": model.name, "version": model.version},
-        "warnings": report_warnings(channel, result),
+        "warnings": report_warnings(channel, result, model),
     }
     if include_beats:
-        fields["beats"] = [{"time_s": t, "sample": s, "type": k, "confidence": c}
-                           for t, s, k, c in zip(*_beat_columns(result))]
+        fields["beats"] = [{"time_s": t, "sample": s, "type": k, "confidence": c, "signal_quality": q}
+                           for t, s, k, c, q in zip(*_beat_columns(result), _quality_column(result))]
     return fields
 
 
-def report_warnings(channel, result):
+def report_warnings(channel, result, model):
     """What the client should know about the channel and the beats found."""
     notes = list(channel.warnings)
-    if channel.label.strip().upper().replace("ECG", "").strip() != MODEL_LEAD:
-        notes.append(f"channel {channel.label!r} is not {MODEL_LEAD}, the lead the model was trained "
-                     "on: beat labels may be less reliable")
+    lead = channel.label.upper().replace("ECG", "").strip()  # EDF labels such as "ECG MLII"
+    if (note := lead_warning(model, lead)) is not None:
+        notes.append(f"channel {channel.label!r}: {note}")
     checks = result["checks"]
     share = checks["at_rails"] / max(checks["samples"], 1)
     if share > CLIPPED_WARNING_SHARE:
         notes.append(f"{100 * share:.1f}% of the samples sit at the channel's physical minimum or "
                      "maximum: clipped or saturated stretches?")
+    unreadable = int(np.count_nonzero(result["quality"] == UNREADABLE))
+    if unreadable:
+        notes.append(f"{result['unreadable_s']:.0f} s of the recording judged unreadable (noise): its "
+                     f"{unreadable} beat(s) are not called V nor counted in the burden")
     n = len(result["is_v"])
     if n < 3:
         notes.append(f"only {n} beat(s) detected in {channel.duration_s:.0f} s")
@@ -78,6 +87,10 @@ def _beat_columns(result):
     confidence = np.where(is_v, result["p_v"], 1.0 - result["p_v"])
     return (np.round(result["times_s"], 4).tolist(), result["positions"].tolist(),
             np.where(is_v, "V", "N").tolist(), np.round(confidence, 6).tolist())
+
+
+def _quality_column(result):
+    return np.asarray(QUALITY_LABELS)[result["quality"]].tolist()
 
 
 def beats_csv(result):

@@ -12,8 +12,8 @@ from ecg import MODEL_FS
 from ecg.decision import classify
 from ecg.dsp import median_1d
 from ecg.pipeline import PREPROCESSING, extract_beats
+from ecg.quality import QUALITY_LABELS, UNREADABLE
 
-MODEL_LEAD = "MLII"
 HR_RANGE_BPM = (30.0, 220.0)
 TEMPLATE_CORR = PREPROCESSING["rr_features"].index("template_corr")
 # real strips, even full of PVCs, have a median beat-to-template correlation >= 0.5;
@@ -75,46 +75,82 @@ def predict(model, x, fs, derivation="MLII", apply_ruleguard=True, deadline=None
     p_raw = model.p_v(beats.windows, beats.features)
     _check_deadline(deadline, "the network")
     is_v, p_v, flipped = classify(p_raw, beats.features, model.decision, apply_ruleguard,
-                                  windows=beats.windows, groups=beats.groups)
+                                  windows=beats.windows, groups=beats.groups, quality=beats.quality)
     return build_result(model, beats, is_v, p_v, flipped, x, fs, derivation, apply_ruleguard)
 
 
-def build_result(model, beats, is_v, p_v, flipped, x, fs, derivation, apply_ruleguard):
-    """The response fields of :func:`predict` from classified beats (timed apart by the bench)."""
-    n = len(beats)
-    confidence = np.where(is_v, p_v, 1.0 - p_v)
-    n_v = int(np.count_nonzero(is_v))
-    if n_v:
-        overall, overall_conf = "V", round(float(p_v[is_v].max()), 6)
+def overall_call(is_v, p_v):
+    """The strip's call, its confidence and the risk level: V when any beat is V."""
+    if is_v.any():
+        overall_conf = round(float(p_v[is_v].max()), 6)
         # from the rounded figure the client sees, so that the published pair obeys the rule
         risk = "HIGH" if overall_conf >= 0.85 else "MEDIUM" if overall_conf >= 0.70 else "LOW"
-    else:
-        overall, overall_conf, risk = "N", round(float(1.0 - p_v.max()), 6), "LOW"
+        return "V", overall_conf, risk
+    return "N", round(float(1.0 - p_v.max()), 6), "LOW"
 
-    rr = beats.rr_prev_s[1:]
-    heart_rate = round(60.0 / float(median_1d(rr)), 1) if len(rr) else None
-    beat_predictions = [
+
+def beat_list(beats, is_v, p_v):
+    """The response's ``beat_predictions``: one dict per beat."""
+    confidence = np.where(is_v, p_v, 1.0 - p_v)
+    return [
         {"beat_index": i, "position_sample": pos, "arrhythmia_type": kind, "confidence": c,
-         "rr_previous": rp, "rr_next": rn, "qrs_width_ms": q}
-        for i, (pos, kind, c, rp, rn, q) in enumerate(zip(
+         "rr_previous": rp, "rr_next": rn, "qrs_width_ms": q, "signal_quality": sq}
+        for i, (pos, kind, c, rp, rn, q, sq) in enumerate(zip(
             beats.positions.tolist(),
             np.where(is_v, "V", "N").tolist(),
             np.round(confidence, 6).tolist(),
             _rounded_or_null(beats.rr_prev_s, 4),
             _rounded_or_null(beats.rr_next_s, 4),
             _rounded_or_null(beats.qrs_width_s * 1000.0, 1),
+            np.asarray(QUALITY_LABELS)[beats.quality].tolist(),
         ))
     ]
 
-    ruleguard_applied = bool(apply_ruleguard and (model.decision.get("ruleguard") or {}).get("enabled"))
-    warnings = []
-    if derivation.strip().upper() != MODEL_LEAD:
-        warnings.append(f"derivation {derivation!r} is not {MODEL_LEAD}, the lead the model "
-                        "was trained on: beat labels may be less reliable")
+
+def quality_summary(beats):
+    """Beats per signal quality, and the stretches judged unreadable, in seconds of the signal."""
+    counts = np.bincount(beats.quality, minlength=len(QUALITY_LABELS))
+    intervals = np.round(beats.unreadable / MODEL_FS, 3)
+    return {
+        "signal_quality": dict(zip(QUALITY_LABELS, counts.tolist())),
+        "unreadable_seconds": round(float(np.sum(intervals[:, 1] - intervals[:, 0])), 3),
+        "unreadable_intervals_s": intervals.tolist(),
+    }
+
+
+def lead_warning(model, derivation):
+    """A warning when ``derivation`` is not a lead the model was trained on, else None."""
+    lead = derivation.strip().upper()
+    trained = model.trained_leads
+    if lead in trained:
+        return None
+    return (f"derivation {derivation!r} is not among the leads the model was trained on "
+            f"({', '.join(sorted(trained))}): beat labels may be less reliable")
+
+
+def build_result(model, beats, is_v, p_v, flipped, x, fs, derivation, apply_ruleguard):
+    """The response fields of :func:`predict` from classified beats (timed apart by the bench).
+
+    Unreadable beats are never V (:func:`ecg.decision.classify`), so ``ventricular_beats``
+    leaves them out; the PVC burden is over the readable beats.
+    """
+    n = len(beats)
+    n_v = int(np.count_nonzero(is_v))
+    readable = int(np.count_nonzero(beats.quality != UNREADABLE))
+    overall, overall_conf, risk = overall_call(is_v, p_v)
+    rr = beats.rr_prev_s[1:]
+    heart_rate = round(60.0 / float(median_1d(rr)), 1) if len(rr) else None
+    quality = quality_summary(beats)
+
+    warnings = [w for w in [lead_warning(model, derivation)] if w]
     warnings += _quality_warnings(x, fs, n, heart_rate)
     if n >= 3 and median_1d(beats.features[:, TEMPLATE_CORR]) < MIN_TEMPLATE_CORR:
         warnings.append("the detected beats do not resemble one another: noise, or a very "
                         "poor signal? Beat labels are unreliable")
+    if n - readable:
+        warnings.append(f"{quality['unreadable_seconds']:.1f} s of the signal judged unreadable "
+                        f"(noise): its {n - readable} beat(s) are not called V nor counted in the burden")
+    ruleguard_applied = bool(apply_ruleguard and (model.decision.get("ruleguard") or {}).get("enabled"))
     return {
         "overall_arrhythmia_type": overall,
         "overall_confidence": overall_conf,
@@ -123,7 +159,7 @@ def build_result(model, beats, is_v, p_v, flipped, x, fs, derivation, apply_rule
         "total_beats": n,
         "normal_beats": n - n_v,
         "ventricular_beats": n_v,
-        "beat_predictions": beat_predictions,
+        "beat_predictions": beat_list(beats, is_v, p_v),
         "metadata": {
             "total_beats": n,
             "normal_beats": n - n_v,
@@ -132,7 +168,8 @@ def build_result(model, beats, is_v, p_v, flipped, x, fs, derivation, apply_rule
             "ruleguard_requested": bool(apply_ruleguard),
             "ruleguard_flipped_beats": int(np.count_nonzero(flipped)),
             "heart_rate_bpm": heart_rate,
-            "pvc_burden_percent": round(100.0 * n_v / n, 2),
+            "pvc_burden_percent": round(100.0 * n_v / readable, 2) if readable else None,
+            **quality,
             "model_name": model.name,
             "model_version": model.version,
             "preprocessing_version": model.preprocessing_version,

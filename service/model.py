@@ -73,6 +73,12 @@ class GraphMissing(ShaMismatch):
     """A graph the card names is gone: maybe a promotion removed it after a new card, read again."""
 
 
+# a card's training.leads entry for MIT-BIH's second channel (train.data.OTHER_LEAD), and the
+# leads that channel holds across the database's 48 records
+OTHER_LEAD = "other"
+MITDB_OTHER_LEADS = frozenset({"V1", "V2", "V4", "V5"})
+
+
 @dataclass
 class LoadedModel:
     card: dict
@@ -98,6 +104,14 @@ class LoadedModel:
     @property
     def preprocessing_version(self):
         return self.card["preprocessing"]["version"]
+
+    @property
+    def trained_leads(self):
+        """The lead names (upper case) the network was trained on: MLII, and with the card's
+        ``training.leads`` naming ``"other"``, MIT-BIH's second leads as well."""
+        leads = (self.card.get("training") or {}).get("leads") or ["MLII"]
+        names = {lead.upper() for lead in leads if lead != OTHER_LEAD}
+        return frozenset(names | (MITDB_OTHER_LEADS if OTHER_LEAD in leads else set()))
 
     @property
     def rr_width(self):

@@ -65,6 +65,7 @@ class BeatSchema(Schema):
     sample = fields.Integer(metadata={"description": "R peak in the channel, at its sampling rate"})
     type = fields.String(metadata={"description": "N or V"})
     confidence = fields.Float()
+    signal_quality = fields.String(metadata={"description": "good, noisy or unreadable (never V)"})
 
 
 class RecordingReportSchema(Schema):
@@ -78,7 +79,8 @@ class RecordingReportSchema(Schema):
     total_beats = fields.Integer()
     normal_beats = fields.Integer()
     ventricular_beats = fields.Integer()
-    pvc_burden_percent = fields.Float()
+    unreadable_beats = fields.Integer(metadata={"description": "beats in unreadable stretches: called N"})
+    pvc_burden_percent = fields.Float(metadata={"description": "V over the beats not unreadable"})
     pvc_per_hour = fields.Float(metadata={"description": "per readable hour"})
     heart_rate_bpm = fields.Nested(HeartRateSchema)
     isolated_pvcs = fields.Integer()
@@ -89,6 +91,8 @@ class RecordingReportSchema(Schema):
     trigeminy_episodes = fields.Integer()
     hourly = fields.List(fields.Nested(HourSchema))
     unreadable_seconds = fields.Float()
+    unreadable_intervals_s = fields.List(fields.List(fields.Float()), metadata={
+        "description": "[start, end] in seconds of the recording"})
     model = fields.Nested(ModelSchema)
     processing_time_ms = fields.Float()
     warnings = fields.List(fields.String())

@@ -210,6 +210,9 @@ class BeatPredictionSchema(Schema):
         "description": "Seconds to the next beat; null for the last beat"})
     qrs_width_ms = fields.Float(allow_none=True, metadata={
         "description": "Estimated QRS width in milliseconds"})
+    signal_quality = fields.String(validate=validate.OneOf(["good", "noisy", "unreadable"]), metadata={
+        "description": "The QRS's level over the noise around it (docs/ROBUSTNESS.md): "
+                       "an unreadable beat is never called V and not counted in the PVC burden"})
 
 
 class PredictionResponseSchema(Schema):
@@ -234,7 +237,10 @@ class PredictionResponseSchema(Schema):
         "description": "total_beats, normal_beats, ventricular_beats, ruleguard_applied "
                        "(as before), plus heart_rate_bpm, pvc_burden_percent, model_name, "
                        "model_version, preprocessing_version, sampling_rate, resampled, "
-                       "duration_s, derivation, warnings (derivation and signal quality)"})
+                       "duration_s, derivation, warnings (derivation and signal quality), "
+                       "signal_quality (beats per quality), unreadable_seconds and "
+                       "unreadable_intervals_s ([start, end] in seconds of the signal); "
+                       "pvc_burden_percent is over the beats not judged unreadable"})
 
 
 class ModelSummarySchema(Schema):

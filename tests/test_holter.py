@@ -99,3 +99,12 @@ def test_summary_burden_and_per_hour():
     assert holter.holter_summary(times(30), labels("NNV" * 10), 30.0)["trigeminy_episodes"] == 1
     empty = holter.holter_summary(np.zeros(0), np.zeros(0, bool), 60.0)
     assert empty["total_beats"] == 0 and empty["pvc_burden_percent"] == 0.0
+
+
+def test_burden_is_over_the_readable_beats():
+    is_v = labels("NNNV" * 25)
+    readable = np.ones(100, bool)
+    readable[:20] = False  # 20 unreadable beats, called N
+    s = holter.holter_summary(times(100), is_v, 3600.0, readable=readable)
+    assert s["unreadable_beats"] == 20
+    assert s["pvc_burden_percent"] == pytest.approx(100 * 25 / 80)

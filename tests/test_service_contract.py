@@ -14,6 +14,7 @@ from tests.service_helpers import MODEL_DIR, PAYLOAD, PREDICT, app, client, payl
 
 BEAT_FIELDS = {"beat_index", "position_sample", "arrhythmia_type", "confidence",
                "rr_previous", "rr_next", "qrs_width_ms"}
+EXTRA_BEAT_FIELDS = {"signal_quality"}  # additive: the contract's fields keep their meaning
 TOP_FIELDS = {"prediction_id", "ecg_signal_id", "overall_arrhythmia_type", "overall_confidence",
               "risk_level", "threshold_used", "total_beats", "normal_beats", "ventricular_beats",
               "beat_predictions", "processing_time_ms", "created_at", "metadata"}
@@ -68,7 +69,7 @@ def test_every_beat_has_the_contract_fields_and_types(answer):
     assert positions == sorted(positions) and len(set(positions)) == len(positions)
     assert 0 <= positions[0] and positions[-1] < len(PAYLOAD["signal_data"])
     for b in beats:
-        assert set(b) == BEAT_FIELDS
+        assert set(b) == BEAT_FIELDS | EXTRA_BEAT_FIELDS
         assert type(b["position_sample"]) is int
         assert b["arrhythmia_type"] in ("N", "V")
         assert _is_number(b["confidence"]) and 0 <= b["confidence"] <= 1
@@ -105,7 +106,8 @@ def test_metadata_keeps_the_old_keys_and_adds_the_useful_ones(answer):
     for key in ("total_beats", "normal_beats", "ventricular_beats"):
         assert meta[key] == answer[key]
     assert isinstance(meta["ruleguard_applied"], bool)
-    burden = 100 * answer["ventricular_beats"] / answer["total_beats"]
+    readable = answer["total_beats"] - meta["signal_quality"]["unreadable"]
+    burden = 100 * answer["ventricular_beats"] / readable
     assert meta["pvc_burden_percent"] == pytest.approx(burden, abs=0.01)
     assert 40 <= meta["heart_rate_bpm"] <= 120
     assert meta["sampling_rate"] == 360 and meta["resampled"] is False
@@ -114,11 +116,16 @@ def test_metadata_keeps_the_old_keys_and_adds_the_useful_ones(answer):
     assert meta["derivation"] == "MLII" and meta["warnings"] == []
 
 
-def test_a_lead_other_than_mlii_is_accepted_and_flagged(client):
-    r = client.post(PREDICT, json=payload(derivation="V1"))
+def test_a_lead_the_model_was_not_trained_on_is_accepted_and_flagged(client):
+    trained = served_card()["training"].get("leads", ["MLII"])
+    r = client.post(PREDICT, json=payload(derivation="aVR"))
     assert r.status_code == 201
     warnings = r.get_json()["metadata"]["warnings"]
-    assert any("V1" in w and "MLII" in w for w in warnings)
+    assert any("aVR" in w and "MLII" in w for w in warnings)
+    # MIT-BIH's second leads are trained leads when the card says the network saw them
+    r = client.post(PREDICT, json=payload(derivation="V1"))
+    flagged = any("V1" in w for w in r.get_json()["metadata"]["warnings"])
+    assert flagged == ("other" not in trained)
 
 
 def test_defaults_apply_when_only_signal_data_is_sent(client):
@@ -167,6 +174,7 @@ class _FixedModel:
     """A stand-in model whose calibrated V probabilities are chosen by the test."""
 
     name, version, preprocessing_version, threshold = "fixed", "test", "nv-pre-1", 0.5
+    trained_leads = frozenset({"MLII"})
     decision = {"calibration": {"method": "platt", "a": 1.0, "b": 0.0}, "threshold": 0.5,
                 "ruleguard": {"enabled": False}}
 

@@ -1,0 +1,98 @@
+"""ecg.quality: each beat's signal quality, on real MIT-BIH excerpts with noise added."""
+
+import numpy as np
+import pytest
+
+from ecg import quality
+from ecg.decision import classify
+from ecg.detect import detect_r_peaks
+from ecg.pipeline import extract_beats
+from ecg.signal import bandpass
+from tests.conftest import FIXTURES
+
+FS = 360
+
+
+def record(name):
+    from train.data import load_record
+
+    return load_record(name, FIXTURES)
+
+
+def muscle_like(n, seed, rms):
+    """Broadband noise over the QRS band (10-100 Hz, as EMG), ``rms`` mV."""
+    w = bandpass(np.random.default_rng(seed).standard_normal(n), FS, 10.0, 100.0)
+    return rms * w / np.sqrt(np.mean(w * w))
+
+
+@pytest.mark.parametrize("name", ["100", "119", "208", "233"])
+def test_clean_records_are_readable_and_their_pvcs_are_not_noise(name):
+    rec = record(name)
+    peaks = detect_r_peaks(rec.signal, FS)
+    q, unreadable = quality.beat_quality(rec.signal, peaks, FS)
+    assert np.mean(q == quality.GOOD) > 0.95
+    assert len(unreadable) == 0
+    # ectopic beats are judged by their level over the noise, not by their shape or timing
+    v_ref = rec.ann_samples[np.isin(rec.ann_symbols, list("VE"))]
+    if len(v_ref):
+        nearest = peaks[np.clip(np.searchsorted(peaks, v_ref), 0, len(peaks) - 1)]
+        assert np.all(q[np.isin(peaks, nearest)] != quality.UNREADABLE)
+
+
+def test_a_burst_of_strong_noise_is_unreadable_and_only_it():
+    rec = record("119")
+    x = rec.signal.copy()
+    a, b = 20 * FS, 32 * FS  # 12 s of noise as loud as the QRS complexes
+    x[a:b] += muscle_like(b - a, 1, rms=0.8)
+    peaks = detect_r_peaks(x, FS)
+    q, unreadable = quality.beat_quality(x, peaks, FS)
+    inside = (peaks > a + 3 * FS) & (peaks < b - 3 * FS)
+    far = (peaks < a - 4 * FS) | (peaks > b + 4 * FS)
+    assert np.mean(q[inside] == quality.UNREADABLE) > 0.8
+    assert np.all(q[far] == quality.GOOD)
+    covered = sum(min(e, b) - max(s, a) for s, e in unreadable if e > a and s < b)
+    assert covered > 0.7 * (b - a)
+    assert sum(e - s for s, e in unreadable) < 1.3 * (b - a)
+
+
+def test_mild_noise_makes_beats_noisy_not_unreadable():
+    rec = record("100")
+    x = rec.signal + muscle_like(len(rec.signal), 2, rms=0.15)
+    peaks = detect_r_peaks(x, FS)
+    q, _ = quality.beat_quality(x, peaks, FS)
+    assert np.mean(q == quality.UNREADABLE) < 0.02
+    assert np.mean(q == quality.NOISY) > 0.5
+
+
+def test_a_lead_off_stretch_is_unreadable():
+    rec = record("100")
+    x = rec.signal.copy()
+    x[10 * FS:15 * FS] = x[10 * FS]  # the electrode comes off: a flat line
+    peaks = detect_r_peaks(x, FS)
+    _, unreadable = quality.beat_quality(x, peaks, FS)
+    flat = [(s, e) for s, e in unreadable if s <= 11 * FS and e >= 14 * FS]
+    assert flat, unreadable
+
+
+def test_merge_intervals_joins_overlaps_and_touching_ones():
+    got = quality.merge_intervals([[10, 20], [0, 5], [5, 8], [15, 30], [40, 41]])
+    assert got.tolist() == [[0, 8], [10, 30], [40, 41]]
+    assert quality.merge_intervals(np.zeros((0, 2))).shape == (0, 2)
+
+
+def test_unreadable_beats_are_never_v():
+    p = np.full(4, 0.99)
+    decision = {"calibration": {"method": "platt", "a": 1.0, "b": 0.0}, "threshold": 0.5}
+    q = np.array([quality.GOOD, quality.NOISY, quality.UNREADABLE, quality.GOOD], np.int8)
+    is_v, _, _ = classify(p, np.zeros((4, 16)), decision, quality=q)
+    assert is_v.tolist() == [True, True, False, True]
+
+
+def test_extract_beats_carries_the_quality_at_any_rate():
+    rec = record("119")
+    x = rec.signal.copy()
+    x[20 * FS:32 * FS] += muscle_like(12 * FS, 3, rms=0.8)
+    at_360 = extract_beats(x, FS)
+    assert at_360.quality.shape == (len(at_360),)
+    assert (at_360.quality == quality.UNREADABLE).any()
+    assert at_360.unreadable.shape[1] == 2
