@@ -128,6 +128,11 @@ def test_a_bundled_strip_gets_one_marker_per_beat_at_its_r_peak(page, console, s
     assert f"{answer['total_beats']} ({answer['normal_beats']} N, {answer['ventricular_beats']} V)" in summary
     assert answer["risk_level"] in summary and answer["metadata"]["model_version"] in summary
     assert "bpm" in summary and "burden" in summary and "ms in the service" in summary
+    q = answer["metadata"]["signal_quality"]
+    assert f"{q['good']} good, {q['noisy']} noisy, {q['unreadable']} unreadable beats" in summary
+    rows = page.locator("#beats-table tbody tr")
+    assert rows.count() == answer["total_beats"]
+    assert rows.nth(0).locator("td").last.text_content() == answer["beat_predictions"][0]["signal_quality"]
 
     # the whole strip in view: every marker shown, each at its R peak's time on the axis
     page.get_by_role("button", name="Whole signal").click()

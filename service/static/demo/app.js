@@ -149,6 +149,7 @@ function renderSummary(input, answer, roundTrip) {
     ["Beats", `${total} (${answer.normal_beats} N, ${v} V)`],
     ["Heart rate", heartRate == null ? "not enough beats" : `${Math.round(heartRate)} bpm`],
     ["V beats", `${v}, burden ${Number(burden).toFixed(1)} %`],
+    ...(meta.signal_quality ? [["Signal quality", qualityText(meta)]] : []),
     ["Risk level", answer.risk_level, `risk risk-${answer.risk_level}`],
     ["Overall", `${answer.overall_arrhythmia_type}, confidence ${percent(answer.overall_confidence)}`],
     ["Model", [meta.model_name, meta.model_version].filter(Boolean).join(" ") || "unknown"],
@@ -173,6 +174,13 @@ function renderSummary(input, answer, roundTrip) {
   }
 }
 
+// beats per quality; unreadable beats are called N and left out of the burden (docs/ROBUSTNESS.md)
+function qualityText(meta) {
+  const q = meta.signal_quality;
+  const text = `${q.good} good, ${q.noisy} noisy, ${q.unreadable} unreadable beats`;
+  return meta.unreadable_seconds ? `${text} (${meta.unreadable_seconds.toFixed(1)} s unreadable)` : text;
+}
+
 function medianRateBpm(beats) {
   const rr = beats.map((b) => b.rr_previous).filter((x) => x != null).sort((a, b) => a - b);
   return rr.length ? 60 / rr[Math.floor(rr.length / 2)] : null;
@@ -192,6 +200,7 @@ function renderTable(beats, fs) {
     const cells = [
       (beat.position_sample / fs).toFixed(3), beat.arrhythmia_type, percent(beat.confidence),
       fixed(beat.rr_previous, 3), fixed(beat.rr_next, 3), fixed(beat.qrs_width_ms, 0),
+      beat.signal_quality ?? "–",
     ];
     const first = document.createElement("td");
     first.append(show);
