@@ -91,24 +91,25 @@ def nst_protocol(clean, noise, gain, fs):
     return clean + added + offset
 
 
-def noise_signal(kind, n, record, channel, noise):
-    """(n,) noise of ``kind`` for one record: nstdb's test stretch (tiled) or the motion model."""
+def noise_signal(kind, n, record, channel, noise, seed=TEST_SEED):
+    """(n,) noise of ``kind`` for one record: nstdb's stretch in ``noise`` (tiled) or the motion
+    model drawn from ``seed`` (the report's by default)."""
     from train import augment
 
     if kind == "em":
-        rng = np.random.default_rng([TEST_SEED, zlib.crc32(record.encode()), channel])
+        rng = np.random.default_rng([seed, zlib.crc32(record.encode()), channel])
         return augment.electrode_motion(n, 360, rng)
     stretch = noise[kind][:, channel % noise[kind].shape[1]]
     return np.resize(stretch - stretch.mean(), n)
 
 
-def corrupt(rec, cond, noise, channel):
-    """The signal of ``rec`` (360 Hz) as ``cond`` sends it, and its rate."""
+def corrupt(rec, cond, noise, channel, seed=TEST_SEED):
+    """The signal of ``rec`` (360 Hz) as ``cond`` sends it, and its rate (``seed``: electrode motion's)."""
     from train import augment
 
     x = rec.signal
     if cond.noise is not None:
-        nz = noise_signal(cond.noise, len(x), rec.name, channel, noise)
+        nz = noise_signal(cond.noise, len(x), rec.name, channel, noise, seed)
         if cond.definition == "rms":
             gain = augment.rms_snr_gain(x, nz, cond.snr_db)
         else:

@@ -17,9 +17,19 @@ Method, in the Pan & Tompkins (1985) / Hamilton & Tompkins (1986) family:
    are judged like the others; threshold 30 % of the way from noise to signal; search-back for a beat missed in
    an RR gap longer than 1.66 x the mean RR; a candidate 200-360 ms after a beat
    whose slope is under half that beat's is a T wave.
-4. Of two detections closer than 300 ms (faster than 200 bpm), one under 80 % of
+4. Standing out of the local noise (muscle and electrode-motion noise put humps in the
+   envelope that clear the running levels of step 3): the envelope's local noise floor
+   is the median of its RMS over 50-ms blocks within +-1.5 s of a candidate (near zero
+   between the beats of a clean signal; QRS humps fill fewer than half the blocks). A
+   candidate that clears step 3's threshold is a beat only if its level is 2.5 times
+   that floor, or else if no candidate within +-half the mean RR is stronger than its
+   level / 0.85: in a noisy stretch a beat is the strongest hump of its neighbourhood,
+   a noise hump next to a beat is not. Neither test looks at shape or prematurity, so a
+   large early ventricular beat passes the first and a run of them the second; a beat
+   missed for noise is still taken back by step 3's search-back.
+5. Of two detections closer than 300 ms (faster than 200 bpm), one under 80 % of
    the other's level is dropped (large P or T waves, noise spikes).
-5. At a strip's first and last 50 ms, a detection holding under half a typical
+6. At a strip's first and last 50 ms, a detection holding under half a typical
    beat's slope energy is a beat cut by the edge, left to the neighbouring strip.
 
 The detection is placed at the envelope's peak: measured on the 48 MIT-BIH records
@@ -28,6 +38,8 @@ than the largest absolute deflection of the filtered signal (96-98.5 %), which
 on wide or biphasic complexes often picks the S wave or the R wave the annotators
 did not mark.
 """
+
+from bisect import bisect_left, bisect_right
 
 import numpy as np
 
@@ -51,6 +63,14 @@ EDGE_ZONE_S = 0.050  # detections this close to a strip's ends may be beats cut 
 EDGE_ENERGY_FRACTION = 0.5  # ... kept when holding this share of a typical beat's energy
 INIT_S = 8.0  # the first seconds used to seed the signal and noise levels
 RR_HISTORY = 8  # beats in the running mean RR
+NOISE_BLOCK_S = 0.050  # the envelope's RMS over blocks this long: the noise floor's samples
+NOISE_FLOOR_S = 3.0  # window centred on a candidate where its local noise floor is measured
+NOISE_STEP_BLOCKS = 5  # the floor is measured every this many blocks (250 ms)
+NOISE_FLOOR_QUANTILE = 0.5  # the floor: the median block (QRS humps fill fewer than half)
+NOISE_FLOOR_RATIO = 2.5  # a beat's level is this many times its local floor ...
+LOCAL_MAX_RR = 0.5  # ... or no candidate within +- this x the mean RR (no beat's neighbour) ...
+LOCAL_MAX_FRACTION = 0.85  # ... is stronger than the beat's level over this (a PVC run's peers)
+FIRST_RR_S = 1.0  # the mean RR assumed until two beats are found (60 bpm)
 
 
 def qrs_energy_envelope(x, fs):
@@ -91,7 +111,46 @@ def window_max(y, centres, half_width):
     return y[idx].max(axis=1)
 
 
-def adaptive_threshold(times, levels, slopes, fs, seed=None):
+def local_noise_floor(env, cand, fs):
+    """The envelope's local noise floor (RMS slope, mV/s) at each candidate (k,).
+
+    ``env``: the energy envelope (n,). Its RMS over consecutive ``NOISE_BLOCK_S`` blocks;
+    every ``NOISE_STEP_BLOCKS`` blocks, the ``NOISE_FLOOR_QUANTILE`` of the blocks within
+    +-``NOISE_FLOOR_S``/2; a candidate takes the value of its step. Between beats the
+    envelope is near zero in a clean signal and at the noise's level in a noisy one; QRS
+    humps fill a minority of the blocks, so the quantile stays off them.
+    """
+    block = max(int(round(NOISE_BLOCK_S * fs)), 1)
+    n_blocks = max(len(env) // block, 1)
+    rms = np.sqrt(np.resize(env, n_blocks * block).reshape(n_blocks, block).mean(axis=1))
+    half = max(int(round(NOISE_FLOOR_S / NOISE_BLOCK_S / 2)), 1)
+    width = min(2 * half + 1, n_blocks)
+    centres = np.arange(0, n_blocks, NOISE_STEP_BLOCKS)
+    start = np.clip(centres - half, 0, n_blocks - width)
+    rank = int(NOISE_FLOOR_QUANTILE * (width - 1))
+    floor = np.partition(rms[start[:, None] + np.arange(width)[None, :]], rank, axis=1)[:, rank]
+    step = np.minimum(cand // block, n_blocks - 1) // NOISE_STEP_BLOCKS
+    return floor[step]
+
+
+def stands_out(t_l, lv_l, gate, i, rr):
+    """Whether candidate ``i`` stands out of the local noise (step 4).
+
+    It does when its level ``lv_l[i]`` clears ``gate[i]`` (``NOISE_FLOOR_RATIO`` x its local
+    noise floor), or else when no candidate within +-``LOCAL_MAX_RR`` x ``rr`` (the mean
+    RR, samples) is much stronger: in a noisy stretch a beat is the strongest hump among
+    its neighbours, a noise peak next to a beat is not. ``t_l``, ``lv_l``, ``gate``: lists
+    over candidates, ``t_l`` increasing.
+    """
+    level = lv_l[i]
+    if level > gate[i]:
+        return True
+    half = LOCAL_MAX_RR * rr
+    lo, hi = bisect_left(t_l, t_l[i] - half), bisect_right(t_l, t_l[i] + half)
+    return level >= LOCAL_MAX_FRACTION * max(lv_l[lo:hi])
+
+
+def adaptive_threshold(times, levels, slopes, fs, seed=None, floors=None):
     """Pan-Tompkins style decision over candidates.
 
     ``times``: candidate samples (k,), increasing; ``levels``: their envelope levels
@@ -99,7 +158,9 @@ def adaptive_threshold(times, levels, slopes, fs, seed=None):
     peak levels are tracked with exponential averages, and an RR gap over
     ``SEARCH_BACK_RR`` x the mean RR is searched again for its strongest candidate
     above a lowered threshold. ``seed``: starting (signal, noise) levels, estimated
-    from the first ``INIT_S`` seconds when None.
+    from the first ``INIT_S`` seconds when None. ``floors``: the candidates' local noise
+    floors (k,), mV/s (``local_noise_floor``): a beat must stand out of them
+    (``stands_out``); None skips that test (the warm-up pass).
     Returns ``(is_beat, (signal_level, noise_level))``: a boolean mask (k,) and the
     levels reached at the end.
     """
@@ -121,6 +182,7 @@ def adaptive_threshold(times, levels, slopes, fs, seed=None):
     # plain Python lists: the loop is sequential by nature and runs once per
     # candidate (a few thousand for 30 min), far faster than numpy scalar indexing
     t_l, lv_l, sl_l = times.tolist(), levels.tolist(), slopes.tolist()
+    gate = (NOISE_FLOOR_RATIO * floors).tolist() if floors is not None else [0.0] * k  # step 4
     beats, beat_slopes, rr = [], [], []
     rr_mean = None
     last = -1  # index of the last accepted candidate
@@ -146,7 +208,7 @@ def adaptive_threshold(times, levels, slopes, fs, seed=None):
                 last = best
                 i = best + 1
                 continue
-        if level > threshold and level > MIN_QRS_SLOPE:
+        if level > threshold and level > MIN_QRS_SLOPE and stands_out(t_l, lv_l, gate, i, rr_mean or FIRST_RR_S * fs):
             if beats and t - beats[-1] < t_window and sl_l[i] < T_WAVE_SLOPE_RATIO * beat_slopes[-1]:
                 npk = 0.125 * level + 0.875 * npk  # a T wave: noise
             else:
@@ -268,7 +330,8 @@ def detect_r_peaks(x, fs):
     # the real pass then treats a strip's first beats like any others
     warm = cand < cand[0] + int(INIT_S * fs)
     _, seed = adaptive_threshold(cand[warm], levels[warm], slopes[warm], fs)
-    is_beat, _ = adaptive_threshold(cand, levels, slopes, fs, seed)
+    floors = local_noise_floor(env, cand, fs)
+    is_beat, _ = adaptive_threshold(cand, levels, slopes, fs, seed, floors)
     beats, _ = drop_weaker_of_close_pairs(cand[is_beat], levels[is_beat], fs)
     beats = drop_beats_cut_by_the_edges(beats, d, fs)
     beats = place_edge_beats(beats, d, fs)

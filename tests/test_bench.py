@@ -188,3 +188,17 @@ def test_the_serving_venv_falls_back_to_the_benchs_interpreter(monkeypatch):
     monkeypatch.setenv("BENCH_SERVING_PYTHON", "/no/such/python3.11")
     assert footprint.build_api_venv() == (True, "built")
     assert tried == ["/no/such/python3.11", getattr(sys, "_base_executable", sys.executable)]
+
+
+def test_detector_noise_scores_the_clean_fixture_and_refuses_unknown_conditions(tmp_path, capsys):
+    import json
+
+    from bench import detector_noise
+
+    assert detector_noise.main(["--data", str(FIXTURES), "--conditions", "no such"]) == 2
+    assert "unknown condition" in capsys.readouterr().err
+    out = tmp_path / "d.json"
+    assert detector_noise.main(["--data", str(FIXTURES), "--records", "119", "233", "--conditions", "clean",
+                                "--out", str(out)]) == 0
+    gross = json.loads(out.read_text())["conditions"]["clean"]["gross"]
+    assert gross["Se"] > 0.99 and gross["PPV"] > 0.99

@@ -1,0 +1,138 @@
+"""``python -m bench.detector_noise``: QRS Se / +P of ``ecg.detect.detect_r_peaks`` under noise.
+
+The detector alone (no model, no service), on whole MIT-BIH records, scored against the
+reference beats after EC57 (``ecg.ec57.detection_stats``: +-150 ms, one to one, ventricular
+flutter left out). Conditions (``--conditions`` picks some, by name):
+
+- ``clean``: the lead as recorded;
+- ``bw``, ``ma``, ``em`` at 12, 6, 0, -6 dB: the MIT-BIH Noise Stress Test's protocol and SNR
+  definition (the first 5 min clean, then 2 min noisy and 2 min clean in turn; SNR from the
+  QRS peak-to-peak amplitude), built with ``bench.robustness``'s own functions
+  (``noise_signal``, ``corrupt``, ``nst_protocol``);
+- ``ma-rms`` at 6 and 0 dB: ``ma`` over the whole record, SNR = RMS of the clean signal over
+  RMS of the noise.
+
+Whole records by default; ``--strip-seconds 10`` runs the detector on independent 10-s strips
+instead, as the service sees requests (``train.detector_eval.detect_in_strips``).
+
+``bw`` and ``ma`` come from the nstdb records' ``--split`` stretch (``train.augment.NOISE_SPLITS``:
+``test`` for DS2, the default; ``train`` or ``validation`` to tune on DS1); ``em`` is our
+electrode-motion model (``train.augment.electrode_motion``), drawn with ``bench.robustness``'s
+report seed for the test split and with another seed otherwise, so tuning never sees the
+report's draws. Default records: DS2. ``--channel 1`` reads the other lead (V1, V2, V4 or V5).
+
+Prints one line per condition (Se, +P, FP, FN, detector seconds) and writes ``--out`` (JSON,
+with per-record counts) when given. Each record is read and noised once per condition: all
+conditions on DS2 take well under a minute on one core.
+"""
+
+import argparse
+import json
+import sys
+import time
+
+
+from bench.robustness import TEST_SEED, Condition, corrupt
+from ecg.detect import detect_r_peaks
+from ecg.ec57 import detection_stats
+
+NST_SNRS = (12, 6, 0, -6)
+RMS_SNRS = (6, 0)
+TUNING_SEED = 7_340_021  # electrode-motion draws off the report's split: far from TEST_SEED
+
+
+def conditions():
+    """The conditions, in report order."""
+    out = [Condition("clean")]
+    for kind in ("ma", "bw", "em"):
+        out += [Condition(f"{kind} {snr:+d} dB", noise=kind, snr_db=snr) for snr in NST_SNRS]
+    out += [Condition(f"ma-rms {snr:+d} dB", noise="ma", snr_db=snr, definition="rms", protocol="continuous")
+            for snr in RMS_SNRS]
+    return out
+
+
+def score(rec, x, strip_seconds=None):
+    """Counts of the detector on signal ``x`` (n,) of record ``rec``, and its time (s): on the
+    whole signal, or on independent ``strip_seconds`` strips as the service sees requests."""
+    from train.detector_eval import detect_in_strips
+
+    t0 = time.perf_counter()
+    det = detect_in_strips(x, rec.fs, strip_seconds) if strip_seconds else detect_r_peaks(x, rec.fs)
+    seconds = time.perf_counter() - t0
+    st = detection_stats(rec.ann_samples, det, rec.fs, rec.excluded)
+    return {"TP": st["TP"], "FN": st["FN"], "FP": st["FP"], "seconds": seconds}
+
+
+def totals(rows):
+    """Gross figures over records: counts summed before the ratios (EC57)."""
+    tp, fn, fp = (sum(r[k] for r in rows.values()) for k in ("TP", "FN", "FP"))
+    return {"Se": tp / max(tp + fn, 1), "PPV": tp / max(tp + fp, 1), "TP": tp, "FN": fn, "FP": fp,
+            "seconds": sum(r["seconds"] for r in rows.values())}
+
+
+def run(records, chosen, ddir, noise, channel, split, log, strip_seconds=None):
+    """{condition: {"gross": ..., "records": {name: counts}}}, each record read once."""
+    from train.data import OTHER_LEAD, load_record
+
+    report = {c.name: {"records": {}} for c in chosen}
+    seed = TEST_SEED if split == "test" else TUNING_SEED
+    for name in records:
+        rec = load_record(name, ddir, lead="MLII" if channel == 0 else OTHER_LEAD)
+        for cond in chosen:
+            x, _ = corrupt(rec, cond, noise, channel, seed)
+            report[cond.name]["records"][name] = score(rec, x, strip_seconds)
+    for cond in chosen:
+        g = report[cond.name]["gross"] = totals(report[cond.name]["records"])
+        log(f"{cond.name:>14}: Se {g['Se']:.4f}  +P {g['PPV']:.4f}  FN {g['FN']:6d}  FP {g['FP']:6d}  "
+            f"{g['seconds']:.1f} s")
+    return report
+
+
+def main(argv=None):
+    from train import augment
+    from train.data import DS2, data_dir
+
+    ap = argparse.ArgumentParser(prog="python -m bench.detector_noise", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", help="MIT-BIH directory (default: $ECG_DATA_DIR, ...)")
+    ap.add_argument("--noise", help="nstdb noise records (default: $ECG_NOISE_DIR, ...)")
+    ap.add_argument("--records", nargs="+", default=list(DS2), help="record names (default: DS2)")
+    ap.add_argument("--channel", type=int, choices=(0, 1), default=0,
+                    help="0: MLII (channel 0 where a record has none); 1: the other lead")
+    ap.add_argument("--split", choices=tuple(augment.NOISE_SPLITS), default="test",
+                    help="the noise records' stretch (default: test, for DS2)")
+    ap.add_argument("--conditions", nargs="+", metavar="NAME", help="run these conditions only (names as listed)")
+    ap.add_argument("--strip-seconds", type=float, help="detect on independent strips of this length "
+                    "(default: whole records)")
+    ap.add_argument("--out", help="write the figures here (JSON)")
+    args = ap.parse_args(argv)
+
+    chosen = [c for c in conditions() if not args.conditions or c.name in args.conditions]
+    if args.conditions and len(chosen) != len(args.conditions):
+        known = ", ".join(repr(c.name) for c in conditions())
+        print(f"{ap.prog}: error: unknown condition in {args.conditions}; known: {known}", file=sys.stderr)
+        return 2
+    try:
+        ddir = data_dir(args.data)
+        needs_noise = any(c.noise in augment.NSTDB_RECORDS for c in chosen)
+        noise = augment.load_noise(augment.noise_dir(args.noise), args.split) if needs_noise else {}
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"{ap.prog}: error: {exc}", file=sys.stderr)
+        return 2
+
+    def log(msg):
+        print(msg, flush=True)
+
+    mode = f"{args.strip_seconds:g}-s strips" if args.strip_seconds else "whole records"
+    log(f"QRS detection under noise, EC57 matching (+-150 ms), {mode}, channel {args.channel}, "
+        f"noise split {args.split}, {len(args.records)} records")
+    report = run(args.records, chosen, ddir, noise, args.channel, args.split, log, args.strip_seconds)
+    if args.out:
+        with open(args.out, "w") as fh:
+            json.dump({"records": args.records, "channel": args.channel, "split": args.split, "mode": mode,
+                       "conditions": report}, fh, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
