@@ -4,22 +4,22 @@ import numpy as np
 import pytest
 
 from bench.edf_files import write_edf
-from ecg.signal import bandpass
 from tests.conftest import FIXTURE_RECORDS, FIXTURES
 from tests.service_helpers import PREDICT, app, client  # noqa: F401
+from tests.test_quality import muscle_like
 from tests.test_recordings import RECORDINGS, post_edf, small_pools_app
 
 FS = 360
 
 
-def loud_noise(n, seed, rms=1.0):
-    w = bandpass(np.random.default_rng(seed).standard_normal(n), FS, 10.0, 100.0)
-    return rms * w / np.sqrt(np.mean(w * w))
+def loud_noise(n, seed, rms=2.4):
+    """Real muscle noise (the committed nstdb minute) at about the QRS's peak-to-peak RMS."""
+    return muscle_like(n, seed, rms)
 
 
 @pytest.fixture(scope="module")
 def noisy_119():
-    """A minute of record 119 (bigeminy: half its beats are PVCs) with 15 s of loud muscle-like noise."""
+    """A minute of record 119 (bigeminy: half its beats are PVCs) with 15 s of loud muscle noise."""
     from train.data import load_record
 
     x = load_record("119", FIXTURES).signal.copy()
