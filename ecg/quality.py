@@ -41,6 +41,7 @@ QUALITY_LABELS = ("good", "noisy", "unreadable")  # codes 0, 1, 2 of beat_qualit
 GOOD, NOISY, UNREADABLE = range(3)
 LEVEL_HALF_WINDOW_S = 0.050  # the QRS's envelope peak lies within this of the R peak
 QRS_EXCLUSION_S = 0.120  # each detected QRS's envelope hump: +-(half a wide QRS + half the envelope)
+ENVELOPE_STEP_S = 0.010  # the envelope is read this often for the noise (it is a 100-ms average)
 CONTEXT_S = 2.5  # noise measured over this much signal each side of a beat (2-4 beats)
 STRETCH_BEATS = 3  # a stretch: a beat and this many neighbours each side (5 s at 70 bpm)
 STRETCH_PERCENTILE = 75  # the stretch's level: its louder beats' (normal beats, in a run of PVCs)
@@ -61,18 +62,22 @@ def noise_levels(env, peaks, fs):
     """The envelope's mean (k,) over ``CONTEXT_S`` each side of each beat, outside every QRS (step 3).
 
     ``env``: (n,) the QRS energy envelope; ``peaks``: (k,) sorted R-peak samples.
-    NaN where the context holds no sample outside QRS complexes.
+    NaN where the context holds no sample outside QRS complexes. The envelope is a
+    100-ms moving average, so it is read every ``ENVELOPE_STEP_S``: a long signal's
+    arrays stay small.
     """
+    step = max(int(round(ENVELOPE_STEP_S * fs)), 1)
+    env, at = env[::step], np.asarray(peaks) // step
     n = len(env)
-    reach = int(QRS_EXCLUSION_S * fs)
-    edges = np.zeros(n + 1, np.int64)  # +1 where a QRS span starts, -1 past its end
-    np.add.at(edges, np.clip(peaks - reach, 0, n), 1)
-    np.add.at(edges, np.clip(peaks + reach + 1, 0, n), -1)
+    reach = int(QRS_EXCLUSION_S * fs / step)
+    edges = np.zeros(n + 1, np.int32)  # +1 where a QRS span starts, -1 past its end
+    np.add.at(edges, np.clip(at - reach, 0, n), 1)
+    np.add.at(edges, np.clip(at + reach + 1, 0, n), -1)
     outside = np.cumsum(edges[:n]) == 0
     energy = np.concatenate([[0.0], np.cumsum(np.where(outside, env, 0.0))])
     count = np.concatenate([[0], np.cumsum(outside)])
-    context = int(CONTEXT_S * fs)
-    lo, hi = np.clip(peaks - context, 0, n), np.clip(peaks + context + 1, 0, n)
+    context = int(CONTEXT_S * fs / step)
+    lo, hi = np.clip(at - context, 0, n), np.clip(at + context + 1, 0, n)
     samples = count[hi] - count[lo]
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(samples > 0, (energy[hi] - energy[lo]) / samples, np.nan)
