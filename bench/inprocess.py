@@ -21,18 +21,20 @@ from ecg import MODEL_FS
 from ecg.decision import classify, in_cascade_band
 from ecg.detect import detect_r_peaks
 from ecg.pipeline import beat_inputs, extract_beats, network_rr, preprocess
+from ecg.quality import beat_quality
 from service import create_app, inference, jsonio, schemas
 from service import model as service_model
 
 from .common import interleaved, log, stats_ms
 
-STAGES = ("json_parse", "validation", "preprocess", "detect", "features", "onnx", "decision",
+STAGES = ("json_parse", "validation", "preprocess", "detect", "quality", "features", "onnx", "decision",
           "response")
 STAGE_DOC = {
     "json_parse": "orjson.loads of the body",
     "validation": "marshmallow schema load (strict types, finite numbers -> float64 array)",
     "preprocess": "resample to 360 Hz + 0.5-40 Hz zero-phase band-pass",
     "detect": "R-peak detector (its own 5-20 Hz band-pass, envelope, adaptive threshold)",
+    "quality": "each beat's signal quality (its own QRS envelope, local SNRs)",
     "features": "beat windows, amplitude scale, group templates, RR/QRS features",
     "onnx": "one batched ONNX Runtime call",
     "decision": "Platt calibration, threshold, RuleGuard",
@@ -63,12 +65,14 @@ def staged_request(model, body, schema, infer=None, times=None):
     t3 = time.perf_counter()
     peaks = detect_r_peaks(x360, MODEL_FS)
     t4 = time.perf_counter()
-    beats = beat_inputs(filtered, peaks, fs, len(x))
+    quality = beat_quality(x360, peaks, MODEL_FS)
+    tq = time.perf_counter()
+    beats = beat_inputs(filtered, peaks, fs, len(x), quality=quality)
     t5 = time.perf_counter()
     p_raw = infer(beats.windows, beats.features)
     t6 = time.perf_counter()
     is_v, p_v, flipped = classify(p_raw, beats.features, model.decision, req["apply_ruleguard"],
-                                  windows=beats.windows, groups=beats.groups)
+                                  windows=beats.windows, groups=beats.groups, quality=beats.quality)
     t7 = time.perf_counter()
     result = inference.build_result(model, beats, is_v, p_v, flipped, x, fs, req["derivation"],
                                     req["apply_ruleguard"])
@@ -80,7 +84,7 @@ def staged_request(model, body, schema, infer=None, times=None):
     out = jsonio.dumps_bytes(payload)
     t8 = time.perf_counter()
     if times is not None:
-        for name, a, b in zip(STAGES, (t0, t1, t2, t3, t4, t5, t6, t7), (t1, t2, t3, t4, t5, t6, t7, t8)):
+        for name, a, b in zip(STAGES, (t0, t1, t2, t3, t4, tq, t5, t6, t7), (t1, t2, t3, t4, tq, t5, t6, t7, t8)):
             times[name].append(b - a)
     return out
 

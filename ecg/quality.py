@@ -70,9 +70,9 @@ def noise_levels(env, peaks, fs):
     env, at = env[::step], np.asarray(peaks) // step
     n = len(env)
     reach = int(QRS_EXCLUSION_S * fs / step)
-    edges = np.zeros(n + 1, np.int32)  # +1 where a QRS span starts, -1 past its end
-    np.add.at(edges, np.clip(at - reach, 0, n), 1)
-    np.add.at(edges, np.clip(at + reach + 1, 0, n), -1)
+    # +1 where a QRS span starts, -1 past its end: inside a span the running sum is positive
+    edges = (np.bincount(np.clip(at - reach, 0, n), minlength=n + 1)
+             - np.bincount(np.clip(at + reach + 1, 0, n), minlength=n + 1))
     outside = np.cumsum(edges[:n]) == 0
     energy = np.concatenate([[0.0], np.cumsum(np.where(outside, env, 0.0))])
     count = np.concatenate([[0], np.cumsum(outside)])
@@ -84,12 +84,11 @@ def noise_levels(env, peaks, fs):
 
 
 def stretch_levels(levels):
-    """The upper quartile (k,) of each beat's level and its ``STRETCH_BEATS`` neighbours' on each side."""
-    k = len(levels)
-    padded = np.full(k + 2 * STRETCH_BEATS, np.nan)
-    padded[STRETCH_BEATS:STRETCH_BEATS + k] = levels
+    """The upper quartile (k,) of each beat's level and its ``STRETCH_BEATS`` neighbours' on each
+    side (the first and last beats repeated past the signal's ends)."""
+    padded = np.pad(np.asarray(levels, dtype=np.float64), STRETCH_BEATS, mode="edge")
     windows = np.lib.stride_tricks.sliding_window_view(padded, 2 * STRETCH_BEATS + 1)
-    return np.nanpercentile(windows, STRETCH_PERCENTILE, axis=1)
+    return np.percentile(windows, STRETCH_PERCENTILE, axis=1)
 
 
 def snr_db(level, noise):
