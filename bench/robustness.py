@@ -22,7 +22,9 @@ Conditions (``CONDITIONS``):
   training never uses;
 - ``ma-rms``: ``ma`` over the whole record at an SNR of RMS over RMS, tiled from the start of
   the noise (the issue's table and targets);
-- ``fs128``, ``fs250``: the record resampled and sent at that rate.
+- ``fs128``, ``fs250``: the record resampled and sent at that rate;
+- ``inverted``: the lead's polarity reversed; ``hum 0.3 mV``: 60-Hz mains interference of
+  0.3 mV with a third harmonic of 0.09 mV, over the whole record.
 
 Writes ``bench/robustness.json`` and ``bench/robustness.md``. Needs MIT-BIH and the nstdb
 noise records (``--data``, ``--noise``); ~10 min on 2 cores.
@@ -58,6 +60,8 @@ class Condition:
     definition: str = "nst"  # SNR: "nst" (QRS peak to peak) or "rms"
     protocol: str = "nst"  # where the noise is: "nst" (alternating) or "continuous"
     fs: int = 360  # the rate the signal is sent at
+    inverted: bool = False  # the lead's polarity reversed (electrodes swapped)
+    hum_mv: float = 0.0  # 60-Hz mains interference of this amplitude (mV), with a 3rd harmonic
 
 
 def conditions():
@@ -67,6 +71,7 @@ def conditions():
     out += [Condition(f"ma-rms {snr:+d} dB", noise="ma", snr_db=snr, definition="rms", protocol="continuous")
             for snr in (12, 6, 0)]
     out += [Condition("fs128", fs=128), Condition("fs250", fs=250)]
+    out += [Condition("inverted", inverted=True), Condition("hum 0.3 mV", hum_mv=0.3)]
     return out
 
 
@@ -115,6 +120,11 @@ def corrupt(rec, cond, noise, channel, seed=TEST_SEED):
         else:
             gain = augment.nst_snr_gain(augment.qrs_amplitude(x, rec.ann_samples, rec.fs), nz, rec.fs, cond.snr_db)
         x = x + gain * nz if cond.protocol == "continuous" else nst_protocol(x, nz, gain, rec.fs)
+    if cond.hum_mv:
+        t = np.arange(len(x)) / rec.fs
+        x = x + cond.hum_mv * (np.sin(2 * np.pi * 60.0 * t) + 0.3 * np.sin(2 * np.pi * 180.0 * t))
+    if cond.inverted:
+        x = -x
     if cond.fs != rec.fs:
         x = resample(x, rec.fs, cond.fs)
     return x, cond.fs

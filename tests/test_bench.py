@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from bench import http_load, inprocess, report
@@ -202,3 +203,21 @@ def test_detector_noise_scores_the_clean_fixture_and_refuses_unknown_conditions(
                                 "--out", str(out)]) == 0
     gross = json.loads(out.read_text())["conditions"]["clean"]["gross"]
     assert gross["Se"] > 0.99 and gross["PPV"] > 0.99
+
+
+def test_robustness_conditions_corrupt_the_signal_as_named(record_119):
+    from bench import robustness
+
+    by_name = {c.name: c for c in robustness.conditions()}
+    clean, _ = robustness.corrupt(record_119, by_name["clean"], None, 0)
+    inverted, _ = robustness.corrupt(record_119, by_name["inverted"], None, 0)
+    assert np.array_equal(inverted, -clean)
+    hum, fs = robustness.corrupt(record_119, by_name["hum 0.3 mV"], None, 0)
+    spectrum = np.abs(np.fft.rfft(hum - clean)) * 2 / len(clean)
+    freqs = np.fft.rfftfreq(len(clean), 1 / fs)
+    assert spectrum[np.argmin(np.abs(freqs - 60))] == pytest.approx(0.3, rel=0.02)
+    resampled, fs = robustness.corrupt(record_119, by_name["fs128"], None, 0)
+    assert fs == 128 and len(resampled) == pytest.approx(len(clean) * 128 / 360, abs=2)
+    # nst's protocol: clean for 5 min, then noisy and clean in 2-min turns, with no step at a switch
+    mask = robustness.noisy_mask(360 * 600, 360)
+    assert not mask[:300 * 360].any() and mask[300 * 360:420 * 360].all() and not mask[420 * 360:540 * 360].any()
