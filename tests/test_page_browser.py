@@ -249,3 +249,47 @@ def test_the_page_fits_a_phone_screen(browser, server):
         assert console.errors == []
     finally:
         context.close()
+
+
+def test_unreadable_stretches_are_greyed_on_the_trace(page, console, server):
+    """30 s of record 233 with 10 s of real muscle noise (nstdb, loud): that stretch is grey."""
+    import numpy as np
+    import wfdb
+
+    data = strip("233-1350")
+    x = np.asarray(data["signal_data"], float)
+    fs = data["sampling_rate"]
+    ma = wfdb.rdrecord(str(ROOT / "tests" / "data" / "nstdb-noise" / "ma")).p_signal[:, 0]
+    a, b = 10 * fs, 20 * fs
+    x[a:b] += 2.5 * (ma[:b - a] - ma[:b - a].mean()) / ma[:b - a].std()
+    values = [round(v, 4) for v in x.tolist()]
+    status, answer = api_answer(server, {"signal_data": values, "sampling_rate": fs})
+    assert status == 201
+    intervals = answer["metadata"]["unreadable_intervals_s"]
+    assert intervals, "the noise should be judged unreadable"
+    page.locator("#own-signal summary").click()
+    page.get_by_label("Sampling rate (Hz)").fill(str(fs))
+    page.get_by_label("or a file").set_input_files(
+        {"name": "noisy.csv", "mimeType": "text/csv", "buffer": "\n".join(map(str, values)).encode()})
+    page.get_by_role("button", name="Analyse my signal").click()
+    page.wait_for_selector('#result[data-source="own"]:not([aria-busy])')
+    assert "unreadable" in page.inner_text("#summary")
+    page.get_by_role("button", name="Whole signal").click()
+    page.wait_for_timeout(200)  # one animation frame
+    start, end = max(intervals, key=lambda iv: iv[1] - iv[0])
+    duration = len(values) / fs
+    grey, paper = page.evaluate(
+        """([t, other, duration]) => {
+            const canvas = document.querySelector("canvas#trace");
+            const dpr = window.devicePixelRatio || 1;
+            const width = canvas.width / dpr - 46 - 8;  // AXIS_LEFT, PAD_RIGHT of trace.js
+            const at = (s) => {
+                const px = canvas.getContext("2d").getImageData(
+                    Math.round((46 + s / duration * width) * dpr), Math.round((28 + 2) * dpr), 1, 1).data;
+                return Array.from(px.slice(0, 3));
+            };
+            return [at(t), at(other)];
+        }""", [(start + end) / 2, 2.0, duration])
+    assert grey == [220, 220, 220] and paper != grey
+    screenshot(page, "page_unreadable")
+    assert console.errors == []

@@ -133,7 +133,8 @@ function showResult(input, answer, roundTrip) {
   section.dataset.predictionId = answer.prediction_id;
   renderSummary(input, answer, roundTrip);
   renderTable(answer.beat_predictions, input.samplingRate);
-  trace.setData(input.values, input.samplingRate, answer.beat_predictions);
+  trace.setData(input.values, input.samplingRate, answer.beat_predictions,
+    answer.metadata?.unreadable_intervals_s ?? []);
 }
 
 function renderSummary(input, answer, roundTrip) {
@@ -236,7 +237,7 @@ function showStrip(strip) {
     return [term, data];
   }));
   renderTable(strip.beats, strip.fs);
-  trace.setData(strip.values, strip.fs, strip.beats);
+  trace.setData(strip.values, strip.fs, strip.beats, strip.unreadable ?? []);
   if (strip.focusTime == null) trace.showAll();
   else trace.showPaperSpeed(strip.focusTime);
   setStatus(`${strip.label}: ${strip.beats.length} beats, ${v} V.`);

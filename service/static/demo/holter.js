@@ -237,9 +237,15 @@ export class HolterView {
       beats.push({
         beat_index: beats.length, position_sample: b.sample - strip.firstSample,
         arrhythmia_type: b.type, confidence: b.confidence, rr_previous: null, rr_next: null, qrs_width_ms: null,
+        signal_quality: b.signal_quality,
       });
     }
-    this.showStrip({ id, label, values: strip.values, fs: strip.fs, beats,
+    // the report's unreadable stretches, in seconds of this strip
+    const offset = strip.firstSample / strip.fs;
+    const unreadable = (this.report.unreadable_intervals_s || [])
+      .filter(([a, b]) => b > offset && a < offset + strip.values.length / strip.fs)
+      .map(([a, b]) => [a - offset, b - offset]);
+    this.showStrip({ id, label, values: strip.values, fs: strip.fs, beats, unreadable,
       focusTime: focusTime == null ? null : focusTime - strip.firstSample / strip.fs,
       offsetS: strip.firstSample / strip.fs });
   }

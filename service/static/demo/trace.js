@@ -12,7 +12,7 @@ const PAPER_PX_PER_S = 100; // "paper speed" view: 4 px per 40 ms small square
 
 const COLORS = {
   paper: "#fff8f6", minor: "#f7d4cf", major: "#e49a90", label: "#7a3b34",
-  trace: "#161616", N: "#1d5fa6", V: "#c0182c",
+  trace: "#161616", N: "#1d5fa6", V: "#c0182c", unreadable: "#dcdcdc",
 };
 
 export class EcgTrace {
@@ -26,6 +26,7 @@ export class EcgTrace {
     this.signal = new Float32Array(0);
     this.fs = 360;
     this.beats = [];
+    this.unreadable = [];
     this.beatTimes = [];
     this.markers = [];
     this.current = 0;          // the beat whose marker takes the Tab stop
@@ -42,9 +43,11 @@ export class EcgTrace {
     return this.signal.length / this.fs;
   }
 
-  setData(signal, fs, beats) {
+  // unreadable: [[start_s, end_s], ...], stretches the service judged too noisy to read (grey)
+  setData(signal, fs, beats, unreadable = []) {
     this.signal = Float32Array.from(signal);
     this.fs = fs;
+    this.unreadable = unreadable;
     this.beats = beats;
     this.beatTimes = beats.map((b) => b.position_sample / fs);
     this.yRange = paperRange(this.signal);
@@ -124,6 +127,7 @@ export class EcgTrace {
 
     ctx.fillStyle = COLORS.paper;
     ctx.fillRect(plot.left, plot.top, plot.width, plot.height);
+    this.drawUnreadable(ctx, plot);
     this.drawGrid(ctx, plot);
     ctx.save();
     ctx.beginPath();
@@ -135,6 +139,17 @@ export class EcgTrace {
     this.drawLabels(ctx, plot);
     this.placeMarkers(plot);
     if (this.lane.classList.contains("dense")) this.drawTicks(ctx, plot);
+  }
+
+  drawUnreadable(ctx, plot) {
+    ctx.fillStyle = COLORS.unreadable;
+    const t1 = this.view.start + this.view.span;
+    for (const [a, b] of this.unreadable) {
+      if (b <= this.view.start || a >= t1) continue;
+      const x0 = Math.max(plot.x(a), plot.left);
+      const x1 = Math.min(plot.x(b), plot.left + plot.width);
+      ctx.fillRect(x0, plot.top, x1 - x0, plot.height);
+    }
   }
 
   drawGrid(ctx, plot) {
