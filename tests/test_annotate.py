@@ -55,3 +55,26 @@ def test_errors_are_one_line_and_write_nothing(tmp_path, capsys):
     assert "not an EDF file" in err[0] and "no such" in err[1] and "V9" in err[2]
     assert "Traceback" not in "".join(err)
     assert not out.exists() or not list(out.iterdir())
+
+
+def test_unreadable_stretches_are_bracketed_by_noise_annotations(tmp_path, client):  # noqa: F811
+    import wfdb
+
+    from bench.edf_files import write_edf
+    from tests.test_quality import muscle_like
+
+    x = load_record("119", FIXTURES).signal.copy()
+    x[20 * 360:35 * 360] += muscle_like(15 * 360, 1, rms=2.4)
+    edf = tmp_path / "noisy.edf"
+    write_edf(edf, [x], 360, ["MLII"])
+    out = tmp_path / "out"
+    assert annotate.main([str(edf), "--out", str(out), "--processes", "1"]) == 0
+    ann = wfdb.rdann(str(out / "noisy"), annotate.ANNOTATION_EXTENSION)
+    report = json.loads((out / "noisy.holter.json").read_text())
+    symbols, subtypes = np.array(ann.symbol), np.array(ann.subtype)
+    noise = symbols == "~"
+    assert report["unreadable_intervals_s"] and noise.sum() == 2 * len(report["unreadable_intervals_s"])
+    assert subtypes[noise].tolist() == [-1, 0] * len(report["unreadable_intervals_s"])  # start, end in turn
+    starts = ann.sample[noise][::2] / 360
+    assert np.allclose(starts, [a for a, _ in report["unreadable_intervals_s"]], atol=1 / 360)
+    assert (~noise).sum() == report["total_beats"] and (symbols == "V").sum() == report["ventricular_beats"]

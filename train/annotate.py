@@ -8,6 +8,9 @@
 
 - ``NAME.nv``: every beat as a WFDB annotation (``N`` or ``V``, at the recording's own
   sampling rate), for ``wfdb.rdann(NAME, "nv")`` and PhysioNet's ``bxb -r NAME -a atr nv``;
+  each stretch the service judged unreadable is bracketed, as MIT-BIH marks noise, by a ``~``
+  (signal quality change) of subtype -1 (every signal unreadable) at its start and one of
+  subtype 0 (clean) at its end;
 - ``NAME.holter.json``: the report ``POST /api/v1/recordings`` answers, with the beats.
 
 The beats are the service's: the same analysis (``service.holter``) on the same EDF
@@ -70,6 +73,20 @@ def wfdb_as_edf(base, channel, folder):
     return path
 
 
+def annotation_rows(result, fs, n_samples):
+    """``(sample, symbol, subtype)`` of the annotation file, in time order: each beat (``N`` or
+    ``V``, subtype 0) and a ``~`` at each unreadable stretch's start (subtype -1) and end (0)."""
+    beats = result["positions"].astype(np.int64)
+    stretches = np.clip(np.rint(np.asarray(result["unreadable_intervals_s"]).reshape(-1, 2) * fs),
+                        0, max(n_samples - 1, 0)).astype(np.int64)
+    sample = np.concatenate([beats, stretches[:, 0], stretches[:, 1]])
+    symbol = np.concatenate([np.where(result["is_v"], "V", "N"), np.full(2 * len(stretches), "~")])
+    subtype = np.concatenate([np.zeros(len(beats), np.int64), np.full(len(stretches), -1, np.int64),
+                              np.zeros(len(stretches), np.int64)])
+    order = np.argsort(sample, kind="stable")
+    return sample[order], symbol[order].tolist(), subtype[order]
+
+
 def annotate(edf_path, channel, out, name, model_dir, processes):
     """Analyse ``edf_path`` and write ``NAME.nv`` and ``NAME.holter.json`` into ``out``. Returns the report."""
     import wfdb
@@ -88,8 +105,9 @@ def annotate(edf_path, channel, out, name, model_dir, processes):
     out.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out, prefix=".annotate-"))  # whole files appear, or none
     try:
-        wfdb.wrann(name, ANNOTATION_EXTENSION, sample=result["positions"].astype(np.int64),
-                   symbol=np.where(result["is_v"], "V", "N").tolist(), fs=ch.fs, write_dir=str(staging))
+        sample, symbol, subtype = annotation_rows(result, ch.fs, ch.n_samples)
+        wfdb.wrann(name, ANNOTATION_EXTENSION, sample=sample, symbol=symbol, subtype=subtype,
+                   fs=ch.fs, write_dir=str(staging))
         (staging / f"{name}.holter.json").write_text(json.dumps(report, indent=1))
         for f in staging.iterdir():
             os.replace(f, out / f.name)
