@@ -86,3 +86,24 @@ def test_a_recording_in_chunks_flags_the_beats_the_whole_signal_path_flags(tmp_p
     assert report["unreadable_seconds"] == pytest.approx(whole["metadata"]["unreadable_seconds"], abs=0.05)
     assert report["pvc_burden_percent"] == pytest.approx(whole["metadata"]["pvc_burden_percent"], abs=0.01)
     assert RECORDINGS.endswith("recordings")
+
+
+def test_a_signal_unreadable_throughout_has_no_burden(app):  # noqa: F811
+    """Every beat unreadable: no V, and the burden is null, not 0 % (there is nothing to read)."""
+    from ecg.decision import classify
+    from ecg.pipeline import extract_beats
+    from ecg.quality import UNREADABLE
+    from service.inference import build_result
+    from service.model import get_state
+    from train.data import load_record
+
+    model = get_state(app).model
+    x = load_record("119", FIXTURES).signal[:20 * FS]
+    beats = extract_beats(x, FS)
+    beats.quality[:] = UNREADABLE
+    p_raw = model.p_v(beats.windows, beats.features)
+    is_v, p_v, flipped = classify(p_raw, beats.features, model.decision, windows=beats.windows,
+                                  groups=beats.groups, quality=beats.quality)
+    meta = build_result(model, beats, is_v, p_v, flipped, x, FS, "MLII", True)["metadata"]
+    assert meta["ventricular_beats"] == 0 and meta["pvc_burden_percent"] is None
+    assert meta["signal_quality"]["unreadable"] == len(beats) > 10
