@@ -63,8 +63,7 @@ def report_fields(channel, result, model, include_beats=False):
 def report_warnings(channel, result, model):
     """What the client should know about the channel and the beats found."""
     notes = list(channel.warnings)
-    lead = channel.label.upper().replace("ECG", "").strip()  # EDF labels such as "ECG MLII"
-    if (note := lead_warning(model, lead)) is not None:
+    if (note := lead_warning(model, channel.label)) is not None:
         notes.append(f"channel {channel.label!r}: {note}")
     checks = result["checks"]
     share = checks["at_rails"] / max(checks["samples"], 1)

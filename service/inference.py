@@ -118,11 +118,25 @@ def quality_summary(beats):
     }
 
 
+# lead II and MIT-BIH's modified lead II (MLII: the limb electrodes on the torso) share the
+# QRS morphology the network learned; devices and files spell the lead many ways
+SAME_LEAD = {"II": "MLII", "ML2": "MLII", "MLII": "MLII"}
+
+
+def lead_name(label):
+    """A lead label as the model card names leads: upper case, without "ECG"/"LEAD" and spacing
+    ("ECG II", "Lead-V1", "v1" -> "MLII", "V1", "V1")."""
+    name = label.upper()
+    for word in ("ECG", "LEAD"):
+        name = name.replace(word, "")
+    name = "".join(ch for ch in name if ch.isalnum())
+    return SAME_LEAD.get(name, name)
+
+
 def lead_warning(model, derivation):
     """A warning when ``derivation`` is not a lead the model was trained on, else None."""
-    lead = derivation.strip().upper()
     trained = model.trained_leads
-    if lead in trained:
+    if lead_name(derivation) in trained:
         return None
     return (f"derivation {derivation!r} is not among the leads the model was trained on "
             f"({', '.join(sorted(trained))}): beat labels may be less reliable")

@@ -107,3 +107,10 @@ def test_a_signal_unreadable_throughout_has_no_burden(app):  # noqa: F811
     meta = build_result(model, beats, is_v, p_v, flipped, x, FS, "MLII", True)["metadata"]
     assert meta["ventricular_beats"] == 0 and meta["pvc_burden_percent"] is None
     assert meta["signal_quality"]["unreadable"] == len(beats) > 10
+
+
+def test_lead_labels_are_read_as_devices_spell_them():
+    from service.inference import lead_name
+
+    assert [lead_name(s) for s in ("MLII", "ECG II", "Lead II", "ml2", "v1", "ECG V5", "Lead-aVR", "III")] == \
+        ["MLII", "MLII", "MLII", "MLII", "V1", "V5", "AVR", "III"]
