@@ -19,7 +19,7 @@ import numpy as np
 
 from ecg import MODEL_FS
 from ecg.decision import classify, in_cascade_band
-from ecg.detect import detect_r_peaks
+from ecg.detect import detect_r_peaks, qrs_energy_envelope
 from ecg.pipeline import beat_inputs, extract_beats, network_rr, preprocess
 from ecg.quality import beat_quality
 from service import create_app, inference, jsonio, schemas
@@ -63,9 +63,10 @@ def staged_request(model, body, schema, infer=None, times=None):
     x, fs = req["signal_data"], req["sampling_rate"]
     x360, filtered = preprocess(x, fs)
     t3 = time.perf_counter()
-    peaks = detect_r_peaks(x360, MODEL_FS)
+    envelope = qrs_energy_envelope(x360, MODEL_FS)
+    peaks = detect_r_peaks(x360, MODEL_FS, envelope)
     t4 = time.perf_counter()
-    quality = beat_quality(x360, peaks, MODEL_FS)
+    quality = beat_quality(x360, peaks, MODEL_FS, env=envelope[2])
     tq = time.perf_counter()
     beats = beat_inputs(filtered, peaks, fs, len(x), quality=quality)
     t5 = time.perf_counter()

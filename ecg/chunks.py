@@ -32,7 +32,7 @@ import numpy as np
 
 from . import MODEL_FS
 from .decision import pool_groups
-from .detect import detect_r_peaks
+from .detect import detect_r_peaks, qrs_energy_envelope
 from .features import beat_groups
 from .pipeline import PREPROCESSING, beat_inputs, preprocess
 from .quality import beat_quality
@@ -114,8 +114,9 @@ def detect_in_chunk(x, fs, chunk):
     the quality's context, so its beats are judged as in the whole signal.
     """
     x360 = resample(x, fs, MODEL_FS)  # as ecg.pipeline.extract_beats detects: on the resampled lead
-    local = detect_r_peaks(x360, MODEL_FS)
-    quality, unreadable = beat_quality(x360, local, MODEL_FS)
+    envelope = qrs_energy_envelope(x360, MODEL_FS)
+    local = detect_r_peaks(x360, MODEL_FS, envelope)
+    quality, unreadable = beat_quality(x360, local, MODEL_FS, env=envelope[2])
     offset = to_model_samples(chunk.read_lo, fs)
     peaks = local + offset
     keep = (peaks >= chunk.core_lo) & (peaks < chunk.core_hi)

@@ -289,7 +289,7 @@ def place_edge_beats(beats, d, fs):
     return np.unique(beats)
 
 
-def detect_r_peaks(x, fs):
+def detect_r_peaks(x, fs, envelope=None):
     """R-peak sample indices of one ECG lead.
 
     Parameters
@@ -299,6 +299,9 @@ def detect_r_peaks(x, fs):
         record). Baseline wander and offset need not be removed.
     fs : float
         Sampling rate in Hz, 100 to 1000.
+    envelope : tuple of three ndarrays, optional
+        ``qrs_energy_envelope(x, fs)``, when the caller has computed it (``ecg.pipeline``
+        judges each beat's signal quality on the same envelope).
 
     Returns
     -------
@@ -318,7 +321,7 @@ def detect_r_peaks(x, fs):
     if len(x) < max(int(ENVELOPE_S * fs), 3):
         return empty
 
-    _, d, env = qrs_energy_envelope(x, fs)
+    _, d, env = qrs_energy_envelope(x, fs) if envelope is None else envelope
     cand = candidate_peaks(env, fs)
     if not len(cand):
         return empty

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import MODEL_FS
-from .detect import detect_r_peaks
+from .detect import detect_r_peaks, qrs_energy_envelope
 from .dsp import median_rows
 from .quality import beat_quality
 from .features import (
@@ -90,9 +90,10 @@ def extract_beats(x, fs, peaks=None):
     beats when none is found.
     """
     x360, filtered = preprocess(x, fs)
+    envelope = qrs_energy_envelope(x360, MODEL_FS)  # the detector's QRS band, and the quality's
     if peaks is None:
-        peaks = detect_r_peaks(x360, MODEL_FS)  # filters x360 to its own QRS band
-    quality, unreadable = beat_quality(x360, peaks, MODEL_FS)
+        peaks = detect_r_peaks(x360, MODEL_FS, envelope)
+    quality, unreadable = beat_quality(x360, peaks, MODEL_FS, env=envelope[2])
     return beat_inputs(filtered, peaks, fs, len(x), quality=(quality, unreadable))
 
 

@@ -133,7 +133,7 @@ def beat_spans(peaks, n, fs):
     return np.stack([np.maximum(lo, 0), np.minimum(hi, n)], axis=1)
 
 
-def beat_quality(x, peaks, fs):
+def beat_quality(x, peaks, fs, env=None):
     """Signal quality of each beat of one lead, and the unreadable stretches.
 
     Parameters
@@ -144,6 +144,8 @@ def beat_quality(x, peaks, fs):
         The detected R peaks, sorted sample indices into ``x``.
     fs : float
         Sampling rate in Hz.
+    env : ndarray, shape (n,), optional
+        The QRS energy envelope of ``x`` when the caller has it (the detector's).
 
     Returns
     -------
@@ -157,7 +159,8 @@ def beat_quality(x, peaks, fs):
     flat = flat_stretches(x, fs)
     quality = np.zeros(len(peaks), np.int8)
     if len(peaks):
-        _, _, env = qrs_energy_envelope(x, fs)
+        if env is None:
+            _, _, env = qrs_energy_envelope(x, fs)
         levels = window_max(env, peaks, int(LEVEL_HALF_WINDOW_S * fs))
         noise = noise_levels(env, peaks, fs)
         stretch, own = snr_db(stretch_levels(levels), noise), snr_db(levels, noise)

@@ -89,11 +89,14 @@ def expit(x):
 
 
 def gradient_1d(x):
-    """``np.gradient(x)`` of a 1-D float64 array (unit spacing, len >= 2): the same values.
+    """``np.gradient(x)`` of a 1-D float64 array (unit spacing): the same values for len >= 2,
+    zeros for a single sample (which has no slope).
 
     Central differences inside, one-sided at the ends; without np.gradient's
     argument handling, which costs more than the arithmetic on a 10-s strip.
     """
+    if len(x) < 2:
+        return np.zeros_like(x)
     out = np.empty_like(x)
     np.subtract(x[2:], x[:-2], out=out[1:-1])
     out[1:-1] /= 2.0
