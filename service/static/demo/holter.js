@@ -3,6 +3,7 @@
 // hour or a run shows that strip, read from the local file, on the page's trace.
 
 import { EdfFormatError, readEdfHeader, readEdfStrip } from "./edf.js";
+import { lowerBound } from "./trace.js";
 
 const RECORDINGS_URL = "/api/v1/recordings/?include_beats=true";
 const TREND_BIN_S = 300; // the heart-rate trend's points: 5-min means
@@ -272,15 +273,4 @@ function formatDuration(seconds) {
   const hh = String(Math.floor(s / 3600)).padStart(2, "0");
   const mm = String(Math.floor((s % 3600) / 60)).padStart(2, "0");
   return `${hh}:${mm}:${String(s % 60).padStart(2, "0")}`;
-}
-
-function lowerBound(sorted, value) {
-  let lo = 0;
-  let hi = sorted.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >> 1;
-    if (sorted[mid] < value) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
 }

@@ -485,7 +485,8 @@ function crisp(v) {
   return Math.round(v) + 0.5;
 }
 
-function lowerBound(sorted, value) {
+// the index of the first element of `sorted` (ascending) not below `value`: a binary search
+export function lowerBound(sorted, value) {
   let low = 0;
   let high = sorted.length;
   while (low < high) {
