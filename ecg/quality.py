@@ -36,6 +36,7 @@ The unreadable stretches of the signal are each unreadable beat's share of it
 import numpy as np
 
 from .detect import qrs_energy_envelope, window_max
+from .ec57 import in_ranges
 
 QUALITY_LABELS = ("good", "noisy", "unreadable")  # codes 0, 1, 2 of beat_quality
 GOOD, NOISY, UNREADABLE = range(3)
@@ -166,9 +167,6 @@ def beat_quality(x, peaks, fs, env=None):
         stretch, own = snr_db(stretch_levels(levels), noise), snr_db(levels, noise)
         quality[stretch < NOISY_DB] = NOISY
         quality[(stretch < UNREADABLE_DB) | (own < OWN_UNREADABLE_DB)] = UNREADABLE
-        in_flat = np.zeros(len(peaks), bool)
-        for a, b in flat:
-            in_flat |= (peaks >= a) & (peaks < b)
-        quality[in_flat] = UNREADABLE
+        quality[in_ranges(peaks, flat - [0, 1])] = UNREADABLE  # in_ranges' ends are inclusive
     spans = beat_spans(peaks, len(x), fs)[quality == UNREADABLE]
     return quality, merge_intervals(np.concatenate([spans, flat]))

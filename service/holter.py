@@ -136,10 +136,6 @@ def task_decision(decision):
     return {**decision, "pooling": {k: v for k, v in pooling.items() if k != "pool_size_beats"}}
 
 
-def _detect_in_child(channel, fs, chunk):
-    return detect_task(channel, fs, chunk)
-
-
 def _classify_in_child(*args):
     return classify_task(_child_model(), *args)
 
@@ -224,7 +220,7 @@ def analyse(model, model_dir, channel, settings, apply_ruleguard=True):
     try:
         jobs = [(channel, channel.fs, c) for c in chunks.detection_chunks(channel.n_samples, channel.fs,
                                                                           settings.chunk_s)]
-        found = runner.map("beat detection", detect_task, _detect_in_child, jobs)
+        found = runner.map("beat detection", detect_task, detect_task, jobs)  # needs no model
         checks = {k: sum(s[k] for _, s in found) for k in ("samples", "at_rails")}
         checks.update(min=min(s["min"] for _, s in found), max=max(s["max"] for _, s in found))
         _check_signal(checks, channel)
