@@ -24,6 +24,8 @@ from .quality import UNREADABLE
 _RR_PREV = RR_FEATURE_NAMES.index("rr_prev_ratio")
 _RR_NEXT = RR_FEATURE_NAMES.index("rr_next_ratio")
 _QRS_S = RR_FEATURE_NAMES.index("qrs_width_s")
+_HAS_PREV = RR_FEATURE_NAMES.index("has_prev")
+_LOCAL_RR_S = RR_FEATURE_NAMES.index("local_rr_s")
 _EPS = 1e-7
 _MAX_LOGIT = float(np.log(1 - _EPS) - np.log(_EPS))  # logit's bound, 16.1
 # what ruleguard_mask reads: a card with any other RuleGuard setting was tuned by code
@@ -37,6 +39,12 @@ BLOCK_ROWS = 256
 # the largest pool_size_beats a card may set: pools of up to ~1.5 x this many beats keep a
 # request's pooling work linear in its beats (~6,000 comparisons a beat at 4,096)
 MAX_POOL_SIZE_BEATS = 8192
+# The patient's own rhythm (own_rhythm_mask): a rule of the service, not of a card, like the
+# quality flag's; it reads no network output. Chosen on DS1's labels (docs/MODEL.md).
+OWN_RHYTHM_SHARE = 0.5  # a beat alike to more than this share of its pool has the dominant shape
+OWN_RHYTHM_MIN_BEATS = 150  # pools this long (~2 min): shorter ones can be one slow ventricular run
+OWN_RHYTHM_MIN_RR_S = 0.6  # slower than 100 bpm: ventricular tachycardia is 100 bpm or more
+OWN_RHYTHM_RR_TOLERANCE = 0.1  # not premature: RR before at least 0.9 x the local RR
 
 
 def logit(p):
@@ -125,7 +133,8 @@ def pool_by_morphology(logits, windows, groups, pooling):
 
     ``logits``: (n,) calibrated V logits; ``windows``: (n, 360, 2) the network's beat
     input; ``groups``: (n,) pool labels, each pool one run of consecutive beats
-    (:func:`pool_groups`). Returns (n,) float64.
+    (:func:`pool_groups`). Returns ``(pooled, alike)``: the pooled logits (n,) float64, and
+    how many beats of its pool each beat is alike to, itself included (n,) int64.
     """
     logits = np.asarray(logits, dtype=np.float64)
     n = len(logits)
@@ -144,6 +153,7 @@ def pool_by_morphology(logits, windows, groups, pooling):
     x1[:, 0] = logits
     x1[:, 1] = 1.0
     out = np.empty(n)
+    counts = np.empty(n)
     for a, b in zip(bounds[:-1], bounds[1:]):
         c = core[a:b]
         for i in range(0, b - a, BLOCK_ROWS):
@@ -153,7 +163,32 @@ def pool_by_morphology(logits, windows, groups, pooling):
             alike.flat[i::b - a + 1] = 1.0  # a flat QRS correlates with nothing, not even itself
             sums = alike @ x1[a:b]
             np.divide(sums[:, 0], sums[:, 1], out=out[a + i:a + j])
-    return out if own == 0.0 else own * logits + (1.0 - own) * out
+            counts[a + i:a + j] = sums[:, 1]
+    return (out if own == 0.0 else own * logits + (1.0 - own) * out), np.rint(counts).astype(np.int64)
+
+
+def own_rhythm_mask(alike, pools, features):
+    """Beats (n,) of the patient's own rhythm, which are never called V.
+
+    In a long recording the QRS shape most beats share, on time and slower than a
+    tachycardia, is the rhythm the patient's heart conducts, whatever it looks like:
+    a bundle branch block's wide complexes, or a lead where normal beats look like PVCs
+    (V1 under left bundle branch block is a wide QS). Holter readers judge ectopy against
+    it. A beat is of it when its pool holds at least ``OWN_RHYTHM_MIN_BEATS`` beats, it is
+    alike to more than ``OWN_RHYTHM_SHARE`` of them, its RR before is not premature and
+    its group's RR is at least ``OWN_RHYTHM_MIN_RR_S``. A PVC is premature; bigeminy's
+    are at most half the beats; a 10-s strip of slow ventricular rhythm is too short to
+    tell from a conducted rhythm, so short pools keep the network's call.
+
+    ``alike``: (n,) from :func:`pool_by_morphology`; ``pools``: (n,) its pool labels;
+    ``features``: (n, k) the beats' features (``ecg.features.RR_FEATURE_NAMES``).
+    """
+    _, inverse, sizes = np.unique(np.asarray(pools), return_inverse=True, return_counts=True)
+    size = sizes[inverse.reshape(-1)]
+    f = np.asarray(features)
+    not_premature = (f[:, _HAS_PREV] == 0) | (f[:, _RR_PREV] >= 1 - OWN_RHYTHM_RR_TOLERANCE)
+    return ((size >= OWN_RHYTHM_MIN_BEATS) & (np.asarray(alike) > OWN_RHYTHM_SHARE * size)
+            & not_premature & (f[:, _LOCAL_RR_S] >= OWN_RHYTHM_MIN_RR_S))
 
 
 def pool_groups(pooling, n, groups=None, signals=None):
@@ -178,8 +213,9 @@ def classify(p_raw, features, decision, apply_ruleguard=True, windows=None, grou
     features (n, k). A decision with ``pooling`` also needs the beats' ``windows``
     (n, 360, 2), and their ``groups`` (n,) or ``signals`` (n,) as :func:`pool_groups` reads
     them (:func:`pool_by_morphology`); ``p_v`` is then the pooled probability, the one the
-    threshold judges. ``quality``: the beats' signal quality (n,) (``ecg.quality``): an
-    unreadable beat is never called V, whatever its probability. Returns ``(is_v, p_v, flipped)``:
+    threshold judges, and beats of the patient's own rhythm are N (:func:`own_rhythm_mask`).
+    ``quality``: the beats' signal quality (n,) (``ecg.quality``): an unreadable beat is never
+    called V, whatever its probability. Returns ``(is_v, p_v, flipped)``:
     bool (n,), float (n,), and bool (n,) marking beats the RuleGuard turned from V to N.
     """
     pooling = decision.get("pooling")
@@ -187,10 +223,12 @@ def classify(p_raw, features, decision, apply_ruleguard=True, windows=None, grou
         if windows is None:
             raise ValueError("this decision pools beats by morphology: pass their windows")
         pools = pool_groups(pooling, len(p_raw), groups, signals)
-        p_v = expit(pool_by_morphology(pooling_logit(p_raw, decision["calibration"]), windows, pools, pooling))
+        pooled, alike = pool_by_morphology(pooling_logit(p_raw, decision["calibration"]), windows, pools, pooling)
+        p_v = expit(pooled)
+        is_v = (p_v >= decision["threshold"]) & ~own_rhythm_mask(alike, pools, features)
     else:
         p_v = calibrate(p_raw, decision["calibration"])
-    is_v = p_v >= decision["threshold"]
+        is_v = p_v >= decision["threshold"]
     if quality is not None:
         # noise there makes QRS-like shapes the network was never shown: a V call there is
         # more often an artefact than a PVC (docs/ROBUSTNESS.md)

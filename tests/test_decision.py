@@ -51,23 +51,24 @@ def test_pooling_gives_beats_of_one_shape_one_logit():
     w = _windows(["narrow", "narrow", "wide", "narrow", "wide"])
     x = np.array([-3.0, -1.0, 2.0, 1.0, 0.0])
     rule = {"min_corr": 0.9, "own_weight": 0.0, "core_samples": [144, 216]}
-    out = pool_by_morphology(x, w, np.zeros(5, int), rule)
+    out = pool_by_morphology(x, w, np.zeros(5, int), rule)[0]
     assert np.allclose(out, [-1.0, -1.0, 1.0, -1.0, 1.0])
-    half = pool_by_morphology(x, w, np.zeros(5, int), {**rule, "own_weight": 0.5})
+    half = pool_by_morphology(x, w, np.zeros(5, int), {**rule, "own_weight": 0.5})[0]
     assert np.allclose(half, 0.5 * x + 0.5 * out)
     # groups are pooled apart: the same shapes in two groups
-    apart = pool_by_morphology(x, w, np.array([0, 0, 0, 1, 1]), rule)
+    apart, counts = pool_by_morphology(x, w, np.array([0, 0, 0, 1, 1]), rule)
     assert np.allclose(apart, [-2.0, -2.0, 2.0, 1.0, 0.0])
+    assert counts.tolist() == [2, 2, 1, 1, 1]  # each beat's alike beats in its pool, itself included
     # groups are runs in any order (train.pooling reorders records); not runs, or not as many
     # as the beats, is an error
-    assert np.allclose(pool_by_morphology(x, w, np.array([7, 7, 7, 3, 3]), rule), apart)
+    assert np.allclose(pool_by_morphology(x, w, np.array([7, 7, 7, 3, 3]), rule)[0], apart)
     import pytest
 
     for bad in (np.array([0, 1, 0, 1, 1]), np.array([0, 0, 1, 1, 0]), np.zeros(4, int)):
         with pytest.raises(ValueError):
             pool_by_morphology(x, w, bad, rule)
     # a flat QRS is alike to nothing, and keeps its own logit (no 0/0)
-    flat = pool_by_morphology(np.array([5.0, -1.0]), _windows(["flat", "narrow"]), np.zeros(2, int), rule)
+    flat = pool_by_morphology(np.array([5.0, -1.0]), _windows(["flat", "narrow"]), np.zeros(2, int), rule)[0]
     assert np.allclose(flat, [5.0, -1.0])
 
 
@@ -114,7 +115,9 @@ def test_a_signal_wide_pool_spans_the_signal_in_blocks():
     whole = 0.25 * x + 0.75 * (alike @ x) / alike.sum(axis=1)
     pools = dec.pool_groups(rule, n, groups=np.arange(n) // 16)  # one request: the groups are ignored
     assert np.array_equal(pools, np.zeros(n, np.int64))
-    assert np.allclose(dec.pool_by_morphology(x, w, pools, rule), whole, rtol=0, atol=1e-12)
+    pooled, counts = dec.pool_by_morphology(x, w, pools, rule)
+    assert np.allclose(pooled, whole, rtol=0, atol=1e-12)
+    assert np.array_equal(counts, alike.sum(axis=1))
     # two signals: two pools; a signal beyond ~1.5 x pool_size_beats is cut in runs
     signals = np.r_[np.zeros(100, int), np.ones(n - 100, int)]
     assert np.array_equal(dec.pool_groups(rule, n, signals=signals), signals)
@@ -129,3 +132,43 @@ def test_a_signal_wide_pool_spans_the_signal_in_blocks():
         classify(dec.expit(x), f, decision, windows=w)
     is_v, p_v, _ = classify(dec.expit(x), f, {**decision, "pooling": rule}, windows=w)
     assert np.allclose(p_v, dec.expit(whole)) and np.array_equal(is_v, p_v >= 0.5)
+
+
+def _rhythm(n_beats, rr_prev_ratio, local_rr_s, has_prev=1.0):
+    f = _features([rr_prev_ratio] * n_beats, [1.0] * n_beats, [0.14] * n_beats)
+    f[:, RR_FEATURE_NAMES.index("local_rr_s")] = local_rr_s
+    f[:, RR_FEATURE_NAMES.index("has_prev")] = has_prev
+    return f
+
+
+def test_the_patients_own_rhythm_is_never_v_in_a_long_recording():
+    """Wide beats the network calls V: in a recording of 200 beats that all share their shape,
+    on time at 75 bpm, they are the patient's rhythm (a bundle branch block in V1), N; the
+    same beats premature, at 100 bpm or more, in a 10-s strip, or in a minority stay V."""
+    from ecg import decision as dec
+
+    decision = {"calibration": {"a": 1.0, "b": 0.0}, "threshold": 0.5, "ruleguard": {"enabled": False},
+                "pooling": {"min_corr": 0.9, "own_weight": 0.0, "core_samples": [144, 216],
+                            "pool_size_beats": 4096}}
+    n = 200
+    assert n >= dec.OWN_RHYTHM_MIN_BEATS
+    wide = _windows(["wide"] * n)
+    p = np.full(n, 0.9)
+
+    def calls(windows, features, p_raw=p):
+        return classify(p_raw, features, decision, windows=windows)[0]
+
+    assert not calls(wide, _rhythm(n, 1.0, 0.8)).any()
+    assert not calls(wide, _rhythm(n, 1.0, 0.8, has_prev=0.0)).any()  # a signal's first beat has no RR before
+    assert calls(wide, _rhythm(n, 0.7, 0.8)).all()  # premature
+    assert calls(wide, _rhythm(n, 1.0, 0.5)).all()  # 120 bpm: a ventricular tachycardia
+    strip = dec.OWN_RHYTHM_MIN_BEATS - 1
+    assert calls(wide[:strip], _rhythm(strip, 1.0, 0.8), p[:strip]).all()  # too short to tell
+    # bigeminy: half the beats wide, the other half narrow: neither shape is more than half
+    mixed = _windows(["wide", "narrow"] * (n // 2))
+    p_mixed = np.tile([0.9, 0.1], n // 2)
+    assert np.array_equal(calls(mixed, _rhythm(n, 1.0, 0.8), p_mixed), p_mixed > 0.5)
+    # its rule reads pool sizes: in two pools of 100 beats nothing is long enough
+    two = dec.own_rhythm_mask(np.full(n, 100), np.repeat([0, 1], 100), _rhythm(n, 1.0, 0.8))
+    one = dec.own_rhythm_mask(np.full(n, 101), np.zeros(n, int), _rhythm(n, 1.0, 0.8))
+    assert not two.any() and one.all()

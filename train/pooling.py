@@ -78,7 +78,7 @@ def components_pooled(logits, windows, groups, min_corr, own_weight):
 def pooled(logits, windows, groups, grouping, min_corr, own_weight):
     if grouping == "neighbours":
         return pool_by_morphology(logits, windows, groups, {"min_corr": min_corr, "own_weight": own_weight,
-                                                             "core_samples": list(CORE_SAMPLES)})
+                                                             "core_samples": list(CORE_SAMPLES)})[0]
     return components_pooled(logits, windows, groups, min_corr, own_weight)
 
 

@@ -1,0 +1,41 @@
+"""The patient's own rhythm through the API: left bundle branch block in lead V1.
+
+Three minutes of MIT-BIH record 214 on its V1 lead: 207 beats of left bundle branch block,
+wide QS complexes that look like PVCs one by one, and 23 PVCs. Sent whole, the block's
+beats are the dominant on-time shape of the recording (``ecg.decision.own_rhythm_mask``):
+a Holter reader's N, and no phantom PVC burden; the PVCs, premature, stay V.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ecg.ec57 import MATCH_WINDOW_S, match_beats
+from tests.service_helpers import PREDICT, app, client  # noqa: F401
+from train.data import OTHER_LEAD, load_record
+
+TWO_LEADS = Path(__file__).parent / "data" / "mitdb-two-leads"
+
+
+@pytest.fixture(scope="module")
+def record_214_v1():
+    return load_record("214", TWO_LEADS, lead=OTHER_LEAD)
+
+
+def test_a_bundle_branch_block_in_v1_is_not_called_a_pvc_burden(client, record_214_v1):
+    rec = record_214_v1
+    assert rec.lead == "V1"
+    r = client.post(PREDICT, json={"signal_data": rec.signal.tolist(), "sampling_rate": rec.fs,
+                                   "derivation": rec.lead})
+    assert r.status_code == 201, r.get_json()
+    beats = r.get_json()["beat_predictions"]
+    pos = np.array([b["position_sample"] for b in beats])
+    called_v = np.array([b["arrhythmia_type"] == "V" for b in beats])
+    ref, test = match_beats(rec.ann_samples, pos, int(MATCH_WINDOW_S * rec.fs))
+    symbols = rec.ann_symbols[ref]
+    lbbb, pvc = symbols == "L", symbols == "V"
+    assert lbbb.sum() >= 200 and pvc.sum() >= 20
+    # judged one by one the network calls nearly all of the block's beats V (197 of 207)
+    assert called_v[test[lbbb]].mean() < 0.25
+    assert called_v[test[pvc]].mean() >= 0.9
