@@ -104,6 +104,15 @@ def ruleguard_mask(features, rule):
     return on_time & (f[:, _QRS_S] < rule["max_qrs_width_s"])
 
 
+def own_rhythm_calls(is_v, p_v, flipped, quality, threshold):
+    """Beats (n,) that :func:`classify` called N as the patient's own rhythm: their (pooled)
+    probability ``p_v`` clears ``threshold`` and they are readable (``quality``, n,) and not
+    turned by the RuleGuard (``flipped``), yet ``is_v`` is False: only
+    :func:`own_rhythm_mask` does that."""
+    return ((np.asarray(p_v) >= threshold) & ~np.asarray(is_v, bool) & ~np.asarray(flipped, bool)
+            & (np.asarray(quality) != UNREADABLE))
+
+
 def in_cascade_band(p_first, cascade):
     """Beats (n,) whose first-member probability ``p_first`` (n,) lies strictly inside the
     card's ``decision.cascade`` band (``low``, ``high``): those the other members also run on."""

@@ -9,7 +9,7 @@ import time
 import numpy as np
 
 from ecg import MODEL_FS
-from ecg.decision import classify
+from ecg.decision import classify, own_rhythm_calls
 from ecg.dsp import median_1d
 from ecg.pipeline import PREPROCESSING, extract_beats
 from ecg.quality import QUALITY_LABELS, UNREADABLE
@@ -19,6 +19,10 @@ TEMPLATE_CORR = PREPROCESSING["rr_features"].index("template_corr")
 # real strips, even full of PVCs, have a median beat-to-template correlation >= 0.5;
 # white or drifting noise, in which the detector still "finds" beats, stays under 0.25
 MIN_TEMPLATE_CORR = 0.3
+# said when the own-rhythm rule (ecg.decision.own_rhythm_mask) called beats N that the networks call V
+OWN_RHYTHM_WARNING = ("{} beat(s) the networks would call V share the recording's dominant QRS shape, "
+                      "on time and under 100 bpm: called N as the patient's own rhythm (a bundle branch "
+                      "block, or a lead where normal beats look ventricular?)")
 
 
 class NoBeatsFound(Exception):
@@ -164,6 +168,9 @@ def build_result(model, beats, is_v, p_v, flipped, x, fs, derivation, apply_rule
     if n - readable:
         warnings.append(f"{quality['unreadable_seconds']:.1f} s of the signal judged unreadable "
                         f"(noise): its {n - readable} beat(s) are not called V nor counted in the burden")
+    own_rhythm = int(np.count_nonzero(own_rhythm_calls(is_v, p_v, flipped, beats.quality, model.threshold)))
+    if own_rhythm:
+        warnings.append(OWN_RHYTHM_WARNING.format(own_rhythm))
     ruleguard_applied = bool(apply_ruleguard and (model.decision.get("ruleguard") or {}).get("enabled"))
     return {
         "overall_arrhythmia_type": overall,
@@ -181,6 +188,7 @@ def build_result(model, beats, is_v, p_v, flipped, x, fs, derivation, apply_rule
             "ruleguard_applied": ruleguard_applied,
             "ruleguard_requested": bool(apply_ruleguard),
             "ruleguard_flipped_beats": int(np.count_nonzero(flipped)),
+            "own_rhythm_beats": own_rhythm,
             "heart_rate_bpm": heart_rate,
             "pvc_burden_percent": round(100.0 * n_v / readable, 2) if readable else None,
             **quality,

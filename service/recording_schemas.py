@@ -80,6 +80,8 @@ class RecordingReportSchema(Schema):
     normal_beats = fields.Integer()
     ventricular_beats = fields.Integer()
     unreadable_beats = fields.Integer(metadata={"description": "beats in unreadable stretches: called N"})
+    own_rhythm_beats = fields.Integer(metadata={
+        "description": "beats the networks would call V, called N as the recording's dominant on-time shape"})
     pvc_burden_percent = fields.Float(metadata={"description": "V over the beats not unreadable"})
     pvc_per_hour = fields.Float(metadata={"description": "per readable hour"})
     heart_rate_bpm = fields.Nested(HeartRateSchema)

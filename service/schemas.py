@@ -239,7 +239,9 @@ class PredictionResponseSchema(Schema):
                        "model_version, preprocessing_version, sampling_rate, resampled, "
                        "duration_s, derivation, warnings (derivation and signal quality), "
                        "signal_quality (beats per quality), unreadable_seconds and "
-                       "unreadable_intervals_s ([start, end] in seconds of the signal); "
+                       "unreadable_intervals_s ([start, end] in seconds of the signal), "
+                       "own_rhythm_beats (beats the networks would call V, called N as the "
+                       "recording's dominant on-time shape); "
                        "pvc_burden_percent is over the beats not judged unreadable"})
 
 

@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 
 from ecg.ec57 import MATCH_WINDOW_S, match_beats
-from tests.service_helpers import PREDICT, app, client  # noqa: F401
+from bench.edf_files import write_edf
+from service import create_app
+from tests.service_helpers import MODEL_DIR, PREDICT, app, client  # noqa: F401
 from train.data import OTHER_LEAD, load_record
 
 TWO_LEADS = Path(__file__).parent / "data" / "mitdb-two-leads"
@@ -29,7 +31,8 @@ def test_a_bundle_branch_block_in_v1_is_not_called_a_pvc_burden(client, record_2
     r = client.post(PREDICT, json={"signal_data": rec.signal.tolist(), "sampling_rate": rec.fs,
                                    "derivation": rec.lead})
     assert r.status_code == 201, r.get_json()
-    beats = r.get_json()["beat_predictions"]
+    body = r.get_json()
+    beats = body["beat_predictions"]
     pos = np.array([b["position_sample"] for b in beats])
     called_v = np.array([b["arrhythmia_type"] == "V" for b in beats])
     ref, test = match_beats(rec.ann_samples, pos, int(MATCH_WINDOW_S * rec.fs))
@@ -39,3 +42,26 @@ def test_a_bundle_branch_block_in_v1_is_not_called_a_pvc_burden(client, record_2
     # judged one by one the network calls nearly all of the block's beats V (197 of 207)
     assert called_v[test[lbbb]].mean() < 0.25
     assert called_v[test[pvc]].mean() >= 0.9
+    # said, and counted: the beats over the threshold that the rule called N
+    meta = body["metadata"]
+    over = np.array([b["confidence"] for b in beats]) <= 1 - body["threshold_used"]
+    readable = np.array([b["signal_quality"] != "unreadable" for b in beats])
+    assert meta["own_rhythm_beats"] == int(np.count_nonzero(~called_v & over & readable)) >= 150
+    assert any("own rhythm" in w for w in meta["warnings"])
+
+
+def test_the_holter_report_counts_the_own_rhythm_as_the_predictions_do(client, record_214_v1, tmp_path):
+    rec = record_214_v1
+    path = tmp_path / "214_v1.edf"
+    write_edf(path, [rec.signal], rec.fs, ["ECG V1"])
+    holter_app = create_app({"TESTING": True, "MODEL_DIR": str(MODEL_DIR), "LOG_LEVEL": "WARNING",
+                             "RECORDING_TMP_DIR": str(tmp_path / "uploads")})
+    r = holter_app.test_client().post("/api/v1/recordings", data=path.read_bytes(),
+                                      content_type="application/octet-stream")
+    assert r.status_code == 201, r.get_json()
+    report = r.get_json()
+    whole = client.post(PREDICT, json={"signal_data": rec.signal[:len(rec.signal) // rec.fs * rec.fs].tolist(),
+                                       "sampling_rate": rec.fs, "derivation": "V1"}).get_json()["metadata"]
+    assert report["own_rhythm_beats"] == whole["own_rhythm_beats"] >= 150
+    assert report["ventricular_beats"] == whole["ventricular_beats"] < 60
+    assert any("own rhythm" in w for w in report["warnings"])
