@@ -192,6 +192,8 @@ def own_rhythm_mask(alike, pools, features):
     ``alike``: (n,) from :func:`pool_by_morphology`; ``pools``: (n,) its pool labels;
     ``features``: (n, k) the beats' features (``ecg.features.RR_FEATURE_NAMES``).
     """
+    if len(alike) < OWN_RHYTHM_MIN_BEATS:  # no pool is long enough: every 10-s request
+        return np.zeros(len(alike), bool)
     _, inverse, sizes = np.unique(np.asarray(pools), return_inverse=True, return_counts=True)
     size = sizes[inverse.reshape(-1)]
     f = np.asarray(features)
