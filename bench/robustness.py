@@ -2,8 +2,8 @@
 
 Every condition sends the 22 DS2 records through the service's own ``predict`` (the served
 model, detector, decision and quality flag: what the API answers), once as whole records
-and once as independent 10-s strips, and scores the answers against the reference beats
-(EC57 matching, +-150 ms, ventricular flutter excluded):
+and once as independent 10-s strips (``--strip-seconds``: another length), and scores the
+answers against the reference beats (EC57 matching, +-150 ms, ventricular flutter excluded):
 
 - QRS Se and +P; V Se, +P and F1 over matched beats; the false-V rate: non-V beats and
   artefacts (detections matching no beat) called V, over the reference beats;
@@ -146,13 +146,13 @@ def served_beats(model, x, fs, lead, offset=0):
     return pos, lab, intervals
 
 
-def request(model, x, fs, lead, mode):
-    """The beats of a whole signal, sent whole or as independent 10-s strips."""
+def request(model, x, fs, lead, mode, strip_s=STRIP_S):
+    """The beats of a whole signal, sent whole or as independent strips of ``strip_s`` seconds."""
     from train.dataset import strip_bounds
 
     if mode == "whole":
         return served_beats(model, x, fs, lead)
-    parts = [served_beats(model, x[a:b], fs, lead, a) for a, b in strip_bounds(len(x), fs, STRIP_S)]
+    parts = [served_beats(model, x[a:b], fs, lead, a) for a, b in strip_bounds(len(x), fs, strip_s)]
     return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
             [iv for p in parts for iv in p[2]])
 
@@ -188,7 +188,7 @@ def summarise(per_record):
     return out
 
 
-def run_condition(model, cond, records, data_dir, noise, log):
+def run_condition(model, cond, records, data_dir, noise, log, strip_s=STRIP_S):
     from train.data import load_record
 
     rows = {"whole": [], "strips": []}
@@ -198,7 +198,7 @@ def run_condition(model, cond, records, data_dir, noise, log):
         channel = 0 if cond.lead == "MLII" else 1
         x, fs = corrupt(rec, cond, noise, channel)
         for mode in rows:
-            pos, lab, intervals = request(model, x, fs, rec.lead, mode)
+            pos, lab, intervals = request(model, x, fs, rec.lead, mode, strip_s)
             rows[mode].append(score(rec, pos, lab, fs, intervals))
             unreadable_s[mode] += sum(b - a for a, b in intervals)
     out = {mode: {**summarise(r), "unreadable_s": unreadable_s[mode]} for mode, r in rows.items()}
@@ -219,7 +219,8 @@ def write_markdown(path, report):
              "module's docstring and docs/ROBUSTNESS.md. `all`: every beat (a V beat in a stretch judged "
              "unreadable is a miss); `readable`: without those stretches.", ""]
     for mode in ("whole", "strips"):
-        lines += [f"## {'Whole records' if mode == 'whole' else 'Independent 10-s strips'}", "",
+        strips = f"Independent {report.get('strip_s', STRIP_S):g}-s strips"
+        lines += [f"## {'Whole records' if mode == 'whole' else strips}", "",
                   "| condition | QRS Se | QRS +P | V Se | V +P | V F1 | false V % | QRS +P readable | "
                   "V F1 readable | false V % readable | unreadable s |", "|---" * 11 + "|"]
         for name, res in report["conditions"].items():
@@ -244,6 +245,8 @@ def main(argv=None):
     ap.add_argument("--model", default=str(BENCH_DIR.parent / "models" / "ecg_nv_cnn"))
     ap.add_argument("--records", nargs="+", default=list(DS2))
     ap.add_argument("--only", nargs="+", metavar="CONDITION", help="run these conditions only (names as listed)")
+    ap.add_argument("--strip-seconds", type=float, default=STRIP_S,
+                    help="the length of the independent strips (s); 120 or 300: what longer requests get")
     ap.add_argument("--out", type=Path, default=BENCH_DIR / "robustness.json")
     args = ap.parse_args(argv)
 
@@ -262,10 +265,11 @@ def main(argv=None):
         known = ", ".join(c.name for c in conditions())
         print(f"robustness: unknown condition in {args.only}; known: {known}", file=sys.stderr)
         return 2
-    report = {"model": model.summary(), "records": args.records, "conditions": {}}
+    report = {"model": model.summary(), "records": args.records, "strip_s": args.strip_seconds, "conditions": {}}
     t0 = time.perf_counter()
     for cond in chosen:
-        report["conditions"][cond.name] = run_condition(model, cond, args.records, ddir, noise, log)
+        report["conditions"][cond.name] = run_condition(model, cond, args.records, ddir, noise, log,
+                                                        args.strip_seconds)
     report["seconds"] = time.perf_counter() - t0
     args.out.write_text(json.dumps(report, indent=1))
     write_markdown(args.out.with_suffix(".md"), report)

@@ -221,3 +221,18 @@ def test_robustness_conditions_corrupt_the_signal_as_named(record_119):
     # nst's protocol: clean for 5 min, then noisy and clean in 2-min turns, with no step at a switch
     mask = robustness.noisy_mask(360 * 600, 360)
     assert not mask[:300 * 360].any() and mask[300 * 360:420 * 360].all() and not mask[420 * 360:540 * 360].any()
+
+
+def test_robustness_sends_strips_of_the_length_asked(record_119):
+    """``--strip-seconds``: a strip as long as the signal is the whole signal; 10-s strips are not."""
+    from bench import robustness
+    from service.model import load_model
+    from tests.service_helpers import MODEL_DIR
+
+    model = load_model(MODEL_DIR)
+    x, fs = record_119.signal, record_119.fs
+    whole = robustness.request(model, x, fs, "MLII", "whole")
+    as_one = robustness.request(model, x, fs, "MLII", "strips", strip_s=len(x) / fs)
+    in_ten = robustness.request(model, x, fs, "MLII", "strips")
+    assert np.array_equal(as_one[0], whole[0]) and np.array_equal(as_one[1], whole[1])
+    assert not (np.array_equal(in_ten[0], whole[0]) and np.array_equal(in_ten[1], whole[1]))
