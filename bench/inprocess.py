@@ -72,11 +72,10 @@ def staged_request(model, body, schema, infer=None, times=None):
     t5 = time.perf_counter()
     p_raw = infer(beats.windows, beats.features)
     t6 = time.perf_counter()
-    is_v, p_v, flipped = classify(p_raw, beats.features, model.decision, req["apply_ruleguard"],
-                                  windows=beats.windows, groups=beats.groups, quality=beats.quality)
+    calls = classify(p_raw, beats.features, model.decision, req["apply_ruleguard"],
+                     windows=beats.windows, groups=beats.groups, quality=beats.quality)
     t7 = time.perf_counter()
-    result = inference.build_result(model, beats, is_v, p_v, flipped, x, fs, req["derivation"],
-                                    req["apply_ruleguard"])
+    result = inference.build_result(model, beats, calls, x, fs, req["derivation"], req["apply_ruleguard"])
     result["metadata"]["patient_id"] = req["patient_id"]
     payload = {"prediction_id": str(uuid.uuid4()), "ecg_signal_id": str(uuid.uuid4()), **result,
                "processing_time_ms": round((time.perf_counter() - t0) * 1000.0, 3),

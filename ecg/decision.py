@@ -104,15 +104,6 @@ def ruleguard_mask(features, rule):
     return on_time & (f[:, _QRS_S] < rule["max_qrs_width_s"])
 
 
-def own_rhythm_calls(is_v, p_v, flipped, quality, threshold):
-    """Beats (n,) that :func:`classify` called N as the patient's own rhythm: their (pooled)
-    probability ``p_v`` clears ``threshold`` and they are readable (``quality``, n,) and not
-    turned by the RuleGuard (``flipped``), yet ``is_v`` is False: only
-    :func:`own_rhythm_mask` does that."""
-    return ((np.asarray(p_v) >= threshold) & ~np.asarray(is_v, bool) & ~np.asarray(flipped, bool)
-            & (np.asarray(quality) != UNREADABLE))
-
-
 def in_cascade_band(p_first, cascade):
     """Beats (n,) whose first-member probability ``p_first`` (n,) lies strictly inside the
     card's ``decision.cascade`` band (``low``, ``high``): those the other members also run on."""
@@ -226,8 +217,9 @@ def classify(p_raw, features, decision, apply_ruleguard=True, windows=None, grou
     them (:func:`pool_by_morphology`); ``p_v`` is then the pooled probability, the one the
     threshold judges, and beats of the patient's own rhythm are N (:func:`own_rhythm_mask`).
     ``quality``: the beats' signal quality (n,) (``ecg.quality``): an unreadable beat is never
-    called V, whatever its probability. Returns ``(is_v, p_v, flipped)``:
-    bool (n,), float (n,), and bool (n,) marking beats the RuleGuard turned from V to N.
+    called V, whatever its probability. Returns ``(is_v, p_v, flipped, own_rhythm)``:
+    bool (n,), float (n,), bool (n,) marking beats the RuleGuard turned from V to N, and
+    bool (n,) marking readable beats over the threshold called N as the patient's own rhythm.
     """
     pooling = decision.get("pooling")
     if pooling:
@@ -236,17 +228,22 @@ def classify(p_raw, features, decision, apply_ruleguard=True, windows=None, grou
         pools = pool_groups(pooling, len(p_raw), groups, signals)
         pooled, alike = pool_by_morphology(pooling_logit(p_raw, decision["calibration"]), windows, pools, pooling)
         p_v = expit(pooled)
-        is_v = (p_v >= decision["threshold"]) & ~own_rhythm_mask(alike, pools, features)
+        over = p_v >= decision["threshold"]
+        own_rhythm = over & own_rhythm_mask(alike, pools, features)
     else:
         p_v = calibrate(p_raw, decision["calibration"])
-        is_v = p_v >= decision["threshold"]
+        over = p_v >= decision["threshold"]
+        own_rhythm = np.zeros_like(over)
+    is_v = over & ~own_rhythm
     if quality is not None:
         # noise there makes QRS-like shapes the network was never shown: a V call there is
         # more often an artefact than a PVC (docs/ROBUSTNESS.md)
-        is_v &= np.asarray(quality) != UNREADABLE
+        readable = np.asarray(quality) != UNREADABLE
+        is_v &= readable
+        own_rhythm &= readable
     flipped = np.zeros_like(is_v)
     rule = decision.get("ruleguard") or {}
     if apply_ruleguard and rule.get("enabled"):
         flipped = is_v & ruleguard_mask(features, rule)
         is_v = is_v & ~flipped
-    return is_v, p_v, flipped
+    return is_v, p_v, flipped, own_rhythm

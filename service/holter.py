@@ -112,7 +112,8 @@ def detect_task(channel, fs, chunk):
 
 
 def classify_task(model, channel, peaks, groups, core, units, quality, decision, apply_ruleguard):
-    """Stage 2 on one beat range: ``(is_v, p_v, flipped)`` of its beats.
+    """Stage 2 on one beat range: ``(is_v, p_v, flipped, own_rhythm)`` of its beats
+    (``ecg.decision.classify``).
 
     ``peaks``, ``groups``: (m,) of the range with its context (``ecg.chunks.context_range``);
     ``core``: the slice of them that is the range; ``units``, ``quality``: the range's pools
@@ -208,7 +209,7 @@ def analyse(model, model_dir, channel, settings, apply_ruleguard=True):
     """Every beat of ``channel`` (``service.edf.Channel``) classified, and the report's counts.
 
     Returns a dict: ``positions`` (n,) samples at the channel's rate, ``times_s`` (n,),
-    ``is_v``, ``p_v``, ``flipped``, ``quality`` (n,), ``unreadable_intervals_s`` (u, 2),
+    ``is_v``, ``p_v``, ``flipped``, ``own_rhythm``, ``quality`` (n,), ``unreadable_intervals_s`` (u, 2),
     ``unreadable_s``, ``checks`` (stage 1's counts),
     ``processes``. Raises ``service.edf.EdfError`` (a saturated or all-zero channel),
     :class:`NoBeats`, :class:`Overtime`, ``service.model.ModelUnavailable``.
@@ -244,6 +245,7 @@ def analyse(model, model_dir, channel, settings, apply_ruleguard=True):
         "is_v": np.concatenate([r[0] for r in labels]),
         "p_v": np.concatenate([r[1] for r in labels]),
         "flipped": np.concatenate([r[2] for r in labels]),
+        "own_rhythm": np.concatenate([r[3] for r in labels]),
         "quality": quality,
         "unreadable_intervals_s": unreadable_s,
         "unreadable_s": float(np.sum(unreadable_s[:, 1] - unreadable_s[:, 0])),

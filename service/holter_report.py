@@ -9,7 +9,6 @@ import io
 import numpy as np
 
 from ecg import holter
-from ecg.decision import own_rhythm_calls
 from ecg.quality import QUALITY_LABELS, UNREADABLE
 
 from .holter import CLIPPED_WARNING_SHARE
@@ -38,7 +37,7 @@ def report_fields(channel, result, model, include_beats=False):
         "normal_beats": summary["normal_beats"],
         "ventricular_beats": summary["ventricular_beats"],
         "unreadable_beats": summary["unreadable_beats"],
-        "own_rhythm_beats": _own_rhythm_beats(result, model),
+        "own_rhythm_beats": int(np.count_nonzero(result["own_rhythm"])),
         "pvc_burden_percent": round(summary["pvc_burden_percent"], 3),
         "pvc_per_hour": round(summary["pvc_per_hour"], 2),
         "heart_rate_bpm": {k: _round(hr[k], 1) for k in ("min", "mean", "max")},
@@ -62,11 +61,6 @@ def report_fields(channel, result, model, include_beats=False):
     return fields
 
 
-def _own_rhythm_beats(result, model):
-    return int(np.count_nonzero(own_rhythm_calls(result["is_v"], result["p_v"], result["flipped"],
-                                                 result["quality"], model.threshold)))
-
-
 def report_warnings(channel, result, model):
     """What the client should know about the channel and the beats found."""
     notes = list(channel.warnings)
@@ -81,7 +75,7 @@ def report_warnings(channel, result, model):
     if unreadable:
         notes.append(f"{result['unreadable_s']:.0f} s of the recording judged unreadable (noise): its "
                      f"{unreadable} beat(s) are not called V nor counted in the burden")
-    if own_rhythm := _own_rhythm_beats(result, model):
+    if own_rhythm := int(np.count_nonzero(result["own_rhythm"])):
         notes.append(OWN_RHYTHM_WARNING.format(own_rhythm))
     n = len(result["is_v"])
     if n < 3:

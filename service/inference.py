@@ -9,7 +9,7 @@ import time
 import numpy as np
 
 from ecg import MODEL_FS
-from ecg.decision import classify, own_rhythm_calls
+from ecg.decision import classify
 from ecg.dsp import median_1d
 from ecg.pipeline import PREPROCESSING, extract_beats
 from ecg.quality import QUALITY_LABELS, UNREADABLE
@@ -78,9 +78,9 @@ def predict(model, x, fs, derivation="MLII", apply_ruleguard=True, deadline=None
     _check_deadline(deadline, "beat detection")
     p_raw = model.p_v(beats.windows, beats.features)
     _check_deadline(deadline, "the network")
-    is_v, p_v, flipped = classify(p_raw, beats.features, model.decision, apply_ruleguard,
-                                  windows=beats.windows, groups=beats.groups, quality=beats.quality)
-    return build_result(model, beats, is_v, p_v, flipped, x, fs, derivation, apply_ruleguard)
+    calls = classify(p_raw, beats.features, model.decision, apply_ruleguard,
+                     windows=beats.windows, groups=beats.groups, quality=beats.quality)
+    return build_result(model, beats, calls, x, fs, derivation, apply_ruleguard)
 
 
 def overall_call(is_v, p_v):
@@ -146,12 +146,15 @@ def lead_warning(model, derivation):
             f"({', '.join(sorted(trained))}): beat labels may be less reliable")
 
 
-def build_result(model, beats, is_v, p_v, flipped, x, fs, derivation, apply_ruleguard):
+def build_result(model, beats, calls, x, fs, derivation, apply_ruleguard):
     """The response fields of :func:`predict` from classified beats (timed apart by the bench).
+
+    ``calls``: ``(is_v, p_v, flipped, own_rhythm)`` as :func:`ecg.decision.classify` returns them.
 
     Unreadable beats are never V (:func:`ecg.decision.classify`), so ``ventricular_beats``
     leaves them out; the PVC burden is over the readable beats.
     """
+    is_v, p_v, flipped, own_rhythm = calls
     n = len(beats)
     n_v = int(np.count_nonzero(is_v))
     readable = int(np.count_nonzero(beats.quality != UNREADABLE))
@@ -168,9 +171,9 @@ def build_result(model, beats, is_v, p_v, flipped, x, fs, derivation, apply_rule
     if n - readable:
         warnings.append(f"{quality['unreadable_seconds']:.1f} s of the signal judged unreadable "
                         f"(noise): its {n - readable} beat(s) are not called V nor counted in the burden")
-    own_rhythm = int(np.count_nonzero(own_rhythm_calls(is_v, p_v, flipped, beats.quality, model.threshold)))
-    if own_rhythm:
-        warnings.append(OWN_RHYTHM_WARNING.format(own_rhythm))
+    n_own_rhythm = int(np.count_nonzero(own_rhythm))
+    if n_own_rhythm:
+        warnings.append(OWN_RHYTHM_WARNING.format(n_own_rhythm))
     ruleguard_applied = bool(apply_ruleguard and (model.decision.get("ruleguard") or {}).get("enabled"))
     return {
         "overall_arrhythmia_type": overall,
@@ -188,7 +191,7 @@ def build_result(model, beats, is_v, p_v, flipped, x, fs, derivation, apply_rule
             "ruleguard_applied": ruleguard_applied,
             "ruleguard_requested": bool(apply_ruleguard),
             "ruleguard_flipped_beats": int(np.count_nonzero(flipped)),
-            "own_rhythm_beats": own_rhythm,
+            "own_rhythm_beats": n_own_rhythm,
             "heart_rate_bpm": heart_rate,
             "pvc_burden_percent": round(100.0 * n_v / readable, 2) if readable else None,
             **quality,

@@ -29,7 +29,7 @@ def test_ruleguard_flips_only_on_time_narrow_beats():
     assert ruleguard_mask(f, rule).tolist() == [True, False, False, True]
     decision = {"calibration": {"a": 1.0, "b": 0.0}, "threshold": 0.5, "ruleguard": rule}
     p = np.array([0.9, 0.9, 0.9, 0.2])
-    is_v, p_v, flipped = classify(p, f, decision)
+    is_v, p_v, flipped, _ = classify(p, f, decision)
     assert is_v.tolist() == [False, True, True, False]
     assert flipped.tolist() == [True, False, False, False]
     assert classify(p, f, decision, apply_ruleguard=False)[0].tolist() == [True, True, True, False]
@@ -78,7 +78,7 @@ def test_a_pooled_decision_judges_the_pooled_probability():
     decision = {"calibration": {"a": 1.0, "b": 0.0}, "threshold": 0.5, "ruleguard": {"enabled": False},
                 "pooling": {"min_corr": 0.9, "own_weight": 0.0, "core_samples": [144, 216]}}
     p = np.array([0.9, 0.3, 0.2])  # the second PVC alone would be N; with its twin it is V
-    is_v, p_v, _ = classify(p, f, decision, windows=w, groups=np.zeros(3, int))
+    is_v, p_v, _, _ = classify(p, f, decision, windows=w, groups=np.zeros(3, int))
     assert is_v.tolist() == [True, True, False]
     assert np.allclose(p_v[:2], 1 / (1 + np.exp(-(logit([0.9])[0] + logit([0.3])[0]) / 2)))
     import pytest
@@ -130,7 +130,7 @@ def test_a_signal_wide_pool_spans_the_signal_in_blocks():
     decision = {"calibration": {"a": 1.0, "b": 0.0}, "threshold": 0.5, "pooling": group_rule}
     with pytest.raises(ValueError, match="groups"):
         classify(dec.expit(x), f, decision, windows=w)
-    is_v, p_v, _ = classify(dec.expit(x), f, {**decision, "pooling": rule}, windows=w)
+    is_v, p_v, _, _ = classify(dec.expit(x), f, {**decision, "pooling": rule}, windows=w)
     assert np.allclose(p_v, dec.expit(whole)) and np.array_equal(is_v, p_v >= 0.5)
 
 
@@ -159,6 +159,9 @@ def test_the_patients_own_rhythm_is_never_v_in_a_long_recording():
         return classify(p_raw, features, decision, windows=windows)[0]
 
     assert not calls(wide, _rhythm(n, 1.0, 0.8)).any()
+    own_rhythm = classify(p, _rhythm(n, 1.0, 0.8), decision, windows=wide)[3]
+    assert own_rhythm.all()  # reported as such: each was over the threshold
+    assert not classify(np.full(n, 0.1), _rhythm(n, 1.0, 0.8), decision, windows=wide)[3].any()
     assert not calls(wide, _rhythm(n, 1.0, 0.8, has_prev=0.0)).any()  # a signal's first beat has no RR before
     assert calls(wide, _rhythm(n, 0.7, 0.8)).all()  # premature
     assert calls(wide, _rhythm(n, 1.0, 0.5)).all()  # 120 bpm: a ventricular tachycardia

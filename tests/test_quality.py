@@ -86,7 +86,7 @@ def test_unreadable_beats_are_never_v():
     p = np.full(4, 0.99)
     decision = {"calibration": {"method": "platt", "a": 1.0, "b": 0.0}, "threshold": 0.5}
     q = np.array([quality.GOOD, quality.NOISY, quality.UNREADABLE, quality.GOOD], np.int8)
-    is_v, _, _ = classify(p, np.zeros((4, 16)), decision, quality=q)
+    is_v = classify(p, np.zeros((4, 16)), decision, quality=q)[0]
     assert is_v.tolist() == [True, True, False, True]
 
 

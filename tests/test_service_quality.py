@@ -102,9 +102,9 @@ def test_a_signal_unreadable_throughout_has_no_burden(app):  # noqa: F811
     beats = extract_beats(x, FS)
     beats.quality[:] = UNREADABLE
     p_raw = model.p_v(beats.windows, beats.features)
-    is_v, p_v, flipped = classify(p_raw, beats.features, model.decision, windows=beats.windows,
-                                  groups=beats.groups, quality=beats.quality)
-    meta = build_result(model, beats, is_v, p_v, flipped, x, FS, "MLII", True)["metadata"]
+    calls = classify(p_raw, beats.features, model.decision, windows=beats.windows,
+                     groups=beats.groups, quality=beats.quality)
+    meta = build_result(model, beats, calls, x, FS, "MLII", True)["metadata"]
     assert meta["ventricular_beats"] == 0 and meta["pvc_burden_percent"] is None
     assert meta["signal_quality"]["unreadable"] == len(beats) > 10
 

@@ -82,7 +82,7 @@ def tune_decision(p_raw, y, features, use_ruleguard=True):
 
 def label_beats(model, beats, decision, apply_ruleguard=True):
     """Predicted labels 'V'/'N' (n,) and calibrated V probabilities (n,) of a BeatSet."""
-    is_v, p_v, _ = classify(predict_raw(model, beats), beats.features, decision, apply_ruleguard)
+    is_v, p_v = classify(predict_raw(model, beats), beats.features, decision, apply_ruleguard)[:2]
     return np.where(is_v, "V", "N"), p_v
 
 
