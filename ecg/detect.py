@@ -16,7 +16,10 @@ Method, in the Pan & Tompkins (1985) / Hamilton & Tompkins (1986) family:
    settled first by a warm-up pass over the first 8 s so that a strip's first beats
    are judged like the others; threshold 30 % of the way from noise to signal; search-back for a beat missed in
    an RR gap longer than 1.66 x the mean RR; a candidate 200-360 ms after a beat
-   whose slope is under half that beat's is a T wave.
+   whose slope is under half that beat's is a T wave. The signal level only falls on
+   beats taken, so after an artefact far larger than a QRS (an electrode pop) it
+   would stand above every beat for minutes: 3 s without a beat (a pause Holter
+   reports flag) seeds the levels again from the last seconds.
 4. Standing out of the local noise (muscle and electrode-motion noise put humps in the
    envelope that clear the running levels of step 3): the envelope's local noise floor
    is the median of its RMS over 50-ms blocks within +-1.5 s of a candidate (near zero
@@ -62,6 +65,7 @@ MIN_QRS_SLOPE = 1.0  # mV/s RMS of the band-passed slope: below this nothing is 
 EDGE_ZONE_S = 0.050  # detections this close to a strip's ends may be beats cut by them ...
 EDGE_ENERGY_FRACTION = 0.5  # ... kept when holding this share of a typical beat's energy
 INIT_S = 8.0  # the first seconds used to seed the signal and noise levels
+RELEARN_S = 3.0  # no beat for this long (20 bpm): the levels are seeded again
 RR_HISTORY = 8  # beats in the running mean RR
 NOISE_BLOCK_S = 0.050  # the envelope's RMS over blocks this long: the noise floor's samples
 NOISE_FLOOR_S = 3.0  # window centred on a candidate where its local noise floor is measured
@@ -150,6 +154,14 @@ def stands_out(t_l, lv_l, gate, i, rr):
     return level >= LOCAL_MAX_FRACTION * max(lv_l[lo:hi])
 
 
+def seed_levels(levels):
+    """Starting (signal, noise) peak levels from the candidates' ``levels`` (k,) of a few
+    seconds: the strongest third of the candidates are mostly beats, the median
+    candidate is mostly noise or P/T waves."""
+    top = np.sort(levels)[::-1]
+    return float(median_1d(top[: max(2, len(top) // 3)])), float(median_1d(levels))
+
+
 def adaptive_threshold(times, levels, slopes, fs, seed=None, floors=None):
     """Pan-Tompkins style decision over candidates.
 
@@ -169,15 +181,7 @@ def adaptive_threshold(times, levels, slopes, fs, seed=None, floors=None):
     refractory = int(REFRACTORY_S * fs)
     t_window = int(T_WAVE_WINDOW_S * fs)
 
-    # seed the levels from the first seconds: the strongest third of the candidates
-    # are mostly beats, the median candidate is mostly noise or P/T waves
-    if seed is None:
-        first = levels[times < times[0] + int(INIT_S * fs)]
-        top = np.sort(first)[::-1]
-        spk = float(median_1d(top[: max(2, len(top) // 3)]))
-        npk = float(median_1d(first))
-    else:
-        spk, npk = seed
+    spk, npk = seed_levels(levels[times < times[0] + int(INIT_S * fs)]) if seed is None else seed
 
     # plain Python lists: the loop is sequential by nature and runs once per
     # candidate (a few thousand for 30 min), far faster than numpy scalar indexing
@@ -186,6 +190,7 @@ def adaptive_threshold(times, levels, slopes, fs, seed=None, floors=None):
     beats, beat_slopes, rr = [], [], []
     rr_mean = None
     last = -1  # index of the last accepted candidate
+    relearn, init, relearned_at = int(RELEARN_S * fs), int(INIT_S * fs), t_l[0] if k else 0
     i = 0
     while i < k:
         t, level = t_l[i], lv_l[i]
@@ -208,6 +213,13 @@ def adaptive_threshold(times, levels, slopes, fs, seed=None, floors=None):
                 last = best
                 i = best + 1
                 continue
+        if t - max(beats[-1] if beats else t_l[0], relearned_at) > relearn:
+            # no beat for RELEARN_S: a large artefact has probably lifted the signal level
+            # above the beats (it only falls on beats taken, so it would stay there):
+            # seed it again from the last seconds, as at the start
+            spk, npk = seed_levels(levels[bisect_left(t_l, t - init):i + 1])
+            threshold = npk + THRESHOLD_FRACTION * (spk - npk)
+            relearned_at = t
         if level > threshold and level > MIN_QRS_SLOPE and stands_out(t_l, lv_l, gate, i, rr_mean or FIRST_RR_S * fs):
             if beats and t - beats[-1] < t_window and sl_l[i] < T_WAVE_SLOPE_RATIO * beat_slopes[-1]:
                 npk = 0.125 * level + 0.875 * npk  # a T wave: noise

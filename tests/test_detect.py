@@ -237,6 +237,37 @@ def test_mitdb_excerpts(name):
         assert st["Se"] >= 0.99 and st["PPV"] >= 0.99, (name, st["TP"], st["FN"], st["FP"])
 
 
+def electrode_pop(x, fs, at_s, mv=40.0):
+    """``x`` with an electrode pop at ``at_s``: a step of ``mv`` that relaxes in 0.3 s, and
+    its mirror 1 s later (the electrode losing and regaining contact)."""
+    t = np.arange(len(x)) / fs
+    for t0, a in ((at_s, mv), (at_s + 1.0, -mv)):
+        x = x + a * (t >= t0) * np.exp(-np.clip(t - t0, 0, None) / 0.3)
+    return x
+
+
+@pytest.mark.skipif("100" not in FIXTURE_RECORDS, reason="no MIT-BIH excerpt 100 in tests/data/mitdb")
+def test_an_electrode_pop_does_not_lock_the_detector_out(monkeypatch):
+    """Step 3's signal level only falls on beats it takes: after a pop tens of times a QRS's
+    slope it stood above every beat, and Pan-Tompkins' search-back (at 0.6 x the threshold)
+    could not reach them; the levels are seeded again after RELEARN_S without a beat."""
+    from train.data import load_record
+
+    rec = load_record("100", str(FIXTURES))
+    x = electrode_pop(rec.signal, rec.fs, 30.0)
+    after = rec.ann_samples > 30 * rec.fs
+
+    def missed_after_the_pop():
+        st = match_beats(rec.ann_samples, detect_r_peaks(x, rec.fs), int(0.15 * rec.fs))
+        found = np.zeros(len(rec.ann_samples), bool)
+        found[st[0]] = True
+        return int(np.sum(after & ~found))
+
+    assert missed_after_the_pop() <= 5  # the pop's own 2-3 s
+    monkeypatch.setattr(ecg_detect, "RELEARN_S", 1e9)
+    assert missed_after_the_pop() > 30  # locked out for most of the remaining 90 s
+
+
 # ---- step 4: candidates must stand out of the local noise --------------------------------
 
 NOISE_FIXTURES = ROOT / "tests" / "data" / "nstdb-noise"
