@@ -213,7 +213,7 @@ def adaptive_threshold(times, levels, slopes, fs, seed=None, floors=None):
                 last = best
                 i = best + 1
                 continue
-        if t - max(beats[-1] if beats else t_l[0], relearned_at) > relearn:
+        if t - max(beats[-1] if beats else 0, relearned_at) > relearn:
             # no beat for RELEARN_S: a large artefact has probably lifted the signal level
             # above the beats (it only falls on beats taken, so it would stay there):
             # seed it again from the last seconds, as at the start
