@@ -20,15 +20,18 @@ def resample(x, fs_in, fs_out=MODEL_FS):
     """Resample ``x`` (shape (n,), any unit) from ``fs_in`` to ``fs_out`` Hz.
 
     Polyphase FIR (``scipy.signal.resample_poly``'s filter and alignment, in numpy:
-    see ``ecg.dsp``), so no phase shift: a peak at time t stays at time t. Returns
-    ``x`` as float64 unchanged when the rates match.
+    see ``ecg.dsp``), so no phase shift: a peak at time t stays at time t. Beyond the
+    ends the filter sees the line through the first and last samples, not zeros: an
+    ECG's offset or wander (mV, often larger than its QRS) would otherwise be a step at
+    each end of a strip, in the QRS band, detected as a beat. Returns ``x`` as float64
+    unchanged when the rates match.
     """
     x = np.asarray(x, dtype=np.float64)
     fs_in, fs_out = int(fs_in), int(fs_out)
     if fs_in == fs_out:
         return x
     g = gcd(fs_in, fs_out)
-    return resample_poly(x, fs_out // g, fs_in // g)
+    return resample_poly(x, fs_out // g, fs_in // g, padtype="line")
 
 
 def map_positions(positions, fs_from, fs_to, n_to=None):

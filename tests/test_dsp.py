@@ -350,3 +350,18 @@ def test_gradient_1d_is_numpys_gradient_bit_for_bit():
         x = rng.normal(size=n).cumsum()
         got = dsp.gradient_1d(x)
         assert got.dtype == np.float64 and np.array_equal(got, np.gradient(x))
+
+
+def test_resample_poly_line_padding_matches_scipy():
+    rng = np.random.default_rng(4)
+    for n in (2, 3, 5, 17, 700):  # scipy's line of one sample is NaN; ours a constant
+        x = rng.standard_normal(n) + 3.0
+        for fs in RATES[::9]:  # the padding is the same code at every rate
+            for up, down in ((360, fs), (fs, 360)):
+                want = sps.resample_poly(x, up, down, padtype="line")
+                got = dsp.resample_poly(x, up, down, padtype="line")
+                assert got.shape == want.shape, (n, fs, up, down)
+                assert np.abs(got - want).max() <= 1e-12 * _scale(x), (n, fs, up, down)
+    assert np.allclose(dsp.resample_poly(np.array([2.5]), 18, 5, padtype="line"), 2.5, rtol=0.01)
+    with pytest.raises(ValueError):
+        dsp.resample_poly(x, 2, 3, padtype="reflect")

@@ -92,3 +92,16 @@ def test_the_beat_set_cache_fingerprint_covers_every_ecg_module_a_beat_set_is_bu
     used = {Path(f).relative_to(package).as_posix() for f in json.loads(out.stdout.splitlines()[-1])}
     assert {"dsp/iir.py", "signal.py", "detect.py", "ec57.py"} <= used
     assert used <= set(dataset.fingerprinted_sources())
+
+
+def test_an_offset_does_not_put_beats_at_the_ends_of_resampled_strips(record_119):
+    # devices record with an offset (electrode half-cell potentials, tens of mV on some);
+    # a resampler that pads with zeros turns it into a step at each end of a strip
+    x = record_119.signal
+    for fs in (100, 1000):
+        y = resample(x, 360, fs)
+        for start in range(0, len(y) - 10 * fs + 1, 10 * fs):
+            strip = y[start:start + 10 * fs]
+            plain = extract_beats(strip, fs).positions
+            for offset in (-5.0, 5.0):
+                assert np.array_equal(extract_beats(strip + offset, fs).positions, plain), (fs, start, offset)

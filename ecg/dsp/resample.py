@@ -54,13 +54,14 @@ def _resample_plan(up, down):
     return groups, int(s_min.min()), int(s_max.max())
 
 
-def resample_poly(x, up, down):
-    """Polyphase FIR resampling by ``up / down``: ``scipy.signal.resample_poly(x, up, down)``.
+def resample_poly(x, up, down, padtype="constant"):
+    """Polyphase FIR resampling by ``up / down``: ``scipy.signal.resample_poly(x, up, down, padtype=padtype)``.
 
     ``x``: (n,) float64, any unit. scipy's default anti-aliasing filter (Kaiser
-    window, beta 5, 10 zero-crossings each side) and output alignment, zero-padded
-    at both ends. Returns ``ceil(n * up / down)`` samples, float64 (a copy of ``x``
-    when the ratio is 1).
+    window, beta 5, 10 zero-crossings each side) and output alignment. ``padtype``:
+    what the filter sees beyond the ends, ``"constant"`` zeros (scipy's default) or
+    ``"line"`` the straight line through the first and last samples, continued.
+    Returns ``ceil(n * up / down)`` samples, float64 (a copy of ``x`` when the ratio is 1).
     """
     x = np.asarray(x, dtype=np.float64)
     if x.ndim != 1:
@@ -68,6 +69,8 @@ def resample_poly(x, up, down):
     up, down = int(up), int(down)
     if up < 1 or down < 1:
         raise ValueError("up and down must be >= 1")
+    if padtype not in ("constant", "line"):
+        raise ValueError(f"padtype must be 'constant' or 'line', got {padtype!r}")
     g = gcd(up, down)
     up, down = up // g, down // g
     if up == down == 1:
@@ -78,11 +81,15 @@ def resample_poly(x, up, down):
         return np.zeros(0)
     groups, s_lo, s_hi = _resample_plan(up, down)
     nb = -(-n_out // up)
-    # x with zeros around it: input index i sits at i + left
+    # x with its padding around it: input index i sits at i + left
     left = max(0, -s_lo)
     right = max(0, (nb - 1) * down + s_hi + 1 - n_in)
     padded = np.zeros(left + n_in + right)
     padded[left:left + n_in] = x
+    if padtype == "line":
+        slope = (x[-1] - x[0]) / (n_in - 1) if n_in > 1 else 0.0
+        padded[:left] = x[0] + slope * np.arange(-left, 0)
+        padded[left + n_in:] = x[-1] + slope * np.arange(1, right + 1)
     out = np.empty((nb, up))
     for r0, r1, lo, matrix in groups:
         span = matrix.shape[0]
