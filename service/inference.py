@@ -15,6 +15,7 @@ from ecg.pipeline import PREPROCESSING, extract_beats
 from ecg.quality import QUALITY_LABELS, UNREADABLE
 
 HR_RANGE_BPM = (30.0, 220.0)
+LOW_AMPLITUDE_MV = 0.1  # peak to peak: a QRS is 0.5-3 mV; a lead in volts is 1000x smaller
 TEMPLATE_CORR = PREPROCESSING["rr_features"].index("template_corr")
 # real strips, even full of PVCs, have a median beat-to-template correlation >= 0.5;
 # white or drifting noise, in which the detector still "finds" beats, stays under 0.25
@@ -27,6 +28,16 @@ OWN_RHYTHM_WARNING = ("{} beat(s) the networks would call V share the recording'
 
 class NoBeatsFound(Exception):
     pass
+
+
+def no_beats_message(x, fs):
+    """Why a request found no beat, with a hint when ``x`` (mV) is too small to be an ECG in mV."""
+    message = f"No heartbeat could be detected in {len(x) / fs:.1f} s of signal (flat line, or no QRS complex found)."
+    span = float(np.max(x) - np.min(x))
+    if 0.0 < span < LOW_AMPLITUDE_MV:
+        message += (f" Its peak-to-peak amplitude is {span:.3g}: signal_data is read in millivolts "
+                    "(a signal in volts must be multiplied by 1000).")
+    return message
 
 
 class TooSlow(Exception):
@@ -52,7 +63,7 @@ def _quality_warnings(x, fs, n_beats, heart_rate):
     span = hi - lo
     if span > 20.0:
         warnings.append(f"amplitude {span:.0f} mV peak to peak: is signal_data in millivolts?")
-    elif span < 0.1:
+    elif span < LOW_AMPLITUDE_MV:
         warnings.append(f"very low amplitude ({span:.3f} mV peak to peak)")
     at_extremes = int(np.count_nonzero(x == hi) + np.count_nonzero(x == lo))
     if at_extremes > max(10, 0.01 * len(x)):

@@ -53,8 +53,7 @@ def create_prediction(body):
                           f"(ECG_REQUEST_TIMEOUT_S) and was stopped after {exc}: the service "
                           "is overloaded or the record too long; retry later or send a shorter one.")
     except inference.NoBeatsFound:
-        message = (f"No heartbeat could be detected in {len(x) / fs:.1f} s of signal "
-                   "(flat line, or no QRS complex found).")
+        message = inference.no_beats_message(x, fs)
         abort(422, detail=message, errors={"signal_data": [message]})
 
     result["metadata"]["patient_id"] = body["patient_id"]

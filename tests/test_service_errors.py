@@ -163,6 +163,13 @@ def test_no_detectable_beat_is_422_saying_so(client, name, signal):
     err = _assert_error(client.post(PREDICT, json=payload(signal_data=signal)), 422)
     assert "no heartbeat" in err["detail"].lower() and "flat line" in err["detail"]
     assert "signal_data" in err["errors"]
+    assert ("millivolts" in err["detail"]) == (name == "tiny noise")
+
+
+def test_a_lead_sent_in_volts_is_422_saying_the_unit(client, record_119):
+    volts = (record_119.signal[:3600] / 1000.0).tolist()
+    err = _assert_error(client.post(PREDICT, json=payload(signal_data=volts)), 422)
+    assert "millivolts" in err["detail"] and "multiplied by 1000" in err["detail"]
 
 
 def test_body_over_the_limit_is_413():
