@@ -6,8 +6,10 @@ centred the way it was trained.
 
 Method, in the Pan & Tompkins (1985) / Hamilton & Tompkins (1986) family:
 
-1. QRS energy envelope: zero-phase 5-20 Hz band-pass (the QRS band: drops baseline
-   wander, most of the P and T waves and mains hum), derivative, squared, moving
+1. QRS energy envelope: mains hum subtracted (``ecg.signal.remove_mains``: the
+   band-pass attenuates it, but its padding turns hum cut mid-cycle at a strip's end
+   into a QRS-band transient), zero-phase 5-20 Hz band-pass (the QRS band: drops
+   baseline wander, most of the P and T waves), derivative, squared, moving
    average over 100 ms centred on each sample. Polarity-free, and zero-phase all
    through, so the envelope's peak sits at the QRS's energy centre with no delay.
 2. Candidates: the envelope's local maxima at least 200 ms apart (refractory period).
@@ -47,7 +49,7 @@ from bisect import bisect_left, bisect_right
 import numpy as np
 
 from .dsp import find_peaks, gradient_1d, median_1d, uniform_filter1d
-from .signal import MAX_FS, MIN_FS, bandpass
+from .signal import MAX_FS, MIN_FS, bandpass, remove_mains
 
 QRS_BAND_HZ = (5.0, 20.0)  # where QRS energy dominates P/T waves, wander and muscle noise
 QRS_BAND_ORDER = 2
@@ -86,7 +88,7 @@ def qrs_energy_envelope(x, fs):
     zero: repeating the edge value instead would swell the envelope of a beat cut
     by the edge and pull its peak onto the edge.
     """
-    f = bandpass(x, fs, *QRS_BAND_HZ, order=QRS_BAND_ORDER)
+    f = bandpass(remove_mains(x, fs), fs, *QRS_BAND_HZ, order=QRS_BAND_ORDER)
     d = gradient_1d(f) * fs
     env = uniform_filter1d(d * d, envelope_width(fs), mode="constant")
     return f, d, env

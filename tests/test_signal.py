@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from ecg.signal import bandpass, map_positions, resample
+from ecg.signal import bandpass, map_positions, remove_mains, resample
 from tests.conftest import synthetic_ecg
 
 
@@ -42,3 +42,22 @@ def test_bandpass_removes_wander_without_moving_peaks(wander_hz, residual_mv):
         a = int(r * fs)
         assert abs(a - 15 + np.argmax(y[a - 15:a + 15]) - a) <= 1
 
+
+
+@pytest.mark.parametrize("fs", [250, 257, 360, 1000])
+@pytest.mark.parametrize("mains_hz, off_hz", [(50.0, 0.0), (60.0, 0.0), (50.0, 0.05), (60.0, -0.05)])
+def test_remove_mains_takes_hum_away_to_the_ends(fs, mains_hz, off_hz):
+    beats = np.arange(0.5, 9.6, 0.8)
+    ecg = synthetic_ecg(fs, beats, 10.3)
+    t = np.arange(len(ecg)) / fs
+    hum = 1.0 * np.sin(2 * np.pi * (mains_hz + off_hz) * t + 0.7)
+    left = remove_mains(ecg + hum, fs) - ecg
+    assert np.abs(left).max() < 0.05  # of 1 mV: at most 5 %, the strip's ends included
+    assert np.abs(left[: fs // 10]).max() < 0.05 and np.abs(left[-(fs // 10):]).max() < 0.05
+
+
+def test_remove_mains_leaves_an_ecg_without_hum_alone():
+    fs = 360
+    x = synthetic_ecg(fs, np.arange(0.5, 29.6, 0.8), 30.0)
+    assert np.array_equal(remove_mains(x, fs), x)  # nothing over MAINS_NEGLIGIBLE_MV to take
+    assert np.array_equal(remove_mains(x[:100], fs), x[:100])  # shorter than a block
