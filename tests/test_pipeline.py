@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from ecg.ec57 import detection_stats
 from ecg.pipeline import PREPROCESSING, SUPPORTED_VERSIONS, extract_beats
@@ -105,3 +106,13 @@ def test_an_offset_does_not_put_beats_at_the_ends_of_resampled_strips(record_119
             plain = extract_beats(strip, fs).positions
             for offset in (-5.0, 5.0):
                 assert np.array_equal(extract_beats(strip + offset, fs).positions, plain), (fs, start, offset)
+
+
+@pytest.mark.parametrize("mains_hz", [50.0, 60.0])
+def test_mains_hum_does_not_reach_the_networks_inputs(record_119, mains_hz):
+    x = record_119.signal[:10 * 360]
+    hum = 1.0 * np.sin(2 * np.pi * mains_hz * np.arange(len(x)) / 360 + 0.7)
+    clean, hummed = extract_beats(x, 360), extract_beats(x + hum, 360)
+    assert np.array_equal(clean.positions, hummed.positions)
+    # windows are scaled by their QRS's peak to peak (~1): a 1-mV hum would be a third of it
+    assert np.abs(hummed.windows - clean.windows).max() < 0.05
