@@ -78,7 +78,7 @@ def preprocess(x, fs):
     The 40-Hz low-pass leaves a third of 50-Hz hum in the beat windows, and the networks
     were trained on leads with little: 1 mV of it cost 0.02 of F1 of V on DS2's 10-s
     strips, none once subtracted (:func:`ecg.signal.remove_mains`, which leaves hum under
-    0.05 mV as it is). Returns ``(resampled, filtered)``, both shape (m,) at 360 Hz; the
+    0.2 mV as it is). Returns ``(resampled, filtered)``, both shape (m,) at 360 Hz; the
     detector takes ``resampled`` and removes the hum itself.
     """
     x360 = resample(x, fs, MODEL_FS)
