@@ -19,7 +19,7 @@ import numpy as np
 
 from .dsp import expit
 from .features import RR_FEATURE_NAMES, beat_groups, groups_within
-from .quality import UNREADABLE
+from .quality import NOISY, UNREADABLE
 
 _RR_PREV = RR_FEATURE_NAMES.index("rr_prev_ratio")
 _RR_NEXT = RR_FEATURE_NAMES.index("rr_next_ratio")
@@ -45,6 +45,10 @@ OWN_RHYTHM_SHARE = 0.5  # a beat alike to more than this share of its pool has t
 OWN_RHYTHM_MIN_BEATS = 150  # pools this long (~2 min): shorter ones can be one slow ventricular run
 OWN_RHYTHM_MIN_RR_S = 0.6  # slower than 100 bpm: ventricular tachycardia is 100 bpm or more
 OWN_RHYTHM_RR_TOLERANCE = 0.1  # not premature: RR before at least 0.9 x the local RR
+# A beat in a stretch the quality flag judges noisy is called V only at this many times the
+# odds of V the card's threshold asks (0.24 -> 0.39): noise there makes V-like shapes, so a
+# V-like shape is less likely a PVC. A rule of the service, chosen on DS1 (docs/ROBUSTNESS.md).
+NOISY_V_ODDS = 2.0
 
 
 def logit(p):
@@ -207,6 +211,12 @@ def pool_groups(pooling, n, groups=None, signals=None):
     return groups_within(signals, size)
 
 
+def noisy_threshold(threshold):
+    """The V probability a beat in a noisy stretch needs: ``NOISY_V_ODDS`` x the odds of ``threshold``."""
+    odds = NOISY_V_ODDS * threshold / (1.0 - threshold)
+    return odds / (1.0 + odds)
+
+
 def classify(p_raw, features, decision, apply_ruleguard=True, windows=None, groups=None, signals=None,
              quality=None):
     """Labels and calibrated V probabilities of n beats.
@@ -217,7 +227,8 @@ def classify(p_raw, features, decision, apply_ruleguard=True, windows=None, grou
     them (:func:`pool_by_morphology`); ``p_v`` is then the pooled probability, the one the
     threshold judges, and beats of the patient's own rhythm are N (:func:`own_rhythm_mask`).
     ``quality``: the beats' signal quality (n,) (``ecg.quality``): an unreadable beat is never
-    called V, whatever its probability. Returns ``(is_v, p_v, flipped, own_rhythm)``:
+    called V, whatever its probability, and a noisy one only over :func:`noisy_threshold`.
+    Returns ``(is_v, p_v, flipped, own_rhythm)``:
     bool (n,), float (n,), bool (n,) marking beats the RuleGuard turned from V to N, and
     bool (n,) marking readable beats over the threshold called N as the patient's own rhythm.
     """
@@ -236,10 +247,11 @@ def classify(p_raw, features, decision, apply_ruleguard=True, windows=None, grou
         own_rhythm = np.zeros_like(over)
     is_v = over & ~own_rhythm
     if quality is not None:
-        # noise there makes QRS-like shapes the network was never shown: a V call there is
-        # more often an artefact than a PVC (docs/ROBUSTNESS.md)
-        readable = np.asarray(quality) != UNREADABLE
-        is_v &= readable
+        # noise makes QRS-like shapes the network was never shown: in an unreadable stretch a
+        # V call is more often an artefact than a PVC, in a noisy one it needs surer odds
+        quality = np.asarray(quality)
+        readable = quality != UNREADABLE
+        is_v &= readable & ((quality != NOISY) | (p_v >= noisy_threshold(decision["threshold"])))
         own_rhythm &= readable
     flipped = np.zeros_like(is_v)
     rule = decision.get("ruleguard") or {}

@@ -90,6 +90,14 @@ def test_unreadable_beats_are_never_v():
     assert is_v.tolist() == [True, True, False, True]
 
 
+def test_a_noisy_beat_needs_twice_the_odds_to_be_v():
+    decision = {"calibration": {"method": "platt", "a": 1.0, "b": 0.0}, "threshold": 0.24}
+    p = np.array([0.30, 0.30, 0.40, 0.40])  # odds 0.43 and 0.67; the threshold's 0.32, twice 0.63
+    q = np.array([quality.GOOD, quality.NOISY, quality.GOOD, quality.NOISY], np.int8)
+    is_v = classify(p, np.zeros((4, 16)), decision, quality=q)[0]
+    assert is_v.tolist() == [True, False, True, True]
+
+
 def test_extract_beats_carries_the_quality_at_any_rate():
     rec = record("119")
     x = rec.signal.copy()
