@@ -22,9 +22,14 @@ Conditions (``CONDITIONS``):
   training never uses;
 - ``ma-rms``: ``ma`` over the whole record at an SNR of RMS over RMS, tiled from the start of
   the noise (the issue's table and targets);
-- ``fs128``, ``fs250``: the record resampled and sent at that rate;
+- ``fs128``, ``fs250``, ``fs1000``: the record resampled and sent at that rate;
 - ``inverted``: the lead's polarity reversed; ``hum 0.3 mV``: 60-Hz mains interference of
-  0.3 mV with a third harmonic of 0.09 mV, over the whole record.
+  0.3 mV with a third harmonic of 0.09 mV, over the whole record; ``hum 50 Hz 1 mV``: 1 mV of
+  50-Hz interference (a device without a mains filter);
+- what devices do to a lead: ``uV, offset 300 mV`` (sent in microvolts on an offset: the
+  service must read it as the same ECG), ``band 0.67-25 Hz`` (a wearable's causal 4th-order
+  band-pass, which bends the ST segment and rounds the QRS), ``clipped 1.5 mV`` (an amplifier
+  saturating 1.5 mV from the lead's median).
 
 Writes ``bench/robustness.json`` and ``bench/robustness.md``. Needs MIT-BIH and the nstdb
 noise records (``--data``, ``--noise``); ~10 min on 2 cores.
@@ -61,7 +66,13 @@ class Condition:
     protocol: str = "nst"  # where the noise is: "nst" (alternating) or "continuous"
     fs: int = 360  # the rate the signal is sent at
     inverted: bool = False  # the lead's polarity reversed (electrodes swapped)
-    hum_mv: float = 0.0  # 60-Hz mains interference of this amplitude (mV), with a 3rd harmonic
+    hum_mv: float = 0.0  # mains interference of this amplitude (mV), with a 3rd harmonic of 0.3 x it ...
+    hum_hz: float = 60.0  # ... at this frequency
+    hum_harmonic: float = 0.3
+    device_band_hz: tuple | None = None  # a device's own causal band-pass (4th-order Butterworth)
+    clip_mv: float | None = None  # the amplifier saturates this far from the lead's median
+    units_per_mv: float = 1.0  # sent in other units (1000: microvolts) ...
+    offset_mv: float = 0.0  # ... on an offset (electrode half-cell potentials)
 
 
 def conditions():
@@ -70,8 +81,11 @@ def conditions():
         out += [Condition(f"{kind} {snr:+d} dB", noise=kind, snr_db=snr) for snr in NST_SNRS]
     out += [Condition(f"ma-rms {snr:+d} dB", noise="ma", snr_db=snr, definition="rms", protocol="continuous")
             for snr in (12, 6, 0)]
-    out += [Condition("fs128", fs=128), Condition("fs250", fs=250)]
-    out += [Condition("inverted", inverted=True), Condition("hum 0.3 mV", hum_mv=0.3)]
+    out += [Condition("fs128", fs=128), Condition("fs250", fs=250), Condition("fs1000", fs=1000)]
+    out += [Condition("inverted", inverted=True), Condition("hum 0.3 mV", hum_mv=0.3),
+            Condition("hum 50 Hz 1 mV", hum_mv=1.0, hum_hz=50.0, hum_harmonic=0.0)]
+    out += [Condition("uV, offset 300 mV", units_per_mv=1000.0, offset_mv=300.0),
+            Condition("band 0.67-25 Hz", device_band_hz=(0.67, 25.0)), Condition("clipped 1.5 mV", clip_mv=1.5)]
     return out
 
 
@@ -122,9 +136,18 @@ def corrupt(rec, cond, noise, channel, seed=TEST_SEED):
         x = x + gain * nz if cond.protocol == "continuous" else nst_protocol(x, nz, gain, rec.fs)
     if cond.hum_mv:
         t = np.arange(len(x)) / rec.fs
-        x = x + cond.hum_mv * (np.sin(2 * np.pi * 60.0 * t) + 0.3 * np.sin(2 * np.pi * 180.0 * t))
+        w = 2 * np.pi * cond.hum_hz * t
+        x = x + cond.hum_mv * (np.sin(w) + cond.hum_harmonic * np.sin(3 * w))
     if cond.inverted:
         x = -x
+    if cond.device_band_hz:
+        from scipy.signal import butter, sosfilt
+
+        x = sosfilt(butter(4, cond.device_band_hz, btype="bandpass", fs=rec.fs, output="sos"), x)
+    if cond.clip_mv:
+        centre = np.median(x)
+        x = np.clip(x, centre - cond.clip_mv, centre + cond.clip_mv)
+    x = (x + cond.offset_mv) * cond.units_per_mv
     if cond.fs != rec.fs:
         x = resample(x, rec.fs, cond.fs)
     return x, cond.fs

@@ -216,6 +216,15 @@ def test_robustness_conditions_corrupt_the_signal_as_named(record_119):
     spectrum = np.abs(np.fft.rfft(hum - clean)) * 2 / len(clean)
     freqs = np.fft.rfftfreq(len(clean), 1 / fs)
     assert spectrum[np.argmin(np.abs(freqs - 60))] == pytest.approx(0.3, rel=0.02)
+    hum, fs = robustness.corrupt(record_119, by_name["hum 50 Hz 1 mV"], None, 0)
+    spectrum = np.abs(np.fft.rfft(hum - clean)) * 2 / len(clean)
+    assert spectrum[np.argmin(np.abs(freqs - 50))] == pytest.approx(1.0, rel=0.02)
+    assert spectrum[np.argmin(np.abs(freqs - 150))] < 0.01  # no harmonic
+    micro, _ = robustness.corrupt(record_119, by_name["uV, offset 300 mV"], None, 0)
+    assert np.allclose(micro, (clean + 300.0) * 1000.0)
+    clipped, _ = robustness.corrupt(record_119, by_name["clipped 1.5 mV"], None, 0)
+    within = np.abs(clean - np.median(clean)) <= 1.5
+    assert np.ptp(clipped) <= 3.0 + 1e-9 < np.ptp(clean) and np.array_equal(clipped == clean, within)
     resampled, fs = robustness.corrupt(record_119, by_name["fs128"], None, 0)
     assert fs == 128 and len(resampled) == pytest.approx(len(clean) * 128 / 360, abs=2)
     # nst's protocol: clean for 5 min, then noisy and clean in 2-min turns, with no step at a switch
