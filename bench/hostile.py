@@ -111,6 +111,8 @@ def hostile_cases():
         Case("noise", "white noise only, 0.5 mV", _body(0.5 * rng.standard_normal(len(STRIP)))),
         Case("flat", "a flat line", _body(np.zeros(len(STRIP))), status=422,
              warning="No heartbeat"),
+        Case("volts", "a lead in volts (the strip / 1000)", _body(STRIP / 1000.0), status=422,
+             warning="signal_data is read in millivolts"),
         Case("one_beat", "5 s holding a single beat", _body(one_beat), warning="beat(s) detected"),
         Case("two_beats", "5 s holding two beats (24 bpm)", _body(two_beats),
              warning="beat(s) detected"),
