@@ -92,3 +92,22 @@ def test_bench_refuses_bad_output_and_missing_data(cli, tmp_path):
     one_clean_line(cli("bench", "--n10", "-1"), "--n10")
     one_clean_line(cli("bench", "--accuracy", "--out", tmp_path / "b", ECG_DATA_DIR=str(tmp_path / "nowhere")),
                    "ECG_DATA_DIR")
+
+
+def test_train_without_tensorflow_names_the_venv_to_use(tmp_path):
+    """A Python without TensorFlow (the service's venv) is told which one trains, not shown an
+    ImportError's traceback."""
+    block_tensorflow = (
+        "import runpy, sys\n"
+        "class NoTensorFlow:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'tensorflow':\n"
+        "            raise ModuleNotFoundError(\"No module named 'tensorflow'\", name=name)\n"
+        "sys.meta_path.insert(0, NoTensorFlow())\n"
+        "sys.argv = ['train', *sys.argv[1:]]\n"
+        "runpy.run_module('train', run_name='__main__')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", block_tensorflow, "--data", str(FIXTURES), *TINY],
+                            cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(PROJECT)},
+                            capture_output=True, text=True, timeout=300)
+    one_clean_line(result, "TensorFlow is not installed", ".venv/bin/python")

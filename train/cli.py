@@ -19,8 +19,10 @@ def quiet_tensorflow():
     ``TF_CPP_MIN_LOG_LEVEL`` must be set before the import, and 3: the spurious
     ``E0000 ... use_unbounded_threadpool`` line of every ``fit`` is an ERROR. The oneDNN and
     CPU-feature lines are written before TensorFlow reads that variable (absl logs to stderr
-    until it is initialised), so stderr is pointed at /dev/null for the import itself; a
-    failed import still raises its Python exception. A user's own TF_CPP_MIN_LOG_LEVEL wins.
+    until it is initialised), so stderr is pointed at /dev/null for the import itself. A
+    Python without TensorFlow (the service's venv, a system Python) is a ``UsageError`` that
+    names the venv to use; any other failed import keeps its exception. A user's own
+    TF_CPP_MIN_LOG_LEVEL wins.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if "tensorflow" in sys.modules:
@@ -30,6 +32,13 @@ def quiet_tensorflow():
     try:
         os.dup2(devnull, 2)
         import tensorflow  # noqa: F401
+    except ModuleNotFoundError as exc:
+        if exc.name != "tensorflow":
+            raise
+        raise UsageError(
+            f"TensorFlow is not installed in {sys.executable}: training and promotion run in "
+            "the project venv, .venv/bin/python (make test or make train builds it)"
+        ) from None
     finally:
         os.dup2(saved, 2)
         os.close(saved)
