@@ -10,7 +10,10 @@ flutter left out). Conditions (``--conditions`` picks some, by name):
   QRS peak-to-peak amplitude), built with ``bench.robustness``'s own functions
   (``noise_signal``, ``corrupt``, ``nst_protocol``);
 - ``ma-rms`` at 6 and 0 dB: ``ma`` over the whole record, SNR = RMS of the clean signal over
-  RMS of the noise.
+  RMS of the noise;
+- ``block 2:1``: the record as a 2:1 atrioventricular block would record it
+  (:func:`two_to_one_block`): every second P wave is not followed by a QRS complex, and the
+  detector must not take it for a beat.
 
 Whole records by default; ``--strip-seconds 10`` runs the detector on independent 10-s strips
 instead, as the service sees requests (``train.detector_eval.detect_in_strips``).
@@ -31,6 +34,7 @@ import json
 import sys
 import time
 
+import numpy as np
 
 from bench.robustness import TEST_SEED, Condition, corrupt
 from ecg.detect import detect_r_peaks
@@ -39,6 +43,36 @@ from ecg.ec57 import detection_stats
 NST_SNRS = (12, 6, 0, -6)
 RMS_SNRS = (6, 0)
 TUNING_SEED = 7_340_021  # electrode-motion draws off the report's split: far from TEST_SEED
+BLOCK_2TO1 = "block 2:1"
+# a blocked beat loses the signal from just before its QRS complex to the end of its T wave ...
+BLOCKED_FROM_S = 0.08  # ... from this long before its R peak (its P wave, ~150 ms before, stays) ...
+BLOCKED_TO_RR = 0.45  # ... to this share of the RR after it (a T wave ends within ~40 % of the RR) ...
+NEXT_P_CLEARANCE_S = 0.25  # ... and never closer than this to the next R peak (that beat's P wave)
+
+
+def two_to_one_block(signal, ann_samples, ann_symbols, fs):
+    """A lead as a 2:1 atrioventricular block would record it, made from a conducted rhythm.
+
+    Every second normal beat (``N`` between two ``N``) is blocked: its QRS complex and T wave
+    are replaced by a straight line (``BLOCKED_FROM_S`` before its R peak to ``BLOCKED_TO_RR``
+    of the RR after it), its P wave is kept. ``signal``: (n,) mV; ``ann_samples`` (k,) and
+    ``ann_symbols`` (k,): the reference beats. Returns ``(x, beats)``: the signal (n,) and the
+    reference beats left (k',), the blocked ones removed.
+    """
+    x = np.array(signal, dtype=np.float64)
+    samples, symbols = np.asarray(ann_samples), np.asarray(ann_symbols)
+    kept = np.ones(len(samples), bool)
+    for i in range(1, len(samples) - 1, 2):
+        if not (symbols[i - 1] == symbols[i] == symbols[i + 1] == "N"):
+            continue
+        a = samples[i] - int(BLOCKED_FROM_S * fs)
+        b = min(samples[i] + int(BLOCKED_TO_RR * (samples[i + 1] - samples[i])),
+                samples[i + 1] - int(NEXT_P_CLEARANCE_S * fs))
+        if a < 0 or b <= a:
+            continue
+        x[a:b] = np.linspace(x[a], x[b], b - a, endpoint=False)
+        kept[i] = False
+    return x, samples[kept]
 
 
 def conditions():
@@ -48,18 +82,20 @@ def conditions():
         out += [Condition(f"{kind} {snr:+d} dB", noise=kind, snr_db=snr) for snr in NST_SNRS]
     out += [Condition(f"ma-rms {snr:+d} dB", noise="ma", snr_db=snr, definition="rms", protocol="continuous")
             for snr in RMS_SNRS]
-    return out
+    return out + [Condition(BLOCK_2TO1)]
 
 
-def score(rec, x, strip_seconds=None):
+def score(rec, x, strip_seconds=None, reference=None):
     """Counts of the detector on signal ``x`` (n,) of record ``rec``, and its time (s): on the
-    whole signal, or on independent ``strip_seconds`` strips as the service sees requests."""
+    whole signal, or on independent ``strip_seconds`` strips as the service sees requests.
+    ``reference``: the beats to score against (default the record's)."""
     from train.detector_eval import detect_in_strips
 
     t0 = time.perf_counter()
     det = detect_in_strips(x, rec.fs, strip_seconds) if strip_seconds else detect_r_peaks(x, rec.fs)
     seconds = time.perf_counter() - t0
-    st = detection_stats(rec.ann_samples, det, rec.fs, rec.excluded)
+    reference = rec.ann_samples if reference is None else reference
+    st = detection_stats(reference, det, rec.fs, rec.excluded)
     return {"TP": st["TP"], "FN": st["FN"], "FP": st["FP"], "seconds": seconds}
 
 
@@ -79,8 +115,11 @@ def run(records, chosen, ddir, noise, channel, split, log, strip_seconds=None):
     for name in records:
         rec = load_record(name, ddir, lead="MLII" if channel == 0 else OTHER_LEAD)
         for cond in chosen:
-            x, _ = corrupt(rec, cond, noise, channel, seed)
-            report[cond.name]["records"][name] = score(rec, x, strip_seconds)
+            if cond.name == BLOCK_2TO1:
+                x, reference = two_to_one_block(rec.signal, rec.ann_samples, rec.ann_symbols, rec.fs)
+            else:
+                (x, _), reference = corrupt(rec, cond, noise, channel, seed), None
+            report[cond.name]["records"][name] = score(rec, x, strip_seconds, reference)
     for cond in chosen:
         g = report[cond.name]["gross"] = totals(report[cond.name]["records"])
         log(f"{cond.name:>14}: Se {g['Se']:.4f}  +P {g['PPV']:.4f}  FN {g['FN']:6d}  FP {g['FP']:6d}  "

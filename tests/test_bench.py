@@ -205,6 +205,39 @@ def test_detector_noise_scores_the_clean_fixture_and_refuses_unknown_conditions(
     assert gross["Se"] > 0.99 and gross["PPV"] > 0.99
 
 
+def test_a_two_to_one_block_removes_every_second_qrs_and_keeps_its_p_wave():
+    """record 100 (sinus rhythm) as a 2:1 block: about half its beats are gone from the signal
+    and from the reference; their P waves, and everything outside the blocked stretches, stay."""
+    from bench import detector_noise
+    from train.data import load_record
+
+    rec = load_record("100", FIXTURES)
+    x, beats = detector_noise.two_to_one_block(rec.signal, rec.ann_samples, rec.ann_symbols, rec.fs)
+    blocked = np.setdiff1d(rec.ann_samples, beats)
+    assert 0.4 < len(blocked) / len(rec.ann_samples) < 0.55 and np.isin(beats, rec.ann_samples).all()
+    qrs = int(0.05 * rec.fs)
+    for r in blocked:
+        assert np.ptp(x[r - qrs:r + qrs]) < 0.25 * np.ptp(rec.signal[r - qrs:r + qrs])  # the QRS is gone
+        p_wave = slice(r - int(0.25 * rec.fs), r - int(detector_noise.BLOCKED_FROM_S * rec.fs))
+        assert np.array_equal(x[p_wave], rec.signal[p_wave])
+    for r in beats[1:-1]:  # conducted beats are untouched
+        assert np.array_equal(x[r - qrs:r + qrs], rec.signal[r - qrs:r + qrs])
+
+
+def test_detector_noise_scores_the_two_to_one_block_against_the_beats_left(tmp_path):
+    import json
+
+    from bench import detector_noise
+
+    out = tmp_path / "d.json"
+    assert detector_noise.main(["--data", str(FIXTURES), "--records", "100", "--conditions", "clean",
+                                detector_noise.BLOCK_2TO1, "--out", str(out)]) == 0
+    report = json.loads(out.read_text())["conditions"]
+    clean, block = report["clean"]["gross"], report[detector_noise.BLOCK_2TO1]["gross"]
+    assert block["TP"] + block["FN"] < 0.6 * (clean["TP"] + clean["FN"])  # scored without the blocked beats
+    assert block["Se"] > 0.99
+
+
 def test_robustness_conditions_corrupt_the_signal_as_named(record_119):
     from bench import robustness
 
