@@ -100,9 +100,11 @@ def test_optuna_trials_are_child_runs_ranked_by_validation(tmp_path, fixture_dir
     assert len(parents) == 1
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
     assert len(children) == 2
-    best = max(children, key=lambda r: r.data.metrics["val_f1_V"])
-    assert parents[0].data.tags["best_mlflow_run_id"] == best.info.run_id
-    assert study.best_value == pytest.approx(best.data.metrics["val_f1_V"])
+    # the tag names a trial with the best validation F1 (two 1-epoch trials on one record can tie)
+    best_f1 = max(r.data.metrics["val_f1_V"] for r in children)
+    tagged = [r for r in children if r.info.run_id == parents[0].data.tags["best_mlflow_run_id"]]
+    assert len(tagged) == 1 and tagged[0].data.metrics["val_f1_V"] == best_f1
+    assert study.best_value == pytest.approx(best_f1)
 
 
 def test_a_seed_ensemble_is_one_model_averaging_its_members(tmp_path, fixture_dir, monkeypatch):
