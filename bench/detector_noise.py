@@ -118,7 +118,8 @@ def run(records, chosen, ddir, noise, channel, split, log, strip_seconds=None):
             if cond.name == BLOCK_2TO1:
                 x, reference = two_to_one_block(rec.signal, rec.ann_samples, rec.ann_symbols, rec.fs)
             else:
-                (x, _), reference = corrupt(rec, cond, noise, channel, seed), None
+                x, _ = corrupt(rec, cond, noise, channel, seed)
+                reference = None  # the record's own beats
             report[cond.name]["records"][name] = score(rec, x, strip_seconds, reference)
     for cond in chosen:
         g = report[cond.name]["gross"] = totals(report[cond.name]["records"])
