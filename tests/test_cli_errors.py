@@ -52,6 +52,9 @@ def test_train_refuses_a_wrong_or_missing_data_directory(cli, tmp_path):
     # an explicit ECG_DATA_DIR that is wrong is not quietly replaced by another copy either
     one_clean_line(cli("train", *TINY, ECG_DATA_DIR=str(tmp_path / "nowhere")), "ECG_DATA_DIR")
     one_clean_line(cli("train", "--data", FIXTURES, *TINY[:-2], "--train-records", "999", "--folds", "1"), "999")
+    # a run to resume that the store does not hold: told before any beat is built
+    one_clean_line(cli("train", "--data", FIXTURES, *TINY, "--resume", "0123456789abcdef"), "0123456789abcdef",
+                   alone=False)
 
 
 def test_optimize_refuses_bad_storage_without_showing_its_password(cli):

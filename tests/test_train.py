@@ -261,3 +261,49 @@ def test_jobs_building_one_cache_at_once_do_not_trip_each_other(tmp_path, fixtur
     outer = dataset.build(["119"], fixture_dir, cache_dir=tmp_path, progress=None)
     assert len(outer) == len(inner[0]) > 0
     assert [p.name for p in tmp_path.iterdir()] == [f"119_s10.0_o0.0_det_{dataset.code_fingerprint()}.npz"]
+
+
+def test_a_run_cut_short_resumes_with_the_networks_it_saved(tmp_path, fixture_dir, monkeypatch):
+    import mlflow
+
+    import train.train as training
+    from train.cli import UsageError
+    from train.nested import load_oof
+    from train.tracking import EXPERIMENT
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    argv = ["--data", str(fixture_dir), *CV3, "--nested-oof", "--seed", "5"]
+    whole_id, whole = training.run(training.parse_args([*argv, "--run-name", "whole"]))
+
+    fit, fitted, cut_at = training.fit_member, [], [4]
+
+    def fit_until_the_fourth(*args, **kwargs):
+        fitted.append(args[6])  # the network's prefix
+        if len(fitted) == cut_at[0]:
+            raise KeyboardInterrupt  # the session ends in the middle of the fourth network
+        return fit(*args, **kwargs)
+
+    monkeypatch.setattr(training, "fit_member", fit_until_the_fourth)
+    with pytest.raises(KeyboardInterrupt):
+        training.run(training.parse_args([*argv, "--run-name", "cut"]))
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    cut_id = mlflow.search_runs(experiment_names=[EXPERIMENT], filter_string="attributes.run_name = 'cut'",
+                                output_format="list")[0].info.run_id
+    before = fitted[:3]
+
+    with pytest.raises(UsageError, match="other arguments"):  # refused before the run is touched
+        training.run(training.parse_args([*argv, "--seed", "6", "--resume", cut_id]))
+    assert len(fitted) == 4  # nothing fitted by the refused resume
+    fitted.clear()
+    cut_at[0] = None
+    run_id, resumed = training.run(training.parse_args([*argv, "--resume", cut_id]))
+    assert run_id == cut_id
+    assert len(fitted) == 3 * 2 + 3 - 3 and not set(fitted) & set(before)  # 9 networks, 3 loaded
+    run = mlflow.MlflowClient().get_run(cut_id)
+    assert run.info.status == "FINISHED" and run.data.tags["resumed"].startswith("3 networks")
+    # the same networks as the uninterrupted run: the same out-of-fold evidence and decision
+    np.testing.assert_allclose(load_oof(cut_id, tmp_path / "a")["p_members"],
+                               load_oof(whole_id, tmp_path / "b")["p_members"], atol=1e-5)
+    assert resumed["val_f1_V"] == pytest.approx(whole["val_f1_V"], abs=1e-6)
+    with pytest.raises(UsageError, match="finished"):
+        training.run(training.parse_args([*argv, "--resume", cut_id]))

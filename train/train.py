@@ -19,6 +19,7 @@ from ecg.features import NEIGHBOUR_SOURCES
 from ecg.pipeline import PREPROCESSING
 
 from . import augment, dataset, protocol, tracking
+from .checkpoint import Checkpoints, check_same_params, resumable_run
 from .data import DS1, DS2, OTHER_LEAD, data_dir
 from .evaluate import DS2_EVALUATIONS, best_f1_threshold, label_beats, predict_raw, score_ds2, tune_decision
 from .model import DEFAULTS as MODEL_DEFAULTS
@@ -84,6 +85,9 @@ def parse_args(argv=None):
     ap.add_argument("--max-train-beats", type=int, help="subsample training beats (tests, quick looks)")
     ap.add_argument("--skip-e2e", action="store_true", help="only the reference-beat DS2 evaluation")
     ap.add_argument("--run-name", help="MLflow run name (default says what was tried)")
+    ap.add_argument("--resume", metavar="RUN_ID",
+                    help="go on with a run that was cut short, given with its own arguments: the networks "
+                         "it saved are loaded, the others fitted (train/checkpoint.py)")
     ap.add_argument("--cache", default="cache", help="directory for cached beat sets ('' for none)")
     for k, v in MODEL_DEFAULTS.items():
         ap.add_argument("--" + k.replace("_", "-"), type=type(v), default=v)
@@ -428,9 +432,11 @@ def run_params(args, split, sets, weights, n_members):
     }
 
 
-def network_maker(args, weights):
+def network_maker(args, weights, checkpoints, t_start):
     """``network(fit_set, stop_set, seed, prefix, name, report)``: a fresh network fitted on
-    ``fit_set`` and early-stopped on ``stop_set``; returns ``(network, its best epoch)``."""
+    ``fit_set`` and early-stopped on ``stop_set``, or loaded from the run's ``checkpoints``
+    when an earlier process of the run fitted it; returns ``(network, its best epoch)``.
+    ``t_start``: when this process started (``time.time()``), for the checkpoints' minutes."""
     import keras
 
     from .model import build_model
@@ -444,7 +450,14 @@ def network_maker(args, weights):
         keras.utils.set_random_seed(seed)
         net = build_model(fit_set.windows.shape[1:], fit_set.features.shape[1],
                           fit_set.features.mean(axis=0), fit_set.features.std(axis=0) + 1e-6, params, name=name)
-        return net, fit_member(net, fit_set, stop_set, args, weights, seed, prefix, report)
+        key = prefix.rstrip("_") or "network"
+        best = checkpoints.load(key, net)
+        if best is not None:
+            log(f"{key}: loaded from the run's checkpoint (best epoch {best})")
+            return net, best
+        best = fit_member(net, fit_set, stop_set, args, weights, seed, prefix, report)
+        checkpoints.save(key, net, best, (time.time() - t_start) / 60)
+        return net, best
     return network
 
 
@@ -534,21 +547,29 @@ def run(args, nested=False, on_epoch=None, tags=None):
     validation_protocol = protocol.protocol(split.folds if split.cross_fitted else None, split.val_records,
                                             args.strip_seconds or None, protocol.training_data(ddir))
     exp_id = tracking.setup()
+    resumed = resumable_run(args.resume, exp_id) if args.resume else None
     beats = beat_builder(args, ddir)
     sets = build_beat_sets(args, split, beats, ddir)
     weights = class_weights(sets.train.y, args.imbalance)
     n_members = args.folds if split.cross_fitted else args.members
     name = args.run_name or (f"cnn{args.filters}-k{args.kernel}-{args.imbalance}"
                              f"{f'-cv{args.folds}' if split.cross_fitted else ''}-seed{args.seed}")
-    with mlflow.start_run(experiment_id=exp_id, run_name=name, nested=nested, tags=tags) as active:
-        run_id = active.info.run_id
-        mlflow.log_params(run_params(args, split, sets, weights, n_members))
+    params = run_params(args, split, sets, weights, n_members)
+    if resumed:
+        check_same_params(resumed, params)
+        opened = mlflow.start_run(run_id=args.resume, nested=nested)
+    else:
+        opened = mlflow.start_run(experiment_id=exp_id, run_name=name, nested=nested, tags=tags)
+    with opened as active:
+        run_id, name = active.info.run_id, active.info.run_name
+        mlflow.log_params(params)
         mlflow.set_tags({"split": "de Chazal 2004 inter-patient; validation by record within DS1"
                                   + (" (cross-fitted folds)" if split.cross_fitted else ""),
                          "host": platform.node(), **protocol.tags(validation_protocol)})
         if args.ablate_relative:
             mlflow.set_tag("ablation", "relative inputs blanked: a measurement, not a model to serve")
-        network = network_maker(args, weights)
+        checkpoints = Checkpoints(active, resumed=bool(resumed))
+        network = network_maker(args, weights, checkpoints, t_start)
         extra = nested_evidence(args, split, sets, network) if args.nested_oof else {}
         model, p_val, p_views, best_epochs = fit_models(args, split, sets, network, on_epoch)
         mlflow.log_metric("best_epoch", max(best_epochs))
@@ -559,7 +580,9 @@ def run(args, nested=False, on_epoch=None, tags=None):
         m, rows, reference = evaluate_ds2(model, decision, beats, args.test_records, args.strip_seconds or None, ddir,
                                           args.skip_e2e)
         metrics.update(m)
-        metrics["train_minutes"] = (time.time() - t_start) / 60
+        metrics["train_minutes"] = checkpoints.minutes_before + (time.time() - t_start) / 60
+        if checkpoints.loaded:
+            mlflow.set_tag("resumed", f"{checkpoints.loaded} networks loaded from checkpoints")
         mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
         card = model_card(args, run_id, name, split, sets, decision, metrics, best_epochs, validation_protocol)
         log_model(model, card, reference, rows)
