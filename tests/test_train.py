@@ -186,13 +186,17 @@ def test_nested_oof_logs_each_inner_members_out_of_fold_probabilities(tmp_path, 
     from train.train import parse_args, run
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    run_id, metrics = run(parse_args(["--data", str(fixture_dir), *CV3, "--nested-oof"]))
+    run_id, metrics = run(parse_args(["--data", str(fixture_dir), *CV3, "--nested-oof", "--val-views", "em6"]))
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     oof = load_oof(run_id, tmp_path / "a")  # as train.cascade, train.pooling and train.oof_errors read it
     n = len(oof["y"])
     assert oof["p_members"].shape == (n, 2)  # 3 folds: an inner ensemble of 2 per outer fold
     assert ((oof["p_members"] > 0) & (oof["p_members"] < 1)).all()  # every beat predicted, none left at 0
     assert sorted(set(oof["records"])) == ["119", "200", "208"] and oof["features"].shape[0] == n
+    noisy = oof["views"]["em6"]  # the same records under electrode motion, scored by the same inner members
+    assert noisy["p_members"].shape == (len(noisy["y"]), 2)
+    assert ((noisy["p_members"] > 0) & (noisy["p_members"] < 1)).all()
+    assert sorted(set(noisy["records"])) == ["119", "200", "208"]
     assert 0 <= metrics["val_f1_V_nested_ensemble"] <= 1
     card = run_card(run_id, tmp_path)
     assert card["training"]["members"] == 3  # the served ensemble is trained as without the flag

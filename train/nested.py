@@ -12,7 +12,9 @@ The run logs them as ``evaluation/nested_oof.npz``:
 - ``p_members`` float32 (n, folds - 1): each inner member's V probability of every DS1
   validation beat (column j: the member held out on the j-th other fold);
 - ``y`` (n,): 1 for V; ``records`` (n,): the beat's record; ``features`` (n, k): its RR
-  and QRS features, for the decision's RuleGuard.
+  and QRS features, for the decision's RuleGuard;
+- the same four for each extra validation view of the run (``--val-views``: the other lead,
+  noise), prefixed ``view_<name>_``: the evidence for a decision per lead or per noise.
 
 Its readers choose what the served model does with the ensemble: the cascade's band
 (``train/cascade.py``), the pooling by QRS shape (``train/pooling.py``), and the error
@@ -29,11 +31,13 @@ from .evaluate import predict_raw
 ARTIFACT = "evaluation/nested_oof.npz"
 
 
-def nested_out_of_fold(train, val, folds, network, seed, log, stop_set_of=None):
-    """Out-of-fold V probabilities of the inner ensembles' members, shape (n_val, len(folds) - 1).
+def nested_out_of_fold(train, val, folds, network, seed, log, stop_set_of=None, views=None):
+    """Out-of-fold V probabilities of the inner ensembles' members: ``(p_members, p_views)``,
+    ``p_members`` (n_val, len(folds) - 1) and ``p_views`` {name: (n_view, len(folds) - 1)}.
 
-    ``train``/``val``: the DS1 BeatSets (training beats, validation beats); ``folds``: lists
-    of records; ``network(fit_set, stop_set, seed, prefix)`` fits a fresh network and returns
+    ``train``/``val``: the DS1 BeatSets (training beats, validation beats); ``views``: {name:
+    BeatSet}, the validation records seen otherwise; ``folds``: lists of records;
+    ``network(fit_set, stop_set, seed, prefix)`` fits a fresh network and returns
     ``(network, best_epoch)``; ``stop_set_of(records)``: the beats that early-stop a member
     held out on ``records`` (default: those of ``val``). The inner ensemble's probability is
     the mean over axis 1.
@@ -41,36 +45,52 @@ def nested_out_of_fold(train, val, folds, network, seed, log, stop_set_of=None):
     if stop_set_of is None:
         def stop_set_of(records):
             return val.subset(np.isin(val.records, records))
-    p_members = np.zeros((len(val), len(folds) - 1))
+    scored = {"": val, **(views or {})}
+    p = {name: np.zeros((len(beats), len(folds) - 1)) for name, beats in scored.items()}
     for k, fold in enumerate(folds):
-        held = np.isin(val.records, fold)
-        held_out = val.subset(held)
         outer = train.subset(~np.isin(train.records, fold))
         for j, inner_fold in enumerate(f for i, f in enumerate(folds) if i != k):
             log(f"fold {k + 1}/{len(folds)}: inner member {j + 1}/{len(folds) - 1}")
             net, _ = network(outer.subset(~np.isin(outer.records, inner_fold)), stop_set_of(inner_fold),
                              seed + 1000 * k + 100 * (j + 1), f"fold{k}_inner{j}_")
-            p_members[held, j] = predict_raw(net, held_out)
-    return p_members
+            for name, beats in scored.items():
+                held = np.isin(beats.records, fold)
+                p[name][held, j] = predict_raw(net, beats.subset(held))
+    p_members = p.pop("")
+    return p_members, p
 
 
-def log_oof(p_members, val):
+def log_oof(p_members, val, p_views=None, views=None):
     """Log ``p_members`` (n, m) with ``val``'s labels, records and features into the active
-    MLflow run as :data:`ARTIFACT`."""
+    MLflow run as :data:`ARTIFACT`; and each view's ``p_views[name]`` with ``views[name]``'s."""
     import mlflow
 
+    arrays = evidence(p_members, val)
+    for name, p in (p_views or {}).items():
+        arrays.update({f"view_{name}_{k}": v for k, v in evidence(p, views[name]).items()})
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / Path(ARTIFACT).name
-        np.savez_compressed(path, p_members=p_members.astype(np.float32), y=val.y, records=val.records,
-                            features=val.features)
+        np.savez_compressed(path, **arrays)
         mlflow.log_artifact(str(path), str(Path(ARTIFACT).parent))
+
+
+def evidence(p_members, beats):
+    return {"p_members": p_members.astype(np.float32), "y": beats.y, "records": beats.records,
+            "features": beats.features}
+
+
+KEYS = ("p_members", "y", "features", "records")
 
 
 def load_oof(run_id, dst):
     """A ``--nested-oof`` run's evidence, downloaded into ``dst``: a dict of the arrays
-    ``p_members``, ``y``, ``features`` and ``records`` (module docstring)."""
+    ``p_members``, ``y``, ``features`` and ``records`` (module docstring), and ``views``:
+    {name: the same four of that view} (empty for a run that logged none)."""
     import mlflow
 
     path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=ARTIFACT, dst_path=str(dst))
     with np.load(path) as z:
-        return {k: z[k] for k in ("p_members", "y", "features", "records")}
+        names = sorted({f[len("view_"):-len("_p_members")] for f in z.files
+                        if f.startswith("view_") and f.endswith("_p_members")})
+        return {**{k: z[k] for k in KEYS},
+                "views": {name: {k: z[f"view_{name}_{k}"] for k in KEYS} for name in names}}

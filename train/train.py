@@ -518,10 +518,12 @@ def model_card(args, run_id, name, split, sets, decision, metrics, best_epochs, 
 
 
 def nested_evidence(args, split, sets, network):
-    """``--nested-oof``: the inner ensembles' out-of-fold probabilities (train/nested.py),
-    logged as the run's ``evaluation/nested_oof.npz``; returns their tuned F1 of V."""
-    p_inner = nested_out_of_fold(sets.train, sets.val, split.folds, network, args.seed, log, stop_set_of=sets.stop_set)
-    log_oof(p_inner, sets.val)
+    """``--nested-oof``: the inner ensembles' out-of-fold probabilities (train/nested.py), of the
+    validation beats and of every ``--val-views`` view, logged as the run's
+    ``evaluation/nested_oof.npz``; returns their tuned F1 of V."""
+    p_inner, p_views = nested_out_of_fold(sets.train, sets.val, split.folds, network, args.seed, log,
+                                          stop_set_of=sets.stop_set, views=sets.views)
+    log_oof(p_inner, sets.val, p_views, sets.views)
     report = tune_decision(p_inner.mean(axis=1), sets.val.y, sets.val.features, use_ruleguard=not args.no_ruleguard)[1]
     return {"val_f1_V_nested_ensemble": report["val_f1_V"]}
 
