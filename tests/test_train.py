@@ -311,3 +311,24 @@ def test_a_run_cut_short_resumes_with_the_networks_it_saved(tmp_path, fixture_di
     assert resumed["val_f1_V"] == pytest.approx(whole["val_f1_V"], abs=1e-6)
     with pytest.raises(UsageError, match="finished"):
         training.run(training.parse_args([*argv, "--resume", cut_id]))
+
+
+def test_a_run_still_being_trained_is_not_resumed_twice(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    import mlflow
+
+    from train import tracking
+    from train.checkpoint import PROCESS_TAG, resumable_run, this_process
+    from train.cli import UsageError
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    exp_id = tracking.setup()
+    with mlflow.start_run(experiment_id=exp_id, tags={PROCESS_TAG: this_process()}) as live:
+        with pytest.raises(UsageError, match="still being trained"):
+            resumable_run(live.info.run_id, exp_id)
+        done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+        host = this_process().rpartition(":")[0]
+        mlflow.set_tag(PROCESS_TAG, f"{host}:{done.stdout.strip()}")  # its process has ended: a kill, a reboot
+        assert resumable_run(live.info.run_id, exp_id).info.run_id == live.info.run_id

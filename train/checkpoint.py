@@ -9,9 +9,12 @@ own arguments opens the run again, loads the networks it holds and fits only the
 Every network is seeded by its place in the run (``train.train.fit_models``,
 ``train.nested``), so a resumed run ends with the networks an uninterrupted one would have.
 The arguments, the data's beat counts and the preprocessing version must be those the run
-logged: a resume with others is refused before the run is touched.
+logged: a resume with others is refused before the run is touched, and so is a resume of a
+run that a live process of this host is still training (the run's ``process`` tag).
 """
 
+import os
+import platform
 import tempfile
 import zipfile
 from pathlib import Path
@@ -25,9 +28,18 @@ ARTIFACT_DIR = "checkpoints"
 MINUTES = "checkpoint_minutes"
 
 
+# tag: the process that has the run open, "host:pid", so that a resume does not open it twice
+PROCESS_TAG = "process"
+
+
+def this_process():
+    return f"{platform.node()}:{os.getpid()}"
+
+
 def resumable_run(run_id, experiment_id):
-    """The MLflow run ``run_id`` if it can go on; ``UsageError`` if it is finished or in another
-    experiment. An unknown run is MLflow's own error."""
+    """The MLflow run ``run_id`` if it can go on; ``UsageError`` if it is finished, in another
+    experiment, or still running in a live process of this host. An unknown run is MLflow's own
+    error."""
     import mlflow
 
     run = mlflow.MlflowClient().get_run(run_id)
@@ -35,7 +47,21 @@ def resumable_run(run_id, experiment_id):
         raise UsageError(f"--resume {run_id}: the run is not in this experiment ({experiment_id})")
     if run.info.status == "FINISHED":
         raise UsageError(f"--resume {run_id}: the run is finished, nothing to resume")
+    host, _, pid = run.data.tags.get(PROCESS_TAG, "").rpartition(":")
+    if run.info.status == "RUNNING" and host == platform.node() and pid.isdigit() and alive(int(pid)):
+        raise UsageError(f"--resume {run_id}: the run is still being trained by process {pid}: stop it first")
     return run
+
+
+def alive(pid):
+    """Whether process ``pid`` exists on this host (one of ours or another user's)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def check_same_params(run, params):

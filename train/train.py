@@ -19,7 +19,7 @@ from ecg.features import NEIGHBOUR_SOURCES
 from ecg.pipeline import PREPROCESSING
 
 from . import augment, dataset, protocol, tracking
-from .checkpoint import Checkpoints, check_same_params, resumable_run
+from .checkpoint import PROCESS_TAG, Checkpoints, check_same_params, resumable_run, this_process
 from .data import DS1, DS2, OTHER_LEAD, data_dir
 from .evaluate import DS2_EVALUATIONS, best_f1_threshold, label_beats, predict_raw, score_ds2, tune_decision
 from .model import DEFAULTS as MODEL_DEFAULTS
@@ -567,7 +567,7 @@ def run(args, nested=False, on_epoch=None, tags=None):
         mlflow.log_params(params)
         mlflow.set_tags({"split": "de Chazal 2004 inter-patient; validation by record within DS1"
                                   + (" (cross-fitted folds)" if split.cross_fitted else ""),
-                         "host": platform.node(), **protocol.tags(validation_protocol)})
+                         "host": platform.node(), PROCESS_TAG: this_process(), **protocol.tags(validation_protocol)})
         if args.ablate_relative:
             mlflow.set_tag("ablation", "relative inputs blanked: a measurement, not a model to serve")
         checkpoints = Checkpoints(active, resumed=bool(resumed))
