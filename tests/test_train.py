@@ -297,7 +297,11 @@ def test_a_run_cut_short_resumes_with_the_networks_it_saved(tmp_path, fixture_di
 
     with pytest.raises(UsageError, match="other arguments"):  # refused before the run is touched
         training.run(training.parse_args([*argv, "--seed", "6", "--resume", cut_id]))
-    assert len(fitted) == 4  # nothing fitted by the refused resume
+    with monkeypatch.context() as changed:  # the detector or the features changed since
+        changed.setattr(training.dataset, "code_fingerprint", lambda: "0" * 16)
+        with pytest.raises(UsageError, match="beat_code"):
+            training.run(training.parse_args([*argv, "--resume", cut_id]))
+    assert len(fitted) == 4  # nothing fitted by the refused resumes
     fitted.clear()
     cut_at[0] = None
     run_id, resumed = training.run(training.parse_args([*argv, "--resume", cut_id]))

@@ -8,9 +8,10 @@ own arguments opens the run again, loads the networks it holds and fits only the
 
 Every network is seeded by its place in the run (``train.train.fit_models``,
 ``train.nested``), so a resumed run ends with the networks an uninterrupted one would have.
-The arguments, the data's beat counts and the preprocessing version must be those the run
-logged: a resume with others is refused before the run is touched, and so is a resume of a
-run that a live process of this host is still training (the run's ``process`` tag).
+The arguments, the data's beat counts and the code that made the beats (``beat_code``, the
+beat cache's fingerprint of ``ecg`` and ``train.augment``) must be those the run logged: a
+resume with others is refused before the run is touched, and so is a resume of a run that a
+live process of this host is still training (the run's ``process`` tag).
 """
 
 import os

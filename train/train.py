@@ -427,6 +427,7 @@ def run_params(args, split, sets, weights, n_members):
         "fold_records": json.dumps(split.folds) if split.cross_fitted else "",
         "test_records": " ".join(args.test_records), "train_beats": len(sets.train), "val_beats": len(sets.val),
         "preprocessing_version": PREPROCESSING["version"], "detector": PREPROCESSING["detector"],
+        "beat_code": dataset.code_fingerprint(),  # the code that made the beats: a resume must match it
         "leads": " ".join(args.leads), "signal_augment": " ".join(args.signal_augment) or "none",
         "val_views": " ".join(args.val_views) or "none",
     }
