@@ -60,8 +60,8 @@ def alive(pid):
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
-        return True
+    except PermissionError:  # another user's process
+        pass
     return True
 
 
@@ -77,19 +77,19 @@ def check_same_params(run, params):
 
 
 class Checkpoints:
-    """The networks saved in the active run ``run``: none for a new run, those its earlier
-    processes fitted for a resumed one."""
+    """The networks saved in the active run ``run_id``: none for a new run; for a resumed one,
+    ``resumed`` (the run as :func:`resumable_run` read it), those its earlier processes fitted."""
 
-    def __init__(self, run, resumed=False):
+    def __init__(self, run_id, resumed=None):
         import mlflow
 
-        self.run_id = run.info.run_id
+        self.run_id = run_id
         self.saved, self.loaded = set(), 0
         self.minutes_before = 0.0
-        if resumed:
-            client = mlflow.MlflowClient()
-            self.saved = {Path(f.path).stem for f in client.list_artifacts(self.run_id, ARTIFACT_DIR)}
-            self.minutes_before = float(client.get_run(self.run_id).data.metrics.get(MINUTES, 0.0))
+        if resumed is not None:
+            listed = mlflow.MlflowClient().list_artifacts(run_id, ARTIFACT_DIR)
+            self.saved = {Path(f.path).stem for f in listed}
+            self.minutes_before = float(resumed.data.metrics.get(MINUTES, 0.0))
 
     def load(self, key, network):
         """Set ``network``'s weights from checkpoint ``key``; its best epoch (1-based), or None

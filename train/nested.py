@@ -74,12 +74,13 @@ def log_oof(p_members, val, p_views=None, views=None):
         mlflow.log_artifact(str(path), str(Path(ARTIFACT).parent))
 
 
-def evidence(p_members, beats):
-    return {"p_members": p_members.astype(np.float32), "y": beats.y, "records": beats.records,
-            "features": beats.features}
-
-
 KEYS = ("p_members", "y", "features", "records")
+
+
+def evidence(p_members, beats):
+    """The :data:`KEYS` arrays of ``beats`` scored ``p_members`` (n, m)."""
+    return {"p_members": p_members.astype(np.float32), "y": beats.y, "features": beats.features,
+            "records": beats.records}
 
 
 def load_oof(run_id, dst):

@@ -571,7 +571,7 @@ def run(args, nested=False, on_epoch=None, tags=None):
                          "host": platform.node(), PROCESS_TAG: this_process(), **protocol.tags(validation_protocol)})
         if args.ablate_relative:
             mlflow.set_tag("ablation", "relative inputs blanked: a measurement, not a model to serve")
-        checkpoints = Checkpoints(active, resumed=bool(resumed))
+        checkpoints = Checkpoints(run_id, resumed)
         network = network_maker(args, weights, checkpoints, t_start)
         extra = nested_evidence(args, split, sets, network) if args.nested_oof else {}
         model, p_val, p_views, best_epochs = fit_models(args, split, sets, network, on_epoch)
