@@ -230,7 +230,8 @@ def classify(p_raw, features, decision, apply_ruleguard=True, windows=None, grou
     called V, whatever its probability, and a noisy one only over :func:`noisy_threshold`.
     Returns ``(is_v, p_v, flipped, own_rhythm)``:
     bool (n,), float (n,), bool (n,) marking beats the RuleGuard turned from V to N, and
-    bool (n,) marking readable beats over the threshold called N as the patient's own rhythm.
+    bool (n,) marking beats that would be V (over the threshold their quality needs) called N as
+    the patient's own rhythm.
     """
     pooling = decision.get("pooling")
     if pooling:
@@ -245,14 +246,13 @@ def classify(p_raw, features, decision, apply_ruleguard=True, windows=None, grou
         p_v = calibrate(p_raw, decision["calibration"])
         over = p_v >= decision["threshold"]
         own_rhythm = np.zeros_like(over)
-    is_v = over & ~own_rhythm
     if quality is not None:
         # noise makes QRS-like shapes the network was never shown: in an unreadable stretch a
         # V call is more often an artefact than a PVC, in a noisy one it needs surer odds
         quality = np.asarray(quality)
-        readable = quality != UNREADABLE
-        is_v &= readable & ((quality != NOISY) | (p_v >= noisy_threshold(decision["threshold"])))
-        own_rhythm &= readable
+        over &= (quality != UNREADABLE) & ((quality != NOISY) | (p_v >= noisy_threshold(decision["threshold"])))
+        own_rhythm &= over  # counted only where it changed a call: a beat under the odds its quality needs was N
+    is_v = over & ~own_rhythm
     flipped = np.zeros_like(is_v)
     rule = decision.get("ruleguard") or {}
     if apply_ruleguard and rule.get("enabled"):

@@ -2,6 +2,7 @@ import numpy as np
 
 from ecg.decision import calibrate, classify, fit_platt, logit, ruleguard_mask
 from ecg.features import RR_FEATURE_NAMES
+from ecg.quality import GOOD, NOISY, UNREADABLE
 
 
 def test_platt_recovers_known_parameters():
@@ -162,6 +163,14 @@ def test_the_patients_own_rhythm_is_never_v_in_a_long_recording():
     own_rhythm = classify(p, _rhythm(n, 1.0, 0.8), decision, windows=wide)[3]
     assert own_rhythm.all()  # reported as such: each was over the threshold
     assert not classify(np.full(n, 0.1), _rhythm(n, 1.0, 0.8), decision, windows=wide)[3].any()
+    # counted only where the rule changed a call: a noisy beat under the surer odds it needs, or
+    # an unreadable one, was N anyway
+    p_between = np.full(n, 0.6)
+    assert 0.5 < p_between[0] < dec.noisy_threshold(0.5)
+    for quality, counted in ((GOOD, True), (NOISY, False), (UNREADABLE, False)):
+        is_v, _, _, own = classify(p_between, _rhythm(n, 1.0, 0.8), decision, windows=wide,
+                                   quality=np.full(n, quality))
+        assert not is_v.any() and own.all() == counted and own.any() == counted
     assert not calls(wide, _rhythm(n, 1.0, 0.8, has_prev=0.0)).any()  # a signal's first beat has no RR before
     assert calls(wide, _rhythm(n, 0.7, 0.8)).all()  # premature
     assert calls(wide, _rhythm(n, 1.0, 0.5)).all()  # 120 bpm: a ventricular tachycardia

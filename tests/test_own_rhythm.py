@@ -40,7 +40,8 @@ def test_a_bundle_branch_block_in_v1_is_not_called_a_pvc_burden(client, record_2
     symbols = rec.ann_symbols[ref]
     lbbb, pvc = symbols == "L", symbols == "V"
     assert lbbb.sum() >= 200 and pvc.sum() >= 20
-    # judged one by one the network calls nearly all of the block's beats V (197 of 207)
+    # judged one by one the networks call many of the block's beats V (release 10: 82 of 207;
+    # release 9: 197): the rule must bring them under a quarter
     assert called_v[test[lbbb]].mean() < 0.25
     assert called_v[test[pvc]].mean() >= 0.9
     # said, and counted: the beats over the threshold that the rule called N
@@ -49,7 +50,7 @@ def test_a_bundle_branch_block_in_v1_is_not_called_a_pvc_burden(client, record_2
     quality = np.array([b["signal_quality"] for b in beats])
     # over the threshold, and over the surer one a noisy beat needs; unreadable beats are never V
     over = (p_v >= body["threshold_used"]) & ((quality != "noisy") | (p_v >= noisy_threshold(body["threshold_used"])))
-    assert meta["own_rhythm_beats"] == int(np.count_nonzero(~called_v & over & (quality != "unreadable"))) >= 150
+    assert meta["own_rhythm_beats"] == int(np.count_nonzero(~called_v & over & (quality != "unreadable"))) >= 50
     assert any("own rhythm" in w for w in meta["warnings"])
 
 
@@ -65,6 +66,6 @@ def test_the_holter_report_counts_the_own_rhythm_as_the_predictions_do(client, r
     report = r.get_json()
     whole = client.post(PREDICT, json={"signal_data": rec.signal[:len(rec.signal) // rec.fs * rec.fs].tolist(),
                                        "sampling_rate": rec.fs, "derivation": "V1"}).get_json()["metadata"]
-    assert report["own_rhythm_beats"] == whole["own_rhythm_beats"] >= 150
+    assert report["own_rhythm_beats"] == whole["own_rhythm_beats"] >= 50
     assert report["ventricular_beats"] == whole["ventricular_beats"] < 60
     assert any("own rhythm" in w for w in report["warnings"])
