@@ -755,8 +755,6 @@ def refusing(argv):
 
 
 def main(argv=None):
-    # MLflow draws download progress bars on stderr, where a refusal must be the only line
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     return run_cli("python -m convert.promote", refusing, argv)
 
 

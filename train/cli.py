@@ -87,6 +87,9 @@ def run_cli(prog, main, argv=None):
     in it) and MLflow's refusals (an unknown run or experiment, an unreachable server).
     Anything else is a bug and keeps its traceback.
     """
+    # MLflow draws artifact download bars on stderr: a refusal must be the only line there,
+    # and a run resumed from its checkpoints would fill its log with them
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:
         return main(sys.argv[1:] if argv is None else argv) or 0
     except Exception as exc:
