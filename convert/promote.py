@@ -344,8 +344,11 @@ def check_end_to_end(model_dir, card, data_dir):
         result[key] = {"card": want, "onnx": got[key]}
         log(f"end to end {key}: card {want:.4f}, ONNX serving path {got[key]:.4f}")
         if abs(got[key] - want) > E2E_TOLERANCE:
+            cause = ("the cascade's band changes calls the whole ensemble makes (promote without --cascade, "
+                     "or choose a narrower band), or the preprocessing changed since training"
+                     if decision.get("cascade") else "preprocessing changed since training? retrain, then promote")
             raise PromotionError(f"{key} through the serving path is {got[key]:.4f}, the card says {want:.4f}: "
-                                 "preprocessing changed since training? retrain, then promote")
+                                 + cause)
     if decision.get("pooling"):
         pooled = served["with_pooling"]
         result["with_pooling"] = {k: pooled[k] for k in POOLED_KEYS}

@@ -177,6 +177,12 @@ def test_refusals_say_why(store, out, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(ex, "export_onnx", broken)
     assert promote(store, out, "--force") == 2
     assert "conversion failed" in capsys.readouterr().err and not (out / "model.onnx").exists()
+    monkeypatch.undo()
+    # served DS2 figures that differ from the run's: nothing written
+    monkeypatch.setattr(mod, "E2E_TOLERANCE", -1.0)
+    assert promote(store, out, "--force") == 2
+    err = capsys.readouterr().err
+    assert "through the serving path" in err and "preprocessing changed" in err and not (out / "model.onnx").exists()
 
 
 def test_a_failure_mid_write_leaves_the_old_files_identical(store, out, monkeypatch):
@@ -251,6 +257,11 @@ def test_cascade_serves_the_first_member_outside_the_band_and_the_ensemble_insid
         assert graphs[role]["sha256"] == hashlib.sha256((out / f"{role}.onnx").read_bytes()).hexdigest()
         assert card["verification"]["parity_cascade"][role]["max_abs_diff"] <= 1e-5
     assert 0 < band["low"] < band["high"] < 1
+    # served figures that drift from the run's name the cascade among the causes
+    from convert.promote import PromotionError, check_end_to_end
+
+    with pytest.raises(PromotionError, match="cascade's band changes calls"):
+        check_end_to_end(out, {**card, "metrics": {"e2e_f1_V": 2.0}}, store["data"])
 
     b = extract_beats(record_119.signal, record_119.fs)
     x = {"beat": b.windows, "rr": b.features}
