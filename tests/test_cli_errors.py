@@ -115,14 +115,3 @@ def test_train_without_tensorflow_names_the_venv_to_use(tmp_path):
                             capture_output=True, text=True, timeout=300)
     one_clean_line(result, "TensorFlow is not installed", ".venv/bin/python")
 
-
-def test_commands_draw_no_mlflow_download_bars(monkeypatch):
-    # a resumed run downloads every checkpoint: MLflow's bars on stderr would bury its log,
-    # and a refusal must be the only line there
-    from train.cli import run_cli
-
-    monkeypatch.delenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", raising=False)
-    seen = []
-    assert run_cli("python -m x", lambda argv: seen.append(os.environ.get("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")),
-                   []) == 0
-    assert seen == ["false"]

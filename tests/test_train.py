@@ -336,3 +336,17 @@ def test_a_run_still_being_trained_is_not_resumed_twice(tmp_path, monkeypatch):
         host = this_process().rpartition(":")[0]
         mlflow.set_tag(PROCESS_TAG, f"{host}:{done.stdout.strip()}")  # its process has ended: a kill, a reboot
         assert resumable_run(live.info.run_id, exp_id).info.run_id == live.info.run_id
+
+
+def test_commands_draw_no_mlflow_download_bars(monkeypatch):
+    # a resumed run downloads every checkpoint: MLflow's bars on stderr would bury its log,
+    # and a refusal must be the only line there
+    import os
+
+    from train.cli import run_cli
+
+    monkeypatch.delenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", raising=False)
+    seen = []
+    assert run_cli("python -m x", lambda argv: seen.append(os.environ.get("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")),
+                   []) == 0
+    assert seen == ["false"]
