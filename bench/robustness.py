@@ -23,6 +23,10 @@ Conditions (``CONDITIONS``):
 - ``ma-rms``: ``ma`` over the whole record at an SNR of RMS over RMS, tiled from the start of
   the noise (the issue's table and targets);
 - ``fs128``, ``fs250``, ``fs1000``: the record resampled and sent at that rate;
+- ``virtual 45°``, ``virtual 135°``: a lead the records do not have, ``cos(a) * MLII + sin(a) *
+  channel 1`` (under the heart-dipole model, the heart vector's projection on another direction
+  of the plane the two leads span): at 45° MLII's upright and V1's downward QRS complexes partly
+  cancel (a low-voltage lead), at 135° they add (a large, mostly negative one);
 - ``inverted``: the lead's polarity reversed; ``hum 0.3 mV``: 60-Hz mains interference of
   0.3 mV with a third harmonic of 0.09 mV, over the whole record; ``hum 50 Hz 1 mV``: 1 mV of
   50-Hz interference (a device without a mains filter);
@@ -53,13 +57,15 @@ NST_SNRS = (24, 18, 12, 6, 0, -6)
 NST_LEARNING_S = 300  # nst's standard protocol: 5 min clean ...
 NST_PERIOD_S = 120  # ... then 2 min noisy, 2 min clean, in turn
 STRIP_S = 10.0
+VIRTUAL_LEAD_DEG = (45, 135)  # a low-voltage and a large lead made from MLII and channel 1
 TEST_SEED = 20_260_917  # the electrode-motion draws of the report: no training seed is near it
 
 
 @dataclass(frozen=True)
 class Condition:
     name: str
-    lead: str = "MLII"  # or train.data.OTHER_LEAD
+    lead: str = "MLII"  # or train.data.OTHER_LEAD, or MIXED_LEAD with mix_deg
+    mix_deg: float | None = None  # the lead sent: cos(a) x MLII + sin(a) x the other lead
     noise: str | None = None  # "bw", "ma", "em"
     snr_db: float | None = None
     definition: str = "nst"  # SNR: "nst" (QRS peak to peak) or "rms"
@@ -82,6 +88,7 @@ def conditions():
     out += [Condition(f"ma-rms {snr:+d} dB", noise="ma", snr_db=snr, definition="rms", protocol="continuous")
             for snr in (12, 6, 0)]
     out += [Condition("fs128", fs=128), Condition("fs250", fs=250), Condition("fs1000", fs=1000)]
+    out += [Condition(f"virtual {a}°", lead="mixed", mix_deg=a) for a in VIRTUAL_LEAD_DEG]
     out += [Condition("inverted", inverted=True), Condition("hum 0.3 mV", hum_mv=0.3),
             Condition("hum 50 Hz 1 mV", hum_mv=1.0, hum_hz=50.0, hum_harmonic=0.0)]
     out += [Condition("uV, offset 300 mV", units_per_mv=1000.0, offset_mv=300.0),
@@ -127,6 +134,9 @@ def corrupt(rec, cond, noise, channel, seed=TEST_SEED):
     from train import augment
 
     x = rec.signal
+    if cond.mix_deg is not None:
+        a = np.deg2rad(cond.mix_deg)
+        x = np.cos(a) * x[:, 0] + np.sin(a) * x[:, 1]
     if cond.noise is not None:
         nz = noise_signal(cond.noise, len(x), rec.name, channel, noise, seed)
         if cond.definition == "rms":

@@ -265,6 +265,19 @@ def test_robustness_conditions_corrupt_the_signal_as_named(record_119):
     assert not mask[:300 * 360].any() and mask[300 * 360:420 * 360].all() and not mask[420 * 360:540 * 360].any()
 
 
+def test_a_virtual_lead_condition_sends_a_combination_of_the_two_leads():
+    from bench import robustness
+    from train.data import MIXED_LEAD, OTHER_LEAD, load_record
+
+    two_leads = FIXTURES.parent / "mitdb-two-leads"
+    mlii, v1 = (load_record("208", two_leads, lead=lead).signal for lead in ("MLII", OTHER_LEAD))
+    by_name = {c.name: c for c in robustness.conditions()}
+    both = load_record("208", two_leads, lead=MIXED_LEAD)
+    for name, sign in (("virtual 45°", 1), ("virtual 135°", -1)):
+        x, fs = robustness.corrupt(both, by_name[name], None, 0)
+        assert fs == 360 and np.allclose(x, (sign * mlii + v1) / np.sqrt(2))
+
+
 def test_robustness_sends_strips_of_the_length_asked(record_119):
     """``--strip-seconds``: a strip as long as the signal is the whole signal; 10-s strips are not."""
     from bench import robustness

@@ -65,7 +65,7 @@ class Record:
     """One lead of a record, with its reference beat annotations."""
 
     name: str
-    signal: np.ndarray  # (n,) float64, mV
+    signal: np.ndarray  # (n,) float64, mV; (n, 2) for MIXED_LEAD
     fs: int  # Hz
     lead: str
     ann_samples: np.ndarray  # (k,) int64, beat annotations only
@@ -92,6 +92,7 @@ def _flutter_ranges(samples, symbols, n):
 
 
 OTHER_LEAD = "other"  # load_record's lead: the record's other channel than the one "MLII" reads
+MIXED_LEAD = "mixed"  # load_record's lead: both channels, "MLII"'s first, to combine into virtual leads
 
 
 def load_record(name, directory=None, lead="MLII", sampfrom=0, sampto=None):
@@ -99,7 +100,9 @@ def load_record(name, directory=None, lead="MLII", sampfrom=0, sampto=None):
 
     ``lead=OTHER_LEAD``: the channel ``lead="MLII"`` does not read (V1 in most MIT-BIH
     records; V5 in 114, whose MLII is channel 1). The reference annotations serve both
-    channels: they are recorded simultaneously.
+    channels: they are recorded simultaneously. ``lead=MIXED_LEAD``: both channels as
+    ``signal`` (n, 2), the one ``"MLII"`` reads first, to combine into leads the record does not
+    have (``bench.robustness``'s virtual leads).
     """
     import wfdb
 
@@ -108,13 +111,13 @@ def load_record(name, directory=None, lead="MLII", sampfrom=0, sampto=None):
     ann = wfdb.rdann(base, "atr", sampfrom=sampfrom, sampto=sampto, shift_samps=True)
     names = [s.strip() for s in rec.sig_name]
     primary = names.index("MLII") if "MLII" in names else 0
-    if lead == OTHER_LEAD:
+    if lead in (OTHER_LEAD, MIXED_LEAD):
         if len(names) < 2:
             raise ValueError(f"record {name} has one channel: no other lead")
         channel = 1 - primary if len(names) == 2 else (primary + 1) % len(names)
     else:
         channel = names.index(lead) if lead in names else 0
-    sig = rec.p_signal[:, channel].astype(np.float64)
+    sig = rec.p_signal[:, [primary, channel] if lead == MIXED_LEAD else channel].astype(np.float64)
     samples = np.asarray(ann.sample, dtype=np.int64)
     symbols = np.asarray(ann.symbol)
     is_beat = np.isin(symbols, list(BEAT_SYMBOLS))
@@ -122,7 +125,7 @@ def load_record(name, directory=None, lead="MLII", sampfrom=0, sampto=None):
         name=str(name),
         signal=sig,
         fs=int(rec.fs),
-        lead=names[channel],
+        lead=MIXED_LEAD if lead == MIXED_LEAD else names[channel],
         ann_samples=samples[is_beat],
         ann_symbols=symbols[is_beat],
         excluded=_flutter_ranges(samples, symbols, len(sig)),
