@@ -20,7 +20,7 @@ import numpy as np
 from ecg import MODEL_FS
 from ecg.decision import classify, in_cascade_band
 from ecg.detect import detect_r_peaks, qrs_energy_envelope
-from ecg.pipeline import beat_inputs, extract_beats, network_rr, preprocess
+from ecg.pipeline import beat_inputs, extract_beats, network_rr, preprocess, qrs_deflections, upright_factor
 from ecg.quality import beat_quality
 from service import create_app, inference, jsonio, schemas
 from service import model as service_model
@@ -68,6 +68,7 @@ def staged_request(model, body, schema, infer=None, times=None):
     t4 = time.perf_counter()
     quality = beat_quality(x360, peaks, MODEL_FS, env=envelope[2])
     tq = time.perf_counter()
+    filtered = filtered * upright_factor(qrs_deflections(filtered, peaks), model.preprocessing_version)
     beats = beat_inputs(filtered, peaks, fs, len(x), quality=quality)
     t5 = time.perf_counter()
     p_raw = infer(beats.windows, beats.features)
@@ -94,7 +95,7 @@ def cascade_sent(model, body, schema):
     if model.rest is None:
         return None
     req = schema.load(jsonio.loads(body))
-    beats = extract_beats(req["signal_data"], req["sampling_rate"])
+    beats = extract_beats(req["signal_data"], req["sampling_rate"], version=model.preprocessing_version)
     p_first = model._run(model.session, beats.windows, network_rr(beats.features, model.rr_width))
     return {"beats": len(p_first), "sent": int(np.sum(in_cascade_band(p_first, model.decision["cascade"]))),
             "members": model.card["onnx"]["cascade"]["rest"]["members"] + 1}

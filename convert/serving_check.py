@@ -1,7 +1,8 @@
 """DS2 figures of a candidate model computed the way the service computes them: the service's
 own loader (card and sha256 checks, its ONNX Runtime session(s)) and its ``p_v``,
-``ecg.pipeline.extract_beats`` on every signal, the card's decision as ``ecg.decision.classify``
-applies it; scored as training scores DS2 (:func:`train.evaluate.score_ds2`).
+``ecg.pipeline.extract_beats`` of the card's preprocessing version on every signal, the
+card's decision as ``ecg.decision.classify`` applies it; scored as training scores DS2
+(:func:`train.evaluate.score_ds2`).
 """
 
 from train.evaluate import decide, score_ds2
@@ -24,5 +25,5 @@ def served_figures(model, records, directory, decisions=None, evaluations=("e2e"
         p_raw = model.p_v(beats.windows, beats.features)
         return {name: decide(p_raw, beats, decision) for name, decision in decisions.items()}
 
-    metrics, _ = score_ds2(label, records, directory, strip_s, evaluations)
+    metrics, _ = score_ds2(label, records, directory, strip_s, evaluations, version=model.preprocessing_version)
     return metrics

@@ -14,7 +14,8 @@ fit in memory that way (24 h at 360 Hz: 31 M samples, 250 MB per float64 copy), 
    they started (0.875 per beat: ~1e-4 after 70 beats) and the filters' start-up
    transients have decayed (the 0.5-Hz high-pass's as e^(-2.2 t/s): 1e-19 after 20 s).
 2. **Groups and pools** over all the day's peaks at once, as for a whole signal
-   (:func:`decision_units`).
+   (:func:`decision_units`); so is whether the signal is turned upright, from the QRS
+   deflections of all its beats (``ecg.pipeline.upright_factor``).
 3. **Beat inputs** in beat ranges (:func:`classification_tasks`) that hold whole pools
    (whole groups when the decision pools within groups): each range is computed with
    its neighbouring groups around it (:func:`context_range`), so that every group
@@ -34,9 +35,8 @@ from . import MODEL_FS
 from .decision import pool_groups
 from .detect import detect_r_peaks, qrs_energy_envelope
 from .features import beat_groups
-from .pipeline import PREPROCESSING, beat_inputs, preprocess
+from .pipeline import PREPROCESSING, beat_inputs, preprocess, qrs_deflections
 from .quality import beat_quality
-from .signal import resample
 
 # the 0.5-Hz band-pass's start-up transient decays as e^(-2.2 t/s): under 1e-19 of it after 20 s
 FILTER_SETTLE_S = 20.0
@@ -104,24 +104,27 @@ def detection_chunks(n, fs, chunk_s, lead_s=DETECTOR_LEAD_S, tail_s=FILTER_SETTL
 
 
 def detect_in_chunk(x, fs, chunk):
-    """R peaks of one :class:`Chunk` (those in its core), their signal quality, and its
-    unreadable stretches.
+    """R peaks of one :class:`Chunk` (those in its core), their signal quality and QRS
+    deflections, and its unreadable stretches.
 
     ``x``: the chunk's samples ``chunk.read_lo:chunk.read_hi`` (mV, (m,)) at ``fs`` Hz.
-    Returns ``(peaks, quality, unreadable)``: (k,) int64 360-Hz samples of the whole
-    signal, (k,) int8 (``ecg.quality``), and (u, 2) int64 [start, end) 360-Hz samples
-    clipped to the core. The chunk reads seconds beyond its core on both sides, more than
-    the quality's context, so its beats are judged as in the whole signal.
+    Returns ``(peaks, quality, unreadable, deflections)``: (k,) int64 360-Hz samples of
+    the whole signal, (k,) int8 (``ecg.quality``), (u, 2) int64 [start, end) 360-Hz
+    samples clipped to the core, and (k,) mV (``ecg.pipeline.qrs_deflections``: the
+    day's decide whether it is turned upright). The chunk reads seconds beyond its core on
+    both sides, more than the quality's context and the filters' settling, so its beats
+    are judged as in the whole signal.
     """
-    x360 = resample(x, fs, MODEL_FS)  # as ecg.pipeline.extract_beats detects: on the resampled lead
+    x360, filtered = preprocess(x, fs)  # as ecg.pipeline.extract_beats: detection on the resampled lead
     envelope = qrs_energy_envelope(x360, MODEL_FS)
     local = detect_r_peaks(x360, MODEL_FS, envelope)
     quality, unreadable = beat_quality(x360, local, MODEL_FS, env=envelope[2])
+    deflections = qrs_deflections(filtered, local)
     offset = to_model_samples(chunk.read_lo, fs)
     peaks = local + offset
     keep = (peaks >= chunk.core_lo) & (peaks < chunk.core_hi)
     unreadable = np.clip(unreadable + offset, chunk.core_lo, chunk.core_hi)
-    return peaks[keep], quality[keep], unreadable[unreadable[:, 1] > unreadable[:, 0]]
+    return peaks[keep], quality[keep], unreadable[unreadable[:, 1] > unreadable[:, 0]], deflections[keep]
 
 
 def decision_units(n, decision):
@@ -181,13 +184,15 @@ def segment_for_beats(peaks, fs, n, settle_s=FILTER_SETTLE_S):
     return max(lo // step_in * step_in, 0), min(hi, int(n))
 
 
-def beats_in_context(x, fs, read_lo, peaks, groups):
+def beats_in_context(x, fs, read_lo, peaks, groups, upright_factor=1.0):
     """``ecg.pipeline.Beats`` of ``peaks`` (360-Hz samples of the whole signal) with their ``groups``.
 
     ``x``: the input samples ``read_lo:read_hi`` (mV) from :func:`segment_for_beats`.
+    ``upright_factor``: the whole signal's ``ecg.pipeline.upright_factor`` (of all its
+    beats' deflections), which the segment's band-passed signal is multiplied by.
     The returned ``peaks`` and ``filtered`` are the segment's (offset by
     ``to_model_samples(read_lo, fs)``); ``positions`` are not the whole signal's either.
     """
     _, filtered = preprocess(x, fs)
     local = np.asarray(peaks, dtype=np.int64) - to_model_samples(read_lo, fs)
-    return beat_inputs(filtered, local, MODEL_FS, len(filtered), groups=groups)
+    return beat_inputs(filtered * upright_factor, local, MODEL_FS, len(filtered), groups=groups)

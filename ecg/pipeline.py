@@ -2,9 +2,10 @@
 
 Changing anything that alters the arrays :func:`extract_beats` returns means a new
 ``PREPROCESSING["version"]``: a model card names the version its model was trained
-on, and the service refuses a model whose version it does not produce. A version may
-append feature columns and change nothing else: a model of an earlier version then
-takes the first columns (:func:`network_rr`), so the service still serves it.
+on, and the service refuses a model whose version it does not produce. The versions it
+produces are ``SUPPORTED_VERSIONS``: a later version appended feature columns, which a
+model of an earlier version does not take (:func:`network_rr`), or added a step that
+:func:`extract_beats` takes only for the versions that have it (``TURNED_UPRIGHT``).
 """
 
 from dataclasses import dataclass
@@ -27,12 +28,13 @@ from .features import (
 from .signal import bandpass, map_positions, remove_mains, resample
 
 PREPROCESSING = {
-    "version": "nv-pre-2",
+    "version": "nv-pre-3",
     "fs_hz": MODEL_FS,
     "bandpass_hz": [0.5, 40.0],
     "window_samples": [180, 180],  # before and after the R peak at fs_hz: 1 s centred on it
     "group_size_beats": 16,
     "amplitude": "divided by the group's median QRS peak-to-peak (±100 ms)",
+    "polarity": "the signal negated when its beats' median largest QRS deflection (±50 ms) is negative",
     "beat_channels": ["beat", "beat_minus_group_median_beat"],
     "rr_features": list(RR_FEATURE_NAMES),
     "detector": "ecg.detect.detect_r_peaks",
@@ -48,7 +50,13 @@ QRS_CORE_SAMPLES = (_R_PEAK - round(QRS_CORE_S * MODEL_FS),
 # version -> how many feature columns its models take, the first of RR_FEATURE_NAMES
 # ("nv-pre-2" added the neighbours' six to "nv-pre-1"). A version's count never changes:
 # appending a column makes a new version, which takes them all.
-SUPPORTED_VERSIONS = {"nv-pre-1": 10, "nv-pre-2": 16}
+SUPPORTED_VERSIONS = {"nv-pre-1": 10, "nv-pre-2": 16, "nv-pre-3": 16}
+# versions whose signals are turned upright (:func:`polarity`) before the beat windows are cut:
+# "nv-pre-3" added it; the earlier versions' networks learned each lead as it was sent
+TURNED_UPRIGHT = frozenset({"nv-pre-3"})
+# a beat's direction is that of its largest deflection this close to its R peak (s): the QRS
+# complex, short of the T wave, which an upright lead may show inverted
+UPRIGHT_HALF_WINDOW_S = 0.050
 
 
 @dataclass
@@ -86,20 +94,51 @@ def preprocess(x, fs):
     return x360, bandpass(remove_mains(x360, MODEL_FS), MODEL_FS, lo, hi, order=BANDPASS_ORDER)
 
 
-def extract_beats(x, fs, peaks=None):
+def extract_beats(x, fs, peaks=None, version=PREPROCESSING["version"]):
     """Detect beats in ``x`` (one lead, mV, shape (n,), ``fs`` Hz) and compute their inputs.
 
     ``peaks``: optional R-peak samples at 360 Hz to use instead of the detector
     (training on reference positions). Each beat's signal quality is judged on the
-    resampled lead (:func:`ecg.quality.beat_quality`). Returns :class:`Beats`; zero
-    beats when none is found.
+    resampled lead (:func:`ecg.quality.beat_quality`). ``version``: the preprocessing
+    version of the model the inputs are for (a model card's), one of ``SUPPORTED_VERSIONS``.
+    Returns :class:`Beats`; zero beats when none is found.
     """
     x360, filtered = preprocess(x, fs)
     envelope = qrs_energy_envelope(x360, MODEL_FS)  # the detector's QRS band, and the quality's
     if peaks is None:
         peaks = detect_r_peaks(x360, MODEL_FS, envelope)
     quality, unreadable = beat_quality(x360, peaks, MODEL_FS, env=envelope[2])
+    filtered = filtered * upright_factor(qrs_deflections(filtered, peaks), version)
     return beat_inputs(filtered, peaks, fs, len(x), quality=(quality, unreadable))
+
+
+def qrs_deflections(filtered, peaks):
+    """Each beat's largest deflection (mV, signed), shape (k,): the value of ``filtered``
+    (the band-passed 360 Hz signal) farthest from zero within ``UPRIGHT_HALF_WINDOW_S`` of
+    each R peak of ``peaks`` (k,)."""
+    peaks = np.asarray(peaks, dtype=np.int64)
+    half = int(round(UPRIGHT_HALF_WINDOW_S * MODEL_FS))
+    idx = np.clip(peaks[:, None] + np.arange(-half, half + 1)[None, :], 0, len(filtered) - 1)
+    around = filtered[idx]
+    return around[np.arange(len(peaks)), np.argmax(np.abs(around), axis=1)]
+
+
+def upright_factor(deflections, version):
+    """The factor (1.0 or -1.0) the band-passed signal is multiplied by for a model of
+    preprocessing ``version``: :func:`polarity` of the beats' ``deflections`` (k,) for
+    the versions in ``TURNED_UPRIGHT``, 1.0 for the others."""
+    return polarity(deflections) if version in TURNED_UPRIGHT else 1.0
+
+
+def polarity(deflections):
+    """-1.0 when the beats' QRS complexes mostly point down (the median of their
+    ``deflections`` (k,) is negative), else 1.0: the factor that turns a signal upright.
+
+    An inverted lead, a lead such as aVR or V1 and an upright lead, multiplied by it, show
+    the networks upright beats. The median over the beats decides, so that PVCs pointing
+    the other way do not.
+    """
+    return -1.0 if len(deflections) and np.median(deflections) < 0 else 1.0
 
 
 def beat_inputs(filtered, peaks, fs, n_samples, groups=None, quality=None):

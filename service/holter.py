@@ -29,7 +29,7 @@ from ecg import MODEL_FS, chunks
 from ecg import quality as quality_module
 from ecg.decision import classify
 from ecg.features import beat_groups
-from ecg.pipeline import PREPROCESSING
+from ecg.pipeline import PREPROCESSING, upright_factor
 from ecg.signal import map_positions
 
 from .edf import EdfError
@@ -97,7 +97,7 @@ def _child_model():
 
 
 def detect_task(channel, fs, chunk):
-    """Stage 1 on one ``ecg.chunks.Chunk``: ``((peaks, quality, unreadable), stats)``
+    """Stage 1 on one ``ecg.chunks.Chunk``: ``((peaks, quality, unreadable, deflections), stats)``
     (``ecg.chunks.detect_in_chunk``).
 
     ``stats``: over the chunk's core samples: ``samples``, ``at_rails`` (how many sit at
@@ -111,18 +111,18 @@ def detect_task(channel, fs, chunk):
     return chunks.detect_in_chunk(x, fs, chunk), stats
 
 
-def classify_task(model, channel, peaks, groups, core, units, quality, decision, apply_ruleguard):
+def classify_task(model, channel, peaks, groups, core, units, quality, decision, apply_ruleguard, upright):
     """Stage 2 on one beat range: ``(is_v, p_v, flipped, own_rhythm)`` of its beats
     (``ecg.decision.classify``).
 
     ``peaks``, ``groups``: (m,) of the range with its context (``ecg.chunks.context_range``);
     ``core``: the slice of them that is the range; ``units``, ``quality``: the range's pools
     (or groups) and signal quality; ``decision``: the card's, pooling within ``units``
-    (:func:`task_decision`).
+    (:func:`task_decision`); ``upright``: the day's ``ecg.pipeline.upright_factor``.
     """
     read_lo, read_hi = chunks.segment_for_beats(peaks, channel.fs, channel.n_samples)
     x = channel.read(read_lo, read_hi)
-    beats = chunks.beats_in_context(x, channel.fs, read_lo, peaks, groups)
+    beats = chunks.beats_in_context(x, channel.fs, read_lo, peaks, groups, upright)
     windows, features = beats.windows[core], beats.features[core]
     p_raw = model.p_v(windows, features)
     return classify(p_raw, features, decision, apply_ruleguard, windows=windows, groups=units,
@@ -225,14 +225,15 @@ def analyse(model, model_dir, channel, settings, apply_ruleguard=True):
         checks = {k: sum(s[k] for _, s in found) for k in ("samples", "at_rails")}
         checks.update(min=min(s["min"] for _, s in found), max=max(s["max"] for _, s in found))
         _check_signal(checks, channel)
-        peaks = np.concatenate([p for (p, _, _), _ in found]).astype(np.int64)
-        quality = np.concatenate([q for (_, q, _), _ in found]).astype(np.int8)
-        unreadable = quality_module.merge_intervals(np.concatenate([u for (_, _, u), _ in found]))
+        peaks = np.concatenate([p for (p, _, _, _), _ in found]).astype(np.int64)
+        quality = np.concatenate([q for (_, q, _, _), _ in found]).astype(np.int8)
+        unreadable = quality_module.merge_intervals(np.concatenate([u for (_, _, u, _), _ in found]))
         if len(peaks) == 0:
             raise NoBeats()
+        upright = upright_factor(np.concatenate([d for (_, _, _, d), _ in found]), model.preprocessing_version)
         labels = runner.map("beat classification", _classify_here(model), _classify_in_child,
                             classification_jobs(channel, peaks, quality, model.decision, settings,
-                                                apply_ruleguard))
+                                                apply_ruleguard, upright))
     except BrokenProcessPool:
         raise RuntimeError("a process analysing the recording died") from None
     finally:
@@ -258,9 +259,9 @@ def _classify_here(model):
     return lambda *args: classify_task(model, *args)
 
 
-def classification_jobs(channel, peaks, quality, decision, settings, apply_ruleguard):
+def classification_jobs(channel, peaks, quality, decision, settings, apply_ruleguard, upright):
     """Stage 2's task arguments for the day's ``peaks`` and their ``quality`` (n,): whole
-    pools, with their context."""
+    pools, with their context; ``upright``: the day's ``ecg.pipeline.upright_factor``."""
     groups = beat_groups(len(peaks), PREPROCESSING["group_size_beats"])
     units = chunks.decision_units(len(peaks), decision)
     own = task_decision(decision)
@@ -268,7 +269,7 @@ def classification_jobs(channel, peaks, quality, decision, settings, apply_ruleg
     for a, b in chunks.classification_tasks(units, settings.task_beats):
         e0, e1 = chunks.context_range(groups, a, b)
         jobs.append((channel, peaks[e0:e1], groups[e0:e1], slice(a - e0, b - e0), units[a:b],
-                     quality[a:b], own, apply_ruleguard))
+                     quality[a:b], own, apply_ruleguard, upright))
     return jobs
 
 

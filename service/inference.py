@@ -83,7 +83,7 @@ def predict(model, x, fs, derivation="MLII", apply_ruleguard=True, deadline=None
     Raises :class:`NoBeatsFound` when the detector finds no beat (flat line, noise only),
     :class:`TooSlow` when ``deadline`` (a time.perf_counter() value) passes between stages.
     """
-    beats = extract_beats(x, fs)
+    beats = extract_beats(x, fs, version=model.preprocessing_version)
     if len(beats) == 0:
         raise NoBeatsFound()
     _check_deadline(deadline, "beat detection")

@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 
 from ecg.ec57 import detection_stats
-from ecg.pipeline import PREPROCESSING, SUPPORTED_VERSIONS, extract_beats
+from ecg.pipeline import (
+    PREPROCESSING, SUPPORTED_VERSIONS, TURNED_UPRIGHT, extract_beats, polarity, qrs_deflections, upright_factor,
+)
 from ecg.signal import resample
 from train import dataset
 from train.dataset import record_beats, strip_bounds
@@ -40,7 +42,66 @@ def test_the_current_version_takes_every_feature_column_and_older_ones_keep_thei
     # a column appended to ecg.features.FEATURE_COLUMNS needs a new preprocessing version:
     # the models of the current one take exactly its columns
     assert SUPPORTED_VERSIONS[PREPROCESSING["version"]] == len(PREPROCESSING["rr_features"])
-    assert SUPPORTED_VERSIONS == {"nv-pre-1": 10, "nv-pre-2": 16}
+    assert SUPPORTED_VERSIONS == {"nv-pre-1": 10, "nv-pre-2": 16, "nv-pre-3": 16}
+    assert TURNED_UPRIGHT <= set(SUPPORTED_VERSIONS) and PREPROCESSING["version"] in TURNED_UPRIGHT
+
+
+def assert_same_inputs(a, b):
+    assert np.array_equal(a.peaks, b.peaks)
+    assert np.array_equal(a.windows, b.windows) and np.array_equal(a.features, b.features)
+
+
+def test_an_upright_lead_gives_the_versions_without_the_step_the_same_inputs(record_119):
+    # MLII points up: turning it upright changes nothing, so nv-pre-3 is nv-pre-2 on it
+    x = record_119.signal[:360 * 30]
+    b = extract_beats(x, 360)
+    assert upright_factor(qrs_deflections(b.filtered, b.peaks), "nv-pre-3") == 1.0
+    assert_same_inputs(extract_beats(x, 360, version="nv-pre-3"), extract_beats(x, 360, version="nv-pre-2"))
+
+
+def test_an_inverted_lead_is_turned_upright_only_for_the_versions_that_learned_it(record_119):
+    x = record_119.signal[:360 * 30]
+    upright, inverted = extract_beats(x, 360, version="nv-pre-3"), extract_beats(-x, 360, version="nv-pre-3")
+    assert len(upright) > 20
+    assert_same_inputs(inverted, upright)
+    # the models of earlier versions learned each lead as it was sent: they see it inverted
+    as_sent = extract_beats(-x, 360, version="nv-pre-2")
+    assert np.array_equal(as_sent.peaks, upright.peaks)
+    assert np.allclose(as_sent.windows, -upright.windows)
+
+
+def test_a_beat_set_is_built_and_cached_for_the_version_asked(record_119, fixture_dir, tmp_path):
+    # promotion scores a candidate on its card's version, whatever the current one is
+    import dataclasses
+
+    inverted = dataclasses.replace(record_119, signal=-record_119.signal)
+    as_sent = record_beats(inverted, strip_s=10.0, version="nv-pre-2")
+    turned = record_beats(inverted, strip_s=10.0, version="nv-pre-3")
+    assert np.array_equal(as_sent.positions, turned.positions)
+    assert np.allclose(as_sent.windows, -turned.windows)
+    for version in ("nv-pre-2", "nv-pre-3"):
+        dataset.build(["119"], fixture_dir, cache_dir=tmp_path, progress=None, version=version)
+    assert sorted(p.name.split("_")[4] for p in tmp_path.iterdir()) == ["nv-pre-2", "nv-pre-3"]
+
+
+def test_the_median_beat_decides_the_polarity():
+    # mostly downward QRS complexes with upward PVCs among them: turned over
+    assert polarity(np.array([-1.2, -1.1, 0.9, -1.0, 1.5, -1.3])) == -1.0
+    assert polarity(np.array([1.2, 1.1, -0.9, 1.0, -1.5, 1.3])) == 1.0
+    assert polarity(np.zeros(0)) == 1.0  # no beats: as sent
+    assert upright_factor(np.array([-1.0, -1.0]), "nv-pre-2") == 1.0
+
+
+def test_a_beats_deflection_is_its_qrs_not_its_t_wave():
+    # an R peak of +1 mV with a T wave of -1.5 mV 250 ms later: the beat points up
+    fs = 360
+    x = np.zeros(fs * 3)
+    peaks = np.array([fs, 2 * fs])
+    x[peaks] = 1.0
+    x[peaks + int(0.25 * fs)] = -1.5
+    assert np.array_equal(qrs_deflections(x, peaks), [1.0, 1.0])
+    # near the signal's ends the window is clipped to it
+    assert qrs_deflections(x, np.array([0, len(x) - 1])).shape == (2,)
 
 
 def test_other_sampling_rates_map_back_to_the_callers_samples(record_119):

@@ -10,6 +10,7 @@ import pytest
 
 from bench.edf_files import write_edf
 from ecg import holter
+from ecg.pipeline import TURNED_UPRIGHT
 from ecg.signal import resample
 from service import create_app
 from service.edf import open_channel
@@ -44,10 +45,16 @@ def edf_1000(excerpts, tmp_path_factory):
     return path
 
 
-def small_pools_app(tmp_path, processes=1):
-    """The served model with pools of 128 beats, and 1-min detection chunks."""
+def small_pools_app(tmp_path, processes=1, version=None):
+    """The served model with pools of 128 beats, and 1-min detection chunks; ``version``:
+    the preprocessing version its card names instead of its own."""
     folder = model_copy(tmp_path)
-    edit_card(folder, lambda card: card["decision"]["pooling"].update(pool_size_beats=128))
+
+    def change(card):
+        card["decision"]["pooling"].update(pool_size_beats=128)
+        card["preprocessing"]["version"] = version or card["preprocessing"]["version"]
+
+    edit_card(folder, change)
     return create_app({"TESTING": True, "MODEL_DIR": str(folder), "LOG_LEVEL": "WARNING",
                        "RECORDING_CHUNK_S": 60.0, "RECORDING_PROCESSES": processes,
                        "RECORDING_TMP_DIR": str(tmp_path / "uploads")})
@@ -87,6 +94,20 @@ def test_chunked_beats_are_the_whole_signal_beats_at_1000_hz_in_two_processes(tm
     report = r.get_json()
     assert report["channel"] == {"index": 1, "label": "ECG MLII", "sampling_rate": 1000}
     assert_same_beats(client, edf_1000, None, report)
+
+
+@pytest.mark.parametrize("version", ["nv-pre-2", "nv-pre-3"])
+def test_an_inverted_channel_is_turned_upright_in_chunks_only_for_the_versions_that_learned_it(
+        tmp_path, edf_1000, version):
+    # channel 2 is channel 1 negated; the day's beats decide its polarity, as a whole signal's do
+    client = small_pools_app(tmp_path, version=version).test_client()
+    inverted = post_edf(client, edf_1000, "?channel=2&include_beats=true").get_json()
+    upright = post_edf(client, edf_1000, "?channel=1&include_beats=true").get_json()
+    confidences = [[b["confidence"] for b in r["beats"]] for r in (inverted, upright)]
+    assert [b["sample"] for b in inverted["beats"]] == [b["sample"] for b in upright["beats"]]
+    assert np.allclose(*confidences, atol=2e-6) == (version in TURNED_UPRIGHT)
+    if version in TURNED_UPRIGHT:
+        assert_same_beats(client, edf_1000, "2", inverted)
 
 
 def test_report_fields_agree_with_the_beats(client, edf_360):

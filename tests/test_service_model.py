@@ -184,3 +184,18 @@ def test_a_model_of_the_previous_preprocessing_version_is_still_served():
     body = r.get_json()
     assert body["metadata"]["preprocessing_version"] == "nv-pre-1"
     assert body["total_beats"] == 14 and body["ventricular_beats"] >= 1
+
+
+@pytest.mark.parametrize("version", ["nv-pre-2", "nv-pre-3"])
+def test_an_inverted_request_is_turned_upright_only_for_a_card_whose_version_does(tmp_path, version):
+    # nv-pre-3 networks learned every lead upright; nv-pre-2's learned each lead as sent
+    from ecg.pipeline import TURNED_UPRIGHT
+
+    folder = model_copy(tmp_path)
+    edit_card(folder, lambda card: card["preprocessing"].update(version=version))
+    client = create_app({"TESTING": True, "MODEL_DIR": str(folder)}).test_client()
+    inverted = {**PAYLOAD, "signal_data": [-v for v in PAYLOAD["signal_data"]]}
+    bodies = [client.post(PREDICT, json=p).get_json() for p in (PAYLOAD, inverted)]
+    assert bodies[1]["metadata"]["preprocessing_version"] == version
+    confidences = [[b["confidence"] for b in body["beat_predictions"]] for body in bodies]
+    assert (confidences[0] == confidences[1]) == (version in TURNED_UPRIGHT)

@@ -264,7 +264,8 @@ def test_jobs_building_one_cache_at_once_do_not_trip_each_other(tmp_path, fixtur
     monkeypatch.setattr(dataset.np, "savez", savez)
     outer = dataset.build(["119"], fixture_dir, cache_dir=tmp_path, progress=None)
     assert len(outer) == len(inner[0]) > 0
-    assert [p.name for p in tmp_path.iterdir()] == [f"119_s10.0_o0.0_det_{dataset.code_fingerprint()}.npz"]
+    version = dataset.pipeline.PREPROCESSING["version"]
+    assert [p.name for p in tmp_path.iterdir()] == [f"119_s10.0_o0.0_det_{version}_{dataset.code_fingerprint()}.npz"]
 
 
 def test_a_run_cut_short_resumes_with_the_networks_it_saved(tmp_path, fixture_dir, monkeypatch):

@@ -145,13 +145,15 @@ def strip_bounds(n, fs, strip_s, offset_s=0.0):
     return [(a, b) for a, b in bounds if b - a >= size // 2]
 
 
-def record_beats(record, strip_s=10.0, offset_s=0.0, use_reference=False, transform=None, view=CLEAN):
+def record_beats(record, strip_s=10.0, offset_s=0.0, use_reference=False, transform=None, view=CLEAN,
+                 version=pipeline.PREPROCESSING["version"]):
     """Beats of one record processed strip by strip as the service would; a :class:`BeatSet`.
 
     ``use_reference``: take the reference beat positions instead of the detector's
     (the literature's protocol); false detections then do not exist.
     ``transform``: :func:`strip_transform` of ``view``, applied to each strip first.
-    Beats inside excluded ranges (ventricular flutter) are dropped.
+    Beats inside excluded ranges (ventricular flutter) are dropped. ``version``: the
+    preprocessing version to compute (``ecg.pipeline.extract_beats``).
     """
     assert record.fs == MODEL_FS, "MIT-BIH is recorded at 360 Hz"
     parts = []
@@ -161,7 +163,7 @@ def record_beats(record, strip_s=10.0, offset_s=0.0, use_reference=False, transf
         x = record.signal[a:b]
         if transform is not None:
             x = transform(x, ref, strip_rng(view, record.name, offset_s, k))
-        beats = pipeline.extract_beats(x, record.fs, peaks=ref if use_reference else None)
+        beats = pipeline.extract_beats(x, record.fs, peaks=ref if use_reference else None, version=version)
         if not len(beats):
             continue
         keep = ~in_ranges(beats.peaks + a, record.excluded)
@@ -201,9 +203,11 @@ def code_fingerprint():
 
 
 def build(records, data_dir=None, strip_s=10.0, offsets=(0.0,), use_reference=False,
-          cache_dir="cache", progress=print, view=CLEAN, noise_dir=None):
+          cache_dir="cache", progress=print, view=CLEAN, noise_dir=None,
+          version=pipeline.PREPROCESSING["version"]):
     """A :class:`BeatSet` over ``records`` (strips at each offset) as ``view`` shows them,
-    cached on disk per record. ``noise_dir``: the nstdb noise records, for views that use them."""
+    cached on disk per record. ``noise_dir``: the nstdb noise records, for views that use them;
+    ``version``: the preprocessing version (a model card's) to compute the beats' inputs for."""
     parts = []
     cache = Path(cache_dir) if cache_dir else None
     transform = strip_transform(view, noise_dir)
@@ -211,13 +215,13 @@ def build(records, data_dir=None, strip_s=10.0, offsets=(0.0,), use_reference=Fa
     for i, name in enumerate(records):
         for off in offsets:
             key = (f"{name}_s{strip_s}_o{off}_{'ref' if use_reference else 'det'}{view_key}_"
-                   f"{code_fingerprint()}.npz")
+                   f"{version}_{code_fingerprint()}.npz")
             if cache and (cache / key).exists():
                 with np.load(cache / key) as z:
                     parts.append(BeatSet(**{f.name: z[f.name] for f in fields(BeatSet)}))
                 continue
             bs = record_beats(load_record(name, data_dir, lead=view.lead), strip_s, off, use_reference,
-                              transform, view)
+                              transform, view, version)
             if bs is None:
                 continue
             if cache:

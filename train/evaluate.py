@@ -5,7 +5,7 @@ import numpy as np
 from ecg import MODEL_FS
 from ecg.decision import classify, fit_platt, ruleguard_mask
 from ecg.ec57 import binary_metrics, count_metrics, end_to_end_metrics, f1_from_counts
-from ecg.pipeline import network_rr
+from ecg.pipeline import PREPROCESSING, network_rr
 
 from .data import load_record
 
@@ -147,14 +147,14 @@ DS2_EVALUATIONS = ("test", "e2e", "e2e_strip")
 
 
 def score_ds2(label, records, data_dir=None, strip_s=10.0, evaluations=DS2_EVALUATIONS, build=None,
-              cache_dir=None, progress=None):
+              cache_dir=None, progress=None, version=PREPROCESSING["version"]):
     """DS2 figures of one or several classifiers, all scored on the same beats.
 
     ``label(beats, evaluation)``: ``{name: labels}``, 'V'/'N' (n,) for each beat of the
     BeatSet ``beats``, one entry per classifier; ``evaluation``: one of
     :data:`DS2_EVALUATIONS`. ``strip_s``: the strips' length in s (None: whole records).
     ``build(records, strip_s, reference)``: the BeatSet of ``records`` (default:
-    :func:`train.dataset.build` with ``cache_dir``). Returns ``({name: metrics}, {name:
+    :func:`train.dataset.build` with ``cache_dir``, of preprocessing ``version``). Returns ``({name: metrics}, {name:
     rows})``: the figures named ``test_*`` (:func:`reference_metrics`), ``e2e_*`` and
     ``e2e_strip_*`` (:func:`end_to_end`), and one row per record and end-to-end evaluation.
     """
@@ -163,7 +163,7 @@ def score_ds2(label, records, data_dir=None, strip_s=10.0, evaluations=DS2_EVALU
 
         def build(records, strip, reference):
             return dataset.build(records, data_dir, strip, (0.0,), use_reference=reference, cache_dir=cache_dir,
-                                 progress=None)
+                                 progress=None, version=version)
 
     metrics, rows = {}, {}
     for evaluation in evaluations:
