@@ -173,16 +173,18 @@ def test_health_shows_only_its_listed_figures_of_whatever_a_card_holds():
     assert set(HEALTH_METRICS) <= set(json.loads((MODEL_DIR / "model.json").read_text())["metrics"])
 
 
-def test_a_model_of_the_previous_preprocessing_version_is_still_served():
-    # nv-pre-2 only appended feature columns: an nv-pre-1 network gets the first 10
+@pytest.mark.parametrize("version", ["nv-pre-1", "nv-pre-2"])
+def test_a_model_of_a_previous_preprocessing_version_is_still_served(version):
+    # nv-pre-2 appended feature columns: an nv-pre-1 network gets the first 10; nv-pre-3 added the
+    # upright step, which an nv-pre-2 network (release 10) does not get
     from pathlib import Path
 
-    old = Path(__file__).parent / "data" / "model_nv_pre_1"
+    old = Path(__file__).parent / "data" / f"model_{version.replace('-', '_')}"
     app = create_app({"TESTING": True, "MODEL_DIR": str(old)})
     r = app.test_client().post(PREDICT, json=PAYLOAD)
     assert r.status_code == 201, r.get_json()
     body = r.get_json()
-    assert body["metadata"]["preprocessing_version"] == "nv-pre-1"
+    assert body["metadata"]["preprocessing_version"] == version
     assert body["total_beats"] == 14 and body["ventricular_beats"] >= 1
 
 
