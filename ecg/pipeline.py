@@ -74,6 +74,7 @@ class Beats:
     groups: np.ndarray  # (n,) int64, the beats' groups (templates, local RR, the decision's pooling)
     quality: np.ndarray  # (n,) int8, ecg.quality's GOOD / NOISY / UNREADABLE
     unreadable: np.ndarray  # (m, 2) int64, [start, end) stretches judged unreadable, 360 Hz samples
+    qrs_direction: float = 1.0  # -1.0 when the lead's QRS complexes mostly point down (:func:`polarity`)
 
     def __len__(self):
         return len(self.peaks)
@@ -108,8 +109,11 @@ def extract_beats(x, fs, peaks=None, version=PREPROCESSING["version"]):
     if peaks is None:
         peaks = detect_r_peaks(x360, MODEL_FS, envelope)
     quality, unreadable = beat_quality(x360, peaks, MODEL_FS, env=envelope[2])
-    filtered = filtered * upright_factor(qrs_deflections(filtered, peaks), version)
-    return beat_inputs(filtered, peaks, fs, len(x), quality=(quality, unreadable))
+    deflections = qrs_deflections(filtered, peaks)
+    beats = beat_inputs(filtered * upright_factor(deflections, version), peaks, fs, len(x),
+                        quality=(quality, unreadable))
+    beats.qrs_direction = polarity(deflections)
+    return beats
 
 
 def qrs_deflections(filtered, peaks):

@@ -29,7 +29,7 @@ from ecg import MODEL_FS, chunks
 from ecg import quality as quality_module
 from ecg.decision import classify
 from ecg.features import beat_groups
-from ecg.pipeline import PREPROCESSING, upright_factor
+from ecg.pipeline import PREPROCESSING, polarity, upright_factor
 from ecg.signal import map_positions
 
 from .edf import EdfError
@@ -209,7 +209,8 @@ def analyse(model, model_dir, channel, settings, apply_ruleguard=True):
     """Every beat of ``channel`` (``service.edf.Channel``) classified, and the report's counts.
 
     Returns a dict: ``positions`` (n,) samples at the channel's rate, ``times_s`` (n,),
-    ``is_v``, ``p_v``, ``flipped``, ``own_rhythm``, ``quality`` (n,), ``unreadable_intervals_s`` (u, 2),
+    ``is_v``, ``p_v``, ``flipped``, ``own_rhythm``, ``quality`` (n,), ``qrs_direction`` (-1.0 when
+    the day's QRS complexes mostly point down, ``ecg.pipeline.polarity``), ``unreadable_intervals_s`` (u, 2),
     ``unreadable_s``, ``checks`` (stage 1's counts),
     ``processes``. Raises ``service.edf.EdfError`` (a saturated or all-zero channel),
     :class:`NoBeats`, :class:`Overtime`, ``service.model.ModelUnavailable``.
@@ -230,7 +231,8 @@ def analyse(model, model_dir, channel, settings, apply_ruleguard=True):
         unreadable = quality_module.merge_intervals(np.concatenate([u for (_, _, u, _), _ in found]))
         if len(peaks) == 0:
             raise NoBeats()
-        upright = upright_factor(np.concatenate([d for (_, _, _, d), _ in found]), model.preprocessing_version)
+        deflections = np.concatenate([d for (_, _, _, d), _ in found])
+        upright = upright_factor(deflections, model.preprocessing_version)
         labels = runner.map("beat classification", _classify_here(model), _classify_in_child,
                             classification_jobs(channel, peaks, quality, model.decision, settings,
                                                 apply_ruleguard, upright))
@@ -248,6 +250,7 @@ def analyse(model, model_dir, channel, settings, apply_ruleguard=True):
         "flipped": np.concatenate([r[2] for r in labels]),
         "own_rhythm": np.concatenate([r[3] for r in labels]),
         "quality": quality,
+        "qrs_direction": polarity(deflections),
         "unreadable_intervals_s": unreadable_s,
         "unreadable_s": float(np.sum(unreadable_s[:, 1] - unreadable_s[:, 0])),
         "checks": checks,

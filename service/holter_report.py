@@ -12,7 +12,7 @@ from ecg import holter
 from ecg.quality import QUALITY_LABELS, UNREADABLE
 
 from .holter import CLIPPED_WARNING_SHARE
-from .inference import OWN_RHYTHM_WARNING, lead_warning
+from .inference import OWN_RHYTHM_WARNING, lead_warning, polarity_warning, turned_upright
 
 CSV_HEADER = "time_s,sample,type,confidence"
 
@@ -38,6 +38,7 @@ def report_fields(channel, result, model, include_beats=False):
         "ventricular_beats": summary["ventricular_beats"],
         "unreadable_beats": summary["unreadable_beats"],
         "own_rhythm_beats": int(np.count_nonzero(result["own_rhythm"])),
+        "turned_upright": turned_upright(model, result["qrs_direction"]),
         "pvc_burden_percent": round(summary["pvc_burden_percent"], 3),
         "pvc_per_hour": round(summary["pvc_per_hour"], 2),
         "heart_rate_bpm": {k: _round(hr[k], 1) for k in ("min", "mean", "max")},
@@ -66,6 +67,8 @@ def report_warnings(channel, result, model):
     notes = list(channel.warnings)
     if (note := lead_warning(model, channel.label)) is not None:
         notes.append(f"channel {channel.label!r}: {note}")
+    if (note := polarity_warning(channel.label, result["qrs_direction"])) is not None:
+        notes.append(note)
     checks = result["checks"]
     share = checks["at_rails"] / max(checks["samples"], 1)
     if share > CLIPPED_WARNING_SHARE:

@@ -11,7 +11,7 @@ import numpy as np
 from ecg import MODEL_FS
 from ecg.decision import classify
 from ecg.dsp import median_1d
-from ecg.pipeline import PREPROCESSING, extract_beats
+from ecg.pipeline import PREPROCESSING, TURNED_UPRIGHT, extract_beats
 from ecg.quality import QUALITY_LABELS, UNREADABLE
 
 HR_RANGE_BPM = (30.0, 220.0)
@@ -157,6 +157,26 @@ def lead_warning(model, derivation):
             f"({', '.join(sorted(trained))}): beat labels may be less reliable")
 
 
+# leads whose QRS complexes point up in most people: pointing down, the electrodes may be
+# reversed (or the heart's axis far to the left: 3 of MIT-BIH's 46 MLII records, 117, 207 and 217,
+# and ~5 % of its 10-s MLII strips); V1-like leads point down and are not in it
+UPRIGHT_LEADS = frozenset({"MLII"})
+
+
+def polarity_warning(label, qrs_direction):
+    """A warning when a lead named ``label`` (``lead_name``) that points up in most people has
+    QRS complexes that mostly point down (``qrs_direction`` -1.0), else None."""
+    if qrs_direction > 0 or lead_name(label) not in UPRIGHT_LEADS:
+        return None
+    return (f"the QRS complexes of lead {label!r} mostly point down: reversed electrodes, another "
+            "lead, or a heart axis far to the left?")
+
+
+def turned_upright(model, qrs_direction):
+    """Whether the networks saw the signal negated (a card of a version in ``TURNED_UPRIGHT``)."""
+    return bool(qrs_direction < 0 and model.preprocessing_version in TURNED_UPRIGHT)
+
+
 def build_result(model, beats, calls, x, fs, derivation, apply_ruleguard):
     """The response fields of :func:`predict` from classified beats (timed apart by the bench).
 
@@ -174,7 +194,7 @@ def build_result(model, beats, calls, x, fs, derivation, apply_ruleguard):
     heart_rate = round(60.0 / float(median_1d(rr)), 1) if len(rr) else None
     quality = quality_summary(beats)
 
-    warnings = [w for w in [lead_warning(model, derivation)] if w]
+    warnings = [w for w in [lead_warning(model, derivation), polarity_warning(derivation, beats.qrs_direction)] if w]
     warnings += _quality_warnings(x, fs, n, heart_rate)
     if n >= 3 and median_1d(beats.features[:, TEMPLATE_CORR]) < MIN_TEMPLATE_CORR:
         warnings.append("the detected beats do not resemble one another: noise, or a very "
@@ -203,6 +223,7 @@ def build_result(model, beats, calls, x, fs, derivation, apply_ruleguard):
             "ruleguard_requested": bool(apply_ruleguard),
             "ruleguard_flipped_beats": int(np.count_nonzero(flipped)),
             "own_rhythm_beats": n_own_rhythm,
+            "turned_upright": turned_upright(model, beats.qrs_direction),
             "heart_rate_bpm": heart_rate,
             "pvc_burden_percent": round(100.0 * n_v / readable, 2) if readable else None,
             **quality,

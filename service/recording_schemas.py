@@ -82,6 +82,9 @@ class RecordingReportSchema(Schema):
     unreadable_beats = fields.Integer(metadata={"description": "beats in unreadable stretches: called N"})
     own_rhythm_beats = fields.Integer(metadata={
         "description": "beats the networks would call V, called N as the recording's dominant on-time shape"})
+    turned_upright = fields.Boolean(metadata={
+        "description": "the signal was negated before the networks saw it, the day's QRS complexes "
+                       "mostly pointing down, for a model trained on upright leads"})
     pvc_burden_percent = fields.Float(metadata={"description": "V over the beats not unreadable"})
     pvc_per_hour = fields.Float(metadata={"description": "per readable hour"})
     heart_rate_bpm = fields.Nested(HeartRateSchema)

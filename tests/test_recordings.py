@@ -106,6 +106,8 @@ def test_an_inverted_channel_is_turned_upright_in_chunks_only_for_the_versions_t
     confidences = [[b["confidence"] for b in r["beats"]] for r in (inverted, upright)]
     assert [b["sample"] for b in inverted["beats"]] == [b["sample"] for b in upright["beats"]]
     assert np.allclose(*confidences, atol=2e-6) == (version in TURNED_UPRIGHT)
+    assert [r["turned_upright"] for r in (inverted, upright)] == [version in TURNED_UPRIGHT, False]
+    assert not any("point down" in w for w in inverted["warnings"])  # labelled V1: it may
     if version in TURNED_UPRIGHT:
         assert_same_beats(client, edf_1000, "2", inverted)
 

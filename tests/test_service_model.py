@@ -201,3 +201,15 @@ def test_an_inverted_request_is_turned_upright_only_for_a_card_whose_version_doe
     assert bodies[1]["metadata"]["preprocessing_version"] == version
     confidences = [[b["confidence"] for b in body["beat_predictions"]] for body in bodies]
     assert (confidences[0] == confidences[1]) == (version in TURNED_UPRIGHT)
+    assert [body["metadata"]["turned_upright"] for body in bodies] == [False, version in TURNED_UPRIGHT]
+    # an MLII lead pointing down is said, whatever the model does with it
+    said = [any("point down" in w for w in body["metadata"]["warnings"]) for body in bodies]
+    assert said == [False, True]
+
+
+def test_only_a_lead_that_points_up_in_everyone_is_warned_of_pointing_down():
+    from service.inference import polarity_warning
+
+    assert "'ECG II'" in polarity_warning("ECG II", -1.0)
+    assert polarity_warning("MLII", 1.0) is None
+    assert polarity_warning("V1", -1.0) is None and polarity_warning("aVR", -1.0) is None
