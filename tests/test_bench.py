@@ -32,6 +32,15 @@ def test_staged_path_answers_like_the_service_and_times_every_stage():
     assert r["slowest_stage"] in inprocess.STAGES
 
 
+def test_staged_path_turns_an_inverted_strip_upright_as_the_service_does():
+    import orjson
+
+    _, obj = payload_10s()
+    body = orjson.dumps({**obj, "signal_data": [-v for v in obj["signal_data"]]})
+    r = inprocess.measure(body, 1, "10 s, inverted")  # fails unless the answers are the same
+    assert r["beats"] == 14
+
+
 def test_quick_run_writes_results_json_and_table(tmp_path):
     bench_main(["--quick", "--skip", "tf", "http", "venvs", "--no-30min", "--out", str(tmp_path)])
     res = json.loads((tmp_path / "results.json").read_text())
