@@ -70,10 +70,10 @@ def staged_request(model, body, schema, infer=None, times=None):
     t4 = time.perf_counter()
     quality = beat_quality(x360, peaks, MODEL_FS, env=envelope[2])
     tq = time.perf_counter()
-    deflections = qrs_deflections(filtered, peaks)  # the rest of extract_beats, as it does it
-    beats = beat_inputs(filtered * upright_factor(deflections, model.preprocessing_version), peaks, fs, len(x),
+    direction = polarity(qrs_deflections(filtered, peaks))  # the rest of extract_beats, as it does it
+    beats = beat_inputs(filtered * upright_factor(direction, model.preprocessing_version), peaks, fs, len(x),
                         quality=quality)
-    beats.qrs_direction = polarity(deflections)
+    beats.qrs_direction = direction
     t5 = time.perf_counter()
     p_raw = infer(beats.windows, beats.features)
     t6 = time.perf_counter()

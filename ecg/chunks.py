@@ -188,8 +188,9 @@ def beats_in_context(x, fs, read_lo, peaks, groups, upright_factor=1.0):
     """``ecg.pipeline.Beats`` of ``peaks`` (360-Hz samples of the whole signal) with their ``groups``.
 
     ``x``: the input samples ``read_lo:read_hi`` (mV) from :func:`segment_for_beats`.
-    ``upright_factor``: the whole signal's ``ecg.pipeline.upright_factor`` (of all its
-    beats' deflections), which the segment's band-passed signal is multiplied by.
+    ``upright_factor``: the whole signal's ``ecg.pipeline.upright_factor`` (of the
+    ``polarity`` of all its beats' deflections), which the segment's band-passed signal is
+    multiplied by.
     The returned ``peaks`` and ``filtered`` are the segment's (offset by
     ``to_model_samples(read_lo, fs)``); ``positions`` are not the whole signal's either.
     """

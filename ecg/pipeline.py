@@ -109,10 +109,10 @@ def extract_beats(x, fs, peaks=None, version=PREPROCESSING["version"]):
     if peaks is None:
         peaks = detect_r_peaks(x360, MODEL_FS, envelope)
     quality, unreadable = beat_quality(x360, peaks, MODEL_FS, env=envelope[2])
-    deflections = qrs_deflections(filtered, peaks)
-    beats = beat_inputs(filtered * upright_factor(deflections, version), peaks, fs, len(x),
+    direction = polarity(qrs_deflections(filtered, peaks))
+    beats = beat_inputs(filtered * upright_factor(direction, version), peaks, fs, len(x),
                         quality=(quality, unreadable))
-    beats.qrs_direction = polarity(deflections)
+    beats.qrs_direction = direction
     return beats
 
 
@@ -127,11 +127,11 @@ def qrs_deflections(filtered, peaks):
     return around[np.arange(len(peaks)), np.argmax(np.abs(around), axis=1)]
 
 
-def upright_factor(deflections, version):
+def upright_factor(qrs_direction, version):
     """The factor (1.0 or -1.0) the band-passed signal is multiplied by for a model of
-    preprocessing ``version``: :func:`polarity` of the beats' ``deflections`` (k,) for
-    the versions in ``TURNED_UPRIGHT``, 1.0 for the others."""
-    return polarity(deflections) if version in TURNED_UPRIGHT else 1.0
+    preprocessing ``version``: the lead's ``qrs_direction`` (:func:`polarity`) for the
+    versions in ``TURNED_UPRIGHT``, 1.0 for the others."""
+    return qrs_direction if version in TURNED_UPRIGHT else 1.0
 
 
 def polarity(deflections):

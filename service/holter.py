@@ -231,8 +231,8 @@ def analyse(model, model_dir, channel, settings, apply_ruleguard=True):
         unreadable = quality_module.merge_intervals(np.concatenate([u for (_, _, u, _), _ in found]))
         if len(peaks) == 0:
             raise NoBeats()
-        deflections = np.concatenate([d for (_, _, _, d), _ in found])
-        upright = upright_factor(deflections, model.preprocessing_version)
+        qrs_direction = polarity(np.concatenate([d for (_, _, _, d), _ in found]))
+        upright = upright_factor(qrs_direction, model.preprocessing_version)
         labels = runner.map("beat classification", _classify_here(model), _classify_in_child,
                             classification_jobs(channel, peaks, quality, model.decision, settings,
                                                 apply_ruleguard, upright))
@@ -250,7 +250,7 @@ def analyse(model, model_dir, channel, settings, apply_ruleguard=True):
         "flipped": np.concatenate([r[2] for r in labels]),
         "own_rhythm": np.concatenate([r[3] for r in labels]),
         "quality": quality,
-        "qrs_direction": polarity(deflections),
+        "qrs_direction": qrs_direction,
         "unreadable_intervals_s": unreadable_s,
         "unreadable_s": float(np.sum(unreadable_s[:, 1] - unreadable_s[:, 0])),
         "checks": checks,

@@ -11,7 +11,7 @@ import numpy as np
 from ecg import MODEL_FS
 from ecg.decision import classify
 from ecg.dsp import median_1d
-from ecg.pipeline import PREPROCESSING, TURNED_UPRIGHT, extract_beats
+from ecg.pipeline import PREPROCESSING, extract_beats, upright_factor
 from ecg.quality import QUALITY_LABELS, UNREADABLE
 
 HR_RANGE_BPM = (30.0, 220.0)
@@ -173,8 +173,8 @@ def polarity_warning(label, qrs_direction):
 
 
 def turned_upright(model, qrs_direction):
-    """Whether the networks saw the signal negated (a card of a version in ``TURNED_UPRIGHT``)."""
-    return bool(qrs_direction < 0 and model.preprocessing_version in TURNED_UPRIGHT)
+    """Whether the networks saw the signal negated (``ecg.pipeline.upright_factor``)."""
+    return upright_factor(qrs_direction, model.preprocessing_version) < 0
 
 
 def build_result(model, beats, calls, x, fs, derivation, apply_ruleguard):
