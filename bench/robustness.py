@@ -22,7 +22,8 @@ Conditions (``CONDITIONS``):
   training never uses;
 - ``ma-rms``: ``ma`` over the whole record at an SNR of RMS over RMS, tiled from the start of
   the noise (the issue's table and targets);
-- ``fs128``, ``fs250``, ``fs1000``: the record resampled and sent at that rate;
+- ``fs128``, ``fs250``, ``fs257``, ``fs1000``: the record resampled and sent at that rate (257 Hz:
+  INCART's, a rate 360 Hz shares no factor with);
 - ``virtual 45°``, ``virtual 135°``: a lead the records do not have, ``cos(a) * MLII + sin(a) *
   channel 1`` (under the heart-dipole model, the heart vector's projection on another direction
   of the plane the two leads span): at 45° MLII's upright and V1's downward QRS complexes partly
@@ -33,7 +34,8 @@ Conditions (``CONDITIONS``):
 - what devices do to a lead: ``uV, offset 300 mV`` (sent in microvolts on an offset: the
   service must read it as the same ECG), ``band 0.67-25 Hz`` (a wearable's causal 4th-order
   band-pass, which bends the ST segment and rounds the QRS), ``clipped 1.5 mV`` (an amplifier
-  saturating 1.5 mV from the lead's median).
+  saturating 1.5 mV from the lead's median), ``ADC step 50 uV`` (a coarse converter: the lead
+  rounded to multiples of 50 µV, as an 8-bit converter spanning ±6.4 mV records it).
 
 Writes ``bench/robustness.json`` and ``bench/robustness.md``. Needs MIT-BIH and the nstdb
 noise records (``--data``, ``--noise``); ~10 min on 2 cores.
@@ -77,6 +79,7 @@ class Condition:
     hum_harmonic: float = 0.3  # ... with a third harmonic of this x hum_mv
     device_band_hz: tuple | None = None  # a device's own causal band-pass (4th-order Butterworth)
     clip_mv: float | None = None  # the amplifier saturates this far from the lead's median
+    quantum_mv: float | None = None  # a coarse ADC: the lead rounded to multiples of this
     units_per_mv: float = 1.0  # sent in other units (1000: microvolts) ...
     offset_mv: float = 0.0  # ... on an offset (electrode half-cell potentials)
 
@@ -87,12 +90,14 @@ def conditions():
         out += [Condition(f"{kind} {snr:+d} dB", noise=kind, snr_db=snr) for snr in NST_SNRS]
     out += [Condition(f"ma-rms {snr:+d} dB", noise="ma", snr_db=snr, definition="rms", protocol="continuous")
             for snr in (12, 6, 0)]
-    out += [Condition("fs128", fs=128), Condition("fs250", fs=250), Condition("fs1000", fs=1000)]
+    out += [Condition("fs128", fs=128), Condition("fs250", fs=250), Condition("fs257", fs=257),
+            Condition("fs1000", fs=1000)]
     out += [Condition(f"virtual {a}°", lead="mixed", mix_deg=a) for a in VIRTUAL_LEAD_DEG]
     out += [Condition("inverted", inverted=True), Condition("hum 0.3 mV", hum_mv=0.3),
             Condition("hum 50 Hz 1 mV", hum_mv=1.0, hum_hz=50.0, hum_harmonic=0.0)]
     out += [Condition("uV, offset 300 mV", units_per_mv=1000.0, offset_mv=300.0),
-            Condition("band 0.67-25 Hz", device_band_hz=(0.67, 25.0)), Condition("clipped 1.5 mV", clip_mv=1.5)]
+            Condition("band 0.67-25 Hz", device_band_hz=(0.67, 25.0)), Condition("clipped 1.5 mV", clip_mv=1.5),
+            Condition("ADC step 50 uV", quantum_mv=0.05)]
     return out
 
 
@@ -157,6 +162,8 @@ def corrupt(rec, cond, noise, channel, seed=TEST_SEED):
     if cond.clip_mv:
         centre = np.median(x)
         x = np.clip(x, centre - cond.clip_mv, centre + cond.clip_mv)
+    if cond.quantum_mv:
+        x = np.round(x / cond.quantum_mv) * cond.quantum_mv
     x = (x + cond.offset_mv) * cond.units_per_mv
     if cond.fs != rec.fs:
         x = resample(x, rec.fs, cond.fs)

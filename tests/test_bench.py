@@ -269,6 +269,9 @@ def test_robustness_conditions_corrupt_the_signal_as_named(record_119):
     assert np.ptp(clipped) <= 3.0 + 1e-9 < np.ptp(clean) and np.array_equal(clipped == clean, within)
     resampled, fs = robustness.corrupt(record_119, by_name["fs128"], None, 0)
     assert fs == 128 and len(resampled) == pytest.approx(len(clean) * 128 / 360, abs=2)
+    stepped, _ = robustness.corrupt(record_119, by_name["ADC step 50 uV"], None, 0)
+    assert np.allclose(stepped / 0.05, np.round(stepped / 0.05)) and np.abs(stepped - clean).max() <= 0.025 + 1e-9
+    assert len(np.unique(stepped)) < len(np.unique(clean))
     # nst's protocol: clean for 5 min, then noisy and clean in 2-min turns, with no step at a switch
     mask = robustness.noisy_mask(360 * 600, 360)
     assert not mask[:300 * 360].any() and mask[300 * 360:420 * 360].all() and not mask[420 * 360:540 * 360].any()
