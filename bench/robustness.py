@@ -38,7 +38,7 @@ Conditions (``CONDITIONS``):
   rounded to multiples of 50 µV, as an 8-bit converter spanning ±6.4 mV records it).
 
 Writes ``bench/robustness.json`` and ``bench/robustness.md``. Needs MIT-BIH and the nstdb
-noise records (``--data``, ``--noise``); ~10 min on 2 cores.
+noise records (``--data``, ``--noise``); ~11 min on 2 cores.
 """
 
 import argparse
