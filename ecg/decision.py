@@ -171,6 +171,27 @@ def pool_by_morphology(logits, windows, groups, pooling):
     return (out if own == 0.0 else own * logits + (1.0 - own) * out), np.rint(counts).astype(np.int64)
 
 
+def dominant_rhythm_mask(alike, pools, features):
+    """Beats (n,) of their pool's dominant on-time shape, slower than a tachycardia.
+
+    A beat is when it is alike to more than ``OWN_RHYTHM_SHARE`` of its pool, its RR before
+    is not premature and its group's RR is at least ``OWN_RHYTHM_MIN_RR_S``: in a long
+    recording, the patient's own rhythm (:func:`own_rhythm_mask`); in a short one, that or a
+    slow ventricular rhythm. ``alike``: (n,) from :func:`pool_by_morphology`; ``pools``: (n,)
+    its pool labels; ``features``: (n, k) the beats' features (``ecg.features.RR_FEATURE_NAMES``).
+    """
+    f = np.asarray(features)
+    not_premature = (f[:, _HAS_PREV] == 0) | (f[:, _RR_PREV] >= 1 - OWN_RHYTHM_RR_TOLERANCE)
+    return (np.asarray(alike) > OWN_RHYTHM_SHARE * pool_sizes(pools)) & not_premature & (
+        f[:, _LOCAL_RR_S] >= OWN_RHYTHM_MIN_RR_S)
+
+
+def pool_sizes(pools):
+    """The size (n,) of each beat's pool, from the pool labels ``pools`` (n,)."""
+    _, inverse, sizes = np.unique(np.asarray(pools), return_inverse=True, return_counts=True)
+    return sizes[inverse.reshape(-1)]
+
+
 def own_rhythm_mask(alike, pools, features):
     """Beats (n,) of the patient's own rhythm, which are never called V.
 
@@ -178,23 +199,16 @@ def own_rhythm_mask(alike, pools, features):
     tachycardia, is the rhythm the patient's heart conducts, whatever it looks like:
     a bundle branch block's wide complexes, or a lead where normal beats look like PVCs
     (V1 under left bundle branch block is a wide QS). Holter readers judge ectopy against
-    it. A beat is of it when its pool holds at least ``OWN_RHYTHM_MIN_BEATS`` beats, it is
-    alike to more than ``OWN_RHYTHM_SHARE`` of them, its RR before is not premature and
-    its group's RR is at least ``OWN_RHYTHM_MIN_RR_S``. A PVC is premature; bigeminy's
-    are at most half the beats; a 10-s strip of slow ventricular rhythm is too short to
-    tell from a conducted rhythm, so short pools keep the network's call.
+    it. A beat is of it when it is of its pool's dominant rhythm (:func:`dominant_rhythm_mask`)
+    and its pool holds at least ``OWN_RHYTHM_MIN_BEATS`` beats. A PVC is premature;
+    bigeminy's are at most half the beats; a 10-s strip of slow ventricular rhythm is too
+    short to tell from a conducted rhythm, so short pools keep the network's call.
 
-    ``alike``: (n,) from :func:`pool_by_morphology`; ``pools``: (n,) its pool labels;
-    ``features``: (n, k) the beats' features (``ecg.features.RR_FEATURE_NAMES``).
+    ``alike``, ``pools``, ``features``: as :func:`dominant_rhythm_mask` reads them.
     """
     if len(alike) < OWN_RHYTHM_MIN_BEATS:  # no pool is long enough: every 10-s request
         return np.zeros(len(alike), bool)
-    _, inverse, sizes = np.unique(np.asarray(pools), return_inverse=True, return_counts=True)
-    size = sizes[inverse.reshape(-1)]
-    f = np.asarray(features)
-    not_premature = (f[:, _HAS_PREV] == 0) | (f[:, _RR_PREV] >= 1 - OWN_RHYTHM_RR_TOLERANCE)
-    return ((size >= OWN_RHYTHM_MIN_BEATS) & (np.asarray(alike) > OWN_RHYTHM_SHARE * size)
-            & not_premature & (f[:, _LOCAL_RR_S] >= OWN_RHYTHM_MIN_RR_S))
+    return (pool_sizes(pools) >= OWN_RHYTHM_MIN_BEATS) & dominant_rhythm_mask(alike, pools, features)
 
 
 def pool_groups(pooling, n, groups=None, signals=None):

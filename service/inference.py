@@ -9,7 +9,7 @@ import time
 import numpy as np
 
 from ecg import MODEL_FS
-from ecg.decision import classify
+from ecg.decision import OWN_RHYTHM_MIN_BEATS, classify, dominant_rhythm_mask, pool_by_morphology
 from ecg.dsp import median_1d
 from ecg.pipeline import PREPROCESSING, extract_beats, upright_factor
 from ecg.quality import QUALITY_LABELS, UNREADABLE
@@ -24,6 +24,13 @@ MIN_TEMPLATE_CORR = 0.3
 OWN_RHYTHM_WARNING = ("{} beat(s) the networks would call V share the recording's dominant QRS shape, "
                       "on time and under 100 bpm: called N as the patient's own rhythm (a bundle branch "
                       "block, or a lead where normal beats look ventricular?)")
+
+# said when a request too short for that rule is mostly V calls of one on-time slow shape
+SHORT_RHYTHM_WARNING = ("{} of the {} beats, all called V, share one QRS shape, on time and under 100 bpm: "
+                        "a slow ventricular rhythm, or the patient's own wide-QRS rhythm (a bundle branch "
+                        "block, pacing) that only a request of " + str(OWN_RHYTHM_MIN_BEATS) + " beats or more "
+                        "(about 2 min) can tell apart")
+SHORT_RHYTHM_MIN_BEATS = 5  # fewer beats make no rhythm
 
 
 class NoBeatsFound(Exception):
@@ -177,6 +184,24 @@ def turned_upright(model, qrs_direction):
     return upright_factor(qrs_direction, model.preprocessing_version) < 0
 
 
+def short_rhythm_warning(model, beats, is_v):
+    """A warning when a request too short for the own-rhythm rule (``ecg.decision.own_rhythm_mask``)
+    has more than half its beats called V and of its dominant on-time slow shape, else None.
+
+    Those are the calls that rule would turn to N in a long recording, if they were the patient's
+    own rhythm (record 214's V1 on 10-s strips); in a short one they stay V, as a slow ventricular
+    rhythm would. ``is_v``: (n,) the beats' calls.
+    """
+    n = len(beats)
+    pooling = model.decision.get("pooling")
+    if pooling is None or not SHORT_RHYTHM_MIN_BEATS <= n < OWN_RHYTHM_MIN_BEATS or 2 * np.count_nonzero(is_v) <= n:
+        return None
+    one_pool = np.zeros(n, np.int64)
+    _, alike = pool_by_morphology(np.zeros(n), beats.windows, one_pool, pooling)
+    dominant_v = int(np.count_nonzero(is_v & dominant_rhythm_mask(alike, one_pool, beats.features)))
+    return SHORT_RHYTHM_WARNING.format(dominant_v, n) if 2 * dominant_v > n else None
+
+
 def build_result(model, beats, calls, x, fs, derivation, apply_ruleguard):
     """The response fields of :func:`predict` from classified beats (timed apart by the bench).
 
@@ -205,6 +230,7 @@ def build_result(model, beats, calls, x, fs, derivation, apply_ruleguard):
     n_own_rhythm = int(np.count_nonzero(own_rhythm))
     if n_own_rhythm:
         warnings.append(OWN_RHYTHM_WARNING.format(n_own_rhythm))
+    warnings += [w for w in [short_rhythm_warning(model, beats, is_v)] if w]
     ruleguard_applied = bool(apply_ruleguard and (model.decision.get("ruleguard") or {}).get("enabled"))
     return {
         "overall_arrhythmia_type": overall,

@@ -19,7 +19,7 @@ from ecg.decision import noisy_threshold
 from ecg.ec57 import MATCH_WINDOW_S, match_beats
 from bench.edf_files import write_edf
 from service import create_app
-from tests.service_helpers import MODEL_DIR, PREDICT
+from tests.service_helpers import MODEL_DIR, PREDICT, app, client  # noqa: F401
 from train.data import OTHER_LEAD, load_record
 
 TWO_LEADS = Path(__file__).parent / "data" / "mitdb-two-leads"
@@ -77,3 +77,46 @@ def test_the_holter_report_counts_the_own_rhythm_as_the_predictions_do(record_21
     assert report["own_rhythm_beats"] == whole["own_rhythm_beats"] >= 50
     assert report["ventricular_beats"] == whole["ventricular_beats"] < 60
     assert any("own rhythm" in w for w in report["warnings"])
+
+
+def _short_rhythm_warning(meta):
+    said = [w for w in meta["warnings"] if "share one QRS shape" in w]
+    return said[0] if said else None
+
+
+def test_a_short_request_mostly_called_v_in_one_on_time_shape_is_said_to_be_ambiguous(record_214_v1):
+    # release 10 calls many block beats V one by one; in 10-s strips, too short for the own-rhythm
+    # rule, they stay V (a slow ventricular rhythm looks the same), and the response says so
+    rec = record_214_v1
+    client = create_app({"TESTING": True, "MODEL_DIR": str(RELEASE_10), "LOG_LEVEL": "WARNING"}).test_client()
+    strip = 10 * rec.fs
+    warned = 0
+    for a in range(0, len(rec.signal) - strip + 1, strip):
+        body = client.post(PREDICT, json={"signal_data": rec.signal[a:a + strip].tolist(), "sampling_rate": rec.fs,
+                                          "derivation": rec.lead}).get_json()
+        beats, said = body["beat_predictions"], _short_rhythm_warning(body["metadata"])
+        assert body["metadata"]["own_rhythm_beats"] == 0  # too short for the rule
+        if said:
+            warned += 1
+            words = said.split()
+            dominant, n = int(words[0]), int(words[3])
+            assert n == len(beats) and 2 * dominant > n
+            assert sum(b["arrhythmia_type"] == "V" for b in beats) >= dominant
+    assert warned >= 2
+    whole = client.post(PREDICT, json={"signal_data": rec.signal.tolist(), "sampling_rate": rec.fs,
+                                       "derivation": rec.lead}).get_json()["metadata"]
+    assert _short_rhythm_warning(whole) is None  # long enough: the rule decides, and says so
+
+
+def test_premature_pvcs_in_a_short_request_are_not_said_to_be_a_rhythm(client):
+    # record 208: bigeminy and couplets, some strips more than half V; premature, so no rhythm of theirs
+    rec = load_record("208", Path(__file__).parent / "data" / "mitdb")
+    strip = 10 * rec.fs
+    most_v = 0
+    for a in range(0, len(rec.signal) - strip + 1, strip):
+        body = client.post(PREDICT, json={"signal_data": rec.signal[a:a + strip].tolist(),
+                                          "sampling_rate": rec.fs}).get_json()
+        beats = body["beat_predictions"]
+        most_v += 2 * sum(b["arrhythmia_type"] == "V" for b in beats) > len(beats)
+        assert _short_rhythm_warning(body["metadata"]) is None
+    assert most_v >= 1
