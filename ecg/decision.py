@@ -174,7 +174,7 @@ def pool_by_morphology(logits, windows, groups, pooling):
 def dominant_rhythm_mask(alike, pools, features):
     """Beats (n,) of their pool's dominant on-time shape, slower than a tachycardia.
 
-    A beat is when it is alike to more than ``OWN_RHYTHM_SHARE`` of its pool, its RR before
+    A beat is of it when it is alike to more than ``OWN_RHYTHM_SHARE`` of its pool, its RR before
     is not premature and its group's RR is at least ``OWN_RHYTHM_MIN_RR_S``: in a long
     recording, the patient's own rhythm (:func:`own_rhythm_mask`); in a short one, that or a
     slow ventricular rhythm. ``alike``: (n,) from :func:`pool_by_morphology`; ``pools``: (n,)

@@ -190,7 +190,8 @@ def short_rhythm_warning(model, beats, is_v):
 
     Those are the calls that rule would turn to N in a long recording, if they were the patient's
     own rhythm (record 214's V1 on 10-s strips); in a short one they stay V, as a slow ventricular
-    rhythm would. ``is_v``: (n,) the beats' calls.
+    rhythm would. The request is one pool, as the card's whole-request pool makes it; ``is_v``: (n,)
+    the beats' calls.
     """
     n = len(beats)
     pooling = model.decision.get("pooling")
