@@ -184,23 +184,23 @@ def turned_upright(model, qrs_direction):
     return upright_factor(qrs_direction, model.preprocessing_version) < 0
 
 
-def short_rhythm_warning(model, beats, is_v):
-    """A warning when a request too short for the own-rhythm rule (``ecg.decision.own_rhythm_mask``)
-    has more than half its beats called V and of its dominant on-time slow shape, else None.
+def short_rhythm_beats(model, beats, is_v):
+    """How many of a short request's V calls are of its dominant on-time slow shape, when they
+    are more than half its beats; else 0.
 
-    Those are the calls that rule would turn to N in a long recording, if they were the patient's
-    own rhythm (record 214's V1 on 10-s strips); in a short one they stay V, as a slow ventricular
-    rhythm would. The request is one pool, as the card's whole-request pool makes it; ``is_v``: (n,)
-    the beats' calls.
+    A request too short for the own-rhythm rule (``ecg.decision.own_rhythm_mask``) keeps such
+    calls V, as a slow ventricular rhythm would be; in a long recording that rule would call them
+    N if they were the patient's own rhythm (record 214's V1 on 10-s strips). The request is one
+    pool, as the card's whole-request pool makes it; ``is_v``: (n,) the beats' calls.
     """
     n = len(beats)
     pooling = model.decision.get("pooling")
     if pooling is None or not SHORT_RHYTHM_MIN_BEATS <= n < OWN_RHYTHM_MIN_BEATS or 2 * np.count_nonzero(is_v) <= n:
-        return None
+        return 0
     one_pool = np.zeros(n, np.int64)
     _, alike = pool_by_morphology(np.zeros(n), beats.windows, one_pool, pooling)
     dominant_v = int(np.count_nonzero(is_v & dominant_rhythm_mask(alike, one_pool, beats.features)))
-    return SHORT_RHYTHM_WARNING.format(dominant_v, n) if 2 * dominant_v > n else None
+    return dominant_v if 2 * dominant_v > n else 0
 
 
 def build_result(model, beats, calls, x, fs, derivation, apply_ruleguard):
@@ -231,7 +231,9 @@ def build_result(model, beats, calls, x, fs, derivation, apply_ruleguard):
     n_own_rhythm = int(np.count_nonzero(own_rhythm))
     if n_own_rhythm:
         warnings.append(OWN_RHYTHM_WARNING.format(n_own_rhythm))
-    warnings += [w for w in [short_rhythm_warning(model, beats, is_v)] if w]
+    n_short_rhythm = short_rhythm_beats(model, beats, is_v)
+    if n_short_rhythm:
+        warnings.append(SHORT_RHYTHM_WARNING.format(n_short_rhythm, n))
     ruleguard_applied = bool(apply_ruleguard and (model.decision.get("ruleguard") or {}).get("enabled"))
     return {
         "overall_arrhythmia_type": overall,
@@ -250,6 +252,7 @@ def build_result(model, beats, calls, x, fs, derivation, apply_ruleguard):
             "ruleguard_requested": bool(apply_ruleguard),
             "ruleguard_flipped_beats": int(np.count_nonzero(flipped)),
             "own_rhythm_beats": n_own_rhythm,
+            "short_rhythm_beats": n_short_rhythm,
             "turned_upright": turned_upright(model, beats.qrs_direction),
             "heart_rate_bpm": heart_rate,
             "pvc_burden_percent": round(100.0 * n_v / readable, 2) if readable else None,

@@ -241,7 +241,10 @@ class PredictionResponseSchema(Schema):
                        "signal_quality (beats per quality), unreadable_seconds and "
                        "unreadable_intervals_s ([start, end] in seconds of the signal), "
                        "own_rhythm_beats (beats the networks would call V, called N as the "
-                       "recording's dominant on-time shape), turned_upright (the signal was "
+                       "recording's dominant on-time shape), short_rhythm_beats (in a request "
+                       "too short for that rule, under 150 beats, its V calls of one on-time "
+                       "shape when they are more than half its beats: a slow ventricular rhythm "
+                       "or the patient's own, which a longer request would tell), turned_upright (the signal was "
                        "negated before the networks saw it, its QRS complexes mostly pointing "
                        "down, for a model trained on upright leads); "
                        "pvc_burden_percent is over the beats not judged unreadable"})

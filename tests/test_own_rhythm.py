@@ -101,11 +101,14 @@ def test_a_short_request_mostly_called_v_in_one_on_time_shape_is_said_to_be_ambi
             words = said.split()
             dominant, n = int(words[0]), int(words[3])
             assert n == len(beats) and 2 * dominant > n
+            assert body["metadata"]["short_rhythm_beats"] == dominant
             assert sum(b["arrhythmia_type"] == "V" for b in beats) >= dominant
+        else:
+            assert body["metadata"]["short_rhythm_beats"] == 0
     assert warned >= 2
     whole = client.post(PREDICT, json={"signal_data": rec.signal.tolist(), "sampling_rate": rec.fs,
                                        "derivation": rec.lead}).get_json()["metadata"]
-    assert _short_rhythm_warning(whole) is None  # long enough: the rule decides, and says so
+    assert _short_rhythm_warning(whole) is None and whole["short_rhythm_beats"] == 0  # the rule decides, and says so
 
 
 def test_premature_pvcs_in_a_short_request_are_not_said_to_be_a_rhythm(client):
@@ -118,5 +121,5 @@ def test_premature_pvcs_in_a_short_request_are_not_said_to_be_a_rhythm(client):
                                           "sampling_rate": rec.fs}).get_json()
         beats = body["beat_predictions"]
         most_v += 2 * sum(b["arrhythmia_type"] == "V" for b in beats) > len(beats)
-        assert _short_rhythm_warning(body["metadata"]) is None
+        assert _short_rhythm_warning(body["metadata"]) is None and body["metadata"]["short_rhythm_beats"] == 0
     assert most_v >= 1
