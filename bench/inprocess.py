@@ -20,9 +20,7 @@ import numpy as np
 from ecg import MODEL_FS
 from ecg.decision import classify, in_cascade_band
 from ecg.detect import detect_r_peaks, qrs_energy_envelope
-from ecg.pipeline import (
-    beat_inputs, extract_beats, network_rr, polarity, preprocess, qrs_deflections, upright_factor,
-)
+from ecg.pipeline import extract_beats, network_rr, preprocess, upright_beat_inputs
 from ecg.quality import beat_quality
 from service import create_app, inference, jsonio, schemas
 from service import model as service_model
@@ -70,10 +68,7 @@ def staged_request(model, body, schema, infer=None, times=None):
     t4 = time.perf_counter()
     quality = beat_quality(x360, peaks, MODEL_FS, env=envelope[2])
     tq = time.perf_counter()
-    direction = polarity(qrs_deflections(filtered, peaks))  # the rest of extract_beats, as it does it
-    beats = beat_inputs(filtered * upright_factor(direction, model.preprocessing_version), peaks, fs, len(x),
-                        quality=quality)
-    beats.qrs_direction = direction
+    beats = upright_beat_inputs(filtered, peaks, fs, len(x), quality, model.preprocessing_version)
     t5 = time.perf_counter()
     p_raw = infer(beats.windows, beats.features)
     t6 = time.perf_counter()

@@ -108,10 +108,19 @@ def extract_beats(x, fs, peaks=None, version=PREPROCESSING["version"]):
     envelope = qrs_energy_envelope(x360, MODEL_FS)  # the detector's QRS band, and the quality's
     if peaks is None:
         peaks = detect_r_peaks(x360, MODEL_FS, envelope)
-    quality, unreadable = beat_quality(x360, peaks, MODEL_FS, env=envelope[2])
+    quality = beat_quality(x360, peaks, MODEL_FS, env=envelope[2])
+    return upright_beat_inputs(filtered, peaks, fs, len(x), quality, version)
+
+
+def upright_beat_inputs(filtered, peaks, fs, n_samples, quality, version):
+    """:func:`beat_inputs` of ``filtered`` turned upright as preprocessing ``version`` asks
+    (:func:`upright_factor` of the lead's :func:`polarity`), with ``Beats.qrs_direction`` set.
+
+    ``filtered``: the band-passed 360 Hz signal (m,); ``peaks``: its R peaks (k,); ``fs``,
+    ``n_samples``: the caller's rate and length; ``quality``: ``ecg.quality.beat_quality``'s pair.
+    """
     direction = polarity(qrs_deflections(filtered, peaks))
-    beats = beat_inputs(filtered * upright_factor(direction, version), peaks, fs, len(x),
-                        quality=(quality, unreadable))
+    beats = beat_inputs(filtered * upright_factor(direction, version), peaks, fs, n_samples, quality=quality)
     beats.qrs_direction = direction
     return beats
 
