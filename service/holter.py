@@ -27,12 +27,13 @@ import numpy as np
 
 from ecg import MODEL_FS, chunks
 from ecg import quality as quality_module
-from ecg.decision import classify
+from ecg.decision import OWN_RHYTHM_MIN_BEATS, classify
 from ecg.features import beat_groups
 from ecg.pipeline import PREPROCESSING, polarity, upright_factor
 from ecg.signal import map_positions
 
 from .edf import EdfError
+from .inference import short_rhythm_beats
 from .model import ModelUnavailable, load_model
 
 # a channel this share of whose samples sit at its physical minimum or maximum is saturated...
@@ -113,7 +114,8 @@ def detect_task(channel, fs, chunk):
 
 def classify_task(model, channel, peaks, groups, core, units, quality, decision, apply_ruleguard, upright):
     """Stage 2 on one beat range: ``(is_v, p_v, flipped, own_rhythm)`` of its beats
-    (``ecg.decision.classify``).
+    (``ecg.decision.classify``), and the range's count for the short-request rhythm warning
+    (``service.inference.short_rhythm_beats``: 0 unless the range is under 150 beats).
 
     ``peaks``, ``groups``: (m,) of the range with its context (``ecg.chunks.context_range``);
     ``core``: the slice of them that is the range; ``units``, ``quality``: the range's pools
@@ -125,8 +127,9 @@ def classify_task(model, channel, peaks, groups, core, units, quality, decision,
     beats = chunks.beats_in_context(x, channel.fs, read_lo, peaks, groups, upright)
     windows, features = beats.windows[core], beats.features[core]
     p_raw = model.p_v(windows, features)
-    return classify(p_raw, features, decision, apply_ruleguard, windows=windows, groups=units,
-                    quality=quality)
+    calls = classify(p_raw, features, decision, apply_ruleguard, windows=windows, groups=units,
+                     quality=quality)
+    return *calls, short_rhythm_beats(decision.get("pooling"), windows, features, calls[0])
 
 
 def task_decision(decision):
@@ -209,11 +212,12 @@ def analyse(model, model_dir, channel, settings, apply_ruleguard=True):
     """Every beat of ``channel`` (``service.edf.Channel``) classified, and the report's counts.
 
     Returns a dict: ``positions`` (n,) samples at the channel's rate, ``times_s`` (n,),
-    ``is_v``, ``p_v``, ``flipped``, ``own_rhythm``, ``quality`` (n,), ``qrs_direction`` (-1.0 when
-    the day's QRS complexes mostly point down, ``ecg.pipeline.polarity``), ``unreadable_intervals_s`` (u, 2),
-    ``unreadable_s``, ``checks`` (stage 1's counts),
-    ``processes``. Raises ``service.edf.EdfError`` (a saturated or all-zero channel),
-    :class:`NoBeats`, :class:`Overtime`, ``service.model.ModelUnavailable``.
+    ``is_v``, ``p_v``, ``flipped``, ``own_rhythm``, ``quality`` (n,), ``short_rhythm_beats`` (the
+    short-request rhythm warning's count), ``qrs_direction`` (-1.0 when the day's QRS complexes
+    mostly point down, ``ecg.pipeline.polarity``), ``unreadable_intervals_s`` (u, 2),
+    ``unreadable_s``, ``checks`` (stage 1's counts), ``processes``. Raises ``service.edf.EdfError``
+    (a saturated or all-zero channel), :class:`NoBeats`, :class:`Overtime`,
+    ``service.model.ModelUnavailable``.
     """
     budget = settings.timeout_s
     deadline = time.perf_counter() + budget if budget else None
@@ -249,6 +253,8 @@ def analyse(model, model_dir, channel, settings, apply_ruleguard=True):
         "p_v": np.concatenate([r[1] for r in labels]),
         "flipped": np.concatenate([r[2] for r in labels]),
         "own_rhythm": np.concatenate([r[3] for r in labels]),
+        # a recording too short for the own-rhythm rule is one task (tasks are whole pools of task_beats)
+        "short_rhythm_beats": sum(r[4] for r in labels) if len(peaks) < OWN_RHYTHM_MIN_BEATS else 0,
         "quality": quality,
         "qrs_direction": qrs_direction,
         "unreadable_intervals_s": unreadable_s,

@@ -12,7 +12,7 @@ from ecg import holter
 from ecg.quality import QUALITY_LABELS, UNREADABLE
 
 from .holter import CLIPPED_WARNING_SHARE
-from .inference import OWN_RHYTHM_WARNING, lead_warning, polarity_warning, turned_upright
+from .inference import OWN_RHYTHM_WARNING, SHORT_RHYTHM_WARNING, lead_warning, polarity_warning, turned_upright
 
 CSV_HEADER = "time_s,sample,type,confidence"
 
@@ -38,6 +38,7 @@ def report_fields(channel, result, model, include_beats=False):
         "ventricular_beats": summary["ventricular_beats"],
         "unreadable_beats": summary["unreadable_beats"],
         "own_rhythm_beats": int(np.count_nonzero(result["own_rhythm"])),
+        "short_rhythm_beats": result["short_rhythm_beats"],
         "turned_upright": turned_upright(model, result["qrs_direction"]),
         "pvc_burden_percent": round(summary["pvc_burden_percent"], 3),
         "pvc_per_hour": round(summary["pvc_per_hour"], 2),
@@ -81,6 +82,8 @@ def report_warnings(channel, result, model):
     if own_rhythm := int(np.count_nonzero(result["own_rhythm"])):
         notes.append(OWN_RHYTHM_WARNING.format(own_rhythm))
     n = len(result["is_v"])
+    if result["short_rhythm_beats"]:
+        notes.append(SHORT_RHYTHM_WARNING.format(result["short_rhythm_beats"], n))
     if n < 3:
         notes.append(f"only {n} beat(s) detected in {channel.duration_s:.0f} s")
     return notes

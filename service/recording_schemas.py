@@ -82,6 +82,10 @@ class RecordingReportSchema(Schema):
     unreadable_beats = fields.Integer(metadata={"description": "beats in unreadable stretches: called N"})
     own_rhythm_beats = fields.Integer(metadata={
         "description": "beats the networks would call V, called N as the recording's dominant on-time shape"})
+    short_rhythm_beats = fields.Integer(metadata={
+        "description": "in a recording under 150 beats, too short for that rule: the V calls of its "
+                       "dominant on-time slow shape when they are more than half its beats (a slow "
+                       "ventricular rhythm or the patient's own wide-QRS rhythm); else 0"})
     turned_upright = fields.Boolean(metadata={
         "description": "the signal was negated before the networks saw it, the day's QRS complexes "
                        "mostly pointing down, for a model trained on upright leads"})

@@ -75,6 +75,7 @@ def test_the_holter_report_counts_the_own_rhythm_as_the_predictions_do(record_21
     whole = client.post(PREDICT, json={"signal_data": rec.signal[:len(rec.signal) // rec.fs * rec.fs].tolist(),
                                        "sampling_rate": rec.fs, "derivation": "V1"}).get_json()["metadata"]
     assert report["own_rhythm_beats"] == whole["own_rhythm_beats"] >= 50
+    assert report["short_rhythm_beats"] == whole["short_rhythm_beats"] == 0  # long enough for the rule
     assert report["ventricular_beats"] == whole["ventricular_beats"] < 60
     assert any("own rhythm" in w for w in report["warnings"])
 
@@ -123,3 +124,29 @@ def test_premature_pvcs_in_a_short_request_are_not_said_to_be_a_rhythm(client):
         most_v += 2 * sum(b["arrhythmia_type"] == "V" for b in beats) > len(beats)
         assert _short_rhythm_warning(body["metadata"]) is None and body["metadata"]["short_rhythm_beats"] == 0
     assert most_v >= 1
+
+
+def test_the_holter_report_of_a_short_recording_gives_the_short_request_warning(record_214_v1, tmp_path):
+    # a recording too short for the own-rhythm rule gets the warning a request of it gets
+    rec = record_214_v1
+    app = create_app({"TESTING": True, "MODEL_DIR": str(RELEASE_10), "LOG_LEVEL": "WARNING",
+                      "RECORDING_TMP_DIR": str(tmp_path / "uploads")})
+    client = app.test_client()
+    strip = 10 * rec.fs
+    compared = warned = 0
+    for a in range(0, len(rec.signal) - strip + 1, strip):
+        path = tmp_path / f"214_v1_{a}.edf"
+        write_edf(path, [rec.signal[a:a + strip]], rec.fs, ["ECG V1"])
+        report = client.post("/api/v1/recordings", data=path.read_bytes(),
+                             content_type="application/octet-stream").get_json()
+        meta = client.post(PREDICT, json={"signal_data": rec.signal[a:a + strip].tolist(), "sampling_rate": rec.fs,
+                                          "derivation": "V1"}).get_json()["metadata"]
+        if report["total_beats"] != meta["total_beats"] or report["ventricular_beats"] != meta["ventricular_beats"]:
+            continue  # the file's 16-bit samples moved a call: not the same input
+        compared += 1
+        assert report["short_rhythm_beats"] == meta["short_rhythm_beats"]
+        assert (_short_rhythm_warning(report) is not None) == (report["short_rhythm_beats"] > 0)
+        if report["short_rhythm_beats"]:
+            warned += 1
+            assert _short_rhythm_warning(report) == _short_rhythm_warning(meta)
+    assert compared >= 12 and warned >= 2
