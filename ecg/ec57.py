@@ -10,14 +10,19 @@ MATCH_WINDOW_S = 0.150  # EC57: a detection within 150 ms of a reference beat ma
 
 
 def in_ranges(samples, ranges):
-    """Boolean mask (k,): which ``samples`` fall in any [start, end] of ``ranges`` (m, 2)."""
+    """Boolean mask (k,): which ``samples`` fall in any [start, end] of ``ranges`` (m, 2).
+
+    The ranges may overlap or nest (ventricular flutter and an unreadable stretch, say): a
+    sample is in one when the furthest end among the ranges starting at or before it reaches it.
+    """
     samples = np.asarray(samples, dtype=np.int64)
     ranges = np.asarray(ranges, dtype=np.int64).reshape(-1, 2)
     if not len(ranges):
         return np.zeros(len(samples), dtype=bool)
-    starts, ends = np.sort(ranges[:, 0]), ranges[np.argsort(ranges[:, 0]), 1]
+    order = np.argsort(ranges[:, 0], kind="stable")
+    starts, reach = ranges[order, 0], np.maximum.accumulate(ranges[order, 1])
     i = np.searchsorted(starts, samples, side="right") - 1
-    return (i >= 0) & (samples <= ends[np.clip(i, 0, None)])
+    return (i >= 0) & (samples <= reach[np.clip(i, 0, None)])
 
 
 def match_beats(ref, test, tolerance):

@@ -20,6 +20,14 @@ def test_in_ranges():
     assert mask.tolist() == [False, True, True, False]
 
 
+def test_in_ranges_that_overlap_or_nest():
+    # a long range holding a short one that starts later (flutter within a stretch left out)
+    samples = [5, 12, 25, 35, 45, 55]
+    assert in_ranges(samples, [[10, 50], [20, 30]]).tolist() == [False, True, True, True, True, False]
+    assert in_ranges(samples, [[20, 30], [10, 50]]).tolist() == [False, True, True, True, True, False]
+    assert in_ranges(samples, [[10, 30], [25, 40]]).tolist() == [False, True, True, True, False, False]
+
+
 def test_detection_stats_with_exclusion():
     ref = np.arange(0, 36000, 360)
     test = np.r_[ref[:50] + 5, ref[60:] - 3, [180]]  # 10 missed, one false
