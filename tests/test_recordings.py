@@ -96,6 +96,17 @@ def test_chunked_beats_are_the_whole_signal_beats_at_1000_hz_in_two_processes(tm
     assert_same_beats(client, edf_1000, None, report)
 
 
+@pytest.mark.parametrize("fs", [128, 257])
+def test_chunked_beats_are_the_whole_signal_beats_at_other_databases_rates(tmp_path, excerpts, fs):
+    # MIT-BIH Long-Term's 128 Hz and INCART's 257 Hz, which shares no factor with the model's 360
+    path = tmp_path / f"five_{fs}.edf"
+    write_edf(path, [resample(excerpts, 360, fs)], fs, ["ECG II"])
+    client = small_pools_app(tmp_path).test_client()
+    r = post_edf(client, path, "?include_beats=true")
+    assert r.status_code == 201, r.get_json()
+    assert_same_beats(client, path, None, r.get_json())
+
+
 @pytest.mark.parametrize("version", ["nv-pre-2", "nv-pre-3"])
 def test_an_inverted_channel_is_turned_upright_in_chunks_only_for_the_versions_that_learned_it(
         tmp_path, edf_1000, version):
