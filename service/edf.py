@@ -17,9 +17,11 @@ import numpy as np
 
 from ecg.signal import MAX_FS, MIN_FS
 
+from .inference import lead_name
+
 HEADER_BYTES = 256  # the fixed part; each signal adds 256 more
 ANNOTATIONS_LABEL = "EDF Annotations"
-# labels of a signal that looks like an ECG lead: the default channel is the first such
+# labels of a signal that looks like an ECG lead: without lead II, the default channel is the first such
 ECG_LABEL = re.compile(r"\b(ECG|EKG|ML ?I{1,3}|MLV\d?|I{1,3}|AVR|AVL|AVF|V\d|CM\d|CC\d|LEAD)\b", re.I)
 UNIT_TO_MV = {"mv": 1.0, "uv": 1e-3, "µv": 1e-3, "μv": 1e-3, "v": 1e3}
 
@@ -156,7 +158,7 @@ def _pick(signals, channel):
     """Index of the requested ordinary signal: ``channel`` an index, a label, or None (default)."""
     labels = [s.label.strip() for s in signals]
     if channel is None:
-        return next((i for i, lab in enumerate(labels) if ECG_LABEL.search(lab)), 0)
+        return default_channel(labels)
     if re.fullmatch(r"\d+", channel.strip()):
         index = int(channel)
         if index >= len(labels):
@@ -171,11 +173,21 @@ def _pick(signals, channel):
                    f"{', '.join(map(repr, labels))}")
 
 
+def default_channel(labels):
+    """The signal analysed when none is asked for: the first labelled lead II or MLII (the lead
+    the networks call best: a 12-lead or 3-lead file often starts with lead I), else the first
+    whose label looks like an ECG lead, else signal 0. ``labels``: the ordinary signals'."""
+    for i, label in enumerate(labels):
+        if lead_name(label) == "MLII":
+            return i
+    return next((i for i, label in enumerate(labels) if ECG_LABEL.search(label)), 0)
+
+
 def open_channel(path, channel=None):
     """The :class:`Channel` to analyse in the EDF/EDF+ file at ``path``; raises :class:`EdfError`.
 
     ``channel``: an index among the ordinary signals, a label (case-insensitive), or
-    None for the first signal whose label looks like an ECG lead (else signal 0).
+    None for :func:`default_channel`.
     An EDF+D whose data records follow one another without a gap is read as continuous;
     one with gaps is refused (the message says where the first is).
     """

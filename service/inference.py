@@ -146,10 +146,10 @@ SAME_LEAD = {"II": "MLII", "ML2": "MLII", "MLII": "MLII"}
 
 
 def lead_name(label):
-    """A lead label as the model card names leads: upper case, without "ECG"/"LEAD" and spacing
-    ("ECG II", "Lead-V1", "v1" -> "MLII", "V1", "V1")."""
+    """A lead label as the model card names leads: upper case, without "ECG"/"EKG"/"LEAD" and
+    spacing ("ECG II", "Lead-V1", "v1" -> "MLII", "V1", "V1")."""
     name = label.upper()
-    for word in ("ECG", "LEAD"):
+    for word in ("ECG", "EKG", "LEAD"):
         name = name.replace(word, "")
     name = "".join(ch for ch in name if ch.isalnum())
     return SAME_LEAD.get(name, name)

@@ -20,8 +20,9 @@ REQUEST_BODY = {
 class RecordingQuerySchema(Schema):
     channel = fields.String(load_default=None, metadata={
         "description": "The signal to analyse: its index among the file's signals (0-based, "
-                       "annotations not counted) or its label. Default: the first signal whose "
-                       "label looks like an ECG lead (ECG, EKG, MLII, V1...), else signal 0."})
+                       "annotations not counted) or its label. Default: the first signal labelled "
+                       "lead II or MLII, else the first whose label looks like an ECG lead (ECG, EKG, "
+                       "V1...), else signal 0."})
     include_beats = fields.Boolean(load_default=False, metadata={
         "description": "Add every beat (`beats`) to the JSON report."})
     apply_ruleguard = fields.Boolean(load_default=True, metadata={

@@ -38,7 +38,7 @@ def edf_360(excerpts, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def edf_1000(excerpts, tmp_path_factory):
-    """Three signals at 1000 Hz, the ECG second: the default channel is the first ECG-looking one."""
+    """Three signals at 1000 Hz, MLII second: the default channel."""
     path = tmp_path_factory.mktemp("edf") / "three_1000.edf"
     x = resample(excerpts, 360, 1000)
     write_edf(path, [np.sin(np.arange(len(x)) / 800.0), x, -x], 1000, ["Resp", "ECG MLII", "ECG V1"])
@@ -156,6 +156,22 @@ def test_csv_is_the_beat_table(client, edf_360):
     beats = post_edf(client, edf_360, "?include_beats=true").get_json()["beats"]
     assert len(lines) == len(beats) + 1
     assert lines[1] == f"{beats[0]['time_s']},{beats[0]['sample']},{beats[0]['type']},{beats[0]['confidence']}"
+
+
+def test_without_a_channel_lead_ii_is_analysed_else_the_first_ecg_lead(client, excerpts, tmp_path):
+    from service.edf import default_channel
+
+    assert default_channel(["Resp", "ECG V1", "ECG II"]) == 2  # INCART, 12-lead files: lead I first
+    assert default_channel(["V5", "MLII"]) == 1  # MIT-BIH record 114
+    assert default_channel(["Resp", "EKG CM5", "ECG V1"]) == 1
+    assert default_channel(["Resp", "Pleth"]) == 0
+    x = excerpts[:360 * 60]
+    path = tmp_path / "twelve.edf"
+    write_edf(path, [-0.3 * x, x, 0.7 * x], 360, ["I", "II", "III"])
+    r = post_edf(client, path)
+    assert r.status_code == 201, r.get_json()
+    assert r.get_json()["channel"] == {"index": 1, "label": "II", "sampling_rate": 360}
+    assert not any("not among the leads" in w for w in r.get_json()["warnings"])
 
 
 def test_a_form_upload_and_a_label_pick_the_channel(client, edf_1000):

@@ -112,5 +112,5 @@ def test_a_signal_unreadable_throughout_has_no_burden(app):  # noqa: F811
 def test_lead_labels_are_read_as_devices_spell_them():
     from service.inference import lead_name
 
-    assert [lead_name(s) for s in ("MLII", "ECG II", "Lead II", "ml2", "v1", "ECG V5", "Lead-aVR", "III")] == \
-        ["MLII", "MLII", "MLII", "MLII", "V1", "V5", "AVR", "III"]
+    assert [lead_name(s) for s in ("MLII", "ECG II", "Lead II", "ml2", "v1", "ECG V5", "Lead-aVR", "III", "EKG II")] \
+        == ["MLII", "MLII", "MLII", "MLII", "V1", "V5", "AVR", "III", "MLII"]
