@@ -17,14 +17,14 @@ Writes ``bench/annotated_noise.json`` and ``bench/annotated_noise.md``; ~2 min o
 
 import argparse
 import dataclasses
-import json
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from bench.robustness import BENCH_DIR, STRIP_S, request, score, summarise
+from bench.common import log
+from bench.robustness import BENCH_DIR, STRIP_S, request, save_report, score, summarise
 
 MARKS = ("clean", "marked noisy")
 SUBTYPE_UNREADABLE = -1  # a '~' of this subtype: every signal unreadable
@@ -145,9 +145,6 @@ def main(argv=None):
     ap.add_argument("--out", type=Path, default=BENCH_DIR / "annotated_noise.json")
     args = ap.parse_args(argv)
 
-    def log(msg):
-        print(msg, file=sys.stderr, flush=True)
-
     try:
         ddir = data_dir(args.data)
         model = load_model(args.model)
@@ -165,9 +162,7 @@ def main(argv=None):
         log(split)
         report["splits"][split] = run(model, records, ddir, log)
     report["seconds"] = time.perf_counter() - t0
-    args.out.write_text(json.dumps(report, indent=1))
-    write_markdown(args.out.with_suffix(".md"), report)
-    log(f"wrote {args.out} and {args.out.with_suffix('.md')} in {report['seconds']:.0f} s")
+    save_report(args.out, report, write_markdown)
     return 0
 
 

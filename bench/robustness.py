@@ -51,6 +51,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.common import log
 from ecg.ec57 import count_metrics, end_to_end_metrics, in_ranges
 from ecg.signal import resample
 
@@ -273,6 +274,13 @@ def write_markdown(path, report):
     Path(path).write_text("\n".join(lines))
 
 
+def save_report(out, report, markdown):
+    """``report`` as JSON at ``out``, and as ``markdown(path, report)`` writes it beside (``.md``)."""
+    out.write_text(json.dumps(report, indent=1))
+    markdown(out.with_suffix(".md"), report)
+    log(f"wrote {out} and {out.with_suffix('.md')} in {report['seconds']:.0f} s")
+
+
 def main(argv=None):
     from service.model import ModelUnavailable, load_model
     from train import augment
@@ -289,9 +297,6 @@ def main(argv=None):
                     help="the length of the independent strips (s); 120 or 300: what longer requests get")
     ap.add_argument("--out", type=Path, default=BENCH_DIR / "robustness.json")
     args = ap.parse_args(argv)
-
-    def log(msg):
-        print(msg, file=sys.stderr, flush=True)
 
     try:
         ddir = data_dir(args.data)
@@ -311,9 +316,7 @@ def main(argv=None):
         report["conditions"][cond.name] = run_condition(model, cond, args.records, ddir, noise, log,
                                                         args.strip_seconds)
     report["seconds"] = time.perf_counter() - t0
-    args.out.write_text(json.dumps(report, indent=1))
-    write_markdown(args.out.with_suffix(".md"), report)
-    log(f"wrote {args.out} and {args.out.with_suffix('.md')} in {report['seconds']:.0f} s")
+    save_report(args.out, report, write_markdown)
     return 0
 
 
