@@ -86,7 +86,8 @@ def run_lead(model, name, ddir, lead, strip_s=STRIP_S):
 
 
 def run(model, records, ddir, log, strip_s=STRIP_S):
-    """The report: for each lead (MLII, other), way of sending and mark, the summed scores."""
+    """The report: for each lead (MLII, other), way of sending and mark, the summed scores and
+    each marked record's false V, missed V and false detections (``by_record``)."""
     from train.data import OTHER_LEAD
 
     report = {}
@@ -101,7 +102,13 @@ def run(model, records, ddir, log, strip_s=STRIP_S):
                 report.setdefault(lead_key, {}).setdefault(mode, {})[mark] = {
                     **summarise(rows), "seconds": seconds,
                     "unreadable_share": sum(r["unreadable_s"] for r in rows) / max(seconds, 1e-9),
-                    "records_marked": sum(r["seconds"] > 0 for r in rows)}
+                    "records_marked": sum(r["seconds"] > 0 for r in rows),
+                    # which records the marked noise's errors come from (readable ones)
+                    "by_record": {name: {"seconds": round(r[mode, mark]["seconds"], 1),
+                                         "false_v": r[mode, mark]["all"]["false_v"],
+                                         "v_missed": r[mode, mark]["all"]["matched"]["FN"],
+                                         "false_detections": r[mode, mark]["all"]["qrs"]["FP"]}
+                                  for name, r in per_record.items() if r[mode, mark]["seconds"] > 0}}
         w = report[lead_key]["whole"]["marked noisy"]["all"]
         log(f"  {lead_key}: marked noisy {report[lead_key]['whole']['marked noisy']['seconds']:.0f} s, "
             f"QRS +P {w['qrs_ppv']:.4f}, V Se {w['v_se']:.3f}, false V {100 * w['false_v_rate']:.2f} %")

@@ -44,6 +44,12 @@ def test_the_report_splits_every_beat_between_the_clean_and_the_noisy_stretches(
             parts = report[lead][mode]
             assert sum(parts[m]["all"]["ref_beats"] for m in annotated_noise.MARKS) == n_beats
             assert 0 <= parts["marked noisy"]["unreadable_share"] <= 1
+            for mark in annotated_noise.MARKS:  # the records' counts add up to the totals
+                by_record = parts[mark]["by_record"]
+                assert sum(r["false_v"] for r in by_record.values()) == round(
+                    parts[mark]["all"]["false_v_rate"] * parts[mark]["all"]["ref_beats"])
+    assert set(report["other"]["whole"]["marked noisy"]["by_record"]) == {"208", "214"}
+    assert set(report["MLII"]["whole"]["marked noisy"]["by_record"]) == {"214"}
 
 
 def test_a_missing_record_is_one_line_and_exit_2(tmp_path, capsys):
