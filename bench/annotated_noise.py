@@ -71,13 +71,12 @@ def run_lead(model, name, ddir, lead, strip_s=STRIP_S):
     channel = [s.strip() for s in wfdb.rdheader(str(Path(ddir) / name)).sig_name].index(rec.lead)
     n, fs = len(rec.signal), rec.fs
     noisy = noisy_ranges(ann.sample, ann.symbol, ann.subtype, channel, n)
-    marked = {"clean": complement(noisy, n), "marked noisy": noisy}
+    clean = complement(noisy, n)
     out = {}
     for mode in ("whole", "strips"):
         pos, lab, intervals = request(model, rec.signal, fs, rec.lead, mode, strip_s)
         unreadable = np.rint(np.array(intervals, float).reshape(-1, 2) * fs).astype(np.int64)
-        for mark, ranges in marked.items():
-            others = marked[MARKS[1 - MARKS.index(mark)]]
+        for mark, ranges, others in zip(MARKS, (clean, noisy), (noisy, clean)):
             scored = dataclasses.replace(rec, excluded=np.concatenate([rec.excluded.reshape(-1, 2), others]))
             out[mode, mark] = {**score(scored, pos, lab, fs, intervals),
                                "seconds": float(np.sum(ranges[:, 1] - ranges[:, 0])) / fs,
