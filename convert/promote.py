@@ -270,7 +270,7 @@ def check_parity(model, onnx_path, decision, data_dir):
     windows, features, source = parity_beats(data_dir)
     pk, po = compare(model, onnx_session(onnx_path), windows, features)
     max_abs = float(np.max(np.abs(pk - po)))
-    same = bool(np.array_equal(classify(pk, features, decision)[0], classify(po, features, decision)[0]))
+    same = bool(np.array_equal(classify(pk, features, decision).is_v, classify(po, features, decision).is_v))
     result = {"beats": int(len(pk)), "source": source, "max_abs_diff": max_abs, "same_decisions": same}
     log(f"parity: {len(pk)} beats from {source}: max |keras - onnx| = {max_abs:.2e}, "
         f"decisions {'identical' if same else 'DIFFER'}")

@@ -15,6 +15,8 @@ without it the signal's groups of ~16 beats (``Beats.groups``). Training fits th
 (``python -m train.pooling`` the pooling); the service only applies them.
 """
 
+from typing import NamedTuple
+
 import numpy as np
 
 from .dsp import expit
@@ -231,6 +233,17 @@ def noisy_threshold(threshold):
     return odds / (1.0 + odds)
 
 
+class Calls(NamedTuple):
+    """What :func:`classify` decided for n beats, each field (n,)."""
+
+    is_v: np.ndarray  # bool: called V
+    p_v: np.ndarray  # float: the calibrated (with pooling, pooled) V probability the threshold judged
+    flipped: np.ndarray  # bool: turned from V to N by the RuleGuard
+    own_rhythm: np.ndarray  # bool: would be V (over the odds their quality needs), called N as the own rhythm
+    alike: np.ndarray | None  # int: beats of its pool alike to it, itself included (None: no pooling)
+    pools: np.ndarray | None  # the pool labels (None: no pooling)
+
+
 def classify(p_raw, features, decision, apply_ruleguard=True, windows=None, groups=None, signals=None,
              quality=None):
     """Labels and calibrated V probabilities of n beats.
@@ -242,10 +255,7 @@ def classify(p_raw, features, decision, apply_ruleguard=True, windows=None, grou
     threshold judges, and beats of the patient's own rhythm are N (:func:`own_rhythm_mask`).
     ``quality``: the beats' signal quality (n,) (``ecg.quality``): an unreadable beat is never
     called V, whatever its probability, and a noisy one only over :func:`noisy_threshold`.
-    Returns ``(is_v, p_v, flipped, own_rhythm)``:
-    bool (n,), float (n,), bool (n,) marking beats the RuleGuard turned from V to N, and
-    bool (n,) marking beats that would be V (over the threshold their quality needs) called N as
-    the patient's own rhythm.
+    Returns the beats' :class:`Calls`.
     """
     pooling = decision.get("pooling")
     if pooling:
@@ -260,6 +270,7 @@ def classify(p_raw, features, decision, apply_ruleguard=True, windows=None, grou
         p_v = calibrate(p_raw, decision["calibration"])
         over = p_v >= decision["threshold"]
         own_rhythm = np.zeros_like(over)
+        alike = pools = None
     if quality is not None:
         # noise makes QRS-like shapes the network was never shown: in an unreadable stretch a
         # V call is more often an artefact than a PVC, in a noisy one it needs surer odds
@@ -272,4 +283,4 @@ def classify(p_raw, features, decision, apply_ruleguard=True, windows=None, grou
     if apply_ruleguard and rule.get("enabled"):
         flipped = is_v & ruleguard_mask(features, rule)
         is_v = is_v & ~flipped
-    return is_v, p_v, flipped, own_rhythm
+    return Calls(is_v, p_v, flipped, own_rhythm, alike, pools)

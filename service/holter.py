@@ -114,7 +114,7 @@ def detect_task(channel, fs, chunk):
 
 def classify_task(model, channel, peaks, groups, core, units, quality, decision, apply_ruleguard, upright):
     """Stage 2 on one beat range: ``(is_v, p_v, flipped, own_rhythm)`` of its beats
-    (``ecg.decision.classify``), and the range's count for the short-request rhythm warning
+    (``ecg.decision.Calls``), and the range's count for the short-request rhythm warning
     (``service.inference.short_rhythm_beats``: 0 unless the range is under 150 beats).
 
     ``peaks``, ``groups``: (m,) of the range with its context (``ecg.chunks.context_range``);
@@ -129,7 +129,7 @@ def classify_task(model, channel, peaks, groups, core, units, quality, decision,
     p_raw = model.p_v(windows, features)
     calls = classify(p_raw, features, decision, apply_ruleguard, windows=windows, groups=units,
                      quality=quality)
-    return *calls, short_rhythm_beats(decision.get("pooling"), windows, features, calls[0])
+    return calls.is_v, calls.p_v, calls.flipped, calls.own_rhythm, short_rhythm_beats(calls, features)
 
 
 def task_decision(decision):

@@ -9,7 +9,7 @@ import time
 import numpy as np
 
 from ecg import MODEL_FS
-from ecg.decision import OWN_RHYTHM_MIN_BEATS, classify, dominant_rhythm_mask, pool_by_morphology
+from ecg.decision import OWN_RHYTHM_MIN_BEATS, classify, dominant_rhythm_mask
 from ecg.dsp import median_1d
 from ecg.pipeline import PREPROCESSING, extract_beats, upright_factor
 from ecg.quality import QUALITY_LABELS, UNREADABLE
@@ -184,35 +184,33 @@ def turned_upright(model, qrs_direction):
     return upright_factor(qrs_direction, model.preprocessing_version) < 0
 
 
-def short_rhythm_beats(pooling, windows, features, is_v):
+def short_rhythm_beats(calls, features):
     """How many of a short request's V calls are of its dominant on-time slow shape, when they
     are more than half its beats; else 0.
 
     A request too short for the own-rhythm rule (``ecg.decision.own_rhythm_mask``) keeps such
     calls V, as a slow ventricular rhythm would be; in a long recording that rule would call them
-    N if they were the patient's own rhythm (record 214's V1 on 10-s strips). The request is one
-    pool, as the card's whole-request pool makes it. ``pooling``: the card's ``decision.pooling``
-    (None: no pooling, no warning); ``windows`` (n, 360, 2), ``features`` (n, k): the beats'
-    network inputs; ``is_v``: (n,) their calls.
+    N if they were the patient's own rhythm (record 214's V1 on 10-s strips). ``calls``: the
+    request's ``ecg.decision.Calls`` (no pooling: no warning); ``features`` (n, k): its beats'
+    RR features.
     """
-    n = len(is_v)
-    if pooling is None or not SHORT_RHYTHM_MIN_BEATS <= n < OWN_RHYTHM_MIN_BEATS or 2 * np.count_nonzero(is_v) <= n:
+    n = len(calls.is_v)
+    if calls.alike is None or not SHORT_RHYTHM_MIN_BEATS <= n < OWN_RHYTHM_MIN_BEATS \
+            or 2 * np.count_nonzero(calls.is_v) <= n:
         return 0
-    one_pool = np.zeros(n, np.int64)
-    _, alike = pool_by_morphology(np.zeros(n), windows, one_pool, pooling)
-    dominant_v = int(np.count_nonzero(is_v & dominant_rhythm_mask(alike, one_pool, features)))
+    dominant_v = int(np.count_nonzero(calls.is_v & dominant_rhythm_mask(calls.alike, calls.pools, features)))
     return dominant_v if 2 * dominant_v > n else 0
 
 
 def build_result(model, beats, calls, x, fs, derivation, apply_ruleguard):
     """The response fields of :func:`predict` from classified beats (timed apart by the bench).
 
-    ``calls``: ``(is_v, p_v, flipped, own_rhythm)`` as :func:`ecg.decision.classify` returns them.
+    ``calls``: the beats' ``ecg.decision.Calls``.
 
     Unreadable beats are never V (:func:`ecg.decision.classify`), so ``ventricular_beats``
     leaves them out; the PVC burden is over the readable beats.
     """
-    is_v, p_v, flipped, own_rhythm = calls
+    is_v, p_v, flipped, own_rhythm = calls.is_v, calls.p_v, calls.flipped, calls.own_rhythm
     n = len(beats)
     n_v = int(np.count_nonzero(is_v))
     readable = int(np.count_nonzero(beats.quality != UNREADABLE))
@@ -232,7 +230,7 @@ def build_result(model, beats, calls, x, fs, derivation, apply_ruleguard):
     n_own_rhythm = int(np.count_nonzero(own_rhythm))
     if n_own_rhythm:
         warnings.append(OWN_RHYTHM_WARNING.format(n_own_rhythm))
-    n_short_rhythm = short_rhythm_beats(model.decision.get("pooling"), beats.windows, beats.features, is_v)
+    n_short_rhythm = short_rhythm_beats(calls, beats.features)
     if n_short_rhythm:
         warnings.append(SHORT_RHYTHM_WARNING.format(n_short_rhythm, n))
     ruleguard_applied = bool(apply_ruleguard and (model.decision.get("ruleguard") or {}).get("enabled"))

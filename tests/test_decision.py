@@ -30,10 +30,10 @@ def test_ruleguard_flips_only_on_time_narrow_beats():
     assert ruleguard_mask(f, rule).tolist() == [True, False, False, True]
     decision = {"calibration": {"a": 1.0, "b": 0.0}, "threshold": 0.5, "ruleguard": rule}
     p = np.array([0.9, 0.9, 0.9, 0.2])
-    is_v, p_v, flipped, _ = classify(p, f, decision)
+    is_v, p_v, flipped = classify(p, f, decision)[:3]
     assert is_v.tolist() == [False, True, True, False]
     assert flipped.tolist() == [True, False, False, False]
-    assert classify(p, f, decision, apply_ruleguard=False)[0].tolist() == [True, True, True, False]
+    assert classify(p, f, decision, apply_ruleguard=False).is_v.tolist() == [True, True, True, False]
 
 
 def _windows(shapes):
@@ -79,9 +79,13 @@ def test_a_pooled_decision_judges_the_pooled_probability():
     decision = {"calibration": {"a": 1.0, "b": 0.0}, "threshold": 0.5, "ruleguard": {"enabled": False},
                 "pooling": {"min_corr": 0.9, "own_weight": 0.0, "core_samples": [144, 216]}}
     p = np.array([0.9, 0.3, 0.2])  # the second PVC alone would be N; with its twin it is V
-    is_v, p_v, _, _ = classify(p, f, decision, windows=w, groups=np.zeros(3, int))
-    assert is_v.tolist() == [True, True, False]
-    assert np.allclose(p_v[:2], 1 / (1 + np.exp(-(logit([0.9])[0] + logit([0.3])[0]) / 2)))
+    calls = classify(p, f, decision, windows=w, groups=np.zeros(3, int))
+    assert calls.is_v.tolist() == [True, True, False]
+    assert np.allclose(calls.p_v[:2], 1 / (1 + np.exp(-(logit([0.9])[0] + logit([0.3])[0]) / 2)))
+    # the pools and alike counts the rules after it read (the short-request rhythm warning)
+    assert calls.alike.tolist() == [2, 2, 1] and calls.pools.tolist() == [0, 0, 0]
+    plain = classify(p, f, {k: v for k, v in decision.items() if k != "pooling"})
+    assert plain.alike is None and plain.pools is None
     import pytest
 
     with pytest.raises(ValueError, match="pools beats by morphology"):
@@ -131,7 +135,7 @@ def test_a_signal_wide_pool_spans_the_signal_in_blocks():
     decision = {"calibration": {"a": 1.0, "b": 0.0}, "threshold": 0.5, "pooling": group_rule}
     with pytest.raises(ValueError, match="groups"):
         classify(dec.expit(x), f, decision, windows=w)
-    is_v, p_v, _, _ = classify(dec.expit(x), f, {**decision, "pooling": rule}, windows=w)
+    is_v, p_v = classify(dec.expit(x), f, {**decision, "pooling": rule}, windows=w)[:2]
     assert np.allclose(p_v, dec.expit(whole)) and np.array_equal(is_v, p_v >= 0.5)
 
 
@@ -157,20 +161,20 @@ def test_the_patients_own_rhythm_is_never_v_in_a_long_recording():
     p = np.full(n, 0.9)
 
     def calls(windows, features, p_raw=p):
-        return classify(p_raw, features, decision, windows=windows)[0]
+        return classify(p_raw, features, decision, windows=windows).is_v
 
     assert not calls(wide, _rhythm(n, 1.0, 0.8)).any()
-    own_rhythm = classify(p, _rhythm(n, 1.0, 0.8), decision, windows=wide)[3]
+    own_rhythm = classify(p, _rhythm(n, 1.0, 0.8), decision, windows=wide).own_rhythm
     assert own_rhythm.all()  # reported as such: each was over the threshold
-    assert not classify(np.full(n, 0.1), _rhythm(n, 1.0, 0.8), decision, windows=wide)[3].any()
+    assert not classify(np.full(n, 0.1), _rhythm(n, 1.0, 0.8), decision, windows=wide).own_rhythm.any()
     # counted only where the rule changed a call: a noisy beat under the surer odds it needs, or
     # an unreadable one, was N anyway
     p_between = np.full(n, 0.6)
     assert 0.5 < p_between[0] < dec.noisy_threshold(0.5)
     for quality, counted in ((GOOD, True), (NOISY, False), (UNREADABLE, False)):
-        is_v, _, _, own = classify(p_between, _rhythm(n, 1.0, 0.8), decision, windows=wide,
-                                   quality=np.full(n, quality))
-        assert not is_v.any() and own.all() == counted and own.any() == counted
+        decided = classify(p_between, _rhythm(n, 1.0, 0.8), decision, windows=wide, quality=np.full(n, quality))
+        own = decided.own_rhythm
+        assert not decided.is_v.any() and own.all() == counted and own.any() == counted
     assert not calls(wide, _rhythm(n, 1.0, 0.8, has_prev=0.0)).any()  # a signal's first beat has no RR before
     assert calls(wide, _rhythm(n, 0.7, 0.8)).all()  # premature
     assert calls(wide, _rhythm(n, 1.0, 0.5)).all()  # 120 bpm: a ventricular tachycardia

@@ -86,7 +86,7 @@ def test_unreadable_beats_are_never_v():
     p = np.full(4, 0.99)
     decision = {"calibration": {"method": "platt", "a": 1.0, "b": 0.0}, "threshold": 0.5}
     q = np.array([quality.GOOD, quality.NOISY, quality.UNREADABLE, quality.GOOD], np.int8)
-    is_v = classify(p, np.zeros((4, 16)), decision, quality=q)[0]
+    is_v = classify(p, np.zeros((4, 16)), decision, quality=q).is_v
     assert is_v.tolist() == [True, True, False, True]
 
 
@@ -94,7 +94,7 @@ def test_a_noisy_beat_needs_twice_the_odds_to_be_v():
     decision = {"calibration": {"method": "platt", "a": 1.0, "b": 0.0}, "threshold": 0.24}
     p = np.array([0.30, 0.30, 0.40, 0.40])  # odds 0.43 and 0.67; the threshold's 0.32, twice 0.63
     q = np.array([quality.GOOD, quality.NOISY, quality.GOOD, quality.NOISY], np.int8)
-    is_v = classify(p, np.zeros((4, 16)), decision, quality=q)[0]
+    is_v = classify(p, np.zeros((4, 16)), decision, quality=q).is_v
     assert is_v.tolist() == [True, False, True, True]
 
 

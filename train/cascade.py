@@ -71,7 +71,7 @@ def study(oofs, below_grid=BELOW, above_grid=ABOVE):
     for o in oofs:
         p_full = o["p_members"].mean(axis=1)
         decision, _ = tune_decision(p_full, o["y"], o["features"])
-        runs.append((o, decision, classify(p_full, o["features"], decision)[0]))
+        runs.append((o, decision, classify(p_full, o["features"], decision).is_v))
     rows = []
     for below in below_grid:
         for above in above_grid:
@@ -81,7 +81,7 @@ def study(oofs, below_grid=BELOW, above_grid=ABOVE):
             for o, decision, full_v in runs:
                 low, high = band(decision, below, above)
                 p, s = cascade_p(o["p_members"][:, 0], o["p_members"], low, high)
-                casc_v = classify(p, o["features"], decision)[0]
+                casc_v = classify(p, o["features"], decision).is_v
                 sent, n = sent + int(s.sum()), n + len(p)
                 changed += int(np.sum(casc_v != full_v))
                 either_v += int(np.sum(casc_v | full_v))

@@ -58,7 +58,7 @@ def tune_decision(p_raw, y, features, use_ruleguard=True):
     """
     calibration = fit_platt(p_raw, y)
     decision = {"calibration": calibration, "threshold": 0.5, "ruleguard": {"enabled": False}}
-    p = classify(p_raw, features, decision, apply_ruleguard=False)[1]
+    p = classify(p_raw, features, decision, apply_ruleguard=False).p_v
     threshold, f1 = best_f1_threshold(p, y)
     decision["threshold"] = threshold
     report = {"val_f1_V_no_ruleguard": f1, "val_f1_V": f1}
@@ -136,7 +136,7 @@ def decide(p_raw, beats, decision):
     pooled = {}
     if decision.get("pooling"):
         pooled = {"windows": beats.windows, "groups": beats.groups(), "signals": beats.signals()}
-    return np.where(classify(p_raw, beats.features, decision, **pooled)[0], "V", "N")
+    return np.where(classify(p_raw, beats.features, decision, **pooled).is_v, "V", "N")
 
 
 # DS2, three ways. "test": at the reference beat positions of whole records, the protocol the

@@ -85,7 +85,7 @@ def report(oof, decision):
     """The printed report of one run's out-of-fold evidence (a dict from train.nested.load_oof)."""
     p_raw = oof["p_members"].astype(np.float64).mean(axis=1)
     y, records, feats = oof["y"].astype(bool), np.asarray(oof["records"]), oof["features"]
-    is_v = classify(p_raw, feats, decision)[0]
+    is_v = classify(p_raw, feats, decision).is_v
     tp, fp, fn = int(np.sum(is_v & y)), int(np.sum(is_v & ~y)), int(np.sum(~is_v & y))
     lines = [f"{len(y)} DS1 beats, {int(y.sum())} V: TP {tp} FP {fp} FN {fn}, F1 of V {f1_from_counts(tp, fp, fn):.4f}",
              "", "record      V     TP     FP     FN     F1"]

@@ -134,7 +134,7 @@ def view_figures(decision, views, p_views):
 
     out = {}
     for name, v in views.items():
-        is_v = classify(p_views[name], v.features, decision)[0]
+        is_v = classify(p_views[name], v.features, decision).is_v
         m = binary_metrics(np.where(v.y == 1, "V", "N"), np.where(is_v, "V", "N"), "V")
         out.update({f"val_f1_V_{name}": m["F1"], f"val_recall_V_{name}": m["Se"], f"val_precision_V_{name}": m["PPV"]})
     if views:
