@@ -27,8 +27,9 @@ SETTLE = {"10s": 5, "30min": 1}
 
 
 def load_keras_model():
-    """(model, source): the production card's MLflow run's model.keras, else a fresh
-    network of the same architecture (weights do not matter for speed)."""
+    """(model, source): the production card's MLflow run's model.keras, else untrained networks
+    of the same architecture, as many as the card serves, averaged as training averages them
+    (weights do not matter for speed; the number of networks does)."""
     import keras
     import numpy as np
 
@@ -49,13 +50,17 @@ def load_keras_model():
             return model, {"kind": "mlflow", "run_id": run_id}
         except Exception as exc:  # MLflow raises several types for a missing run or artifact
             reason = f"MLflow run {run_id} not loadable here ({type(exc).__name__}: {str(exc)[:160]})"
-    from train.model import build_model
+    from train.model import average_models, build_model
 
-    params = {k: card.get("training", {}).get(k) for k in ("filters", "kernel", "dense", "rr_dense")}
-    params = {k: v for k, v in params.items() if v is not None}
-    model = build_model((360, 2), 10, np.zeros(10, np.float32), np.ones(10, np.float32), params)
-    return model, {"kind": "train.model.build_model", "params": params,
-                   "note": f"untrained network of the same architecture: {reason}"}
+    training = card.get("training", {})
+    params = {k: training[k] for k in ("filters", "kernel", "dense", "rr_dense", "input_pool") if k in training}
+    n_members = int(training.get("members") or 1)
+    beat_shape, n_rr = tuple(card["inputs"]["beat"][1:]), int(card["inputs"]["rr"][-1])
+    members = [build_model(beat_shape, n_rr, np.zeros(n_rr, np.float32), np.ones(n_rr, np.float32), params,
+                           name=f"ecg_nv_cnn_{m}") for m in range(n_members)]
+    model = average_models(members) if n_members > 1 else members[0]
+    return model, {"kind": "train.model.build_model", "params": params, "members": n_members,
+                   "note": f"{n_members} untrained network(s) of the served architecture, averaged: {reason}"}
 
 
 def time_request_paths(label, body, n, onnx, schema, nets, source):

@@ -98,6 +98,20 @@ def test_gunicorn_cold_start_load_and_accuracy_on_a_fixture(tmp_path):
     assert acc["V_matched"]["TP"] > 0 and 0 < acc["qrs"]["Se"] <= 1
 
 
+def test_tf_path_without_the_run_times_as_many_networks_as_the_card_serves(monkeypatch, tmp_path):
+    pytest.importorskip("tensorflow")
+    from bench.tf_path import load_keras_model
+    from train.evaluate import rr_width
+    from train.model import ensemble_members
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'empty.db'}")  # the run is not there
+    model, source = load_keras_model()
+    card = json.loads((PROJECT_DIR / "models" / "ecg_nv_cnn" / "model.json").read_text())
+    assert source["kind"] == "train.model.build_model"
+    assert len(ensemble_members(model)) == source["members"] == card["training"]["members"] > 1
+    assert rr_width(model) == card["inputs"]["rr"][-1]
+
+
 def test_tf_path_runs_in_its_own_process():
     pytest.importorskip("tensorflow")
     r = subprocess.run([sys.executable, "-m", "bench.tf_path", "--n10", "2", "--n30", "0", "--model-n", "2"],
