@@ -50,10 +50,10 @@ def load_keras_model():
             return model, {"kind": "mlflow", "run_id": run_id}
         except Exception as exc:  # MLflow raises several types for a missing run or artifact
             reason = f"MLflow run {run_id} not loadable here ({type(exc).__name__}: {str(exc)[:160]})"
-    from train.model import average_models, build_model
+    from train.model import DEFAULTS, average_models, build_model
 
     training = card.get("training", {})
-    params = {k: training[k] for k in ("filters", "kernel", "dense", "rr_dense", "input_pool") if k in training}
+    params = {k: training[k] for k in DEFAULTS if k in training}  # the card records every one training used
     n_members = int(training.get("members") or 1)
     beat_shape, n_rr = tuple(card["inputs"]["beat"][1:]), int(card["inputs"]["rr"][-1])
     members = [build_model(beat_shape, n_rr, np.zeros(n_rr, np.float32), np.ones(n_rr, np.float32), params,
