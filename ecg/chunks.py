@@ -28,6 +28,7 @@ records in tests/test_recordings.py and on all 48 MIT-BIH records by ``python -m
 
 from dataclasses import dataclass
 from math import gcd
+from typing import NamedTuple
 
 import numpy as np
 
@@ -35,6 +36,7 @@ from . import MODEL_FS
 from .decision import pool_groups
 from .detect import detect_r_peaks, qrs_energy_envelope
 from .features import beat_groups
+from .flutter import flutter_intervals
 from .pipeline import PREPROCESSING, beat_inputs, preprocess, qrs_deflections
 from .quality import beat_quality
 
@@ -103,28 +105,40 @@ def detection_chunks(n, fs, chunk_s, lead_s=DETECTOR_LEAD_S, tail_s=FILTER_SETTL
     return out
 
 
-def detect_in_chunk(x, fs, chunk):
-    """R peaks of one :class:`Chunk` (those in its core), their signal quality and QRS
-    deflections, and its unreadable stretches.
+class ChunkFindings(NamedTuple):
+    """What stage 1 finds in one :class:`Chunk`'s core (360-Hz samples of the whole signal)."""
 
-    ``x``: the chunk's samples ``chunk.read_lo:chunk.read_hi`` (mV, (m,)) at ``fs`` Hz.
-    Returns ``(peaks, quality, unreadable, deflections)``: (k,) int64 360-Hz samples of
-    the whole signal, (k,) int8 (``ecg.quality``), (u, 2) int64 [start, end) 360-Hz
-    samples clipped to the core, and (k,) mV (``ecg.pipeline.qrs_deflections``: the
-    day's decide whether it is turned upright). The chunk reads seconds beyond its core on
-    both sides, more than the quality's context and the filters' settling, so its beats
-    are judged as in the whole signal.
+    peaks: np.ndarray  # (k,) int64 R peaks
+    quality: np.ndarray  # (k,) int8, ecg.quality's
+    unreadable: np.ndarray  # (u, 2) int64 [start, end) stretches judged unreadable
+    deflections: np.ndarray  # (k,) mV, ecg.pipeline.qrs_deflections: the day's polarity is decided on them
+    flutter: np.ndarray  # (f, 2) int64 [start, end) stretches that look like ventricular flutter
+
+
+def detect_in_chunk(x, fs, chunk):
+    """:class:`ChunkFindings` of one :class:`Chunk`: the R peaks in its core, their signal
+    quality and QRS deflections, and its unreadable and flutter stretches clipped to the core.
+
+    ``x``: the chunk's samples ``chunk.read_lo:chunk.read_hi`` (mV, (m,)) at ``fs`` Hz. The
+    chunk reads seconds beyond its core on both sides, more than the quality's context, the
+    flutter windows and the filters' settling, so its beats and stretches are judged as in the
+    whole signal (the flutter windows to within their 1-s step).
     """
     x360, filtered = preprocess(x, fs)  # as ecg.pipeline.extract_beats: detection on the resampled lead
     envelope = qrs_energy_envelope(x360, MODEL_FS)
     local = detect_r_peaks(x360, MODEL_FS, envelope)
     quality, unreadable = beat_quality(x360, local, MODEL_FS, env=envelope[2])
-    deflections = qrs_deflections(filtered, local)
+    flutter = np.rint(flutter_intervals(filtered, MODEL_FS) * MODEL_FS).astype(np.int64)
     offset = to_model_samples(chunk.read_lo, fs)
     peaks = local + offset
     keep = (peaks >= chunk.core_lo) & (peaks < chunk.core_hi)
-    unreadable = np.clip(unreadable + offset, chunk.core_lo, chunk.core_hi)
-    return peaks[keep], quality[keep], unreadable[unreadable[:, 1] > unreadable[:, 0]], deflections[keep]
+
+    def in_core(intervals):
+        clipped = np.clip(intervals + offset, chunk.core_lo, chunk.core_hi)
+        return clipped[clipped[:, 1] > clipped[:, 0]]
+
+    return ChunkFindings(peaks[keep], quality[keep], in_core(unreadable),
+                         qrs_deflections(filtered, local)[keep], in_core(flutter))
 
 
 def decision_units(n, decision):

@@ -98,8 +98,8 @@ def _child_model():
 
 
 def detect_task(channel, fs, chunk):
-    """Stage 1 on one ``ecg.chunks.Chunk``: ``((peaks, quality, unreadable, deflections), stats)``
-    (``ecg.chunks.detect_in_chunk``).
+    """Stage 1 on one ``ecg.chunks.Chunk``: ``(findings, stats)``, ``findings`` its
+    ``ecg.chunks.ChunkFindings``.
 
     ``stats``: over the chunk's core samples: ``samples``, ``at_rails`` (how many sit at
     the channel's physical minimum or maximum), ``min`` and ``max`` (mV).
@@ -215,7 +215,8 @@ def analyse(model, model_dir, channel, settings, apply_ruleguard=True):
     ``is_v``, ``p_v``, ``flipped``, ``own_rhythm``, ``quality`` (n,), ``short_rhythm_beats`` (the
     short-request rhythm warning's count), ``qrs_direction`` (-1.0 when the day's QRS complexes
     mostly point down, ``ecg.pipeline.polarity``), ``unreadable_intervals_s`` (u, 2),
-    ``unreadable_s``, ``checks`` (stage 1's counts), ``processes``. Raises ``service.edf.EdfError``
+    ``unreadable_s``, ``flutter_intervals_s`` (f, 2) and ``flutter_s`` (``ecg.flutter``), ``checks``
+    (stage 1's counts), ``processes``. Raises ``service.edf.EdfError``
     (a saturated or all-zero channel), :class:`NoBeats`, :class:`Overtime`,
     ``service.model.ModelUnavailable``.
     """
@@ -230,12 +231,13 @@ def analyse(model, model_dir, channel, settings, apply_ruleguard=True):
         checks = {k: sum(s[k] for _, s in found) for k in ("samples", "at_rails")}
         checks.update(min=min(s["min"] for _, s in found), max=max(s["max"] for _, s in found))
         _check_signal(checks, channel)
-        peaks = np.concatenate([p for (p, _, _, _), _ in found]).astype(np.int64)
-        quality = np.concatenate([q for (_, q, _, _), _ in found]).astype(np.int8)
-        unreadable = quality_module.merge_intervals(np.concatenate([u for (_, _, u, _), _ in found]))
+        peaks = np.concatenate([f.peaks for f, _ in found]).astype(np.int64)
+        quality = np.concatenate([f.quality for f, _ in found]).astype(np.int8)
+        unreadable = quality_module.merge_intervals(np.concatenate([f.unreadable for f, _ in found]))
+        flutter = quality_module.merge_intervals(np.concatenate([f.flutter for f, _ in found]))
         if len(peaks) == 0:
             raise NoBeats()
-        qrs_direction = polarity(np.concatenate([d for (_, _, _, d), _ in found]))
+        qrs_direction = polarity(np.concatenate([f.deflections for f, _ in found]))
         upright = upright_factor(qrs_direction, model.preprocessing_version)
         labels = runner.map("beat classification", _classify_here(model), _classify_in_child,
                             classification_jobs(channel, peaks, quality, model.decision, settings,
@@ -246,6 +248,7 @@ def analyse(model, model_dir, channel, settings, apply_ruleguard=True):
         runner.close()
     positions = map_positions(peaks, MODEL_FS, channel.fs, n_to=channel.n_samples)
     unreadable_s = unreadable / MODEL_FS
+    flutter_s = flutter / MODEL_FS
     return {
         "positions": positions,
         "times_s": positions / channel.fs,
@@ -259,6 +262,8 @@ def analyse(model, model_dir, channel, settings, apply_ruleguard=True):
         "qrs_direction": qrs_direction,
         "unreadable_intervals_s": unreadable_s,
         "unreadable_s": float(np.sum(unreadable_s[:, 1] - unreadable_s[:, 0])),
+        "flutter_intervals_s": flutter_s,
+        "flutter_s": float(np.sum(flutter_s[:, 1] - flutter_s[:, 0])),
         "checks": checks,
         "processes": processes,
     }

@@ -12,7 +12,8 @@ from ecg import holter
 from ecg.quality import QUALITY_LABELS, UNREADABLE
 
 from .holter import CLIPPED_WARNING_SHARE
-from .inference import OWN_RHYTHM_WARNING, SHORT_RHYTHM_WARNING, lead_warning, polarity_warning, turned_upright
+from .inference import (FLUTTER_WARNING, OWN_RHYTHM_WARNING, SHORT_RHYTHM_WARNING, lead_warning, polarity_warning,
+                        turned_upright)
 
 CSV_HEADER = "time_s,sample,type,confidence"
 
@@ -54,6 +55,8 @@ def report_fields(channel, result, model, include_beats=False):
         "hourly": [{**row, "heart_rate_mean": _round(row["heart_rate_mean"], 1)} for row in summary["hourly"]],
         "unreadable_seconds": round(unreadable, 3),
         "unreadable_intervals_s": np.round(result["unreadable_intervals_s"], 3).tolist(),
+        "ventricular_flutter_seconds": round(result["flutter_s"], 3),
+        "ventricular_flutter_intervals_s": np.round(result["flutter_intervals_s"], 3).tolist(),
         "model": {"name": model.name, "version": model.version},
         "warnings": report_warnings(channel, result, model),
     }
@@ -79,6 +82,8 @@ def report_warnings(channel, result, model):
     if unreadable:
         notes.append(f"{result['unreadable_s']:.0f} s of the recording judged unreadable (noise): its "
                      f"{unreadable} beat(s) are not called V nor counted in the burden")
+    if result["flutter_s"]:
+        notes.append(FLUTTER_WARNING.format(result["flutter_s"], result["flutter_intervals_s"][0][0]))
     if own_rhythm := int(np.count_nonzero(result["own_rhythm"])):
         notes.append(OWN_RHYTHM_WARNING.format(own_rhythm))
     n = len(result["is_v"])

@@ -11,6 +11,7 @@ import numpy as np
 from ecg import MODEL_FS
 from ecg.decision import OWN_RHYTHM_MIN_BEATS, classify, dominant_rhythm_mask
 from ecg.dsp import median_1d
+from ecg.flutter import flutter_intervals
 from ecg.pipeline import PREPROCESSING, extract_beats, upright_factor
 from ecg.quality import QUALITY_LABELS, UNREADABLE
 
@@ -31,6 +32,11 @@ SHORT_RHYTHM_WARNING = ("{} of the {} beats, all called V, share one QRS shape, 
                         "block, pacing) that only a request of " + str(OWN_RHYTHM_MIN_BEATS) + " beats or more "
                         "(about 2 min) can tell apart")
 SHORT_RHYTHM_MIN_BEATS = 5  # fewer beats make no rhythm
+
+# said when ecg.flutter finds stretches of a fast wave with no QRS complexes
+FLUTTER_WARNING = ("{:.0f} s from {:.1f} s look like ventricular flutter or fibrillation (a fast regular wave "
+                   "with no QRS complexes; the beats and calls there mean nothing): a life-threatening rhythm "
+                   "if real, check the patient and the tracing")
 
 
 class NoBeatsFound(Exception):
@@ -140,6 +146,16 @@ def quality_summary(beats):
     }
 
 
+def flutter_summary(beats):
+    """The stretches that look like ventricular flutter or fibrillation (``ecg.flutter``), in
+    seconds of the signal, and their total."""
+    intervals = np.round(flutter_intervals(beats.filtered, MODEL_FS), 3)
+    return {
+        "ventricular_flutter_seconds": round(float(np.sum(intervals[:, 1] - intervals[:, 0])), 3),
+        "ventricular_flutter_intervals_s": intervals.tolist(),
+    }
+
+
 # lead II and MIT-BIH's modified lead II (MLII: the limb electrodes on the torso) share the
 # QRS morphology the network learned; devices and files spell the lead many ways
 SAME_LEAD = {"II": "MLII", "ML2": "MLII", "MLII": "MLII"}
@@ -218,6 +234,7 @@ def build_result(model, beats, calls, x, fs, derivation, apply_ruleguard):
     rr = beats.rr_prev_s[1:]
     heart_rate = round(60.0 / float(median_1d(rr)), 1) if len(rr) else None
     quality = quality_summary(beats)
+    flutter = flutter_summary(beats)
 
     warnings = [w for w in [lead_warning(model, derivation), polarity_warning(derivation, beats.qrs_direction)] if w]
     warnings += _quality_warnings(x, fs, n, heart_rate)
@@ -227,6 +244,9 @@ def build_result(model, beats, calls, x, fs, derivation, apply_ruleguard):
     if n - readable:
         warnings.append(f"{quality['unreadable_seconds']:.1f} s of the signal judged unreadable "
                         f"(noise): its {n - readable} beat(s) are not called V nor counted in the burden")
+    if flutter["ventricular_flutter_seconds"]:
+        warnings.append(FLUTTER_WARNING.format(flutter["ventricular_flutter_seconds"],
+                                               flutter["ventricular_flutter_intervals_s"][0][0]))
     n_own_rhythm = int(np.count_nonzero(own_rhythm))
     if n_own_rhythm:
         warnings.append(OWN_RHYTHM_WARNING.format(n_own_rhythm))
@@ -256,6 +276,7 @@ def build_result(model, beats, calls, x, fs, derivation, apply_ruleguard):
             "heart_rate_bpm": heart_rate,
             "pvc_burden_percent": round(100.0 * n_v / readable, 2) if readable else None,
             **quality,
+            **flutter,
             "model_name": model.name,
             "model_version": model.version,
             "preprocessing_version": model.preprocessing_version,

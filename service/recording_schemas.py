@@ -103,6 +103,11 @@ class RecordingReportSchema(Schema):
     unreadable_seconds = fields.Float()
     unreadable_intervals_s = fields.List(fields.List(fields.Float()), metadata={
         "description": "[start, end] in seconds of the recording"})
+    ventricular_flutter_seconds = fields.Float(metadata={
+        "description": "seconds that look like ventricular flutter or fibrillation (a fast regular wave "
+                       "with no QRS complexes)"})
+    ventricular_flutter_intervals_s = fields.List(fields.List(fields.Float()), metadata={
+        "description": "those stretches, [start, end] in seconds of the recording"})
     model = fields.Nested(ModelSchema)
     processing_time_ms = fields.Float()
     warnings = fields.List(fields.String())

@@ -1,0 +1,162 @@
+"""``python -m bench.flutter``: the ventricular flutter detector (``ecg.flutter``) on MIT-BIH.
+
+Every record's two leads, whole and as independent 10-s strips, through the service's own preprocessing (``ecg.pipeline.
+preprocess``), clean and with the noise of ``bench.robustness`` (nstdb ``bw`` and ``ma``, the
+electrode-motion model; nst's protocol at 24 .. -6 dB). Scored against the annotators' rhythm
+marks: the seconds of their ventricular flutter episodes (``[`` to ``]``, record 207 only) the
+detector covers and the episodes it finds, and the seconds it flags elsewhere, inside the
+ventricular tachycardia they marked (``(VT``) and outside it (false alarms).
+
+``--records DS1 --noise-split train`` is what the thresholds were chosen on; the default, DS2 and
+the noise's test split, is read after. Writes ``bench/flutter_<records>.json`` and ``.md``.
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+
+from bench.common import log
+from bench.robustness import BENCH_DIR, NST_SNRS, TEST_SEED, Condition, corrupt, save_report
+from ecg import MODEL_FS
+from ecg.flutter import flutter_intervals
+from ecg.pipeline import preprocess
+
+DESIGN_SEED = 7  # the electrode-motion draws of the design run (the report's: TEST_SEED)
+MODES = ("whole", "strips")
+STRIP_S = 10.0
+
+
+def conditions():
+    out = [Condition("clean")]
+    for kind in ("bw", "ma", "em"):
+        out += [Condition(f"{kind} {snr:+d} dB", noise=kind, snr_db=snr) for snr in NST_SNRS]
+    return out
+
+
+def rhythm_marks(directory, name):
+    """(flutter episodes, VT stretches) of record ``name``: lists of (start, end) seconds."""
+    import wfdb
+
+    ann = wfdb.rdann(str(Path(directory) / name), "atr")
+    flutter, vt, start, vt_start = [], [], None, None
+    end = wfdb.rdheader(str(Path(directory) / name)).sig_len / ann.fs
+    for sample, symbol, aux in zip(ann.sample, ann.symbol, ann.aux_note):
+        t = sample / ann.fs
+        if symbol == "[":
+            start = t
+        elif symbol == "]" and start is not None:
+            flutter.append((start, t))
+            start = None
+        if symbol == "+" and aux:
+            if vt_start is not None:
+                vt.append((vt_start, t))
+                vt_start = None
+            if aux.strip("\x00").startswith("(VT"):
+                vt_start = t
+    if start is not None:  # a record that ends in flutter
+        flutter.append((start, end))
+    if vt_start is not None:
+        vt.append((vt_start, end))
+    return flutter, vt
+
+
+def overlap_s(a, b):
+    """Seconds that interval lists ``a`` and ``b`` (each (start, end) pairs, disjoint) share."""
+    return float(sum(max(0.0, min(e1, e2) - max(s1, s2)) for s1, e1 in a for s2, e2 in b))
+
+
+def score_lead(flagged, flutter, vt):
+    """The counts of one lead: flagged seconds inside the flutter episodes, in VT, elsewhere."""
+    flagged = [tuple(map(float, iv)) for iv in flagged]
+    total = sum(e - s for s, e in flagged)
+    in_flutter = overlap_s(flagged, flutter)
+    in_vt = overlap_s(flagged, vt) - overlap_s(flagged, [(max(s1, s2), min(e1, e2)) for s1, e1 in flutter
+                                                        for s2, e2 in vt if min(e1, e2) > max(s1, s2)])
+    return {"flutter_s": sum(e - s for s, e in flutter), "covered_s": in_flutter,
+            "episodes": len(flutter), "found": sum(overlap_s(flagged, [ep]) > 0 for ep in flutter),
+            "in_vt_s": in_vt, "false_s": total - in_flutter - in_vt}
+
+
+def flagged(x, fs, mode):
+    """The flutter stretches (s) of ``x`` sent whole, or as independent 10-s strips."""
+    from train.dataset import strip_bounds
+
+    bounds = [(0, len(x))] if mode == "whole" else strip_bounds(len(x), fs, STRIP_S)
+    return [(a / fs + s, a / fs + e) for a, b in bounds for s, e in flutter_intervals(preprocess(x[a:b], fs)[1],
+                                                                                     MODEL_FS)]
+
+
+def run_condition(cond, records, ddir, noise, seed):
+    from train.data import OTHER_LEAD, load_record
+
+    out = {mode: {"false_by_lead": {}, "lead_seconds": 0.0} for mode in MODES}
+    for name in records:
+        flutter, vt = rhythm_marks(ddir, name)
+        for channel, lead in enumerate(("MLII", OTHER_LEAD)):
+            rec = load_record(name, ddir, lead=lead)
+            x, fs = corrupt(rec, cond, noise, channel, seed)
+            for mode, totals in out.items():
+                counts = score_lead(flagged(x, fs, mode), flutter, vt)
+                for k, v in counts.items():
+                    totals[k] = totals.get(k, 0) + v
+                if counts["false_s"] > 0:
+                    totals["false_by_lead"][f"{name} {rec.lead}"] = round(counts["false_s"], 1)
+                totals["lead_seconds"] += len(x) / fs
+    return out
+
+
+def write_markdown(path, report):
+    lines = [f"# Ventricular flutter detector: {report['records_name']}, both leads", "",
+             "Generated by `python -m bench.flutter`; how it is scored: the module's docstring and "
+             f"docs/ROBUSTNESS.md. Noise: the `{report['noise_split']}` split of nstdb's records; "
+             f"electrode motion drawn from seed {report['seed']}. Whole records / independent 10-s strips.", "",
+             "| condition | flutter episodes found | flutter seconds covered | seconds flagged in VT | "
+             "false seconds | false share of the time | false alarms by lead, whole records (s) |", "|---" * 7 + "|"]
+    for name, by_mode in report["conditions"].items():
+        w, s = by_mode["whole"], by_mode["strips"]
+        share = [100 * c["false_s"] / max(c["lead_seconds"], 1) for c in (w, s)]
+        worst = ", ".join(f"{k} {v:g}" for k, v in sorted(w["false_by_lead"].items(), key=lambda kv: -kv[1])[:6])
+        lines.append(f"| {name} | {w['found']} / {s['found']} of {w['episodes']} | {w['covered_s']:.0f} / "
+                     f"{s['covered_s']:.0f} of {w['flutter_s']:.0f} | {w['in_vt_s']:.0f} / {s['in_vt_s']:.0f} | "
+                     f"{w['false_s']:.0f} / {s['false_s']:.0f} | {share[0]:.3f} / {share[1]:.3f} % | {worst} |")
+    Path(path).write_text("\n".join(lines) + "\n")
+
+
+def main(argv=None):
+    from train import augment
+    from train.data import DS1, DS2, data_dir
+
+    ap = argparse.ArgumentParser(prog="python -m bench.flutter", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", help="MIT-BIH directory (default: $ECG_DATA_DIR, ...)")
+    ap.add_argument("--noise", help="nstdb noise records (default: $ECG_NOISE_DIR, ...)")
+    ap.add_argument("--records", choices=("DS1", "DS2"), default="DS2")
+    ap.add_argument("--noise-split", choices=("train", "test"), default="test")
+    args = ap.parse_args(argv)
+    try:
+        ddir = data_dir(args.data)
+        noise = augment.load_noise(augment.noise_dir(args.noise), args.noise_split)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"flutter: {exc}", file=sys.stderr)
+        return 2
+    records = list(DS1 if args.records == "DS1" else DS2)
+    seed = TEST_SEED if args.noise_split == "test" else DESIGN_SEED
+    report = {"records_name": args.records, "records": records, "noise_split": args.noise_split,
+              "seed": seed, "conditions": {}}
+    t0 = time.perf_counter()
+    for cond in conditions():
+        c = run_condition(cond, records, ddir, noise, seed)
+        report["conditions"][cond.name] = c
+        w, s = c["whole"], c["strips"]
+        log(f"  {cond.name:>10}: flutter {w['found']}/{w['episodes']} episodes, {w['covered_s']:.0f} / "
+            f"{s['covered_s']:.0f} of {w['flutter_s']:.0f} s; in VT {w['in_vt_s']:.0f} / {s['in_vt_s']:.0f} s; "
+            f"false {w['false_s']:.0f} / {s['false_s']:.0f} s")
+    report["seconds"] = time.perf_counter() - t0
+    save_report(BENCH_DIR / f"flutter_{args.records}.json", report, write_markdown)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
