@@ -251,6 +251,30 @@ def test_the_page_fits_a_phone_screen(browser, server):
         context.close()
 
 
+def upload_values(page, values, fs, name):
+    """Analyse ``values`` (mV) at ``fs`` Hz through the page's own-signal form, as a CSV file."""
+    page.locator("#own-signal summary").click()
+    page.get_by_label("Sampling rate (Hz)").fill(str(fs))
+    page.get_by_label("or a file").set_input_files(
+        {"name": name, "mimeType": "text/csv", "buffer": "\n".join(map(str, values)).encode()})
+    page.get_by_role("button", name="Analyse my signal").click()
+    page.wait_for_selector('#result[data-source="own"]:not([aria-busy])')
+
+
+def paper_colours(page, times_s, duration_s):
+    """The whole signal on the trace: the RGB of the paper just under the marker lane at each time."""
+    page.get_by_role("button", name="Whole signal").click()
+    page.wait_for_timeout(200)  # one animation frame
+    return page.evaluate(
+        """([times, duration]) => {
+            const canvas = document.querySelector("canvas#trace");
+            const dpr = window.devicePixelRatio || 1;
+            const width = canvas.width / dpr - 46 - 8;  // AXIS_LEFT, PAD_RIGHT of trace.js
+            return times.map((s) => Array.from(canvas.getContext("2d").getImageData(
+                Math.round((46 + s / duration * width) * dpr), Math.round((28 + 2) * dpr), 1, 1).data.slice(0, 3)));
+        }""", [list(times_s), duration_s])
+
+
 def test_unreadable_stretches_are_greyed_on_the_trace(page, console, server):
     """30 s of record 233 with 10 s of real muscle noise (nstdb, loud): that stretch is grey."""
     import numpy as np
@@ -267,29 +291,29 @@ def test_unreadable_stretches_are_greyed_on_the_trace(page, console, server):
     assert status == 201
     intervals = answer["metadata"]["unreadable_intervals_s"]
     assert intervals, "the noise should be judged unreadable"
-    page.locator("#own-signal summary").click()
-    page.get_by_label("Sampling rate (Hz)").fill(str(fs))
-    page.get_by_label("or a file").set_input_files(
-        {"name": "noisy.csv", "mimeType": "text/csv", "buffer": "\n".join(map(str, values)).encode()})
-    page.get_by_role("button", name="Analyse my signal").click()
-    page.wait_for_selector('#result[data-source="own"]:not([aria-busy])')
+    upload_values(page, values, fs, "noisy.csv")
     assert "unreadable" in page.inner_text("#summary")
-    page.get_by_role("button", name="Whole signal").click()
-    page.wait_for_timeout(200)  # one animation frame
     start, end = max(intervals, key=lambda iv: iv[1] - iv[0])
-    duration = len(values) / fs
-    grey, paper = page.evaluate(
-        """([t, other, duration]) => {
-            const canvas = document.querySelector("canvas#trace");
-            const dpr = window.devicePixelRatio || 1;
-            const width = canvas.width / dpr - 46 - 8;  // AXIS_LEFT, PAD_RIGHT of trace.js
-            const at = (s) => {
-                const px = canvas.getContext("2d").getImageData(
-                    Math.round((46 + s / duration * width) * dpr), Math.round((28 + 2) * dpr), 1, 1).data;
-                return Array.from(px.slice(0, 3));
-            };
-            return [at(t), at(other)];
-        }""", [(start + end) / 2, 2.0, duration])
+    grey, paper = paper_colours(page, [(start + end) / 2, 2.0], len(values) / fs)
     assert grey == [220, 220, 220] and paper != grey
     screenshot(page, "page_unreadable")
+    assert console.errors == []
+
+
+def test_ventricular_flutter_is_said_and_shaded_on_the_trace(page, console, server):
+    """A minute of record 207 (tests/data/mitdb-flutter): its flutter from 21 s is named in the
+    summary, in the risk colour, and shaded pink over the unreadable grey."""
+    from train.data import load_record
+
+    rec = load_record("207", ROOT / "tests" / "data" / "mitdb-flutter")
+    values = [round(v, 4) for v in rec.signal.tolist()]
+    status, answer = api_answer(server, {"signal_data": values, "sampling_rate": rec.fs})
+    assert status == 201
+    start, end = answer["metadata"]["ventricular_flutter_intervals_s"][0]
+    upload_values(page, values, rec.fs, "flutter.csv")
+    row = page.locator('#summary dd[data-field="Ventricular flutter"]')
+    assert "ventricular flutter" in row.inner_text() and "risk-HIGH" in row.get_attribute("class")
+    pink, paper = paper_colours(page, [(start + end) / 2, 5.0], len(values) / rec.fs)
+    assert pink == [249, 197, 204] and paper != pink
+    screenshot(page, "page_flutter")
     assert console.errors == []

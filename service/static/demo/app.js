@@ -134,7 +134,7 @@ function showResult(input, answer, roundTrip) {
   renderSummary(input, answer, roundTrip);
   renderTable(answer.beat_predictions, input.samplingRate);
   trace.setData(input.values, input.samplingRate, answer.beat_predictions,
-    answer.metadata?.unreadable_intervals_s ?? []);
+    answer.metadata?.unreadable_intervals_s ?? [], answer.metadata?.ventricular_flutter_intervals_s ?? []);
 }
 
 function renderSummary(input, answer, roundTrip) {
@@ -151,6 +151,7 @@ function renderSummary(input, answer, roundTrip) {
     ["Heart rate", heartRate == null ? "not enough beats" : `${Math.round(heartRate)} bpm`],
     ["V beats", `${v}, burden ${Number(burden).toFixed(1)} %`],
     ...(meta.signal_quality ? [["Signal quality", qualityText(meta)]] : []),
+    ...(meta.ventricular_flutter_seconds ? [["Ventricular flutter", flutterText(meta), "risk risk-HIGH"]] : []),
     ["Risk level", answer.risk_level, `risk risk-${answer.risk_level}`],
     ["Overall", `${answer.overall_arrhythmia_type}, confidence ${percent(answer.overall_confidence)}`],
     ["Model", [meta.model_name, meta.model_version].filter(Boolean).join(" ") || "unknown"],
@@ -180,6 +181,13 @@ function qualityText(meta) {
   const q = meta.signal_quality;
   const text = `${q.good} good, ${q.noisy} noisy, ${q.unreadable} unreadable beats`;
   return meta.unreadable_seconds ? `${text} (${meta.unreadable_seconds.toFixed(1)} s unreadable)` : text;
+}
+
+// ventricular flutter or fibrillation (docs/ROBUSTNESS.md): risk_level, the contract's, reads only V beats
+function flutterText(meta) {
+  const [start] = meta.ventricular_flutter_intervals_s[0];
+  return `${meta.ventricular_flutter_seconds.toFixed(0)} s from ${start.toFixed(0)} s look like ventricular `
+    + "flutter or fibrillation (pink on the trace)";
 }
 
 function medianRateBpm(beats) {
@@ -237,7 +245,7 @@ function showStrip(strip) {
     return [term, data];
   }));
   renderTable(strip.beats, strip.fs);
-  trace.setData(strip.values, strip.fs, strip.beats, strip.unreadable ?? []);
+  trace.setData(strip.values, strip.fs, strip.beats, strip.unreadable ?? [], strip.flutter ?? []);
   if (strip.focusTime == null) trace.showAll();
   else trace.showPaperSpeed(strip.focusTime);
   setStatus(`${strip.label}: ${strip.beats.length} beats, ${v} V.`);

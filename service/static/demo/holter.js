@@ -16,7 +16,7 @@ const SVG_NS = "http://www.w3.org/2000/svg";
 const $ = (id) => document.getElementById(id);
 
 export class HolterView {
-  // showStrip({ id, label, values, fs, beats, focusTime }): puts a strip on the trace
+  // showStrip({ id, label, values, fs, beats, unreadable, flutter, focusTime }): puts a strip on the trace
   constructor({ showStrip, setStatus, showError, clearError }) {
     Object.assign(this, { showStrip, setStatus, showError, clearError });
     this.file = null;
@@ -96,6 +96,8 @@ export class HolterView {
         + `${r.ventricular_runs.filter((x) => x.kind === "NSVT").length} NSVT)`],
       ["Bigeminy, trigeminy", `${r.bigeminy_episodes}, ${r.trigeminy_episodes} episodes`],
       ["Unreadable", `${r.unreadable_seconds.toFixed(0)} s`],
+      ["Ventricular flutter", `${r.ventricular_flutter_seconds.toFixed(0)} s`,
+        r.ventricular_flutter_seconds ? "risk risk-HIGH" : ""],
       ["Model", `${r.model.name} ${r.model.version}`],
       ["Processing time", `${(r.processing_time_ms / 1000).toFixed(1)} s in the service`],
     ];
@@ -241,12 +243,14 @@ export class HolterView {
         signal_quality: b.signal_quality,
       });
     }
-    // the report's unreadable stretches, in seconds of this strip
+    // the report's unreadable and flutter stretches, in seconds of this strip
     const offset = strip.firstSample / strip.fs;
-    const unreadable = (this.report.unreadable_intervals_s || [])
+    const inStrip = (stretches) => (stretches || [])
       .filter(([a, b]) => b > offset && a < offset + strip.values.length / strip.fs)
       .map(([a, b]) => [a - offset, b - offset]);
-    this.showStrip({ id, label, values: strip.values, fs: strip.fs, beats, unreadable,
+    const unreadable = inStrip(this.report.unreadable_intervals_s);
+    const flutter = inStrip(this.report.ventricular_flutter_intervals_s);
+    this.showStrip({ id, label, values: strip.values, fs: strip.fs, beats, unreadable, flutter,
       focusTime: focusTime == null ? null : focusTime - strip.firstSample / strip.fs,
       offsetS: strip.firstSample / strip.fs });
   }

@@ -12,7 +12,7 @@ const PAPER_PX_PER_S = 100; // "paper speed" view: 4 px per 40 ms small square
 
 const COLORS = {
   paper: "#fff8f6", minor: "#f7d4cf", major: "#e49a90", label: "#7a3b34",
-  trace: "#161616", N: "#1d5fa6", V: "#c0182c", unreadable: "#dcdcdc",
+  trace: "#161616", N: "#1d5fa6", V: "#c0182c", unreadable: "#dcdcdc", flutter: "#f9c5cc",
 };
 
 export class EcgTrace {
@@ -27,6 +27,7 @@ export class EcgTrace {
     this.fs = 360;
     this.beats = [];
     this.unreadable = [];
+    this.flutter = [];
     this.beatTimes = [];
     this.markers = [];
     this.current = 0;          // the beat whose marker takes the Tab stop
@@ -43,11 +44,13 @@ export class EcgTrace {
     return this.signal.length / this.fs;
   }
 
-  // unreadable: [[start_s, end_s], ...], stretches the service judged too noisy to read (grey)
-  setData(signal, fs, beats, unreadable = []) {
+  // unreadable: [[start_s, end_s], ...], stretches the service judged too noisy to read (grey);
+  // flutter: stretches that look like ventricular flutter or fibrillation (pink, over the grey)
+  setData(signal, fs, beats, unreadable = [], flutter = []) {
     this.signal = Float32Array.from(signal);
     this.fs = fs;
     this.unreadable = unreadable;
+    this.flutter = flutter;
     this.beats = beats;
     this.beatTimes = beats.map((b) => b.position_sample / fs);
     this.yRange = paperRange(this.signal);
@@ -127,7 +130,8 @@ export class EcgTrace {
 
     ctx.fillStyle = COLORS.paper;
     ctx.fillRect(plot.left, plot.top, plot.width, plot.height);
-    this.drawUnreadable(ctx, plot);
+    this.drawStretches(ctx, plot, this.unreadable, COLORS.unreadable);
+    this.drawStretches(ctx, plot, this.flutter, COLORS.flutter);
     this.drawGrid(ctx, plot);
     ctx.save();
     ctx.beginPath();
@@ -141,10 +145,10 @@ export class EcgTrace {
     if (this.lane.classList.contains("dense")) this.drawTicks(ctx, plot);
   }
 
-  drawUnreadable(ctx, plot) {
-    ctx.fillStyle = COLORS.unreadable;
+  drawStretches(ctx, plot, stretches, color) {
+    ctx.fillStyle = color;
     const t1 = this.view.start + this.view.span;
-    for (const [a, b] of this.unreadable) {
+    for (const [a, b] of stretches) {
       if (b <= this.view.start || a >= t1) continue;
       const x0 = Math.max(plot.x(a), plot.left);
       const x1 = Math.min(plot.x(b), plot.left + plot.width);
