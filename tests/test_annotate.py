@@ -78,3 +78,22 @@ def test_unreadable_stretches_are_bracketed_by_noise_annotations(tmp_path, clien
     starts = ann.sample[noise][::2] / 360
     assert np.allclose(starts, [a for a, _ in report["unreadable_intervals_s"]], atol=1 / 360)
     assert (~noise).sum() == report["total_beats"] and (symbols == "V").sum() == report["ventricular_beats"]
+
+
+def test_ventricular_flutter_is_bracketed_as_mit_bih_marks_it(tmp_path):
+    import wfdb
+
+    from tests.test_flutter import FLUTTER
+
+    out = tmp_path / "out"
+    assert annotate.main([str(FLUTTER / "207"), "--out", str(out), "--processes", "1"]) == 0
+    ann = wfdb.rdann(str(out / "207"), annotate.ANNOTATION_EXTENSION)
+    report = json.loads((out / "207.holter.json").read_text())
+    symbols = np.array(ann.symbol)
+    opened, closed = ann.sample[symbols == "["] / 360, ann.sample[symbols == "]"] / 360
+    assert report["ventricular_flutter_intervals_s"]
+    # a stretch that runs to the end of the recording closes on its last sample
+    assert np.allclose(np.stack([opened, closed], axis=1), report["ventricular_flutter_intervals_s"], atol=1.5 / 360)
+    reference = wfdb.rdann(str(FLUTTER / "207"), "atr")
+    assert abs(opened[0] - reference.sample[list(reference.symbol).index("[")] / 360) < 2.0
+    assert np.isin(symbols, ["N", "V", "~", "[", "]"]).all()

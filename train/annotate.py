@@ -10,7 +10,9 @@
   sampling rate), for ``wfdb.rdann(NAME, "nv")`` and PhysioNet's ``bxb -r NAME -a atr nv``;
   each stretch the service judged unreadable is bracketed, as MIT-BIH marks noise, by a ``~``
   (signal quality change) of subtype -1 (every signal unreadable) at its start and one of
-  subtype 0 (clean) at its end;
+  subtype 0 (clean) at its end, and each stretch that looks like ventricular flutter
+  (``ecg.flutter``) by a ``[`` and a ``]``, as MIT-BIH marks flutter episodes (PhysioNet's
+  ``epic`` compares such episodes);
 - ``NAME.holter.json``: the report ``POST /api/v1/recordings`` answers, with the beats.
 
 The beats are the service's: the same analysis (``service.holter``) on the same EDF
@@ -73,18 +75,26 @@ def wfdb_as_edf(base, channel, folder):
     return path
 
 
+# stretches of the report bracketed by marks, as MIT-BIH marks them: (the result's key, the
+# opening mark's symbol and subtype, the closing mark's); "~" is a signal quality change (subtype
+# -1: every signal unreadable, 0: clean), "[" and "]" the start and end of ventricular flutter
+STRETCH_MARKS = (("unreadable_intervals_s", ("~", -1), ("~", 0)), ("flutter_intervals_s", ("[", 0), ("]", 0)))
+
+
 def annotation_rows(result, fs, n_samples):
     """``(sample, symbol, subtype)`` of the annotation file, in time order: each beat (``N`` or
-    ``V``, subtype 0) and a ``~`` at each unreadable stretch's start (subtype -1) and end (0)."""
+    ``V``, subtype 0) and the marks of ``STRETCH_MARKS`` at each stretch's start and end."""
     beats = result["positions"].astype(np.int64)
-    stretches = np.clip(np.rint(np.asarray(result["unreadable_intervals_s"]).reshape(-1, 2) * fs),
-                        0, max(n_samples - 1, 0)).astype(np.int64)
-    sample = np.concatenate([beats, stretches[:, 0], stretches[:, 1]])
-    symbol = np.concatenate([np.where(result["is_v"], "V", "N"), np.full(2 * len(stretches), "~")])
-    subtype = np.concatenate([np.zeros(len(beats), np.int64), np.full(len(stretches), -1, np.int64),
-                              np.zeros(len(stretches), np.int64)])
+    samples, symbols, subtypes = [beats], [np.where(result["is_v"], "V", "N")], [np.zeros(len(beats), np.int64)]
+    for key, *marks in STRETCH_MARKS:
+        stretches = np.clip(np.rint(np.asarray(result[key]).reshape(-1, 2) * fs), 0, max(n_samples - 1, 0))
+        for column, (symbol, subtype) in enumerate(marks):
+            samples.append(stretches[:, column].astype(np.int64))
+            symbols.append(np.full(len(stretches), symbol))
+            subtypes.append(np.full(len(stretches), subtype, np.int64))
+    sample = np.concatenate(samples)
     order = np.argsort(sample, kind="stable")
-    return sample[order], symbol[order].tolist(), subtype[order]
+    return sample[order], np.concatenate(symbols)[order].tolist(), np.concatenate(subtypes)[order]
 
 
 def annotate(edf_path, channel, out, name, model_dir, processes):
