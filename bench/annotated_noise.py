@@ -50,13 +50,14 @@ def complement(ranges, n):
 
 
 def overlap(a, b):
-    """Samples that ranges ``a`` (m, 2) and ``b`` (k, 2), each disjoint, have in common."""
-    a, b = np.asarray(a, np.int64).reshape(-1, 2), np.asarray(b, np.int64).reshape(-1, 2)
+    """What ranges ``a`` (m, 2) and ``b`` (k, 2), each disjoint, have in common: samples of
+    integer ranges (an int), seconds of float ones (a float)."""
+    a, b = np.asarray(a).reshape(-1, 2), np.asarray(b).reshape(-1, 2)
     if not len(a) or not len(b):
         return 0
     lo = np.maximum(a[:, None, 0], b[None, :, 0])
     hi = np.minimum(a[:, None, 1], b[None, :, 1])
-    return int(np.clip(hi - lo, 0, None).sum())
+    return np.clip(hi - lo, 0, None).sum().item()
 
 
 def run_lead(model, name, ddir, lead, strip_s=STRIP_S):

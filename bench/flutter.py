@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 
+from bench.annotated_noise import overlap
 from bench.common import log
 from bench.robustness import BENCH_DIR, NST_SNRS, TEST_SEED, Condition, corrupt, save_report
 from ecg import MODEL_FS
@@ -35,47 +36,41 @@ def conditions():
     return out
 
 
-def rhythm_marks(directory, name):
-    """(flutter episodes, VT stretches) of record ``name``: lists of (start, end) seconds."""
+def flutter_episodes(rec):
+    """The annotators' ventricular flutter episodes of ``rec`` (a ``train.data.Record``, whose
+    ``excluded`` ranges they are): (start, end) seconds."""
+    return [(a / rec.fs, b / rec.fs) for a, b in rec.excluded.tolist()]
+
+
+def vt_stretches(directory, name):
+    """The ventricular tachycardia the annotators marked in record ``name`` (rhythm ``(VT`` to the
+    next rhythm change): (start, end) seconds."""
     import wfdb
 
     ann = wfdb.rdann(str(Path(directory) / name), "atr")
-    flutter, vt, start, vt_start = [], [], None, None
     end = wfdb.rdheader(str(Path(directory) / name)).sig_len / ann.fs
+    vt, start = [], None
     for sample, symbol, aux in zip(ann.sample, ann.symbol, ann.aux_note):
-        t = sample / ann.fs
-        if symbol == "[":
-            start = t
-        elif symbol == "]" and start is not None:
-            flutter.append((start, t))
-            start = None
         if symbol == "+" and aux:
-            if vt_start is not None:
-                vt.append((vt_start, t))
-                vt_start = None
+            if start is not None:
+                vt.append((start, sample / ann.fs))
+                start = None
             if aux.strip("\x00").startswith("(VT"):
-                vt_start = t
-    if start is not None:  # a record that ends in flutter
-        flutter.append((start, end))
-    if vt_start is not None:
-        vt.append((vt_start, end))
-    return flutter, vt
-
-
-def overlap_s(a, b):
-    """Seconds that interval lists ``a`` and ``b`` (each (start, end) pairs, disjoint) share."""
-    return float(sum(max(0.0, min(e1, e2) - max(s1, s2)) for s1, e1 in a for s2, e2 in b))
+                start = sample / ann.fs
+    if start is not None:
+        vt.append((start, end))
+    return vt
 
 
 def score_lead(flagged, flutter, vt):
     """The counts of one lead: flagged seconds inside the flutter episodes, in VT, elsewhere."""
     flagged = [tuple(map(float, iv)) for iv in flagged]
     total = sum(e - s for s, e in flagged)
-    in_flutter = overlap_s(flagged, flutter)
-    in_vt = overlap_s(flagged, vt) - overlap_s(flagged, [(max(s1, s2), min(e1, e2)) for s1, e1 in flutter
-                                                        for s2, e2 in vt if min(e1, e2) > max(s1, s2)])
+    in_flutter = overlap(flagged, flutter)
+    in_vt = overlap(flagged, vt) - overlap(flagged, [(max(s1, s2), min(e1, e2)) for s1, e1 in flutter
+                                                    for s2, e2 in vt if min(e1, e2) > max(s1, s2)])
     return {"flutter_s": sum(e - s for s, e in flutter), "covered_s": in_flutter,
-            "episodes": len(flutter), "found": sum(overlap_s(flagged, [ep]) > 0 for ep in flutter),
+            "episodes": len(flutter), "found": sum(overlap(flagged, [ep]) > 0 for ep in flutter),
             "in_vt_s": in_vt, "false_s": total - in_flutter - in_vt}
 
 
@@ -93,12 +88,12 @@ def run_condition(cond, records, ddir, noise, seed):
 
     out = {mode: {"false_by_lead": {}, "lead_seconds": 0.0} for mode in MODES}
     for name in records:
-        flutter, vt = rhythm_marks(ddir, name)
+        vt = vt_stretches(ddir, name)
         for channel, lead in enumerate(("MLII", OTHER_LEAD)):
             rec = load_record(name, ddir, lead=lead)
             x, fs = corrupt(rec, cond, noise, channel, seed)
             for mode, totals in out.items():
-                counts = score_lead(flagged(x, fs, mode), flutter, vt)
+                counts = score_lead(flagged(x, fs, mode), flutter_episodes(rec), vt)
                 for k, v in counts.items():
                     totals[k] = totals.get(k, 0) + v
                 if counts["false_s"] > 0:

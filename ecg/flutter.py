@@ -32,6 +32,7 @@ oscillation that dominates the lead.
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from .holter import v_runs
 from .quality import merge_intervals
 
 WINDOW_S = 4.0  # judged over this much signal: 12-30 flutter cycles, 4-12 beats of a heart rhythm
@@ -109,10 +110,8 @@ def flutter_windows(filtered, fs):
 def flutter_intervals(filtered, fs):
     """Stretches of ``filtered`` (n,: a lead band-passed 0.5-40 Hz, mV, ``fs`` Hz) that look like
     ventricular flutter or coarse fibrillation: (k, 2) float [start, end) in seconds, merged."""
-    hit = flutter_windows(filtered, fs)
-    edges = np.diff(np.concatenate([[0], hit.astype(np.int8), [0]]))
-    first, after = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
-    keep = after - first >= MIN_WINDOWS
+    starts, lengths = v_runs(flutter_windows(filtered, fs))  # maximal runs of any flag, not only V
+    keep = lengths >= MIN_WINDOWS
     # in steps: window i covers [i, i + WINDOW_STEPS); runs one window apart overlap, and merge
-    spans = np.stack([first[keep], after[keep] - 1 + WINDOW_STEPS], axis=1)
+    spans = np.stack([starts[keep], starts[keep] + lengths[keep] - 1 + WINDOW_STEPS], axis=1)
     return merge_intervals(spans) * STEP_S

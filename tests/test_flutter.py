@@ -133,9 +133,9 @@ def test_a_holter_recording_reports_the_flutter_across_its_chunk_borders(tmp_pat
 
 
 def test_the_bench_scores_flagged_seconds_by_the_annotators_rhythm_marks(episode_start):
-    from bench.flutter import rhythm_marks, score_lead
+    from bench.flutter import flutter_episodes, score_lead, vt_stretches
 
-    flutter, vt = rhythm_marks(FLUTTER, "207")
+    flutter, vt = flutter_episodes(load_record("207", FLUTTER)), vt_stretches(FLUTTER, "207")
     assert flutter == [(pytest.approx(episode_start), 60.0)] and vt == []
     # 2 s before the episode, 10 s in it; a VT stretch of 5 s holding 3 flagged seconds
     counts = score_lead([(18.0, 30.0), (70.0, 73.0)], [(20.0, 60.0)], [(69.0, 74.0)])
