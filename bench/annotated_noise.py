@@ -15,7 +15,6 @@ Default records: DS1 and DS2, each split reported apart (nothing here is tuned o
 Writes ``bench/annotated_noise.json`` and ``bench/annotated_noise.md``; ~2 min on one core.
 """
 
-import argparse
 import dataclasses
 import sys
 import time
@@ -23,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import log
+from bench.common import log, served_model_parser
 from bench.robustness import BENCH_DIR, STRIP_S, request, save_report, score, summarise
 
 MARKS = ("clean", "marked noisy")
@@ -144,10 +143,7 @@ def main(argv=None):
     from service.model import ModelUnavailable, load_model
     from train.data import DS1, DS2, data_dir
 
-    ap = argparse.ArgumentParser(prog="python -m bench.annotated_noise", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", help="MIT-BIH directory (default: $ECG_DATA_DIR, ...)")
-    ap.add_argument("--model", default=str(BENCH_DIR.parent / "models" / "ecg_nv_cnn"))
+    ap = served_model_parser("python -m bench.annotated_noise", __doc__)
     ap.add_argument("--records", nargs="+", help="these records, as one split (default: DS1 and DS2 apart)")
     ap.add_argument("--out", type=Path, default=BENCH_DIR / "annotated_noise.json")
     args = ap.parse_args(argv)

@@ -19,6 +19,17 @@ def log(*args):
     print(*args, file=sys.stderr, flush=True)
 
 
+def served_model_parser(prog, doc):
+    """The argument parser of a bench module that scores the served model on MIT-BIH records:
+    ``--data`` and ``--model``, the module's docstring as its help."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", help="MIT-BIH directory (default: $ECG_DATA_DIR, ...)")
+    ap.add_argument("--model", default=str(PROJECT_DIR / "models" / "ecg_nv_cnn"))
+    return ap
+
+
 def mitdb_dir():
     """The MIT-BIH folder, or None when it is not on this machine."""
     for d in MITDB_DIRS:

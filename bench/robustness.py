@@ -41,7 +41,6 @@ Writes ``bench/robustness.json`` and ``bench/robustness.md``. Needs MIT-BIH and 
 noise records (``--data``, ``--noise``); ~11 min on 2 cores.
 """
 
-import argparse
 import json
 import sys
 import time
@@ -51,7 +50,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import log
+from bench.common import log, served_model_parser
 from ecg.ec57 import count_metrics, end_to_end_metrics, in_ranges
 from ecg.signal import resample
 
@@ -171,12 +170,12 @@ def corrupt(rec, cond, noise, channel, seed=TEST_SEED):
     return x, cond.fs
 
 
-def served_beats(model, x, fs, lead, offset=0):
+def served_beats(model, x, fs, lead, offset=0, pacemaker=False):
     """Positions (at ``fs``, plus ``offset``), labels and the unreadable intervals (s) of one request."""
     from service.inference import NoBeatsFound, predict
 
     try:
-        result = predict(model, x, fs, derivation=lead)
+        result = predict(model, x, fs, derivation=lead, pacemaker=pacemaker)
     except NoBeatsFound:
         return np.zeros(0, np.int64), np.zeros(0, "<U1"), []
     beats = result["beat_predictions"]
@@ -187,13 +186,13 @@ def served_beats(model, x, fs, lead, offset=0):
     return pos, lab, intervals
 
 
-def request(model, x, fs, lead, mode, strip_s=STRIP_S):
+def request(model, x, fs, lead, mode, strip_s=STRIP_S, pacemaker=False):
     """The beats of a whole signal, sent whole or as independent strips of ``strip_s`` seconds."""
     from train.dataset import strip_bounds
 
     if mode == "whole":
-        return served_beats(model, x, fs, lead)
-    parts = [served_beats(model, x[a:b], fs, lead, a) for a, b in strip_bounds(len(x), fs, strip_s)]
+        return served_beats(model, x, fs, lead, pacemaker=pacemaker)
+    parts = [served_beats(model, x[a:b], fs, lead, a, pacemaker) for a, b in strip_bounds(len(x), fs, strip_s)]
     return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
             [iv for p in parts for iv in p[2]])
 
@@ -286,11 +285,8 @@ def main(argv=None):
     from train import augment
     from train.data import DS2, data_dir
 
-    ap = argparse.ArgumentParser(prog="python -m bench.robustness", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", help="MIT-BIH directory (default: $ECG_DATA_DIR, ...)")
+    ap = served_model_parser("python -m bench.robustness", __doc__)
     ap.add_argument("--noise", help="nstdb noise records (default: $ECG_NOISE_DIR, ...)")
-    ap.add_argument("--model", default=str(BENCH_DIR.parent / "models" / "ecg_nv_cnn"))
     ap.add_argument("--records", nargs="+", default=list(DS2))
     ap.add_argument("--only", nargs="+", metavar="CONDITION", help="run these conditions only (names as listed)")
     ap.add_argument("--strip-seconds", type=float, default=STRIP_S,

@@ -47,6 +47,10 @@ OWN_RHYTHM_SHARE = 0.5  # a beat alike to more than this share of its pool has t
 OWN_RHYTHM_MIN_BEATS = 150  # pools this long (~2 min): shorter ones can be one slow ventricular run
 OWN_RHYTHM_MIN_RR_S = 0.6  # slower than 100 bpm: ventricular tachycardia is 100 bpm or more
 OWN_RHYTHM_RR_TOLERANCE = 0.1  # not premature: RR before at least 0.9 x the local RR
+# With a pacemaker declared the dominant rhythm is the paced one in requests of any length: a
+# demand pacemaker paces whenever the heart is slower than its lower rate, so a slow wide on-time
+# rhythm is its own, not a ventricular escape. Fewer beats than this make no rhythm.
+MIN_RHYTHM_BEATS = 5
 # A beat in a stretch the quality flag judges noisy is called V only at this many times the
 # odds of V the card's threshold asks (0.24 -> 0.39): noise there makes V-like shapes, so a
 # V-like shape is less likely a PVC. A rule of the service, chosen on DS1 (docs/ROBUSTNESS.md).
@@ -194,7 +198,7 @@ def pool_sizes(pools):
     return sizes[inverse.reshape(-1)]
 
 
-def own_rhythm_mask(alike, pools, features):
+def own_rhythm_mask(alike, pools, features, paced=False):
     """Beats (n,) of the patient's own rhythm, which are never called V.
 
     In a long recording the QRS shape most beats share, on time and slower than a
@@ -204,13 +208,16 @@ def own_rhythm_mask(alike, pools, features):
     it. A beat is of it when it is of its pool's dominant rhythm (:func:`dominant_rhythm_mask`)
     and its pool holds at least ``OWN_RHYTHM_MIN_BEATS`` beats. A PVC is premature;
     bigeminy's are at most half the beats; a 10-s strip of slow ventricular rhythm is too
-    short to tell from a conducted rhythm, so short pools keep the network's call.
+    short to tell from a conducted rhythm, so short pools keep the network's call, unless
+    ``paced``: the patient has a pacemaker, whose paced beats are that dominant wide rhythm,
+    and pools of ``MIN_RHYTHM_BEATS`` are enough.
 
     ``alike``, ``pools``, ``features``: as :func:`dominant_rhythm_mask` reads them.
     """
-    if len(alike) < OWN_RHYTHM_MIN_BEATS:  # no pool is long enough: every 10-s request
+    min_beats = MIN_RHYTHM_BEATS if paced else OWN_RHYTHM_MIN_BEATS
+    if len(alike) < min_beats:  # no pool is long enough (without a pacemaker: every 10-s request)
         return np.zeros(len(alike), bool)
-    return (pool_sizes(pools) >= OWN_RHYTHM_MIN_BEATS) & dominant_rhythm_mask(alike, pools, features)
+    return (pool_sizes(pools) >= min_beats) & dominant_rhythm_mask(alike, pools, features)
 
 
 def pool_groups(pooling, n, groups=None, signals=None):
@@ -245,7 +252,7 @@ class Calls(NamedTuple):
 
 
 def classify(p_raw, features, decision, apply_ruleguard=True, windows=None, groups=None, signals=None,
-             quality=None):
+             quality=None, paced=False):
     """Labels and calibrated V probabilities of n beats.
 
     ``p_raw``: the network's V probability (n,); ``features``: the beats' RR
@@ -255,7 +262,7 @@ def classify(p_raw, features, decision, apply_ruleguard=True, windows=None, grou
     threshold judges, and beats of the patient's own rhythm are N (:func:`own_rhythm_mask`).
     ``quality``: the beats' signal quality (n,) (``ecg.quality``): an unreadable beat is never
     called V, whatever its probability, and a noisy one only over :func:`noisy_threshold`.
-    Returns the beats' :class:`Calls`.
+    ``paced``: the patient has a pacemaker (:func:`own_rhythm_mask`). Returns the beats' :class:`Calls`.
     """
     pooling = decision.get("pooling")
     if pooling:
@@ -265,7 +272,7 @@ def classify(p_raw, features, decision, apply_ruleguard=True, windows=None, grou
         pooled, alike = pool_by_morphology(pooling_logit(p_raw, decision["calibration"]), windows, pools, pooling)
         p_v = expit(pooled)
         over = p_v >= decision["threshold"]
-        own_rhythm = over & own_rhythm_mask(alike, pools, features)
+        own_rhythm = over & own_rhythm_mask(alike, pools, features, paced)
     else:
         p_v = calibrate(p_raw, decision["calibration"])
         over = p_v >= decision["threshold"]

@@ -112,7 +112,8 @@ def detect_task(channel, fs, chunk):
     return chunks.detect_in_chunk(x, fs, chunk), stats
 
 
-def classify_task(model, channel, peaks, groups, core, units, quality, decision, apply_ruleguard, upright):
+def classify_task(model, channel, peaks, groups, core, units, quality, decision, apply_ruleguard, pacemaker,
+                  upright):
     """Stage 2 on one beat range: ``(is_v, p_v, flipped, own_rhythm)`` of its beats
     (``ecg.decision.Calls``), and the range's count for the short-request rhythm warning
     (``service.inference.short_rhythm_beats``: 0 unless the range is under 150 beats).
@@ -120,7 +121,8 @@ def classify_task(model, channel, peaks, groups, core, units, quality, decision,
     ``peaks``, ``groups``: (m,) of the range with its context (``ecg.chunks.context_range``);
     ``core``: the slice of them that is the range; ``units``, ``quality``: the range's pools
     (or groups) and signal quality; ``decision``: the card's, pooling within ``units``
-    (:func:`task_decision`); ``upright``: the day's ``ecg.pipeline.upright_factor``.
+    (:func:`task_decision`); ``pacemaker``: declared (``ecg.decision.own_rhythm_mask``);
+    ``upright``: the day's ``ecg.pipeline.upright_factor``.
     """
     read_lo, read_hi = chunks.segment_for_beats(peaks, channel.fs, channel.n_samples)
     x = channel.read(read_lo, read_hi)
@@ -128,7 +130,7 @@ def classify_task(model, channel, peaks, groups, core, units, quality, decision,
     windows, features = beats.windows[core], beats.features[core]
     p_raw = model.p_v(windows, features)
     calls = classify(p_raw, features, decision, apply_ruleguard, windows=windows, groups=units,
-                     quality=quality)
+                     quality=quality, paced=pacemaker)
     return calls.is_v, calls.p_v, calls.flipped, calls.own_rhythm, short_rhythm_beats(calls, features)
 
 
@@ -208,13 +210,15 @@ class _Runner:
             self.pool.shutdown(wait=True, cancel_futures=True)
 
 
-def analyse(model, model_dir, channel, settings, apply_ruleguard=True):
-    """Every beat of ``channel`` (``service.edf.Channel``) classified, and the report's counts.
+def analyse(model, model_dir, channel, settings, apply_ruleguard=True, pacemaker=False):
+    """Every beat of ``channel`` (``service.edf.Channel``) classified, and the report's counts;
+    ``pacemaker``: the patient has one (``service.inference.predict``).
 
     Returns a dict: ``positions`` (n,) samples at the channel's rate, ``times_s`` (n,),
     ``is_v``, ``p_v``, ``flipped``, ``own_rhythm``, ``quality`` (n,), ``short_rhythm_beats`` (the
-    short-request rhythm warning's count), ``qrs_direction`` (-1.0 when the day's QRS complexes
-    mostly point down, ``ecg.pipeline.polarity``), ``unreadable_intervals_s`` (u, 2),
+    short-request rhythm warning's count), ``pacemaker`` (as declared), ``qrs_direction`` (-1.0
+    when the day's QRS complexes mostly point down, ``ecg.pipeline.polarity``),
+    ``unreadable_intervals_s`` (u, 2),
     ``unreadable_s``, ``flutter_intervals_s`` (f, 2) and ``flutter_s`` (``ecg.flutter``), ``checks``
     (stage 1's counts), ``processes``. Raises ``service.edf.EdfError``
     (a saturated or all-zero channel), :class:`NoBeats`, :class:`Overtime`,
@@ -241,7 +245,7 @@ def analyse(model, model_dir, channel, settings, apply_ruleguard=True):
         upright = upright_factor(qrs_direction, model.preprocessing_version)
         labels = runner.map("beat classification", _classify_here(model), _classify_in_child,
                             classification_jobs(channel, peaks, quality, model.decision, settings,
-                                                apply_ruleguard, upright))
+                                                (apply_ruleguard, pacemaker), upright))
     except BrokenProcessPool:
         raise RuntimeError("a process analysing the recording died") from None
     finally:
@@ -258,6 +262,7 @@ def analyse(model, model_dir, channel, settings, apply_ruleguard=True):
         "own_rhythm": np.concatenate([r[3] for r in labels]),
         # a recording too short for the own-rhythm rule is one task (tasks are whole pools of task_beats)
         "short_rhythm_beats": sum(r[4] for r in labels) if len(peaks) < OWN_RHYTHM_MIN_BEATS else 0,
+        "pacemaker": bool(pacemaker),
         "quality": quality,
         "qrs_direction": qrs_direction,
         "unreadable_intervals_s": unreadable_s,
@@ -273,9 +278,10 @@ def _classify_here(model):
     return lambda *args: classify_task(model, *args)
 
 
-def classification_jobs(channel, peaks, quality, decision, settings, apply_ruleguard, upright):
+def classification_jobs(channel, peaks, quality, decision, settings, options, upright):
     """Stage 2's task arguments for the day's ``peaks`` and their ``quality`` (n,): whole
-    pools, with their context; ``upright``: the day's ``ecg.pipeline.upright_factor``."""
+    pools, with their context; ``options``: the request's ``(apply_ruleguard, pacemaker)``;
+    ``upright``: the day's ``ecg.pipeline.upright_factor``."""
     groups = beat_groups(len(peaks), PREPROCESSING["group_size_beats"])
     units = chunks.decision_units(len(peaks), decision)
     own = task_decision(decision)
@@ -283,7 +289,7 @@ def classification_jobs(channel, peaks, quality, decision, settings, apply_ruleg
     for a, b in chunks.classification_tasks(units, settings.task_beats):
         e0, e1 = chunks.context_range(groups, a, b)
         jobs.append((channel, peaks[e0:e1], groups[e0:e1], slice(a - e0, b - e0), units[a:b],
-                     quality[a:b], own, apply_ruleguard, upright))
+                     quality[a:b], own, *options, upright))
     return jobs
 
 

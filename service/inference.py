@@ -9,7 +9,7 @@ import time
 import numpy as np
 
 from ecg import MODEL_FS
-from ecg.decision import OWN_RHYTHM_MIN_BEATS, classify, dominant_rhythm_mask
+from ecg.decision import MIN_RHYTHM_BEATS, OWN_RHYTHM_MIN_BEATS, classify, dominant_rhythm_mask
 from ecg.dsp import median_1d
 from ecg.flutter import flutter_intervals
 from ecg.pipeline import PREPROCESSING, extract_beats, upright_factor
@@ -25,13 +25,15 @@ MIN_TEMPLATE_CORR = 0.3
 OWN_RHYTHM_WARNING = ("{} beat(s) the networks would call V share the recording's dominant QRS shape, "
                       "on time and under 100 bpm: called N as the patient's own rhythm (a bundle branch "
                       "block, or a lead where normal beats look ventricular?)")
+# the same rule with a pacemaker declared, in a request of any length
+PACED_RHYTHM_WARNING = ("{} beat(s) the networks would call V share the request's dominant QRS shape, "
+                        "on time and under 100 bpm: called N as paced beats (pacemaker declared)")
 
 # said when a request too short for that rule is mostly V calls of one on-time slow shape
 SHORT_RHYTHM_WARNING = ("{} of the {} beats, all called V, share one QRS shape, on time and under 100 bpm: "
                         "a slow ventricular rhythm, or the patient's own wide-QRS rhythm (a bundle branch "
                         "block, pacing) that only a request of " + str(OWN_RHYTHM_MIN_BEATS) + " beats or more "
-                        "(about 2 min) can tell apart")
-SHORT_RHYTHM_MIN_BEATS = 5  # fewer beats make no rhythm
+                        "(about 2 min) can tell apart; if the patient has a pacemaker, send pacemaker: true")
 
 # said when ecg.flutter finds stretches of a fast wave with no QRS complexes
 FLUTTER_WARNING = ("{:.0f} s from {:.1f} s look like ventricular flutter or fibrillation (a fast regular wave "
@@ -90,8 +92,11 @@ def _quality_warnings(x, fs, n_beats, heart_rate):
     return warnings
 
 
-def predict(model, x, fs, derivation="MLII", apply_ruleguard=True, deadline=None):
+def predict(model, x, fs, derivation="MLII", apply_ruleguard=True, deadline=None, pacemaker=False):
     """The contract's response fields (no ids, timestamps or timing) for signal ``x`` at ``fs`` Hz.
+
+    ``pacemaker``: the patient has one, so the request's dominant slow on-time shape is paced
+    beats, N (``ecg.decision.own_rhythm_mask``).
 
     Raises :class:`NoBeatsFound` when the detector finds no beat (flat line, noise only),
     :class:`TooSlow` when ``deadline`` (a time.perf_counter() value) passes between stages.
@@ -103,8 +108,8 @@ def predict(model, x, fs, derivation="MLII", apply_ruleguard=True, deadline=None
     p_raw = model.p_v(beats.windows, beats.features)
     _check_deadline(deadline, "the network")
     calls = classify(p_raw, beats.features, model.decision, apply_ruleguard,
-                     windows=beats.windows, groups=beats.groups, quality=beats.quality)
-    return build_result(model, beats, calls, x, fs, derivation, apply_ruleguard)
+                     windows=beats.windows, groups=beats.groups, quality=beats.quality, paced=pacemaker)
+    return build_result(model, beats, calls, x, fs, derivation, apply_ruleguard, pacemaker)
 
 
 def overall_call(is_v, p_v):
@@ -211,17 +216,17 @@ def short_rhythm_beats(calls, features):
     RR features.
     """
     n = len(calls.is_v)
-    if calls.alike is None or not SHORT_RHYTHM_MIN_BEATS <= n < OWN_RHYTHM_MIN_BEATS \
+    if calls.alike is None or not MIN_RHYTHM_BEATS <= n < OWN_RHYTHM_MIN_BEATS \
             or 2 * np.count_nonzero(calls.is_v) <= n:
         return 0
     dominant_v = int(np.count_nonzero(calls.is_v & dominant_rhythm_mask(calls.alike, calls.pools, features)))
     return dominant_v if 2 * dominant_v > n else 0
 
 
-def build_result(model, beats, calls, x, fs, derivation, apply_ruleguard):
+def build_result(model, beats, calls, x, fs, derivation, apply_ruleguard, pacemaker=False):
     """The response fields of :func:`predict` from classified beats (timed apart by the bench).
 
-    ``calls``: the beats' ``ecg.decision.Calls``.
+    ``calls``: the beats' ``ecg.decision.Calls``, classified with ``pacemaker`` declared or not.
 
     Unreadable beats are never V (:func:`ecg.decision.classify`), so ``ventricular_beats``
     leaves them out; the PVC burden is over the readable beats.
@@ -249,7 +254,7 @@ def build_result(model, beats, calls, x, fs, derivation, apply_ruleguard):
                                                flutter["ventricular_flutter_intervals_s"][0][0]))
     n_own_rhythm = int(np.count_nonzero(own_rhythm))
     if n_own_rhythm:
-        warnings.append(OWN_RHYTHM_WARNING.format(n_own_rhythm))
+        warnings.append((PACED_RHYTHM_WARNING if pacemaker else OWN_RHYTHM_WARNING).format(n_own_rhythm))
     n_short_rhythm = short_rhythm_beats(calls, beats.features)
     if n_short_rhythm:
         warnings.append(SHORT_RHYTHM_WARNING.format(n_short_rhythm, n))
@@ -272,6 +277,7 @@ def build_result(model, beats, calls, x, fs, derivation, apply_ruleguard):
             "ruleguard_flipped_beats": int(np.count_nonzero(flipped)),
             "own_rhythm_beats": n_own_rhythm,
             "short_rhythm_beats": n_short_rhythm,
+            "pacemaker": bool(pacemaker),
             "turned_upright": turned_upright(model, beats.qrs_direction),
             "heart_rate_bpm": heart_rate,
             "pvc_burden_percent": round(100.0 * n_v / readable, 2) if readable else None,

@@ -18,7 +18,7 @@ blp = Blueprint("predictions", __name__, url_prefix="/api/v1/predictions",
 # an instance, not the class: webargs would build a new schema (deep-copying its fields) per request
 @blp.arguments(schemas.PredictionRequestSchema(), example={
     "signal_data": schemas.example_signal(), "sampling_rate": 360, "derivation": "MLII",
-    "patient_id": None, "apply_ruleguard": True})
+    "patient_id": None, "apply_ruleguard": True, "pacemaker": False})
 @blp.response(201, schemas.PredictionResponseSchema)
 @blp.alt_response(400, schema=schemas.ErrorSchema, description="Malformed JSON")
 @blp.alt_response(413, schema=schemas.ErrorSchema, description="Body over the size limit")
@@ -47,7 +47,7 @@ def create_prediction(body):
     deadline = g.start + budget_s if budget_s else None
     try:
         result = inference.predict(state.model, x, fs, body["derivation"], body["apply_ruleguard"],
-                                   deadline=deadline)
+                                   deadline=deadline, pacemaker=body["pacemaker"])
     except inference.TooSlow as exc:
         abort(503, detail=f"The prediction ran past the {budget_s:g} s limit "
                           f"(ECG_REQUEST_TIMEOUT_S) and was stopped after {exc}: the service "

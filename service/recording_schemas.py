@@ -27,6 +27,9 @@ class RecordingQuerySchema(Schema):
         "description": "Add every beat (`beats`) to the JSON report."})
     apply_ruleguard = fields.Boolean(load_default=True, metadata={
         "description": "Apply the model card's RuleGuard, as POST /api/v1/predictions does."})
+    pacemaker = fields.Boolean(load_default=False, metadata={
+        "description": "The patient has a pacemaker, as POST /api/v1/predictions reads it: the "
+                       "dominant on-time slow QRS shape is paced beats, N, however short the recording."})
 
 
 class ChannelSchema(Schema):
@@ -87,6 +90,9 @@ class RecordingReportSchema(Schema):
         "description": "in a recording under 150 beats, too short for that rule: the V calls of its "
                        "dominant on-time slow shape when they are more than half its beats (a slow "
                        "ventricular rhythm or the patient's own wide-QRS rhythm); else 0"})
+    pacemaker = fields.Boolean(metadata={
+        "description": "as the query declared it: own_rhythm_beats are then paced beats, read in a "
+                       "recording of any length"})
     turned_upright = fields.Boolean(metadata={
         "description": "the signal was negated before the networks saw it, the day's QRS complexes "
                        "mostly pointing down, for a model trained on upright leads"})

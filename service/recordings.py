@@ -46,7 +46,7 @@ def wants_csv():
          responses={"201": {"description": "The Holter report, or with `Accept: text/csv` the beat table",
                             "content": {"application/json": {"schema": RecordingReportSchema},
                                         "text/csv": {"schema": {"type": "string"}}}}})
-def create_recording(channel, include_beats, apply_ruleguard):
+def create_recording(channel, include_beats, apply_ruleguard, pacemaker):
     """Analyse a whole EDF/EDF+ recording: every beat N or V, and the Holter report
 
     The file is streamed to disk and read a slice at a time. The report counts PVCs,
@@ -60,7 +60,7 @@ def create_recording(channel, include_beats, apply_ruleguard):
     config = current_app.config
     with uploads.received_file(config["RECORDING_TMP_DIR"], config["MAX_RECORDING_BYTES"]) as path:
         g.log_fields = {"recording_bytes": path.stat().st_size}
-        result, ch = _analyse(state.model, path, channel, apply_ruleguard)
+        result, ch = _analyse(state.model, path, channel, apply_ruleguard, pacemaker)
     g.log_fields.update(beats=len(result["is_v"]), ventricular_beats=int(result["is_v"].sum()),
                         processes=result["processes"], model_version=state.model.version)
     current_app.extensions["ecg_metrics"].observe_beats(len(result["is_v"]) - int(result["is_v"].sum()),
@@ -73,13 +73,13 @@ def create_recording(channel, include_beats, apply_ruleguard):
     return current_app.response_class(jsonio.dumps_bytes(payload), status=201, mimetype="application/json")
 
 
-def _analyse(loaded, path, channel, apply_ruleguard):
+def _analyse(loaded, path, channel, apply_ruleguard, pacemaker):
     """``(result, channel)`` of ``service.holter.analyse``; every failure as a 4xx/5xx with a detail."""
     config = current_app.config
     try:
         ch = open_channel(path, channel)
         g.log_fields.update(channel=ch.index, sampling_rate=ch.fs, duration_s=round(ch.duration_s, 1))
-        return holter.analyse(loaded, config["MODEL_DIR"], ch, settings(config), apply_ruleguard), ch
+        return holter.analyse(loaded, config["MODEL_DIR"], ch, settings(config), apply_ruleguard, pacemaker), ch
     except EdfError as exc:
         abort(422, detail=str(exc))
     except holter.NoBeats:

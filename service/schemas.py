@@ -179,6 +179,13 @@ class PredictionRequestSchema(Schema):
         metadata={"description": "Apply the rule-based post-filter that turns likely false "
                                  "V calls back to N (when the model card enables it)."},
     )
+    pacemaker = StrictBoolean(
+        load_default=False,
+        metadata={"description": "The patient has a pacemaker: the request's dominant QRS shape, on "
+                                 "time and under 100 bpm, is taken for paced beats and called N however "
+                                 "short the request (without it only from 150 beats: in a 10-s strip it "
+                                 "could be a slow ventricular rhythm). Premature beats keep their call."},
+    )
 
     @pre_load
     def _note_unknown_fields(self, data, **kwargs):
@@ -248,7 +255,9 @@ class PredictionResponseSchema(Schema):
                        "recording's dominant on-time shape), short_rhythm_beats (in a request "
                        "too short for that rule, under 150 beats, its V calls of one on-time "
                        "shape when they are more than half its beats: a slow ventricular rhythm "
-                       "or the patient's own, which a longer request would tell), turned_upright (the signal was "
+                       "or the patient's own, which a longer request would tell), pacemaker (as "
+                       "sent: with it the own-rhythm rule reads requests of any length, "
+                       "own_rhythm_beats counting the paced beats it called N), turned_upright (the signal was "
                        "negated before the networks saw it, its QRS complexes mostly pointing "
                        "down, for a model trained on upright leads); "
                        "pvc_burden_percent is over the beats not judged unreadable"})

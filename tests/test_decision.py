@@ -188,3 +188,32 @@ def test_the_patients_own_rhythm_is_never_v_in_a_long_recording():
     two = dec.own_rhythm_mask(np.full(n, 100), np.repeat([0, 1], 100), _rhythm(n, 1.0, 0.8))
     one = dec.own_rhythm_mask(np.full(n, 101), np.zeros(n, int), _rhythm(n, 1.0, 0.8))
     assert not two.any() and one.all()
+
+
+def test_a_declared_pacemaker_makes_the_dominant_rhythm_of_a_strip_its_own():
+    """In a 10-s strip the dominant wide on-time rhythm could be a slow ventricular one, so it
+    keeps its V calls; with a pacemaker declared it is the paced rhythm, N, from
+    ``MIN_RHYTHM_BEATS`` beats. Premature beats, fast rhythms and minority shapes keep theirs."""
+    from ecg import decision as dec
+
+    decision = {"calibration": {"a": 1.0, "b": 0.0}, "threshold": 0.5, "ruleguard": {"enabled": False},
+                "pooling": {"min_corr": 0.9, "own_weight": 0.0, "core_samples": [144, 216],
+                            "pool_size_beats": 4096}}
+    n = 12
+    assert dec.MIN_RHYTHM_BEATS <= n < dec.OWN_RHYTHM_MIN_BEATS
+    wide, p = _windows(["wide"] * n), np.full(n, 0.9)
+
+    def calls(features, windows=wide, p_raw=p, paced=True):
+        return classify(p_raw, features, decision, windows=windows, paced=paced)
+
+    assert calls(_rhythm(n, 1.0, 0.8), paced=False).is_v.all()
+    paced = calls(_rhythm(n, 1.0, 0.8))
+    assert not paced.is_v.any() and paced.own_rhythm.all()
+    assert calls(_rhythm(n, 0.7, 0.8)).is_v.all()  # premature: PVCs
+    assert calls(_rhythm(n, 1.0, 0.5)).is_v.all()  # 120 bpm
+    few = dec.MIN_RHYTHM_BEATS - 1
+    assert calls(_rhythm(few, 1.0, 0.8), wide[:few], p[:few]).is_v.all()  # no rhythm yet
+    # paced beats with PVCs of another shape among them: the PVCs stay V
+    shapes = ["wide"] * 8 + ["narrow"] * 4
+    mixed = calls(_rhythm(n, 1.0, 0.8), _windows(shapes))
+    assert mixed.is_v.tolist() == [s == "narrow" for s in shapes]

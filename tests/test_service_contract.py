@@ -302,6 +302,7 @@ def test_openapi_is_generated_from_the_request_schema(client):
     assert props["sampling_rate"]["minimum"] == 100 and props["sampling_rate"]["maximum"] == 1000
     assert props["signal_data"]["type"] == "array" and props["signal_data"]["items"]["type"] == "number"
     assert props["apply_ruleguard"]["type"] == "boolean"
+    assert props["pacemaker"]["type"] == "boolean" and props["pacemaker"]["default"] is False
     beat = spec["components"]["schemas"]["BeatPrediction"]["properties"]
     assert "predicted class is right" in beat["confidence"]["description"]
 

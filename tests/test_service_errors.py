@@ -129,6 +129,7 @@ def test_exactly_5_seconds_is_enough(client):
 
 @pytest.mark.parametrize("field, value", [
     ("apply_ruleguard", "true"), ("apply_ruleguard", 1), ("apply_ruleguard", None),
+    ("pacemaker", "yes"), ("pacemaker", 1), ("pacemaker", None),
     ("derivation", 2), ("derivation", None), ("derivation", ""), ("derivation", ["MLII"]),
     ("patient_id", 42), ("patient_id", {"id": 1}), ("patient_id", "p" * 1000),
 ])
