@@ -317,3 +317,22 @@ def test_ventricular_flutter_is_said_and_shaded_on_the_trace(page, console, serv
     assert pink == [249, 197, 204] and paper != pink
     screenshot(page, "page_flutter")
     assert console.errors == []
+
+
+def test_a_declared_pacemaker_is_sent_and_said(page, console, server):
+    """10 s of record 217's V1 (tests/data/mitdb-paced): with the box ticked the page sends
+    pacemaker: true, its markers are the API's answer to that, and the summary says so."""
+    from train.data import OTHER_LEAD, load_record
+
+    rec = load_record("217", ROOT / "tests" / "data" / "mitdb-paced", lead=OTHER_LEAD)
+    values = [round(v, 4) for v in rec.signal[:10 * rec.fs].tolist()]
+    answers = {pm: api_answer(server, {"signal_data": values, "sampling_rate": rec.fs, "pacemaker": pm})[1]
+               for pm in (False, True)}
+    assert answers[True]["ventricular_beats"] < answers[False]["ventricular_beats"]
+    page.get_by_label("The patient has a pacemaker").check()
+    upload_values(page, values, rec.fs, "paced.csv")
+    assert markers(page) == [[b["arrhythmia_type"], b["position_sample"]]
+                             for b in answers[True]["beat_predictions"]]
+    row = page.locator('#summary dd[data-field="Pacemaker"]').inner_text()
+    assert f"declared: {answers[True]['metadata']['own_rhythm_beats']} paced beat(s)" in row
+    assert console.errors == []

@@ -87,6 +87,7 @@ async function analyse(input) {
     sampling_rate: input.samplingRate,
     derivation: input.derivation,
     apply_ruleguard: $("ruleguard").checked,
+    pacemaker: $("pacemaker").checked,
   };
   const started = performance.now();
   let response;
@@ -148,6 +149,7 @@ function renderSummary(input, answer, roundTrip) {
     ["Signal", `${input.label}: ${seconds.toFixed(1)} s at ${input.samplingRate} Hz, lead ${input.derivation}`
       + (meta.resampled ? ` (resampled to ${meta.model_sampling_rate} Hz for the model)` : "")],
     ["Beats", `${total} (${answer.normal_beats} N, ${v} V)`],
+    ...(meta.pacemaker ? [["Pacemaker", `declared: ${meta.own_rhythm_beats} paced beat(s) the networks would call V called N`]] : []),
     ["Heart rate", heartRate == null ? "not enough beats" : `${Math.round(heartRate)} bpm`],
     ["V beats", `${v}, burden ${Number(burden).toFixed(1)} %`],
     ...(meta.signal_quality ? [["Signal quality", qualityText(meta)]] : []),
