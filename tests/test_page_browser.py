@@ -329,7 +329,7 @@ def test_a_declared_pacemaker_is_sent_and_said(page, console, server):
     answers = {pm: api_answer(server, {"signal_data": values, "sampling_rate": rec.fs, "pacemaker": pm})[1]
                for pm in (False, True)}
     assert answers[True]["ventricular_beats"] < answers[False]["ventricular_beats"]
-    page.get_by_label("The patient has a pacemaker").check()
+    page.locator("#pacemaker").check()
     upload_values(page, values, rec.fs, "paced.csv")
     assert markers(page) == [[b["arrhythmia_type"], b["position_sample"]]
                              for b in answers[True]["beat_predictions"]]

@@ -90,3 +90,32 @@ def test_an_hour_and_a_run_open_their_strip_with_the_beats_marked(holter_page, r
     assert visible.count("V") >= run["beats"]  # the view opens on the run
     screenshot(page, "page_holter_run")
     assert console.errors == []
+
+
+def test_a_declared_pacemaker_is_sent_with_the_recording(browser, server, tmp_path):  # noqa: F811
+    """A minute of record 217's V1 (tests/data/mitdb-paced) with the Holter form's pacemaker box
+    ticked: the page draws the API's report for ?pacemaker=true and says how many beats it turned N."""
+    from pathlib import Path
+
+    from train.data import OTHER_LEAD, load_record
+
+    rec = load_record("217", Path(__file__).parent / "data" / "mitdb-paced", lead=OTHER_LEAD)
+    path = tmp_path / "paced.edf"
+    write_edf(path, [rec.signal], rec.fs, ["ECG V1"])
+    status, _, want = http("POST", server + "/api/v1/recordings?pacemaker=true", path.read_bytes(),
+                           {"Content-Type": "application/octet-stream"}, timeout=300)
+    assert status == 201 and want["pacemaker"] is True and want["own_rhythm_beats"] > 0, want
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    console = Console(page)
+    page.goto(server + "/")
+    page.get_by_label("An EDF or EDF+ file").set_input_files(
+        {"name": "paced.edf", "mimeType": "application/octet-stream", "buffer": path.read_bytes()})
+    page.locator("#holter-pacemaker").check()
+    page.get_by_role("button", name="Analyse recording").click()
+    page.wait_for_selector("#holter:not([hidden]):not([aria-busy])")
+    summary = page.inner_text("#holter-summary")
+    assert f"{want['total_beats']} ({want['normal_beats']} N, {want['ventricular_beats']} V)" in summary
+    assert f"declared: {want['own_rhythm_beats']} paced beat(s)" in summary
+    assert console.errors == []
+    context.close()

@@ -43,7 +43,7 @@ export class HolterView {
     $("holter").setAttribute("aria-busy", "true");
     let response, answer;
     try {
-      response = await fetch(RECORDINGS_URL, {
+      response = await fetch(`${RECORDINGS_URL}&pacemaker=${$("holter-pacemaker").checked}`, {
         method: "POST", headers: { "Content-Type": "application/octet-stream", Accept: "application/json" },
         body: file,
       });
@@ -89,6 +89,7 @@ export class HolterView {
       ["Recording", `${this.file.name}: ${formatDuration(r.duration_s)}, channel ${r.channel.label} at `
         + `${r.channel.sampling_rate} Hz` + (r.start_time ? `, from ${r.start_time.replace("T", " ")}` : "")],
       ["Beats", `${r.total_beats} (${r.normal_beats} N, ${r.ventricular_beats} V)`],
+      ...(r.pacemaker ? [["Pacemaker", `declared: ${r.own_rhythm_beats} paced beat(s) the networks would call V called N`]] : []),
       ["PVC burden", `${r.pvc_burden_percent.toFixed(2)} %, ${r.pvc_per_hour.toFixed(1)} per hour`],
       ["Heart rate", `${rate(hr.min)} / ${rate(hr.mean)} / ${rate(hr.max)} bpm (min / mean / max of 1-min rates)`],
       ["Couplets, triplets", `${r.couplets}, ${r.triplets}`],
