@@ -125,3 +125,17 @@ def test_the_bench_counts_what_the_declaration_changes(tmp_path):
     write_markdown(out, {"records": ["217"], "model": {"version": "test"}, "results": results})
     assert f"| other lead | strips | 217 (V1) | {strips['per_record']['217']['not declared']['false_v']} -> " \
            f"{strips['per_record']['217']['declared']['false_v']} |" in out.read_text()
+
+
+def test_the_bench_puts_one_pacing_spike_before_each_paced_beat(record_217_v1):
+    from bench.paced import SPIKE_BEFORE_R_MS, SPIKE_FS, with_pacing_spikes
+
+    rec = record_217_v1
+    plain, _ = with_pacing_spikes(rec, 0.0)
+    spiked, fs = with_pacing_spikes(rec, 10.0)
+    assert fs == SPIKE_FS and len(spiked) == len(plain) == len(rec.signal) * SPIKE_FS // rec.fs
+    added = spiked - plain
+    peaks = np.flatnonzero((added[1:-1] > added[:-2]) & (added[1:-1] >= added[2:]) & (added[1:-1] > 1.0)) + 1
+    paced = rec.ann_samples[np.isin(rec.ann_symbols, ["/", "f"])] * SPIKE_FS // rec.fs - SPIKE_BEFORE_R_MS
+    assert len(peaks) == len(paced) >= 50
+    assert np.abs(peaks - paced).max() <= 2  # the front end delays the pulse by a sample or two
