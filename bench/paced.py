@@ -56,13 +56,14 @@ def run(model, records, data_dir, spike_mv=None):
     out = {}
     for lead in LEADS:
         recs = [load_record(name, data_dir, lead="MLII" if lead == "MLII" else OTHER_LEAD) for name in records]
+        # what is sent, made once per record
+        sent = [(rec.signal, rec.fs) if spike_mv is None else with_pacing_spikes(rec, spike_mv) for rec in recs]
         out[lead] = {}
         for mode in MODES:
             row = {"per_record": {}}
             for declared in (False, True):
                 scores = []
-                for rec in recs:
-                    x, fs = (rec.signal, rec.fs) if spike_mv is None else with_pacing_spikes(rec, spike_mv)
+                for rec, (x, fs) in zip(recs, sent):
                     pos, lab, intervals = request(model, x, fs, rec.lead, mode, pacemaker=declared)
                     scores.append(score(rec, pos, lab, fs, intervals))
                     counts = scores[-1]["all"]

@@ -245,7 +245,7 @@ def analyse(model, model_dir, channel, settings, apply_ruleguard=True, pacemaker
         upright = upright_factor(qrs_direction, model.preprocessing_version)
         labels = runner.map("beat classification", _classify_here(model), _classify_in_child,
                             classification_jobs(channel, peaks, quality, model.decision, settings,
-                                                (apply_ruleguard, pacemaker), upright))
+                                                apply_ruleguard, pacemaker, upright))
     except BrokenProcessPool:
         raise RuntimeError("a process analysing the recording died") from None
     finally:
@@ -278,9 +278,9 @@ def _classify_here(model):
     return lambda *args: classify_task(model, *args)
 
 
-def classification_jobs(channel, peaks, quality, decision, settings, options, upright):
+def classification_jobs(channel, peaks, quality, decision, settings, apply_ruleguard, pacemaker, upright):
     """Stage 2's task arguments for the day's ``peaks`` and their ``quality`` (n,): whole
-    pools, with their context; ``options``: the request's ``(apply_ruleguard, pacemaker)``;
+    pools, with their context; ``apply_ruleguard``, ``pacemaker``: as the request set them;
     ``upright``: the day's ``ecg.pipeline.upright_factor``."""
     groups = beat_groups(len(peaks), PREPROCESSING["group_size_beats"])
     units = chunks.decision_units(len(peaks), decision)
@@ -289,7 +289,7 @@ def classification_jobs(channel, peaks, quality, decision, settings, options, up
     for a, b in chunks.classification_tasks(units, settings.task_beats):
         e0, e1 = chunks.context_range(groups, a, b)
         jobs.append((channel, peaks[e0:e1], groups[e0:e1], slice(a - e0, b - e0), units[a:b],
-                     quality[a:b], own, *options, upright))
+                     quality[a:b], own, apply_ruleguard, pacemaker, upright))
     return jobs
 
 

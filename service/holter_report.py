@@ -12,8 +12,8 @@ from ecg import holter
 from ecg.quality import QUALITY_LABELS, UNREADABLE
 
 from .holter import CLIPPED_WARNING_SHARE
-from .inference import (FLUTTER_WARNING, OWN_RHYTHM_WARNING, PACED_RHYTHM_WARNING, SHORT_RHYTHM_WARNING,
-                        lead_warning, polarity_warning, turned_upright)
+from .inference import (FLUTTER_WARNING, SHORT_RHYTHM_WARNING, lead_warning, own_rhythm_warning, polarity_warning,
+                        turned_upright)
 
 CSV_HEADER = "time_s,sample,type,confidence"
 
@@ -86,7 +86,7 @@ def report_warnings(channel, result, model):
     if result["flutter_s"]:
         notes.append(FLUTTER_WARNING.format(result["flutter_s"], result["flutter_intervals_s"][0][0]))
     if own_rhythm := int(np.count_nonzero(result["own_rhythm"])):
-        notes.append((PACED_RHYTHM_WARNING if result["pacemaker"] else OWN_RHYTHM_WARNING).format(own_rhythm))
+        notes.append(own_rhythm_warning(own_rhythm, result["pacemaker"]))
     n = len(result["is_v"])
     if result["short_rhythm_beats"]:
         notes.append(SHORT_RHYTHM_WARNING.format(result["short_rhythm_beats"], n))

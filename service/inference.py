@@ -223,6 +223,12 @@ def short_rhythm_beats(calls, features):
     return dominant_v if 2 * dominant_v > n else 0
 
 
+def own_rhythm_warning(n_own_rhythm, pacemaker):
+    """What to say of ``n_own_rhythm`` (> 0) beats the own-rhythm rule called N: paced beats when
+    a pacemaker was declared, else the patient's own rhythm."""
+    return (PACED_RHYTHM_WARNING if pacemaker else OWN_RHYTHM_WARNING).format(n_own_rhythm)
+
+
 def build_result(model, beats, calls, x, fs, derivation, apply_ruleguard, pacemaker=False):
     """The response fields of :func:`predict` from classified beats (timed apart by the bench).
 
@@ -254,7 +260,7 @@ def build_result(model, beats, calls, x, fs, derivation, apply_ruleguard, pacema
                                                flutter["ventricular_flutter_intervals_s"][0][0]))
     n_own_rhythm = int(np.count_nonzero(own_rhythm))
     if n_own_rhythm:
-        warnings.append((PACED_RHYTHM_WARNING if pacemaker else OWN_RHYTHM_WARNING).format(n_own_rhythm))
+        warnings.append(own_rhythm_warning(n_own_rhythm, pacemaker))
     n_short_rhythm = short_rhythm_beats(calls, beats.features)
     if n_short_rhythm:
         warnings.append(SHORT_RHYTHM_WARNING.format(n_short_rhythm, n))

@@ -1,6 +1,6 @@
 // The page's wiring: choose a signal, send it to the API like any client, show the answer.
 
-import { HolterView } from "./holter.js";
+import { HolterView, pacemakerRow } from "./holter.js";
 import { parseSignal, SignalFormatError } from "./parse.js";
 import { EcgTrace } from "./trace.js";
 
@@ -149,7 +149,7 @@ function renderSummary(input, answer, roundTrip) {
     ["Signal", `${input.label}: ${seconds.toFixed(1)} s at ${input.samplingRate} Hz, lead ${input.derivation}`
       + (meta.resampled ? ` (resampled to ${meta.model_sampling_rate} Hz for the model)` : "")],
     ["Beats", `${total} (${answer.normal_beats} N, ${v} V)`],
-    ...(meta.pacemaker ? [["Pacemaker", `declared: ${meta.own_rhythm_beats} paced beat(s) the networks would call V called N`]] : []),
+    ...(meta.pacemaker ? [pacemakerRow(meta.own_rhythm_beats)] : []),
     ["Heart rate", heartRate == null ? "not enough beats" : `${Math.round(heartRate)} bpm`],
     ["V beats", `${v}, burden ${Number(burden).toFixed(1)} %`],
     ...(meta.signal_quality ? [["Signal quality", qualityText(meta)]] : []),

@@ -15,6 +15,11 @@ const SVG_NS = "http://www.w3.org/2000/svg";
 
 const $ = (id) => document.getElementById(id);
 
+// the summary's row when a pacemaker was declared (predictions' metadata and the Holter report alike)
+export function pacemakerRow(ownRhythmBeats) {
+  return ["Pacemaker", `declared: ${ownRhythmBeats} paced beat(s) the networks would call V called N`];
+}
+
 export class HolterView {
   // showStrip({ id, label, values, fs, beats, unreadable, flutter, focusTime }): puts a strip on the trace
   constructor({ showStrip, setStatus, showError, clearError }) {
@@ -89,7 +94,7 @@ export class HolterView {
       ["Recording", `${this.file.name}: ${formatDuration(r.duration_s)}, channel ${r.channel.label} at `
         + `${r.channel.sampling_rate} Hz` + (r.start_time ? `, from ${r.start_time.replace("T", " ")}` : "")],
       ["Beats", `${r.total_beats} (${r.normal_beats} N, ${r.ventricular_beats} V)`],
-      ...(r.pacemaker ? [["Pacemaker", `declared: ${r.own_rhythm_beats} paced beat(s) the networks would call V called N`]] : []),
+      ...(r.pacemaker ? [pacemakerRow(r.own_rhythm_beats)] : []),
       ["PVC burden", `${r.pvc_burden_percent.toFixed(2)} %, ${r.pvc_per_hour.toFixed(1)} per hour`],
       ["Heart rate", `${rate(hr.min)} / ${rate(hr.mean)} / ${rate(hr.max)} bpm (min / mean / max of 1-min rates)`],
       ["Couplets, triplets", `${r.couplets}, ${r.triplets}`],
