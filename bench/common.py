@@ -30,6 +30,21 @@ def served_model_parser(prog, doc):
     return ap
 
 
+def unreachable(url):
+    """Why nothing answers HTTP at ``url`` (a service's base URL), or None when something does
+    (any status: a degraded service is still one to measure)."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        urllib.request.urlopen(url.rstrip("/") + "/health", timeout=10).close()
+    except urllib.error.HTTPError:
+        return None
+    except (OSError, ValueError) as exc:  # refused, no such host, timed out, not a URL
+        return f"--url {url}: no service answers there ({getattr(exc, 'reason', exc)})"
+    return None
+
+
 def mitdb_dir():
     """The MIT-BIH folder, or None when it is not on this machine."""
     for d in MITDB_DIRS:

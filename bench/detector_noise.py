@@ -39,6 +39,7 @@ import numpy as np
 from bench.robustness import TEST_SEED, Condition, corrupt
 from ecg.detect import detect_r_peaks
 from ecg.ec57 import detection_stats
+from train.cli import at_least
 
 NST_SNRS = (12, 6, 0, -6)
 RMS_SNRS = (6, 0)
@@ -130,7 +131,7 @@ def run(records, chosen, ddir, noise, channel, split, log, strip_seconds=None):
 
 def main(argv=None):
     from train import augment
-    from train.data import DS2, data_dir
+    from train.data import DS2, data_dir, require_records
 
     ap = argparse.ArgumentParser(prog="python -m bench.detector_noise", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -142,7 +143,7 @@ def main(argv=None):
     ap.add_argument("--split", choices=tuple(augment.NOISE_SPLITS), default="test",
                     help="the noise records' stretch (default: test, for DS2)")
     ap.add_argument("--conditions", nargs="+", metavar="NAME", help="run these conditions only (names as listed)")
-    ap.add_argument("--strip-seconds", type=float, help="detect on independent strips of this length "
+    ap.add_argument("--strip-seconds", type=at_least(float, 5.0), help="detect on independent strips of this length "
                     "(default: whole records)")
     ap.add_argument("--out", help="write the figures here (JSON)")
     args = ap.parse_args(argv)
@@ -154,6 +155,7 @@ def main(argv=None):
         return 2
     try:
         ddir = data_dir(args.data)
+        require_records(ddir, args.records)
         needs_noise = any(c.noise in augment.NSTDB_RECORDS for c in chosen)
         noise = augment.load_noise(augment.noise_dir(args.noise), args.split) if needs_noise else {}
     except (FileNotFoundError, ValueError) as exc:

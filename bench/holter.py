@@ -222,9 +222,13 @@ def main(argv=None):
     data = mitdb_dir()
     if data is None:
         sys.exit("bench.holter: MIT-BIH not found (ECG_DATA_DIR, data/mitdb, ../shared/data/mitdb)")
+    for folder in (args.work, args.out.parent):  # told now, not after minutes of work
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            sys.exit(f"bench.holter: {folder}: cannot be created ({exc.strerror})")
     from .holter_data import build_day, build_three_lead, load_reference
 
-    args.work.mkdir(parents=True, exist_ok=True)
     day, big = args.work / "mitdb_day.edf", args.work / "three_lead_1000.edf"
     if not day.exists():
         log("building", day)

@@ -25,7 +25,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .common import PROJECT_DIR, rss_kb, worker_pids
+from train.cli import at_least
+
+from .common import PROJECT_DIR, rss_kb, unreachable, worker_pids
 
 PAYLOAD = json.loads((PROJECT_DIR / "test_payload_10s.json").read_text())
 FS = PAYLOAD["sampling_rate"]
@@ -145,10 +147,14 @@ def start_server(workers=1):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--requests", type=int, default=10_000)
+    ap.add_argument("--requests", type=at_least(int, 1), default=10_000)
     ap.add_argument("--url", help="a running service (default: start a 1-worker gunicorn)")
     ap.add_argument("--master-pid", type=int, help="with --url: gunicorn master, to read RSS")
     args = ap.parse_args(argv)
+    why = args.url and unreachable(args.url)
+    if why:
+        print(f"hostile: {why}", file=sys.stderr)
+        return 2
 
     proc = None
     if args.url:

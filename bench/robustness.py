@@ -53,6 +53,7 @@ import numpy as np
 from bench.common import log, served_model_parser
 from ecg.ec57 import count_metrics, end_to_end_metrics, in_ranges
 from ecg.signal import resample
+from train.cli import at_least
 
 BENCH_DIR = Path(__file__).resolve().parent
 NST_SNRS = (24, 18, 12, 6, 0, -6)
@@ -283,19 +284,20 @@ def save_report(out, report, markdown):
 def main(argv=None):
     from service.model import ModelUnavailable, load_model
     from train import augment
-    from train.data import DS2, data_dir
+    from train.data import DS2, data_dir, require_records
 
     ap = served_model_parser("python -m bench.robustness", __doc__)
     ap.add_argument("--noise", help="nstdb noise records (default: $ECG_NOISE_DIR, ...)")
     ap.add_argument("--records", nargs="+", default=list(DS2))
     ap.add_argument("--only", nargs="+", metavar="CONDITION", help="run these conditions only (names as listed)")
-    ap.add_argument("--strip-seconds", type=float, default=STRIP_S,
+    ap.add_argument("--strip-seconds", type=at_least(float, 5.0), default=STRIP_S,
                     help="the length of the independent strips (s); 120 or 300: what longer requests get")
     ap.add_argument("--out", type=Path, default=BENCH_DIR / "robustness.json")
     args = ap.parse_args(argv)
 
     try:
         ddir = data_dir(args.data)
+        require_records(ddir, args.records)
         noise = augment.load_noise(augment.noise_dir(args.noise), "test")
         model = load_model(args.model)
     except (FileNotFoundError, ModelUnavailable, ValueError) as exc:

@@ -25,9 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
+from train.cli import at_least
 from train.data import DS2
 
-from .common import PROJECT_DIR, mitdb_dir, rss_mb, worker_pids
+from .common import PROJECT_DIR, mitdb_dir, rss_mb, unreachable, worker_pids
 
 STRIP_S = 10
 STRIP_EVERY_S = 60
@@ -142,14 +143,18 @@ def drive(url, master, bodies, concurrency, minutes):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--minutes", type=int, default=10)
-    ap.add_argument("--concurrency", type=int, default=32)
-    ap.add_argument("--workers", type=int, default=2, help="gunicorn workers when started here")
+    ap.add_argument("--minutes", type=at_least(int, 1), default=10)
+    ap.add_argument("--concurrency", type=at_least(int, 1), default=32)
+    ap.add_argument("--workers", type=at_least(int, 1), default=2, help="gunicorn workers when started here")
     ap.add_argument("--data", help="MIT-BIH folder")
     ap.add_argument("--url", help="a running service, e.g. http://127.0.0.1:7860")
     ap.add_argument("--master-pid", type=int, help="with --url: its gunicorn master, for RSS")
     ap.add_argument("--json", help="write the full results here")
     args = ap.parse_args(argv)
+    why = args.url and unreachable(args.url)
+    if why:
+        print(f"soak: {why}", file=sys.stderr)
+        return 2
 
     bodies = ds2_strips(find_data(args.data))
     print(f"{len(bodies)} strips of {STRIP_S} s from {len(DS2)} DS2 records", flush=True)

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from train import protocol, tracking
-from train.cli import quiet_tensorflow, run_cli
+from train.cli import one_line, quiet_tensorflow, run_cli
 
 from . import releases
 from .releases import release_graphs, sha256  # noqa: F401  (the release's files, as the service reads them)
@@ -446,6 +446,33 @@ def cascade_parts(cascade, paths):
     return decision, graphs
 
 
+# what promotion reads of python -m train.cascade's and train.pooling's output (a.b: b inside a)
+CASCADE_KEYS = ("below_logit", "above_logit", "study_runs", "rule", "ds1_nested_oof", "beats")
+POOLING_KEYS = ("min_corr", "own_weight", "core_samples", "threshold", "chosen_on.run")
+
+
+def choice_file(keys):
+    """An argparse type: the JSON object a file holds, with ``keys``; so that a wrong
+    ``--cascade`` or ``--pooling`` is refused before minutes of conversion, not after."""
+    def read(path):
+        try:
+            choice = json.loads(Path(path).read_text())
+        except OSError as exc:
+            raise argparse.ArgumentTypeError(f"{path}: {exc.strerror}") from None
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise argparse.ArgumentTypeError(f"{path}: not JSON ({one_line(exc)})") from None
+        missing = [k for k in keys if not holds(choice, k.split("."))]
+        if missing:
+            raise argparse.ArgumentTypeError(f"{path}: no {', '.join(missing)} in it: not the output it needs")
+        return choice
+    return read
+
+
+def holds(node, path):
+    """Whether the JSON value ``node`` has the nested keys ``path`` (a list)."""
+    return not path or (isinstance(node, dict) and path[0] in node and holds(node[path[0]], path[1:]))
+
+
 def pooling_part(pooling, train_decision, run_id):
     """The card's ``decision.pooling`` from ``python -m train.pooling``'s output, and its threshold.
 
@@ -586,7 +613,7 @@ def restore_alias(card, withdrawn):
     from mlflow.exceptions import MlflowException
 
     uri = tracking.tracking_uri()
-    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
+    if tracking.missing_store(uri):
         return f"no MLflow store at {uri}: @{ALIAS} not touched"
     client = mlflow.MlflowClient(uri)
     version, run_id = registry_version(card), card["mlflow"]["run_id"]
@@ -627,8 +654,8 @@ def promote(args):
         data_dir(args.data)  # a wrong --data is an error, not a check quietly skipped
     output = Path(args.output)
     uri = tracking.tracking_uri()
-    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
-        raise PromotionError(f"no MLflow store at {uri[len('sqlite:///'):]}: train first: python -m train "
+    if missing := tracking.missing_store(uri):
+        raise PromotionError(f"no MLflow store at {missing}: train first: python -m train "
                              "(or set MLFLOW_TRACKING_URI)")
     mlflow.set_tracking_uri(uri)
     client = mlflow.MlflowClient()
@@ -677,15 +704,14 @@ def prepare(run, train_card, local, args, tmp):
     cascade = None
     if args.cascade:
         cascade, graphs, verification["parity_cascade"] = export_cascade(
-            model, json.loads(Path(args.cascade).read_text()), train_card["decision"], tmp, args.data)
+            model, args.cascade, train_card["decision"], tmp, args.data)
         files.update({f"{role}.onnx": path for role, (path, _) in graphs.items()})
     # the candidate as the service will read it: the same card fields and sha256 check
     candidate = tmp / "candidate"
     candidate.mkdir()
     for name, path in files.items():
         shutil.copy2(path, candidate / name)
-    pooling = (pooling_part(json.loads(Path(args.pooling).read_text()), train_card["decision"], run.info.run_id)
-               if args.pooling else None)
+    pooling = pooling_part(args.pooling, train_card["decision"], run.info.run_id) if args.pooling else None
     cand_card = build_card(train_card, run, onnx_path, OPSET, verification, "candidate", cascade, pooling)
     (candidate / "model.json").write_text(json.dumps(cand_card, indent=2))
     verification["end_to_end"] = check_end_to_end(candidate, cand_card, args.data)
@@ -738,9 +764,9 @@ def parse_args(argv=None):
                     help="promote even if the candidate loses against production (says why it lost)")
     ap.add_argument("--commit", action="store_true",
                     help="git commit models/ with a 'Deploy: MLflow model' (or 'Rollback: ...') message")
-    ap.add_argument("--cascade", metavar="JSON",
+    ap.add_argument("--cascade", metavar="JSON", type=choice_file(CASCADE_KEYS),
                     help="serve the ensemble as a cascade with the band python -m train.cascade chose")
-    ap.add_argument("--pooling", metavar="JSON",
+    ap.add_argument("--pooling", metavar="JSON", type=choice_file(POOLING_KEYS),
                     help="pool each strip's beats by morphology as python -m train.pooling chose")
     ap.add_argument("--rollback", action="store_true",
                     help="withdraw the release in production and restore the one before it (again: the one "

@@ -88,6 +88,62 @@ def test_promote_refuses_unknown_runs_experiments_and_data(cli, tmp_path):
     assert not (tmp_path / "models").exists()  # nothing half-written
 
 
+def test_promote_reads_the_cascade_and_pooling_files_before_any_work(cli, tmp_path):
+    out = ["--output", tmp_path / "models" / "ecg_nv_cnn"]
+    (tmp_path / "garbage.json").write_text("not json")
+    (tmp_path / "partial.json").write_text('{"min_corr": 0.95, "chosen_on": {}}')
+    for option in ("--pooling", "--cascade"):
+        one_clean_line(cli("convert.promote", *out, option, tmp_path / "none.json"), option, "No such file")
+        one_clean_line(cli("convert.promote", *out, option, tmp_path / "garbage.json"), option, "not JSON")
+        one_clean_line(cli("convert.promote", *out, option, tmp_path / "partial.json"), option, "not the output")
+    # the pooling's run is read inside chosen_on
+    assert "chosen_on.run" in cli("convert.promote", *out, "--pooling", tmp_path / "partial.json").stderr
+    assert not (tmp_path / "models").exists() and not (tmp_path / "mlflow.db").exists()
+
+
+def test_out_of_fold_studies_refuse_a_missing_store_an_unknown_run_and_a_run_without_evidence(cli, tmp_path):
+    studies = ("train.oof_errors", "train.pooling", "train.cascade")
+    for module in studies:
+        one_clean_line(cli(module, "0" * 32), "no MLflow store")
+    assert not (tmp_path / "mlflow.db").exists()  # not created by asking
+    plain_run = subprocess.run(
+        [sys.executable, "-c", "import mlflow\nwith mlflow.start_run() as run: print(run.info.run_id)"],
+        cwd=tmp_path, env={**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"},
+        capture_output=True, text=True, check=True).stdout.split()[-1]
+    for module in studies:
+        one_clean_line(cli(module, "0" * 32), "0" * 32)
+        one_clean_line(cli(module, plain_run), plain_run, "--nested-oof")
+
+
+def test_counts_and_lengths_out_of_range_are_refused_before_any_run(cli, tmp_path):
+    for option, value in (("--epochs", "0"), ("--folds", "0"), ("--members", "0"), ("--batch-size", "-1"),
+                          ("--strip-seconds", "2"), ("--augment", "-0.1"), ("--train-offsets", "-5")):
+        one_clean_line(cli("train", "--data", FIXTURES, *TINY, option, value), option, "under", alone=False)
+    one_clean_line(cli("train.optimize", "--data", FIXTURES, "--n-trials", "0"), "--n-trials", "under", alone=False)
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_noise_studies_refuse_records_the_data_does_not_hold(cli):
+    for module in ("bench.robustness", "bench.detector_noise"):
+        r = cli(module, "--data", FIXTURES, "--records", "119", "998", "999")
+        assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+        assert r.stderr.strip().splitlines() == [r.stderr.strip()] and "998, 999 are not in" in r.stderr, r.stderr
+
+
+def test_a_download_that_fails_is_one_line_and_leaves_no_half_database(cli, tmp_path):
+    # a proxy nothing listens on: refused at once, online or not (tests fetch nothing)
+    offline = {"HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9", "NO_PROXY": ""}
+    target = tmp_path / "data" / "mitdb"
+    one_clean_line(cli("train.data", "download", "--data", target, **offline), "cannot download mitdb")
+    assert list(target.parent.iterdir()) == []
+
+
+def test_load_tests_refuse_a_url_where_no_service_answers(cli):
+    for module in ("bench.hostile", "bench.soak"):
+        r = cli(module, "--url", "http://127.0.0.1:9")
+        assert r.returncode == 2 and r.stderr.count("\n") == 1 and "no service answers" in r.stderr, r.stderr
+
+
 def test_bench_refuses_bad_output_and_missing_data(cli, tmp_path):
     a_file = tmp_path / "file"
     a_file.write_text("")

@@ -136,8 +136,7 @@ def ds2_figures(run_id, chosen, data=None, cache="cache", records=None):
 def main(argv=None):
     import tempfile
 
-    from . import tracking
-    from .nested import load_oof
+    from .nested import check_oof_runs, load_oof
 
     ap = argparse.ArgumentParser(prog="python -m train.cascade", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -150,7 +149,7 @@ def main(argv=None):
                          "ensemble and cascade (needs TensorFlow)")
     ap.add_argument("--data", help="MIT-BIH directory for --ds2 (default: $ECG_DATA_DIR, ...)")
     args = ap.parse_args(argv)
-    tracking.setup()
+    check_oof_runs(args.runs)
     with tempfile.TemporaryDirectory() as tmp:
         oofs = [load_oof(run_id, Path(tmp) / run_id) for run_id in args.runs]
     rows = study(oofs)
@@ -183,4 +182,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from .cli import run_cli
+
+    sys.exit(run_cli("python -m train.cascade", main))

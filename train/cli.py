@@ -5,7 +5,7 @@ import argparse
 import os
 import sys
 
-from .data import data_dir
+from .data import data_dir, require_records
 from .tracking import mask_url
 
 
@@ -45,6 +45,18 @@ def quiet_tensorflow():
         os.close(devnull)
 
 
+def at_least(kind, low):
+    """An argparse type: a number of ``kind`` (int or float) no smaller than ``low``, so that a
+    count of 0 epochs or a negative strip length is refused before any run is created."""
+    def parse(text):
+        value = kind(text)  # not a number: argparse's own "invalid int value" message
+        if not value >= low:
+            raise argparse.ArgumentTypeError(f"{text} is under {low}")
+        return value
+    parse.__name__ = kind.__name__  # what argparse names the type after in its messages
+    return parse
+
+
 def one_line(exc):
     """The first line of an exception's message, passwords of URLs masked."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -65,9 +77,10 @@ def check_data_option(argv):
     given = pre.parse_known_args(argv)[0]
     directory = data_dir(given.data)
     for option in RECORD_OPTIONS:
-        for record in getattr(given, option[2:].replace("-", "_")):
-            if not (directory / f"{record}.hea").exists():
-                raise FileNotFoundError(f"{option}: record {record} is not in {directory}")
+        try:
+            require_records(directory, getattr(given, option[2:].replace("-", "_")))
+        except FileNotFoundError as exc:
+            raise FileNotFoundError(f"{option}: {exc}") from None
 
 
 RECORD_OPTIONS = ("--train-records", "--val-records", "--test-records")

@@ -10,6 +10,7 @@ internet access (wfdb's PhysioNet client). Nothing else in the project downloads
 
 import argparse
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,6 +55,15 @@ def data_dir(path=None):
         "MIT-BIH data not found: pass --data DIR or set ECG_DATA_DIR "
         "(python -m train.data download fetches it)"
     )
+
+
+def require_records(directory, names):
+    """Raise ``FileNotFoundError`` naming the records of ``names`` that ``directory`` does not hold."""
+    missing = [str(n) for n in names if not (Path(directory) / f"{n}.hea").is_file()]
+    if len(missing) == 1:
+        raise FileNotFoundError(f"record {missing[0]} is not in {directory}")
+    if missing:
+        raise FileNotFoundError(f"records {', '.join(missing)} are not in {directory}")
 
 
 def has_records(directory):
@@ -144,13 +154,34 @@ def main(argv=None):
     dl.add_argument("--data", default="data/mitdb", help="target directory")
     args = ap.parse_args(argv)
     if args.cmd == "download":
-        import wfdb
-
-        Path(args.data).mkdir(parents=True, exist_ok=True)
         print(f"downloading mitdb into {args.data} ...", flush=True)
-        wfdb.dl_database("mitdb", dl_dir=args.data)
+        download(args.data)
         print("done; cite: Moody & Mark 2001; Goldberger et al. 2000 (ODC-By 1.0)")
 
 
+def download(target):
+    """MIT-BIH from PhysioNet into ``target``, all or nothing: the files arrive in a folder beside
+    it and move in once every one has, so a cut connection leaves no half database behind."""
+    import tempfile
+
+    import wfdb
+
+    from .cli import UsageError
+
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{target.name}-partial-") as tmp:
+        try:
+            wfdb.dl_database("mitdb", dl_dir=tmp)
+        except OSError as exc:  # requests' errors are OSErrors: offline, refused, a proxy, HTTP errors
+            raise UsageError(f"cannot download mitdb from PhysioNet ({type(exc).__name__}): "
+                             "is this machine online?") from None
+        target.mkdir(exist_ok=True)
+        for path in Path(tmp).iterdir():
+            os.replace(path, target / path.name)
+
+
 if __name__ == "__main__":
-    main()
+    from .cli import run_cli
+
+    sys.exit(run_cli("python -m train.data", main))

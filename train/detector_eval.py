@@ -24,7 +24,8 @@ import numpy as np
 from ecg.detect import detect_r_peaks
 from ecg.ec57 import detection_stats
 
-from .data import ALL_RECORDS, data_dir, load_record
+from .cli import at_least
+from .data import ALL_RECORDS, data_dir, load_record, require_records
 
 WITHIN_MS = 30.0  # position tolerance the classifier's windows can live with
 
@@ -117,8 +118,7 @@ def mitdb_directory(path):
 
 
 def read_record(name, directory, lead):
-    if not (directory / f"{name}.hea").is_file():
-        raise FileNotFoundError(f"record {name} is not in {directory}")
+    require_records(directory, [name])
     return load_record(name, directory, lead=channel_name(name, directory, lead))
 
 
@@ -130,7 +130,7 @@ def main(argv=None):
     ap.add_argument("--lead", default="MLII",
                     help="lead name, or a channel number such as 0; records without the named lead "
                          "use channel 0 (102 and 104 have no MLII) (default: MLII)")
-    ap.add_argument("--strip-seconds", type=float, default=None,
+    ap.add_argument("--strip-seconds", type=at_least(float, 5.0), default=None,
                     help="cut each record into independent strips of this length (default: whole records)")
     ap.add_argument("--json", default=None, help="write the per-record and gross figures here")
     args = ap.parse_args(argv)

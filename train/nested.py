@@ -83,6 +83,26 @@ def evidence(p_members, beats):
             "records": beats.records}
 
 
+def check_oof_runs(run_ids):
+    """Refuse, before any work, a run the MLflow store does not hold or one that logged no
+    out-of-fold evidence (:data:`ARTIFACT`: only a ``--nested-oof`` run does)."""
+    import mlflow
+
+    from . import tracking
+    from .cli import UsageError
+
+    uri = tracking.tracking_uri()
+    if missing := tracking.missing_store(uri):
+        raise UsageError(f"no MLflow store at {missing} (or set MLFLOW_TRACKING_URI)")
+    mlflow.set_tracking_uri(uri)
+    client = mlflow.MlflowClient()
+    for run_id in run_ids:
+        client.get_run(run_id)  # an unknown run: MLflow's own refusal, which names it
+        logged = {a.path for a in client.list_artifacts(run_id, str(Path(ARTIFACT).parent))}
+        if ARTIFACT not in logged:
+            raise UsageError(f"run {run_id} logged no {ARTIFACT}: only a --nested-oof run has out-of-fold evidence")
+
+
 def load_oof(run_id, dst):
     """A ``--nested-oof`` run's evidence, downloaded into ``dst``: a dict of the arrays
     ``p_members``, ``y``, ``features`` and ``records`` (module docstring), and ``views``:

@@ -102,12 +102,10 @@ def main(argv=None):
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run_id", help="a finished --nested-oof run")
     args = ap.parse_args(argv)
-    import mlflow
-
     from . import tracking
-    from .nested import load_oof
+    from .nested import check_oof_runs, load_oof
 
-    mlflow.set_tracking_uri(tracking.tracking_uri())
+    check_oof_runs([args.run_id])
     with tempfile.TemporaryDirectory() as tmp:
         oof = load_oof(args.run_id, tmp)
         decision = tracking.load_run_card(args.run_id, tmp)["decision"]
@@ -116,4 +114,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from .cli import run_cli
+
+    raise SystemExit(run_cli("python -m train.oof_errors", main))

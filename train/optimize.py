@@ -22,7 +22,7 @@ import platform
 import time
 
 from . import tracking
-from .cli import UsageError, check_data_option, quiet_tensorflow, run_cli
+from .cli import UsageError, at_least, check_data_option, quiet_tensorflow, run_cli
 
 SEARCH_SPACE_DOC = {
     "filters": [16, 32, 48],
@@ -62,15 +62,15 @@ def parse_args(argv):
                "e.g. on the bundled excerpts:\n"
                "  python -m train.optimize --n-trials 2 --epochs 2 --data tests/data/mitdb --train-records 119 208 \\\n"
                "      --val-records 200 --test-records 233 100 --folds 1 --max-train-beats 2000")
-    ap.add_argument("--n-trials", type=int, default=10)
+    ap.add_argument("--n-trials", type=at_least(int, 1), default=10)
     ap.add_argument("--study", default="ecg_nv_cnn")
     ap.add_argument("--storage", default="sqlite:///optuna.db", help="Optuna storage URL shared by all workers")
     ap.add_argument("--seed", type=int, default=42, help="training seed of every trial")
     ap.add_argument("--sampler-seed", type=int, default=None,
                     help="seed of this worker's sampler (default: drawn from its pid and the time; "
                          "logged with every trial)")
-    ap.add_argument("--epochs", type=int, default=20)
-    ap.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
+    ap.add_argument("--epochs", type=at_least(int, 1), default=20)
+    ap.add_argument("--timeout", type=at_least(float, 1.0), help="stop starting trials after this many seconds")
     ap.add_argument("--no-pruning", action="store_true", help="let every trial run to its early stop")
     args, extra = ap.parse_known_args(argv)
     if args.sampler_seed is None:

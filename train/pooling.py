@@ -288,11 +288,10 @@ def print_ds2(runs, evidence, signal_wide, data):
 
 def main(argv=None):
     args = parse_args(argv)
-    import mlflow
+    from . import dataset
+    from .nested import check_oof_runs
 
-    from . import dataset, tracking
-
-    mlflow.set_tracking_uri(tracking.tracking_uri())
+    check_oof_runs(args.runs)
     val = dataset.build(sorted(DS1), args.data, 10.0, (0.0,), progress=None)
     with tempfile.TemporaryDirectory() as tmp:
         evidence = [aligned_evidence(run, val, tmp) for run in args.runs]
@@ -318,4 +317,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from .cli import run_cli
+
+    sys.exit(run_cli("python -m train.pooling", main))

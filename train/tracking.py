@@ -21,6 +21,13 @@ def tracking_uri():
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{PROJECT_DIR / 'mlflow.db'}"
 
 
+def missing_store(uri):
+    """The file an SQLite tracking ``uri`` names when it does not exist, else None: a command
+    that only reads runs must say so rather than ask MLflow, which would create it."""
+    path = uri[len("sqlite:///"):] if uri.startswith("sqlite:///") else None
+    return path if path and not Path(path).exists() else None
+
+
 def mask_url(text):
     """``text`` with the password of every URL in it replaced by ``***``: what logs, tags and
     parameters may show of a storage or tracking URL."""

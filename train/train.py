@@ -20,6 +20,7 @@ from ecg.pipeline import PREPROCESSING
 
 from . import augment, dataset, protocol, tracking
 from .checkpoint import PROCESS_TAG, Checkpoints, check_same_params, resumable_run, this_process
+from .cli import at_least
 from .data import DS1, DS2, OTHER_LEAD, data_dir
 from .evaluate import DS2_EVALUATIONS, best_f1_threshold, label_beats, predict_raw, score_ds2, tune_decision
 from .model import DEFAULTS as MODEL_DEFAULTS
@@ -42,19 +43,21 @@ def parse_args(argv=None):
     ap.add_argument("--train-records", nargs="+", help="default: DS1 minus --val-records")
     ap.add_argument("--val-records", nargs="+", default=list(VALIDATION))
     ap.add_argument("--test-records", nargs="+", default=list(DS2))
-    ap.add_argument("--epochs", type=int, default=15)
-    ap.add_argument("--patience", type=int, default=3, help="epochs without a better validation score before stopping")
+    ap.add_argument("--epochs", type=at_least(int, 1), default=15)
+    ap.add_argument("--patience", type=at_least(int, 0), default=3,
+                    help="epochs without a better validation score before stopping")
     ap.add_argument("--stop-on", choices=["f1", "ap"], default="f1",
                     help="early-stopping score on the held-out records: F1-V at its best threshold, or "
                          "average precision of V (threshold-free, less noisy on a few patients)")
-    ap.add_argument("--batch-size", type=int, default=256)
+    ap.add_argument("--batch-size", type=at_least(int, 1), default=256)
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--imbalance", choices=["none", "balanced", "sqrt"], default="sqrt",
                     help="class weight of V: none (1), balanced (n_nonV/n_V) or its square root")
-    ap.add_argument("--strip-seconds", type=float, default=10.0, help="strip length the records are cut into")
-    ap.add_argument("--train-offsets", type=float, nargs="+", default=[0.0, 5.0],
+    ap.add_argument("--strip-seconds", type=at_least(float, 5.0), default=10.0,
+                    help="strip length the records are cut into (at least 5 s, as a request)")
+    ap.add_argument("--train-offsets", type=at_least(float, 0.0), nargs="+", default=[0.0, 5.0],
                     help="strip offsets (s) for training: each gives every beat another context")
-    ap.add_argument("--augment", type=float, default=0.1,
+    ap.add_argument("--augment", type=at_least(float, 0.0), default=0.1,
                     help="noise augmentation level (0: off): each epoch sees beats with random "
                          "amplitude change and noise of up to this fraction of the QRS amplitude")
     ap.add_argument("--leads", nargs="+", choices=["MLII", OTHER_LEAD], default=["MLII"],
@@ -69,9 +72,9 @@ def parse_args(argv=None):
                     help="extra DS1 validation views besides clean MLII, e.g. other ma6 em0 bw-6 other-ma6: "
                          "out-of-fold F1 of V on each is logged (val_f1_V_<view>) and early stopping "
                          "scores them all")
-    ap.add_argument("--folds", type=int, default=5,
+    ap.add_argument("--folds", type=at_least(int, 1), default=5,
                     help="> 1: cross-fit over DS1 by record; one member per fold, decision tuned out of fold")
-    ap.add_argument("--members", type=int, default=1,
+    ap.add_argument("--members", type=at_least(int, 1), default=1,
                     help="networks trained with different seeds and averaged into one model")
     ap.add_argument("--nested-oof", action="store_true",
                     help="also cross-fit an inner ensemble inside each outer fold and log its members' "
@@ -82,7 +85,7 @@ def parse_args(argv=None):
     ap.add_argument("--ablate-relative", action="store_true",
                     help="measurement only: blank the patient-relative inputs (beat minus median beat, "
                          "RR and QRS ratios, template correlation) to see what they are worth on DS2")
-    ap.add_argument("--max-train-beats", type=int, help="subsample training beats (tests, quick looks)")
+    ap.add_argument("--max-train-beats", type=at_least(int, 1), help="subsample training beats (tests, quick looks)")
     ap.add_argument("--skip-e2e", action="store_true", help="only the reference-beat DS2 evaluation")
     ap.add_argument("--run-name", help="MLflow run name (default says what was tried)")
     ap.add_argument("--resume", metavar="RUN_ID",
