@@ -27,7 +27,9 @@ Conditions (``CONDITIONS``):
 - ``virtual 45°``, ``virtual 135°``: a lead the records do not have, ``cos(a) * MLII + sin(a) *
   channel 1`` (under the heart-dipole model, the heart vector's projection on another direction
   of the plane the two leads span): at 45° MLII's upright and V1's downward QRS complexes partly
-  cancel (a low-voltage lead), at 135° they add (a large, mostly negative one);
+  cancel (a low-voltage lead), at 135° they add (a large, mostly negative one); ``--angles
+  DEG...`` runs virtual leads at other angles instead of the conditions (``bench/virtual_leads.md``:
+  0 to 150° by 30°; a lead and its reverse, a + 180°, are sent upright alike);
 - ``inverted``: the lead's polarity reversed; ``hum 0.3 mV``: 60-Hz mains interference of
   0.3 mV with a third harmonic of 0.09 mV, over the whole record; ``hum 50 Hz 1 mV``: 1 mV of
   50-Hz interference (a device without a mains filter);
@@ -290,23 +292,30 @@ def main(argv=None):
     ap.add_argument("--noise", help="nstdb noise records (default: $ECG_NOISE_DIR, ...)")
     ap.add_argument("--records", nargs="+", default=list(DS2))
     ap.add_argument("--only", nargs="+", metavar="CONDITION", help="run these conditions only (names as listed)")
+    ap.add_argument("--angles", nargs="+", type=float, metavar="DEG",
+                    help="instead of the conditions (and --only): virtual leads at these angles (a sweep of the lead's "
+                         "direction in the plane of MLII and channel 1; 0 is MLII, 90 channel 1)")
     ap.add_argument("--strip-seconds", type=at_least(float, 5.0), default=STRIP_S,
                     help="the length of the independent strips (s); 120 or 300: what longer requests get")
     ap.add_argument("--out", type=Path, default=BENCH_DIR / "robustness.json")
     args = ap.parse_args(argv)
 
+    if args.angles:
+        chosen = [Condition(f"virtual {a:g}°", lead="mixed", mix_deg=a) for a in args.angles]
+    else:
+        chosen = [c for c in conditions() if not args.only or c.name in args.only]
+        if args.only and len(chosen) != len(args.only):
+            known = ", ".join(c.name for c in conditions())
+            print(f"robustness: unknown condition in {args.only}; known: {known}", file=sys.stderr)
+            return 2
     try:
         ddir = data_dir(args.data)
         require_records(ddir, args.records)
-        noise = augment.load_noise(augment.noise_dir(args.noise), "test")
+        needs_noise = any(c.noise in augment.NSTDB_RECORDS for c in chosen)
+        noise = augment.load_noise(augment.noise_dir(args.noise), "test") if needs_noise else {}
         model = load_model(args.model)
     except (FileNotFoundError, ModelUnavailable, ValueError) as exc:
         print(f"robustness: {exc}", file=sys.stderr)
-        return 2
-    chosen = [c for c in conditions() if not args.only or c.name in args.only]
-    if args.only and len(chosen) != len(args.only):
-        known = ", ".join(c.name for c in conditions())
-        print(f"robustness: unknown condition in {args.only}; known: {known}", file=sys.stderr)
         return 2
     report = {"model": model.summary(), "records": args.records, "strip_s": args.strip_seconds, "conditions": {}}
     t0 = time.perf_counter()

@@ -304,6 +304,23 @@ def test_a_virtual_lead_condition_sends_a_combination_of_the_two_leads():
         assert fs == 360 and np.allclose(x, (sign * mlii + v1) / np.sqrt(2))
 
 
+def test_robustness_sweeps_virtual_leads_by_angle(tmp_path):
+    """``--angles``: 0° is MLII as sent, 90° the other lead, and a lead and its reverse are alike."""
+    import json
+
+    from bench import robustness
+
+    two_leads = FIXTURES.parent / "mitdb-two-leads"
+    common = ["--data", two_leads, "--records", "208"]  # no noise condition: no noise records needed
+    for args, out in ((["--angles", "0", "90", "270"], "angles.json"), (["--only", "clean", "lead1"], "named.json")):
+        assert robustness.main([*map(str, common), *args, "--out", str(tmp_path / out)]) == 0
+    angles = json.loads((tmp_path / "angles.json").read_text())["conditions"]
+    named = json.loads((tmp_path / "named.json").read_text())["conditions"]
+    assert list(angles) == ["virtual 0°", "virtual 90°", "virtual 270°"]
+    assert angles["virtual 0°"] == named["clean"] and angles["virtual 90°"] == named["lead1"]
+    assert angles["virtual 270°"] == angles["virtual 90°"]  # turned upright, the reverse is the same lead
+
+
 def test_robustness_sends_strips_of_the_length_asked(record_119):
     """``--strip-seconds``: a strip as long as the signal is the whole signal; 10-s strips are not."""
     from bench import robustness
