@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ecg.signal import MAX_FS, MIN_FS
+from ecg.signal import MIN_FS
 
 from .inference import lead_name
 
@@ -24,6 +24,10 @@ ANNOTATIONS_LABEL = "EDF Annotations"
 # labels of a signal that looks like an ECG lead: without lead II, the default channel is the first such
 ECG_LABEL = re.compile(r"\b(ECG|EKG|ML ?I{1,3}|MLV\d?|I{1,3}|AVR|AVL|AVF|V\d|CM\d|CC\d|LEAD)\b", re.I)
 UNIT_TO_MV = {"mv": 1.0, "uv": 1e-3, "µv": 1e-3, "μv": 1e-3, "v": 1e3}
+# highest channel rate read (Hz). Recorders store ECG above a request's 1000 Hz (polysomnographs
+# 512-1024, BioSemi 2048); 24 h of one 16-bit channel at 4096 Hz (708 MB) still fits
+# ECG_MAX_RECORDING_MB's default, and the recording is resampled to 360 Hz in chunks.
+MAX_EDF_FS = 4096
 
 
 class EdfError(ValueError):
@@ -214,9 +218,9 @@ def open_channel(path, channel=None):
         raise EdfError(f"channel {index} ({sig.label.strip()!r}) is sampled at {fs:g} Hz: "
                        "a whole number of Hz is needed")
     fs = int(round(fs))
-    if not MIN_FS <= fs <= MAX_FS:
+    if not MIN_FS <= fs <= MAX_EDF_FS:
         raise EdfError(f"channel {index} ({sig.label.strip()!r}) is sampled at {fs} Hz, "
-                       f"outside {MIN_FS}-{MAX_FS} Hz")
+                       f"outside {MIN_FS}-{MAX_EDF_FS} Hz")
     unit = sig.physical_dimension.strip()
     to_mv = UNIT_TO_MV.get(unit.lower())
     if to_mv is None:

@@ -37,7 +37,7 @@ def wants_csv():
 @blp.alt_response(413, schema=ErrorSchema, description="File over ECG_MAX_RECORDING_MB")
 @blp.alt_response(415, schema=ErrorSchema, description="Neither application/octet-stream nor multipart/form-data")
 @blp.alt_response(422, schema=ErrorSchema, description="Not an EDF file, truncated, header not matching the file, no "
-                  "such channel, a rate outside 100-1000 Hz, an all-zero or saturated channel, an "
+                  "such channel, a rate outside 100-4096 Hz, an all-zero or saturated channel, an "
                   "EDF+D with gaps, an empty file, or no heartbeat found")
 @blp.alt_response(503, schema=ErrorSchema,
                   description="No usable model loaded, or the analysis ran past ECG_RECORDING_TIMEOUT_S")

@@ -107,6 +107,24 @@ def test_chunked_beats_are_the_whole_signal_beats_at_other_databases_rates(tmp_p
     assert_same_beats(client, path, None, r.get_json())
 
 
+@pytest.mark.parametrize("fs", [1024, 2048])
+def test_a_recorder_rate_above_a_requests_1000_hz_gives_the_beats_of_360_hz(tmp_path, excerpts, edf_360, fs):
+    # a polysomnograph's 1024 Hz, BioSemi's 2048: past what a request may send, not what a file holds
+    path = tmp_path / f"five_{fs}.edf"
+    write_edf(path, [resample(excerpts, 360, fs)], fs, ["ECG II"])
+    client = small_pools_app(tmp_path).test_client()
+    high, at_360 = (post_edf(client, p, "?include_beats=true") for p in (path, edf_360))
+    assert high.status_code == 201, high.get_json()
+    high, at_360 = high.get_json(), at_360.get_json()
+    assert high["channel"]["sampling_rate"] == fs
+    seconds = [np.array([b["sample"] for b in r["beats"]]) / rate for r, rate in ((high, fs), (at_360, 360))]
+    assert len(seconds[0]) == len(seconds[1]) > 900
+    moved = np.abs(seconds[0] - seconds[1])  # the lead went through two resamplings: a flat apex may move
+    assert np.mean(moved <= 0.003) >= 0.99 and moved.max() <= 0.030
+    assert [b["type"] for b in high["beats"]] == [b["type"] for b in at_360["beats"]]
+    assert high["ventricular_beats"] == at_360["ventricular_beats"] > 100
+
+
 @pytest.mark.parametrize("version", ["nv-pre-2", "nv-pre-3"])
 def test_an_inverted_channel_is_turned_upright_in_chunks_only_for_the_versions_that_learned_it(
         tmp_path, edf_1000, version):
