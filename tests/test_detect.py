@@ -198,7 +198,8 @@ def test_detector_eval_answers_bad_data_with_one_line_and_no_traceback(tmp_path)
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
     cases = [[], ["--data", str(tmp_path / "missing")], ["--data", str(tmp_path)],
              ["--data", str(FIXTURES), "--records", "999"],
-             ["--data", str(FIXTURES), "--records", "119", "--lead", "3"]]
+             ["--data", str(FIXTURES), "--records", "119", "--lead", "3"],
+             ["--data", str(FIXTURES), "--records", "119", "--lead", "V5"]]  # 119 has MLII and V1
     for args in cases:
         out = subprocess.run([sys.executable, "-m", "train.detector_eval", *args], cwd=tmp_path, env=env,
                              capture_output=True, text=True, timeout=120)

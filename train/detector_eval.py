@@ -96,15 +96,21 @@ def format_table(rows, total):
 
 
 def channel_name(name, directory, lead):
-    """``lead`` as given, or the name of channel ``N`` when ``lead`` is a number."""
-    if not lead.isdigit():
-        return lead
+    """The name of the record's channel ``lead`` (a name, or a number ``N``).
+
+    MLII stands in for channel 0 in the records without it (102 and 104); any other name a
+    record does not have is refused, not scored on another lead's beats."""
     import wfdb
 
-    names = wfdb.rdheader(str(directory / str(name))).sig_name
-    if int(lead) >= len(names):
-        raise LookupError(f"record {name} has channels 0 to {len(names) - 1}, not {lead}")
-    return names[int(lead)].strip()
+    names = [s.strip() for s in wfdb.rdheader(str(directory / str(name))).sig_name]
+    if lead.isdigit():
+        if int(lead) >= len(names):
+            raise LookupError(f"record {name} has channels 0 to {len(names) - 1}, not {lead}")
+        return names[int(lead)]
+    if lead not in names and lead != "MLII":
+        raise LookupError(f"record {name} has no lead {lead} (it has {', '.join(names)}): "
+                          "--lead 1 reads each record's second channel")
+    return lead
 
 
 def mitdb_directory(path):
@@ -128,8 +134,8 @@ def main(argv=None):
     ap.add_argument("--data", default=None, help="MIT-BIH directory (default: $ECG_DATA_DIR or train.data's default)")
     ap.add_argument("--records", nargs="+", default=None, help="record names (default: all 48)")
     ap.add_argument("--lead", default="MLII",
-                    help="lead name, or a channel number such as 0; records without the named lead "
-                         "use channel 0 (102 and 104 have no MLII) (default: MLII)")
+                    help="lead name, or a channel number such as 0; MLII stands for channel 0 where a "
+                         "record has none (102, 104); another name must be in every record (default: MLII)")
     ap.add_argument("--strip-seconds", type=at_least(float, 5.0), default=None,
                     help="cut each record into independent strips of this length (default: whole records)")
     ap.add_argument("--json", default=None, help="write the per-record and gross figures here")
