@@ -123,11 +123,6 @@ def mitdb_directory(path):
     return data_dir(path)
 
 
-def read_record(name, directory, lead):
-    require_records(directory, [name])
-    return load_record(name, directory, lead=channel_name(name, directory, lead))
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m train.detector_eval", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -141,13 +136,16 @@ def main(argv=None):
     ap.add_argument("--json", default=None, help="write the per-record and gross figures here")
     args = ap.parse_args(argv)
 
-    try:
+    names = args.records or ALL_RECORDS
+    try:  # every record and lead checked before any is scored
         directory = mitdb_directory(args.data)
-        rows = [score_record(read_record(name, directory, args.lead), args.strip_seconds)
-                for name in args.records or ALL_RECORDS]
+        require_records(directory, names)
+        leads = [channel_name(name, directory, args.lead) for name in names]
     except (FileNotFoundError, LookupError) as exc:  # the input's fault: say what, no traceback
         print(f"{ap.prog}: error: {exc}", file=sys.stderr)
         return 2
+    rows = [score_record(load_record(name, directory, lead=lead), args.strip_seconds)
+            for name, lead in zip(names, leads)]
     total = gross(rows)
     mode = f"{args.strip_seconds:g}-s strips" if args.strip_seconds else "whole records"
     print(f"QRS detection, EC57 matching (+-150 ms), {mode}, {len(rows)} records from {directory}")
