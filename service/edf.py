@@ -129,6 +129,8 @@ def check_layout(path):
     if n_records < 0:
         raise EdfError("the EDF header gives the number of data records as -1 (a recording not "
                        "closed properly): its length is unknown")
+    if n_records == 0:
+        raise EdfError("the EDF file holds no data record: no signal was recorded")
     if layout.record_bytes <= 0 or record_s <= 0:
         raise EdfError("EDF header with empty data records (no samples or a zero duration)")
     expected = header_bytes + n_records * layout.record_bytes

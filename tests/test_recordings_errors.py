@@ -62,6 +62,8 @@ def test_header_lies_about_the_length(client, good):
     refused(post(client, data + b"\0" * 720), 422, "does not match the file's length")
     unknown = data[:236] + b"-1      " + data[244:]
     refused(post(client, unknown), 422, "-1")
+    header_only = data[:check_layout(good).header_bytes]
+    refused(post(client, header_only[:236] + b"0       " + header_only[244:]), 422, "no data record")
 
 
 def test_no_such_channel(client, good):
