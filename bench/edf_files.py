@@ -41,3 +41,24 @@ def write_edf(path, leads, fs, labels, start=DEFAULT_START, annotations=(), reco
               annotations=[EdfAnnotation(float(t), None, str(text)) for t, text in annotations])
     edf.write(path)
     return n
+
+
+def without_records(path, out, dropped):
+    """Write the EDF+C at ``path`` to ``out`` as an EDF+D without the data records ``dropped``
+    (indices): a recording with gaps, as a recorder that pauses writes it. The records kept
+    keep their timekeeping annotations, so each still says when it was recorded.
+    Returns the number of records written.
+    """
+    from service.edf import check_layout
+
+    layout = check_layout(path)
+    data = np.fromfile(path, np.uint8)
+    header = bytearray(data[:layout.header_bytes].tobytes())
+    records = data[layout.header_bytes:].reshape(layout.n_records, layout.record_bytes)
+    kept = np.setdiff1d(np.arange(layout.n_records), dropped)
+    header[192:236] = b"EDF+D".ljust(44)
+    header[236:244] = str(len(kept)).ljust(8).encode("ascii")
+    with open(out, "wb") as f:
+        f.write(header)
+        f.write(records[kept].tobytes())
+    return len(kept)

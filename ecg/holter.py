@@ -2,7 +2,9 @@
 
 Every function takes the beats in time order: ``is_v`` (n,) bool, True for a ventricular
 (V) beat, and where times matter ``times_s`` (n,) float, each beat's R peak in seconds
-from the recording's start. The counts, precisely (docs/HOLTER.md says the same):
+from the recording's start; ``part`` (n,) int, optional, the continuous part of the
+recording each beat is in (a recording with gaps has several): beats in different parts
+are never consecutive. The counts, precisely (docs/HOLTER.md says the same):
 
 - a *V run* is a maximal stretch of consecutive V beats (no N beat inside, none V on
   either side). Its length is its number of beats.
@@ -37,33 +39,41 @@ MIN_RR_PER_MINUTE = 10  # a 1-min window with fewer intervals (under 10 bpm of d
 HOUR_S = 3600.0
 
 
-def v_runs(is_v):
+def consecutive(part, n):
+    """(n - 1,) bool: beat i + 1 follows beat i in the same continuous ``part`` (None: one part)."""
+    if part is None:
+        return np.ones(max(n - 1, 0), dtype=bool)
+    return np.diff(np.asarray(part)) == 0
+
+
+def v_runs(is_v, part=None):
     """Maximal runs of consecutive V beats: ``(starts, lengths)``, each (k,) int64.
 
     ``starts``: index of each run's first beat in ``is_v`` (n,) bool; ``lengths``: its beats.
     """
     v = np.asarray(is_v, dtype=bool)
-    edges = np.diff(np.concatenate(([False], v, [False])).astype(np.int8))
-    starts = np.flatnonzero(edges == 1)
-    ends = np.flatnonzero(edges == -1)
+    linked = np.zeros(len(v) + 1, dtype=bool)  # linked[i]: beat i continues beat i - 1's run
+    linked[1:-1] = v[1:] & v[:-1] & consecutive(part, len(v))
+    starts = np.flatnonzero(v & ~linked[:-1])
+    ends = np.flatnonzero(v & ~linked[1:]) + 1
     return starts.astype(np.int64), (ends - starts).astype(np.int64)
 
 
-def run_counts(is_v):
+def run_counts(is_v, part=None):
     """``{"isolated_pvcs", "couplets", "triplets"}``: V runs of exactly 1, 2 and 3 beats."""
-    _, lengths = v_runs(is_v)
+    _, lengths = v_runs(is_v, part)
     return {"isolated_pvcs": int(np.count_nonzero(lengths == 1)),
             "couplets": int(np.count_nonzero(lengths == 2)),
             "triplets": int(np.count_nonzero(lengths == 3))}
 
 
-def ventricular_runs(is_v, times_s):
+def ventricular_runs(is_v, times_s, part=None):
     """V runs of 3 or more beats: a list of ``{"start_s", "beats", "duration_s", "rate_bpm", "kind"}``.
 
     ``times_s`` (n,): R times in seconds. ``kind``: "NSVT", "VT" or "slow" (module docstring).
     """
     t = np.asarray(times_s, dtype=np.float64)
-    starts, lengths = v_runs(is_v)
+    starts, lengths = v_runs(is_v, part)
     out = []
     for s, k in zip(starts.tolist(), lengths.tolist()):
         if k < 3:
@@ -77,49 +87,51 @@ def ventricular_runs(is_v, times_s):
     return out
 
 
-def pvc_chains(is_v, n_between):
+def pvc_chains(is_v, n_between, part=None):
     """Chains of isolated PVCs ``n_between`` N beats apart: ``(first, count)`` per chain, (k,) each.
 
     ``first``: index of the chain's first PVC; ``count``: its PVCs. Only chains of at
     least ``MIN_EPISODE_PVCS`` PVCs are kept: bigeminy is ``n_between=1``, trigeminy 2.
     """
-    starts, lengths = v_runs(is_v)
+    starts, lengths = v_runs(is_v, part)
     single = starts[lengths == 1]  # isolated PVCs, in order
     if len(single) < MIN_EPISODE_PVCS:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     # consecutive isolated PVCs are n_between N apart only if no run lies between them:
     # a run would put V beats in the gap, which then holds more than n_between beats
     linked = np.diff(single) == n_between + 1
+    if part is not None:
+        linked &= np.diff(np.asarray(part)[single]) == 0
     firsts, counts = v_runs(linked)  # runs of links: a chain of k links holds k + 1 PVCs
     keep = counts + 1 >= MIN_EPISODE_PVCS
     return single[firsts[keep]], counts[keep] + 1
 
 
-def episode_counts(is_v):
+def episode_counts(is_v, part=None):
     """``{"bigeminy_episodes", "trigeminy_episodes"}``: numbers of chains (module docstring)."""
-    return {"bigeminy_episodes": len(pvc_chains(is_v, 1)[0]),
-            "trigeminy_episodes": len(pvc_chains(is_v, 2)[0])}
+    return {"bigeminy_episodes": len(pvc_chains(is_v, 1, part)[0]),
+            "trigeminy_episodes": len(pvc_chains(is_v, 2, part)[0])}
 
 
-def rr_in_windows(times_s, window_s, n_windows):
+def rr_in_windows(times_s, window_s, n_windows, part=None):
     """Counted RR intervals per window: ``(count, total_s)``, each (n_windows,).
 
-    An interval (consecutive ``times_s``, seconds) counts when at most ``MAX_RR_S``
-    long, in the window ``floor(second beat's time / window_s)``.
+    An interval (consecutive ``times_s``, seconds, in the same ``part``) counts when at
+    most ``MAX_RR_S`` long, in the window ``floor(second beat's time / window_s)``.
     """
     t = np.asarray(times_s, dtype=np.float64)
     rr = np.diff(t)
-    ok = rr <= MAX_RR_S
+    ok = (rr <= MAX_RR_S) & consecutive(part, len(t))
     window = np.minimum((t[1:][ok] // window_s).astype(np.int64), max(n_windows - 1, 0))
     count = np.bincount(window, minlength=n_windows)[:n_windows]
     total = np.bincount(window, weights=rr[ok], minlength=n_windows)[:n_windows]
     return count, total
 
 
-def heart_rate_summary(times_s, duration_s):
+def heart_rate_summary(times_s, duration_s, part=None):
     """``{"min", "mean", "max"}`` in bpm (module docstring); None for each when nothing counts."""
     n_windows = max(int(np.ceil(duration_s / HR_WINDOW_S)), 1)
-    count, total = rr_in_windows(times_s, HR_WINDOW_S, n_windows)
+    count, total = rr_in_windows(times_s, HR_WINDOW_S, n_windows, part)
     rated = count >= MIN_RR_PER_MINUTE
     if not count.sum():
         return {"min": None, "mean": None, "max": None}
@@ -129,7 +141,7 @@ def heart_rate_summary(times_s, duration_s):
             "max": float(rates.max()) if len(rates) else None}
 
 
-def hourly(times_s, is_v, duration_s):
+def hourly(times_s, is_v, duration_s, part=None):
     """One row per hour from the start: ``{"hour_start_s", "beats", "ventricular_beats", "heart_rate_mean"}``.
 
     ``heart_rate_mean``: 60 x the hour's counted RR intervals / their seconds, None when
@@ -141,16 +153,16 @@ def hourly(times_s, is_v, duration_s):
     hour = np.minimum((t // HOUR_S).astype(np.int64), n_hours - 1)
     beats = np.bincount(hour, minlength=n_hours)
     vent = np.bincount(hour[v], minlength=n_hours)
-    count, total = rr_in_windows(t, HOUR_S, n_hours)
+    count, total = rr_in_windows(t, HOUR_S, n_hours, part)
     return [{"hour_start_s": h * HOUR_S, "beats": int(beats[h]), "ventricular_beats": int(vent[h]),
              "heart_rate_mean": float(60.0 * count[h] / total[h]) if count[h] else None}
             for h in range(n_hours)]
 
 
-def holter_summary(times_s, is_v, duration_s, analysed_s=None, readable=None):
-    """The report's counts of n beats over a recording of ``duration_s`` seconds.
+def holter_summary(times_s, is_v, duration_s, analysed_s=None, readable=None, part=None):
+    """The report's counts of n beats over a recording of ``duration_s`` seconds (gaps included).
 
-    ``analysed_s``: the seconds the beats were sought in (the duration less the
+    ``analysed_s``: the seconds the beats were sought in (the duration less the gaps and
     unreadable stretches; default the duration): PVCs per hour are per analysed hour.
     ``readable``: (n,) bool, the beats not judged unreadable (default all): the PVC
     burden is over those (an unreadable beat is never V, so it would dilute it).
@@ -167,9 +179,9 @@ def holter_summary(times_s, is_v, duration_s, analysed_s=None, readable=None):
         "unreadable_beats": n - n_readable,
         "pvc_burden_percent": 100.0 * n_v / n_readable if n_readable else 0.0,
         "pvc_per_hour": n_v / (analysed_s / HOUR_S) if analysed_s > 0 else 0.0,
-        "heart_rate_bpm": heart_rate_summary(times_s, duration_s),
-        **run_counts(v),
-        "ventricular_runs": ventricular_runs(v, times_s),
-        **episode_counts(v),
-        "hourly": hourly(times_s, v, duration_s),
+        "heart_rate_bpm": heart_rate_summary(times_s, duration_s, part),
+        **run_counts(v, part),
+        "ventricular_runs": ventricular_runs(v, times_s, part),
+        **episode_counts(v, part),
+        "hourly": hourly(times_s, v, duration_s, part),
     }

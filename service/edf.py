@@ -2,15 +2,16 @@
 
 edfio maps the file and reads only the data records a slice needs (docs/HOLTER.md has
 the figures against pyedflib). It warns, rather than refuses, when a file is cut short,
-and reads an EDF+D as if it had no gaps, so :func:`open_channel` checks the header
-against the file first: every way a file can be wrong raises :class:`EdfError`, whose
-message is the client's 4xx ``detail``.
+and reads an EDF+D's data records one after the other as if they had no gaps, so
+:func:`open_channel` checks the header against the file first and finds an EDF+D's
+continuous parts from its timekeeping annotations. Every way a file can be wrong raises
+:class:`EdfError`, whose message is the client's 4xx ``detail``.
 """
 
 import datetime
 import re
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -34,27 +35,62 @@ class EdfError(ValueError):
     """The file cannot be analysed; the message says why (a client's 4xx ``detail``)."""
 
 
+@dataclass(frozen=True)
+class Part:
+    """A continuous stretch of a channel: its stored samples ``lo:hi`` (the data records one
+    after the other, as edfio reads them), recorded from ``onset_s`` seconds into the recording."""
+
+    lo: int
+    hi: int
+    onset_s: float
+
+
 @dataclass
 class Channel:
-    """One signal of an EDF file, ready to read in slices (``read``)."""
+    """One signal of an EDF file, ready to read in slices (``read``).
+
+    An EDF+D with gaps is several continuous :class:`Part` s; :meth:`continuous_parts`
+    gives each as a channel of its own, analysed as a signal of its own.
+    """
 
     path: str
     index: int  # among the file's ordinary signals (annotation signals not counted)
     label: str
     fs: int  # Hz
-    n_samples: int
-    start_time: datetime.datetime | None  # the file's, None when anonymised or unreadable
+    n_samples: int  # stored samples (the gaps hold none)
+    start_time: datetime.datetime | None  # the first sample's, None when anonymised or unreadable
     to_mv: float  # physical unit -> mV
     physical_range_mv: tuple  # (min, max) the channel can hold: samples there are clipped
     warnings: list = field(default_factory=list)
+    parts: tuple = ()  # the continuous Parts of an EDF+D with gaps; () when the channel is one
+    offset: int = 0  # a part's first stored sample in the file
+    onset_s: float = 0.0  # a part's start in the recording (s)
 
     @property
     def duration_s(self):
-        return self.n_samples / self.fs
+        """The recording's length in seconds, gaps included."""
+        if not self.parts:
+            return self.n_samples / self.fs
+        last = self.parts[-1]
+        return last.onset_s + (last.hi - last.lo) / self.fs
+
+    @property
+    def gap_intervals_s(self):
+        """(g, 2) float64: ``[start, end)`` seconds of each gap between two parts."""
+        ends = [p.onset_s + (p.hi - p.lo) / self.fs for p in self.parts[:-1]]
+        return np.array([[e, p.onset_s] for e, p in zip(ends, self.parts[1:])]).reshape(-1, 2)
+
+    def continuous_parts(self):
+        """Each continuous part as a :class:`Channel` of its own (``read`` from its start); this
+        channel itself when it has no gap."""
+        if not self.parts:
+            return [self]
+        return [replace(self, n_samples=p.hi - p.lo, offset=p.lo, onset_s=p.onset_s, parts=())
+                for p in self.parts]
 
     def read(self, lo, hi):
         """Samples ``lo:hi`` in mV, (hi - lo,) float64 (the file is mapped anew: see :func:`read_samples`)."""
-        return read_samples(self.path, self.index, self.fs, lo, hi) * self.to_mv
+        return read_samples(self.path, self.index, self.fs, self.offset + lo, self.offset + hi) * self.to_mv
 
 
 def read_samples(path, index, fs, lo, hi):
@@ -194,8 +230,8 @@ def open_channel(path, channel=None):
 
     ``channel``: an index among the ordinary signals, a label (case-insensitive), or
     None for :func:`default_channel`.
-    An EDF+D whose data records follow one another without a gap is read as continuous;
-    one with gaps is refused (the message says where the first is).
+    An EDF+D is read as continuous when its data records follow one another without a gap,
+    and as its continuous parts (``Channel.parts``) when they do not.
     """
     import edfio
 
@@ -210,9 +246,6 @@ def open_channel(path, channel=None):
     if not signals:
         raise EdfError("the EDF file holds annotations only, no signal")
     notes = []
-    if layout.reserved.startswith("EDF+D"):
-        _check_no_gaps(path, layout)
-        notes.append("EDF+D file whose data records have no gap between them: read as continuous")
     index = _pick(signals, channel)
     sig = signals[index]
     fs = sig.sampling_frequency
@@ -229,21 +262,49 @@ def open_channel(path, channel=None):
         to_mv = 1.0
         notes.append(f"channel unit {unit!r} is not mV, uV or V: read as mV")
     lo, hi = sorted((sig.physical_min * to_mv, sig.physical_max * to_mv))
-    return Channel(path=str(path), index=index, label=sig.label.strip(), fs=fs,
-                   n_samples=int(round(layout.n_records * layout.record_s * fs)), start_time=start_time(path),
-                   to_mv=to_mv, physical_range_mv=(lo, hi), warnings=notes)
+    ch = Channel(path=str(path), index=index, label=sig.label.strip(), fs=fs,
+                 n_samples=int(round(layout.n_records * layout.record_s * fs)), start_time=start_time(path),
+                 to_mv=to_mv, physical_range_mv=(lo, hi), warnings=notes)
+    if layout.reserved.startswith("EDF+D"):
+        _read_parts(ch, layout)
+    return ch
 
 
-def _check_no_gaps(path, layout):
-    """Raise :class:`EdfError` at the first data record that does not start where the last ended."""
-    onsets = record_onsets(path, layout)
-    steps = np.diff(onsets)
-    gap = np.flatnonzero(np.abs(steps - layout.record_s) > 1e-6)
-    if len(gap):
-        i = int(gap[0])
-        raise EdfError(f"EDF+D file with gaps: data record {i + 1} starts at {onsets[i + 1]:g} s, "
-                       f"{steps[i] - layout.record_s:g} s after the previous one ends. Recordings with "
-                       "gaps are refused: export each continuous part as its own file (EDF+C)")
+def _read_parts(channel, layout):
+    """Set an EDF+D ``channel``'s parts from its data records' onsets, and its start to the first's."""
+    onsets = record_onsets(channel.path, layout)
+    parts = parts_from_onsets(onsets, layout.record_s, channel.fs)
+    if channel.start_time is not None and onsets[0]:
+        channel.start_time += datetime.timedelta(seconds=float(onsets[0]))
+    if len(parts) == 1:
+        channel.warnings.append("EDF+D file whose data records have no gap between them: read as continuous")
+        return
+    channel.parts = tuple(parts)
+    gaps = channel.gap_intervals_s
+    channel.warnings.append(
+        f"EDF+D file with {len(gaps)} gap(s), {np.sum(gaps[:, 1] - gaps[:, 0]):.0f} s not recorded "
+        "(gap_intervals_s): each continuous part is analysed on its own, no RR interval, couplet "
+        "or run spans a gap, and times are the recording's, gaps included")
+
+
+def parts_from_onsets(onsets, record_s, fs):
+    """The continuous :class:`Part` s of data records starting at ``onsets`` (n,) seconds,
+    each ``record_s`` seconds of ``fs`` Hz samples; onsets count from the first record's.
+
+    A record that starts later than the previous one ends, by half a sample or more, opens
+    a part; one that starts before it ends (overlapping or out of order) raises :class:`EdfError`.
+    """
+    per_record = int(round(record_s * fs))
+    steps = np.diff(onsets) - record_s
+    tolerance = 0.5 / fs  # onsets are written in decimal: closer than half a sample is no gap
+    if np.any(steps < -tolerance):
+        i = int(np.flatnonzero(steps < -tolerance)[0]) + 1
+        raise EdfError(f"EDF+D data record {i} starts at {onsets[i]:g} s, before the previous one ends "
+                       f"({onsets[i - 1] + record_s:g} s): its data records overlap or are out of order")
+    starts = np.concatenate(([0], np.flatnonzero(steps >= tolerance) + 1))
+    ends = np.append(starts[1:], len(onsets))
+    return [Part(int(a) * per_record, int(b) * per_record, float(onsets[a] - onsets[0]))
+            for a, b in zip(starts, ends)]
 
 
 def record_onsets(path, layout):

@@ -35,11 +35,14 @@ from ecg.signal import map_positions
 from .edf import EdfError
 from .inference import short_rhythm_beats
 from .model import ModelUnavailable, load_model
+from .schemas import MIN_SECONDS
 
 # a channel this share of whose samples sit at its physical minimum or maximum is saturated...
 SATURATED_SHARE = 0.5
 # ... and from this share on, the report warns of clipping
 CLIPPED_WARNING_SHARE = 0.01
+# a continuous part of an EDF+D shorter than this is not analysed: a prediction's shortest signal
+MIN_PART_S = MIN_SECONDS
 FLAT_SPAN_MV = 1e-6  # a channel whose samples all lie within this span carries no signal
 ZERO_MV = 1e-3  # ... and is "all zeros" within 1 uV of 0 (the calibration of digital 0 is rarely exactly 0)
 
@@ -214,63 +217,123 @@ def analyse(model, model_dir, channel, settings, apply_ruleguard=True, pacemaker
     """Every beat of ``channel`` (``service.edf.Channel``) classified, and the report's counts;
     ``pacemaker``: the patient has one (``service.inference.predict``).
 
-    Returns a dict: ``positions`` (n,) samples at the channel's rate, ``times_s`` (n,),
+    Each continuous part of the channel (an EDF+D with gaps has several) is analysed as a
+    signal of its own; a part under ``MIN_PART_S`` is not analysed. The R peaks' polarity is
+    the whole recording's.
+
+    Returns a dict: ``positions`` (n,) samples at the channel's rate from the recording's
+    start (gaps included), ``times_s`` (n,), ``part`` (n,) the continuous part of each beat,
     ``is_v``, ``p_v``, ``flipped``, ``own_rhythm``, ``quality`` (n,), ``short_rhythm_beats`` (the
     short-request rhythm warning's count), ``pacemaker`` (as declared), ``qrs_direction`` (-1.0
     when the day's QRS complexes mostly point down, ``ecg.pipeline.polarity``),
     ``unreadable_intervals_s`` (u, 2),
-    ``unreadable_s``, ``flutter_intervals_s`` (f, 2) and ``flutter_s`` (``ecg.flutter``), ``checks``
-    (stage 1's counts), ``processes``. Raises ``service.edf.EdfError``
+    ``unreadable_s``, ``flutter_intervals_s`` (f, 2) and ``flutter_s`` (``ecg.flutter``),
+    ``gap_intervals_s`` (g, 2) and ``gap_s`` (not recorded), ``short_parts_s`` (parts not
+    analysed), ``checks`` (stage 1's counts), ``processes``. Raises ``service.edf.EdfError``
     (a saturated or all-zero channel), :class:`NoBeats`, :class:`Overtime`,
     ``service.model.ModelUnavailable``.
     """
     budget = settings.timeout_s
     deadline = time.perf_counter() + budget if budget else None
     processes = process_count(settings.processes)
+    parts = channel.continuous_parts()
+    if len(parts) > 1:
+        parts = [p for p in parts if p.duration_s >= MIN_PART_S]
+        if not parts:
+            raise EdfError(f"EDF+D file whose continuous parts are all shorter than {MIN_PART_S:g} s "
+                           "(the gaps between its data records leave no signal long enough to analyse)")
     runner = _Runner(model, model_dir, processes, deadline)
     try:
-        jobs = [(channel, channel.fs, c) for c in chunks.detection_chunks(channel.n_samples, channel.fs,
-                                                                          settings.chunk_s)]
-        found = runner.map("beat detection", detect_task, detect_task, jobs)  # needs no model
-        checks = {k: sum(s[k] for _, s in found) for k in ("samples", "at_rails")}
-        checks.update(min=min(s["min"] for _, s in found), max=max(s["max"] for _, s in found))
+        found, checks = _detect(runner, parts, settings)
         _check_signal(checks, channel)
-        peaks = np.concatenate([f.peaks for f, _ in found]).astype(np.int64)
-        quality = np.concatenate([f.quality for f, _ in found]).astype(np.int8)
-        unreadable = quality_module.merge_intervals(np.concatenate([f.unreadable for f, _ in found]))
-        flutter = quality_module.merge_intervals(np.concatenate([f.flutter for f, _ in found]))
-        if len(peaks) == 0:
+        beating = [f for f in found if len(f.peaks)]
+        if not beating:
             raise NoBeats()
-        qrs_direction = polarity(np.concatenate([f.deflections for f, _ in found]))
+        qrs_direction = polarity(np.concatenate([f.deflections for f in beating]))
         upright = upright_factor(qrs_direction, model.preprocessing_version)
+        jobs = [classification_jobs(f.part, f.peaks, f.quality, model.decision, settings, apply_ruleguard,
+                                    pacemaker, upright) for f in beating]
         labels = runner.map("beat classification", _classify_here(model), _classify_in_child,
-                            classification_jobs(channel, peaks, quality, model.decision, settings,
-                                                apply_ruleguard, pacemaker, upright))
+                            [job for part_jobs in jobs for job in part_jobs])
     except BrokenProcessPool:
         raise RuntimeError("a process analysing the recording died") from None
     finally:
         runner.close()
-    positions = map_positions(peaks, MODEL_FS, channel.fs, n_to=channel.n_samples)
-    unreadable_s = unreadable / MODEL_FS
-    flutter_s = flutter / MODEL_FS
+    bounds = np.cumsum([0] + [len(part_jobs) for part_jobs in jobs])
+    per_part = [labels[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+    return {**_beats(channel, beating, per_part), **_stretches(channel, found, parts),
+            "pacemaker": bool(pacemaker), "qrs_direction": qrs_direction, "checks": checks,
+            "processes": processes}
+
+
+@dataclass
+class PartFindings:
+    """Stage 1's findings in one continuous part, at ``ecg.MODEL_FS`` from the part's start."""
+
+    part: object  # the part, a service.edf.Channel
+    peaks: np.ndarray  # (m,) R peaks
+    quality: np.ndarray  # (m,) int8, ecg.quality's
+    unreadable: np.ndarray  # (u, 2) [start, end) stretches
+    flutter: np.ndarray  # (f, 2)
+    deflections: np.ndarray  # for ecg.pipeline.polarity
+
+
+def _detect(runner, parts, settings):
+    """Stage 1 over every part: ``(findings, checks)``, a :class:`PartFindings` per part and
+    the channel's sample counts (``detect_task``'s stats, summed)."""
+    jobs = [[(part, part.fs, c) for c in chunks.detection_chunks(part.n_samples, part.fs, settings.chunk_s)]
+            for part in parts]
+    found = runner.map("beat detection", detect_task, detect_task, [job for js in jobs for job in js])
+    stats = [s for _, s in found]
+    checks = {k: sum(s[k] for s in stats) for k in ("samples", "at_rails")}
+    checks.update(min=min(s["min"] for s in stats), max=max(s["max"] for s in stats))
+    bounds = np.cumsum([0] + [len(js) for js in jobs])
+    findings = []
+    for part, a, b in zip(parts, bounds[:-1], bounds[1:]):
+        mine = [f for f, _ in found[a:b]]
+        findings.append(PartFindings(part, np.concatenate([f.peaks for f in mine]).astype(np.int64),
+                                     np.concatenate([f.quality for f in mine]).astype(np.int8),
+                                     quality_module.merge_intervals(np.concatenate([f.unreadable for f in mine])),
+                                     quality_module.merge_intervals(np.concatenate([f.flutter for f in mine])),
+                                     np.concatenate([f.deflections for f in mine])))
+    return findings, checks
+
+
+def _beats(channel, beating, labels):
+    """The result's per-beat arrays from the parts with beats and each one's stage-2 results."""
+    positions = [int(round(f.part.onset_s * channel.fs))
+                 + map_positions(f.peaks, MODEL_FS, channel.fs, n_to=f.part.n_samples) for f in beating]
+    positions = np.concatenate(positions)
     return {
         "positions": positions,
         "times_s": positions / channel.fs,
-        "is_v": np.concatenate([r[0] for r in labels]),
-        "p_v": np.concatenate([r[1] for r in labels]),
-        "flipped": np.concatenate([r[2] for r in labels]),
-        "own_rhythm": np.concatenate([r[3] for r in labels]),
-        # a recording too short for the own-rhythm rule is one task (tasks are whole pools of task_beats)
-        "short_rhythm_beats": sum(r[4] for r in labels) if len(peaks) < OWN_RHYTHM_MIN_BEATS else 0,
-        "pacemaker": bool(pacemaker),
-        "quality": quality,
-        "qrs_direction": qrs_direction,
-        "unreadable_intervals_s": unreadable_s,
-        "unreadable_s": float(np.sum(unreadable_s[:, 1] - unreadable_s[:, 0])),
-        "flutter_intervals_s": flutter_s,
-        "flutter_s": float(np.sum(flutter_s[:, 1] - flutter_s[:, 0])),
-        "checks": checks,
-        "processes": processes,
+        "part": np.repeat(np.arange(len(beating)), [len(f.peaks) for f in beating]),
+        "is_v": np.concatenate([r[0] for rs in labels for r in rs]),
+        "p_v": np.concatenate([r[1] for rs in labels for r in rs]),
+        "flipped": np.concatenate([r[2] for rs in labels for r in rs]),
+        "own_rhythm": np.concatenate([r[3] for rs in labels for r in rs]),
+        # a part too short for the own-rhythm rule is one task (tasks are whole pools of task_beats)
+        "short_rhythm_beats": sum(r[4] for f, rs in zip(beating, labels) for r in rs
+                                  if len(f.peaks) < OWN_RHYTHM_MIN_BEATS),
+        "quality": np.concatenate([f.quality for f in beating]),
+    }
+
+
+def _stretches(channel, found, parts):
+    """The result's stretches in seconds from the recording's start: unreadable, flutter, gaps."""
+    def in_recording(key):
+        return np.concatenate([getattr(f, key) / MODEL_FS + f.part.onset_s for f in found]).reshape(-1, 2)
+
+    unreadable, flutter, gaps = in_recording("unreadable"), in_recording("flutter"), channel.gap_intervals_s
+    return {
+        "unreadable_intervals_s": unreadable,
+        "unreadable_s": float(np.sum(unreadable[:, 1] - unreadable[:, 0])),
+        "flutter_intervals_s": flutter,
+        "flutter_s": float(np.sum(flutter[:, 1] - flutter[:, 0])),
+        "gap_intervals_s": gaps,
+        "gap_s": float(np.sum(gaps[:, 1] - gaps[:, 0])),
+        "short_parts_s": channel.duration_s - float(np.sum(gaps[:, 1] - gaps[:, 0]))
+        - sum(p.duration_s for p in parts),
     }
 
 

@@ -11,7 +11,7 @@ import numpy as np
 from ecg import holter
 from ecg.quality import QUALITY_LABELS, UNREADABLE
 
-from .holter import CLIPPED_WARNING_SHARE
+from .holter import CLIPPED_WARNING_SHARE, MIN_PART_S
 from .inference import (FLUTTER_WARNING, SHORT_RHYTHM_WARNING, lead_warning, own_rhythm_warning, polarity_warning,
                         turned_upright)
 
@@ -27,8 +27,8 @@ def report_fields(channel, result, model, include_beats=False):
     duration = channel.duration_s
     unreadable = result["unreadable_s"]
     summary = holter.holter_summary(result["times_s"], result["is_v"], duration,
-                                    analysed_s=duration - unreadable,
-                                    readable=result["quality"] != UNREADABLE)
+                                    analysed_s=duration - result["gap_s"] - result["short_parts_s"] - unreadable,
+                                    readable=result["quality"] != UNREADABLE, part=result["part"])
     hr = summary["heart_rate_bpm"]
     fields = {
         "channel": {"index": channel.index, "label": channel.label, "sampling_rate": channel.fs},
@@ -58,6 +58,8 @@ def report_fields(channel, result, model, include_beats=False):
         "unreadable_intervals_s": np.round(result["unreadable_intervals_s"], 3).tolist(),
         "ventricular_flutter_seconds": round(result["flutter_s"], 3),
         "ventricular_flutter_intervals_s": np.round(result["flutter_intervals_s"], 3).tolist(),
+        "gap_seconds": round(result["gap_s"], 3),
+        "gap_intervals_s": np.round(result["gap_intervals_s"], 3).tolist(),
         "model": {"name": model.name, "version": model.version},
         "warnings": report_warnings(channel, result, model),
     }
@@ -83,6 +85,9 @@ def report_warnings(channel, result, model):
     if unreadable:
         notes.append(f"{result['unreadable_s']:.0f} s of the recording judged unreadable (noise): its "
                      f"{unreadable} beat(s) are not called V nor counted in the burden")
+    if result["short_parts_s"]:
+        notes.append(f"{result['short_parts_s']:.1f} s of the recording, in continuous parts shorter than "
+                     f"{MIN_PART_S:g} s between gaps, not analysed")
     if result["flutter_s"]:
         notes.append(FLUTTER_WARNING.format(result["flutter_s"], result["flutter_intervals_s"][0][0]))
     if own_rhythm := int(np.count_nonzero(result["own_rhythm"])):

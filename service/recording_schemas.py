@@ -7,7 +7,7 @@ from marshmallow import Schema, fields
 
 REQUEST_BODY = {
     "required": True,
-    "description": "One EDF or EDF+ file (EDF+D only without gaps), as the body itself or as the "
+    "description": "One EDF or EDF+ file (an EDF+D with gaps is analysed part by part), as the body itself or as the "
                    "`file` part of a form. At most ECG_MAX_RECORDING_MB (1024 MB by default).",
     "content": {
         "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
@@ -65,8 +65,9 @@ class ModelSchema(Schema):
 
 
 class BeatSchema(Schema):
-    time_s = fields.Float()
-    sample = fields.Integer(metadata={"description": "R peak in the channel, at its sampling rate"})
+    time_s = fields.Float(metadata={"description": "R peak, seconds from the recording's start (gaps included)"})
+    sample = fields.Integer(metadata={"description": "R peak in the channel, at its sampling rate, from the "
+                                                     "recording's start (gaps included)"})
     type = fields.String(metadata={"description": "N or V"})
     confidence = fields.Float()
     signal_quality = fields.String(metadata={"description": "good, noisy or unreadable (never V)"})
@@ -79,7 +80,8 @@ class RecordingReportSchema(Schema):
     channel = fields.Nested(ChannelSchema)
     start_time = fields.String(allow_none=True,
                                metadata={"description": "the file's, ISO 8601 (no zone: EDF has none)"})
-    duration_s = fields.Float()
+    duration_s = fields.Float(metadata={"description": "the recording's seconds, from its first sample to its "
+                                                       "last, gaps included"})
     total_beats = fields.Integer()
     normal_beats = fields.Integer()
     ventricular_beats = fields.Integer()
@@ -114,6 +116,11 @@ class RecordingReportSchema(Schema):
                        "with no QRS complexes)"})
     ventricular_flutter_intervals_s = fields.List(fields.List(fields.Float()), metadata={
         "description": "those stretches, [start, end] in seconds of the recording"})
+    gap_seconds = fields.Float(metadata={
+        "description": "seconds an EDF+D file did not record (between its data records); 0 otherwise"})
+    gap_intervals_s = fields.List(fields.List(fields.Float()), metadata={
+        "description": "those gaps, [start, end] in seconds of the recording: no beat, RR interval, "
+                       "couplet or run spans one"})
     model = fields.Nested(ModelSchema)
     processing_time_ms = fields.Float()
     warnings = fields.List(fields.String())

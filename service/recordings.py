@@ -38,7 +38,7 @@ def wants_csv():
 @blp.alt_response(415, schema=ErrorSchema, description="Neither application/octet-stream nor multipart/form-data")
 @blp.alt_response(422, schema=ErrorSchema, description="Not an EDF file, truncated, header not matching the file, no "
                   "such channel, a rate outside 100-4096 Hz, an all-zero or saturated channel, an "
-                  "EDF+D with gaps, an empty file, or no heartbeat found")
+                  "EDF+D whose data records overlap, an empty file, or no heartbeat found")
 @blp.alt_response(503, schema=ErrorSchema,
                   description="No usable model loaded, or the analysis ran past ECG_RECORDING_TIMEOUT_S")
 # the 201 in full here: flask-smorest's response() documents one content type

@@ -77,6 +77,21 @@ def test_heart_rate_windows_skip_pauses_and_sparse_minutes():
     assert holter.heart_rate_summary(np.array([5.0]), 60.0) == {"min": None, "mean": None, "max": None}
 
 
+def test_no_run_chain_or_rr_interval_spans_a_gap():
+    # N V V | V N V N V N | V N V: three continuous parts of a recording with gaps
+    is_v = np.array([0, 1, 1, 1, 0, 1, 0, 1, 0, 1, 0, 1], dtype=bool)
+    part = np.repeat([0, 1, 2], [3, 6, 3])
+    assert holter.run_counts(is_v) == {"isolated_pvcs": 4, "couplets": 0, "triplets": 1}
+    assert holter.run_counts(is_v, part) == {"isolated_pvcs": 5, "couplets": 1, "triplets": 0}
+    first, count = holter.pvc_chains(is_v, 1, part)  # 3, 5, 7; not on to 9, across the gap
+    assert first.tolist() == [3] and count.tolist() == [3]
+    first, count = holter.pvc_chains(is_v, 1)
+    assert first.tolist() == [5] and count.tolist() == [4]
+    times = np.cumsum(np.full(12, 0.8))  # the gaps are short: only the parts tell them
+    assert holter.rr_in_windows(times, 60.0, 1)[0].tolist() == [11]
+    assert holter.rr_in_windows(times, 60.0, 1, part)[0].tolist() == [9]
+
+
 def test_hourly_rows_count_beats_and_v_in_each_hour():
     t = np.array([10.0, 11.0, 12.0, 3600.0, 3601.0, 7300.0])
     is_v = np.array([False, True, False, True, False, False])

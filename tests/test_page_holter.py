@@ -5,7 +5,7 @@ that strip on the trace with the report's beats."""
 import numpy as np
 import pytest
 
-from bench.edf_files import write_edf
+from bench.edf_files import without_records, write_edf
 from tests.conftest import FIXTURE_RECORDS, FIXTURES
 from tests.service_helpers import http
 from tests.test_page_browser import CHROMIUM, Console, browser, screenshot, server  # noqa: F401
@@ -117,5 +117,35 @@ def test_a_declared_pacemaker_is_sent_with_the_recording(browser, server, tmp_pa
     summary = page.inner_text("#holter-summary")
     assert f"{want['total_beats']} ({want['normal_beats']} N, {want['ventricular_beats']} V)" in summary
     assert f"declared: {want['own_rhythm_beats']} paced beat(s)" in summary
+    assert console.errors == []
+    context.close()
+
+
+def test_a_recording_with_gaps_shows_each_strip_from_its_own_part(browser, server, edf_bytes, tmp_path):  # noqa: F811
+    """An EDF+D missing 5 min at 1000 s and 2 s at 3000 s: hour 1's strip is read from after both
+    gaps (the file holds 302 s fewer), hour 0's stops where the first gap starts."""
+    whole, gapped = tmp_path / "whole.edf", tmp_path / "gapped.edf"
+    whole.write_bytes(edf_bytes)
+    without_records(whole, gapped, np.r_[1000:1300, 3000:3002])
+    status, _, report = http("POST", server + "/api/v1/recordings?include_beats=true", gapped.read_bytes(),
+                             {"Content-Type": "application/octet-stream"}, timeout=300)
+    assert status == 201 and report["gap_intervals_s"] == [[1000.0, 1300.0], [3000.0, 3002.0]], report
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(120_000)
+    console = Console(page)
+    page.goto(server + "/")
+    page.get_by_label("An EDF or EDF+ file").set_input_files(
+        {"name": "gapped.edf", "mimeType": "application/octet-stream", "buffer": gapped.read_bytes()})
+    page.get_by_role("button", name="Analyse recording").click()
+    page.wait_for_selector("#holter:not([hidden]):not([aria-busy])")
+    assert "302 s in 2 gap(s)" in page.inner_text("#holter-summary")
+    fs = report["channel"]["sampling_rate"]
+    for hour, (t0, t1) in enumerate(((0, 1000), (3600, report["duration_s"]))):
+        page.locator(f"#holter-hours button[data-hour='{hour}']").click()
+        page.wait_for_selector(f'#result[data-source="hour-{hour}"]')
+        assert f"{t1 - t0:.1f} s at {fs} Hz" in page.inner_text("#summary")
+        want = [[b["type"], b["sample"] - t0 * fs] for b in report["beats"] if t0 <= b["time_s"] < t1]
+        assert strip_markers(page) == want and len(want) > 1000
     assert console.errors == []
     context.close()

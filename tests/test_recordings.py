@@ -8,7 +8,7 @@ POST /api/v1/predictions gives for the same signal, position, label and confiden
 import numpy as np
 import pytest
 
-from bench.edf_files import write_edf
+from bench.edf_files import without_records, write_edf
 from ecg import holter
 from ecg.pipeline import TURNED_UPRIGHT
 from ecg.signal import resample
@@ -164,6 +164,36 @@ def test_report_fields_agree_with_the_beats(client, edf_360):
     assert 40 < rep["heart_rate_bpm"]["min"] <= rep["heart_rate_bpm"]["mean"] <= rep["heart_rate_bpm"]["max"] < 150
     assert rep["model"]["name"] and rep["unreadable_seconds"] == 0.0
     assert "beats" not in post_edf(client, edf_360).get_json()
+
+
+def test_an_edf_plus_d_with_gaps_is_analysed_part_by_part(client, excerpts, edf_360, tmp_path):
+    """Each continuous part gives the beats its own EDF+C gives, at its time in the recording;
+    a part under 5 s is not analysed, and no couplet, run or RR interval spans a gap."""
+    gapped = tmp_path / "gapped.edf"
+    # records 0-9 missing (the recording starts 10 s later), 2 min, 2 s between PVCs, then a 3-s part
+    without_records(edf_360, gapped, np.r_[0:10, 300:420, 481:483, 600:603, 606:620])
+    rep = post_edf(client, gapped, "?include_beats=true").get_json()
+    assert rep["start_time"] == "2026-01-05T08:30:10" and rep["duration_s"] == 770.0
+    assert rep["gap_intervals_s"] == [[290.0, 410.0], [471.0, 473.0], [590.0, 593.0], [596.0, 610.0]]
+    assert rep["gap_seconds"] == 139.0
+    assert any("4 gap(s)" in w for w in rep["warnings"])
+    assert any("3.0 s" in w and "not analysed" in w for w in rep["warnings"])
+    expected, parts = [], []
+    for i, (first, end) in enumerate(((10, 300), (420, 481), (483, 600), (620, 780))):
+        alone = tmp_path / f"part_{first}.edf"
+        write_edf(alone, [excerpts[first * 360:end * 360]], 360, ["MLII"])
+        beats = post_edf(client, alone, "?include_beats=true").get_json()["beats"]
+        expected += [(b["sample"] + (first - 10) * 360, b["type"]) for b in beats]
+        parts += [i] * len(beats)
+    assert [(b["sample"], b["type"]) for b in rep["beats"]] == expected
+    is_v, times = np.array([t == "V" for _, t in expected]), np.array([b["time_s"] for b in rep["beats"]])
+    def counts(part):
+        return {**holter.run_counts(is_v, part), **holter.episode_counts(is_v, part),
+                "heart_rate_bpm": {k: round(v, 1) for k, v in holter.heart_rate_summary(times, 770.0, part).items()}}
+
+    assert counts(parts) != counts(None)  # the 2-s gap joins two PVCs, and an RR interval, if unseen
+    assert {k: rep[k] for k in counts(parts)} == counts(parts)
+    assert rep["pvc_per_hour"] == pytest.approx(is_v.sum() / ((770 - 139 - 3) / 3600), abs=0.01)
 
 
 def test_csv_is_the_beat_table(client, edf_360):

@@ -5,7 +5,7 @@ import re
 import numpy as np
 import pytest
 
-from bench.edf_files import to_digital, write_edf
+from bench.edf_files import to_digital, without_records, write_edf
 from service import create_app
 from service.edf import check_layout
 from tests.conftest import FIXTURES
@@ -97,10 +97,10 @@ def test_flat_line_and_noise_have_no_heartbeat(client, tmp_path):
     refused(post(client, path.read_bytes()), 422, "No heartbeat")
 
 
-def _as_edf_plus_d(data, gap_at_record=None):
-    """The EDF+C ``data`` declared EDF+D, with record ``gap_at_record`` moved 5 s later."""
+def _as_edf_plus_d(data, moved_record=None):
+    """The EDF+C ``data`` declared EDF+D, with record ``moved_record``'s onset 5 s later."""
     data = bytearray(data[:192] + b"EDF+D".ljust(44) + data[236:])
-    if gap_at_record is not None:
+    if moved_record is not None:
         import tempfile
 
         with tempfile.NamedTemporaryFile(suffix=".edf") as f:
@@ -108,20 +108,28 @@ def _as_edf_plus_d(data, gap_at_record=None):
             f.flush()
             layout = check_layout(f.name)
         k = layout.labels.index("EDF Annotations")
-        start = layout.header_bytes + gap_at_record * layout.record_bytes + 2 * sum(layout.per_record[:k])
-        old = f"+{gap_at_record}\x14".encode()
+        start = layout.header_bytes + moved_record * layout.record_bytes + 2 * sum(layout.per_record[:k])
+        old = f"+{moved_record}\x14".encode()
         assert data[start:start + len(old)] == old
-        data[start:start + len(old)] = f"+{gap_at_record + 5}\x14".encode()[:len(old)].ljust(len(old), b"\0")
+        data[start:start + len(old)] = f"+{moved_record + 5}\x14".encode()[:len(old)].ljust(len(old), b"\0")
     return bytes(data)
 
 
-def test_edf_plus_d_with_gaps_is_refused_without_gaps_read(client, good):
+def test_edf_plus_d_with_overlapping_records_is_refused_and_without_gaps_read(client, good):
     data = good.read_bytes()
-    detail = refused(post(client, _as_edf_plus_d(data, gap_at_record=20)), 422, "EDF+D", "gaps")
-    assert re.search(r"record 20 starts at 25 s", detail)
+    # record 20 said to start at 25 s: record 21, at 21 s, starts before it ends
+    detail = refused(post(client, _as_edf_plus_d(data, moved_record=20)), 422, "EDF+D", "overlap")
+    assert re.search(r"record 21 starts at 21 s, before the previous one ends \(26 s\)", detail)
     r = post(client, _as_edf_plus_d(data))
     assert r.status_code == 201, r.get_json()
-    assert any("EDF+D" in w for w in r.get_json()["warnings"])
+    assert any("EDF+D" in w and "no gap" in w for w in r.get_json()["warnings"])
+    assert r.get_json()["gap_intervals_s"] == []
+
+
+def test_edf_plus_d_whose_parts_are_all_too_short_is_refused(client, good, tmp_path):
+    gapped = tmp_path / "every_other_second.edf"
+    without_records(good, gapped, np.arange(1, 180, 2))
+    refused(post(client, gapped.read_bytes()), 422, "EDF+D", "all shorter than 5 s")
 
 
 def test_content_type_size_and_form(client, good):

@@ -115,7 +115,7 @@ def annotate(edf_path, channel, out, name, model_dir, processes):
     out.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out, prefix=".annotate-"))  # whole files appear, or none
     try:
-        sample, symbol, subtype = annotation_rows(result, ch.fs, ch.n_samples)
+        sample, symbol, subtype = annotation_rows(result, ch.fs, int(round(ch.duration_s * ch.fs)))
         wfdb.wrann(name, ANNOTATION_EXTENSION, sample=sample, symbol=symbol, subtype=subtype,
                    fs=ch.fs, write_dir=str(staging))
         (staging / f"{name}.holter.json").write_text(json.dumps(report, indent=1))

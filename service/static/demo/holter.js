@@ -102,6 +102,7 @@ export class HolterView {
         + `${r.ventricular_runs.filter((x) => x.kind === "NSVT").length} NSVT)`],
       ["Bigeminy, trigeminy", `${r.bigeminy_episodes}, ${r.trigeminy_episodes} episodes`],
       ["Unreadable", `${r.unreadable_seconds.toFixed(0)} s`],
+      ...(r.gap_seconds ? [["Not recorded", `${r.gap_seconds.toFixed(0)} s in ${r.gap_intervals_s.length} gap(s)`]] : []),
       ["Ventricular flutter", `${r.ventricular_flutter_seconds.toFixed(0)} s`,
         r.ventricular_flutter_seconds ? "risk risk-HIGH" : ""],
       ["Model", `${r.model.name} ${r.model.version}`],
@@ -149,14 +150,18 @@ export class HolterView {
   }
 
   // 5-min heart rates from the beats: 60 x intervals / their seconds, as ecg.holter counts them
+  // (no interval spans a gap of the recording)
   trendPoints() {
     const t = this.beatTimes;
+    const gaps = this.report.gap_intervals_s;
     const bins = Math.max(1, Math.ceil(this.report.duration_s / TREND_BIN_S));
     const count = new Float64Array(bins);
     const total = new Float64Array(bins);
+    let g = 0; // the first gap ending after beat i - 1
     for (let i = 1; i < t.length; i++) {
+      while (g < gaps.length && gaps[g][1] <= t[i - 1]) g++;
       const rr = t[i] - t[i - 1];
-      if (rr > MAX_RR_S) continue;
+      if (rr > MAX_RR_S || (g < gaps.length && gaps[g][0] < t[i])) continue;
       const b = Math.min(bins - 1, Math.floor(t[i] / TREND_BIN_S));
       count[b] += 1;
       total[b] += rr;
@@ -237,7 +242,11 @@ export class HolterView {
       return;
     }
     this.clearError();
-    const strip = await readEdfStrip(this.file, this.header, this.report.channel.index, t0, t1);
+    // the file holds no samples in the recording's gaps: read from the part holding t0, up to its end
+    const at = inStoredData(this.report.gap_intervals_s, t0);
+    const stored = await readEdfStrip(this.file, this.header, this.report.channel.index, at.t,
+      Math.min(at.t + (t1 - t0), at.partEnd));
+    const strip = { ...stored, firstSample: stored.firstSample + Math.round(at.shift * stored.fs) };
     const beats = [];
     const first = lowerBound(this.beatTimes, strip.firstSample / strip.fs);
     const last = strip.firstSample + strip.values.length;
@@ -260,6 +269,19 @@ export class HolterView {
       focusTime: focusTime == null ? null : focusTime - strip.firstSample / strip.fs,
       offsetS: strip.firstSample / strip.fs });
   }
+}
+
+// time t of the recording (s) in the file's stored data, whose gaps hold no samples: { t, partEnd,
+// shift }, t moved to a gap's end when inside it, partEnd where its continuous part ends (stored
+// time), shift the gaps' seconds before it
+function inStoredData(gaps, t) {
+  let shift = 0;
+  for (const [a, b] of gaps) {
+    if (t < a) return { t: t - shift, partEnd: a - shift, shift };
+    t = Math.max(t, b);
+    shift += b - a;
+  }
+  return { t: t - shift, partEnd: Infinity, shift };
 }
 
 function svgElement(name, attributes, content) {
