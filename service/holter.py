@@ -236,12 +236,7 @@ def analyse(model, model_dir, channel, settings, apply_ruleguard=True, pacemaker
     budget = settings.timeout_s
     deadline = time.perf_counter() + budget if budget else None
     processes = process_count(settings.processes)
-    parts = channel.continuous_parts()
-    if len(parts) > 1:
-        parts = [p for p in parts if p.duration_s >= MIN_PART_S]
-        if not parts:
-            raise EdfError(f"EDF+D file whose continuous parts are all shorter than {MIN_PART_S:g} s "
-                           "(the gaps between its data records leave no signal long enough to analyse)")
+    parts, short = analysable_parts(channel)
     runner = _Runner(model, model_dir, processes, deadline)
     try:
         found, checks = _detect(runner, parts, settings)
@@ -261,9 +256,22 @@ def analyse(model, model_dir, channel, settings, apply_ruleguard=True, pacemaker
         runner.close()
     bounds = np.cumsum([0] + [len(part_jobs) for part_jobs in jobs])
     per_part = [labels[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
-    return {**_beats(channel, beating, per_part), **_stretches(channel, found, parts),
+    return {**_beats(channel, beating, per_part), **_stretches(channel, found, short),
             "pacemaker": bool(pacemaker), "qrs_direction": qrs_direction, "checks": checks,
             "processes": processes}
+
+
+def analysable_parts(channel):
+    """``(parts, short)``: the channel's continuous parts to analyse, and those under ``MIN_PART_S``
+    left out (only a channel with gaps has any); raises ``service.edf.EdfError`` when none is left."""
+    parts = channel.continuous_parts()
+    if len(parts) == 1:
+        return parts, []
+    long_enough = [p for p in parts if p.duration_s >= MIN_PART_S]
+    if not long_enough:
+        raise EdfError(f"EDF+D file whose continuous parts are all shorter than {MIN_PART_S:g} s "
+                       "(the gaps between its data records leave no signal long enough to analyse)")
+    return long_enough, [p for p in parts if p.duration_s < MIN_PART_S]
 
 
 @dataclass
@@ -319,7 +327,7 @@ def _beats(channel, beating, labels):
     }
 
 
-def _stretches(channel, found, parts):
+def _stretches(channel, found, short):
     """The result's stretches in seconds from the recording's start: unreadable, flutter, gaps."""
     def in_recording(key):
         return np.concatenate([getattr(f, key) / MODEL_FS + f.part.onset_s for f in found]).reshape(-1, 2)
@@ -332,8 +340,7 @@ def _stretches(channel, found, parts):
         "flutter_s": float(np.sum(flutter[:, 1] - flutter[:, 0])),
         "gap_intervals_s": gaps,
         "gap_s": float(np.sum(gaps[:, 1] - gaps[:, 0])),
-        "short_parts_s": channel.duration_s - float(np.sum(gaps[:, 1] - gaps[:, 0]))
-        - sum(p.duration_s for p in parts),
+        "short_parts_s": float(sum(p.duration_s for p in short)),
     }
 
 
