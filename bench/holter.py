@@ -7,7 +7,8 @@
 2. the same beats: each of the 48 records alone, its 30-min path (``service.inference.predict``)
    against the chunked path at the service's settings and at 5-min chunks with
    512-beat pools (many more borders);
-3. the day's report against the reference annotations, counted the same way (``ecg.holter``).
+3. the day's report against the reference annotations, counted the same way (``ecg.holter``),
+   its pauses matched to the reference's.
 
 Writes ``bench/holter_results.json`` and prints a Markdown summary. The recordings are
 built under ``--work`` (``bench.holter_data``; 0.6 GB, not committed). Targets: 24 h at
@@ -185,7 +186,7 @@ def report_errors(report, ref, beats=None):
     table = {k: {"service": got[k], "reference": want[k], "error": got[k] - want[k],
                  "relative_error_percent": 100.0 * (got[k] - want[k]) / want[k] if want[k] else None}
              for k in COMPARED}
-    out = {"counts": table}
+    out = {"counts": table, "pauses": pause_matches(report, ref)}
     if beats is not None:
         samples = np.array([b["sample"] for b in beats])
         labels = np.array([b["type"] for b in beats])
@@ -193,6 +194,26 @@ def report_errors(report, ref, beats=None):
         out["ec57_v"] = {k: e2e["matched"][k] for k in ("Se", "PPV", "F1")}
         out["qrs"] = {k: e2e["qrs"][k] for k in ("Se", "PPV")}
         out["per_record_burden"] = _per_record_burden(samples, labels == "V", ref, ref_v)
+    return out
+
+
+def pause_matches(report, ref):
+    """The report's pauses against the reference beats' (``ecg.holter.pauses``, leaving out the
+    stretches the reference excludes), matched when they overlap: for pauses of 2 s and of 3 s
+    or more, how many each has and how many of each the other matches."""
+    from ecg import holter
+
+    ours = np.array([[p["start_s"], p["start_s"] + p["duration_s"]] for p in report["pauses"]]).reshape(-1, 2)
+    theirs = holter.pauses(ref["samples"] / 360.0, unseen=ref["excluded"] / 360.0)
+
+    def matched(a, b):
+        return int(sum(np.any((b[:, 0] < x1) & (b[:, 1] > x0)) for x0, x1 in a))
+
+    out = {}
+    for low in (holter.PAUSE_S, holter.LONG_PAUSE_S):
+        a, b = (x[x[:, 1] - x[:, 0] >= low] for x in (ours, theirs))
+        out[f"{low:g} s"] = {"service": len(a), "reference": len(b), "service_matched": matched(a, b),
+                             "reference_matched": matched(b, a)}
     return out
 
 
@@ -270,6 +291,9 @@ def summary_markdown(r):
         for k, v in r["day_report_errors"]["counts"].items():
             rel = "-" if v["relative_error_percent"] is None else f"{v['relative_error_percent']:+.1f}%"
             lines.append(f"| {k} | {v['service']:.6g} | {v['reference']:.6g} | {v['error']:+.4g} | {rel} |")
+        for low, v in r["day_report_errors"]["pauses"].items():
+            lines.append(f"\npauses of {low} or more: service {v['service']} ({v['service_matched']} matching the "
+                         f"reference's), reference {v['reference']} ({v['reference_matched']} found)")
     for name, v in (r.get("same_beats") or {}).items():
         lines.append(f"\nsame beats, {name}: {v['records']} records, {v['beats']} beats, ~{v['borders']} borders: "
                      f"{v['position_diffs']} position and {v['label_diffs']} label differences, "

@@ -28,7 +28,9 @@ def report_fields(channel, result, model, include_beats=False):
     unreadable = result["unreadable_s"]
     summary = holter.holter_summary(result["times_s"], result["is_v"], duration,
                                     analysed_s=duration - result["gap_s"] - result["short_parts_s"] - unreadable,
-                                    readable=result["quality"] != UNREADABLE, part=result["part"])
+                                    readable=result["quality"] != UNREADABLE, part=result["part"],
+                                    unseen=np.concatenate([result["unreadable_intervals_s"],
+                                                           result["flutter_intervals_s"]]))
     hr = summary["heart_rate_bpm"]
     fields = {
         "channel": {"index": channel.index, "label": channel.label, "sampling_rate": channel.fs},
@@ -51,6 +53,10 @@ def report_fields(channel, result, model, include_beats=False):
         "ventricular_runs": [{"start_s": round(r["start_s"], 3), "beats": r["beats"],
                               "duration_s": round(r["duration_s"], 3), "rate_bpm": round(r["rate_bpm"], 1),
                               "kind": r["kind"]} for r in summary["ventricular_runs"]],
+        "pauses": [{"start_s": round(p["start_s"], 3), "duration_s": round(p["duration_s"], 3)}
+                   for p in summary["pauses"]],
+        "long_pauses": summary["long_pauses"],
+        "longest_pause_s": _round(summary["longest_pause_s"], 3),
         "bigeminy_episodes": summary["bigeminy_episodes"],
         "trigeminy_episodes": summary["trigeminy_episodes"],
         "hourly": [{**row, "heart_rate_mean": _round(row["heart_rate_mean"], 1)} for row in summary["hourly"]],

@@ -52,6 +52,11 @@ class RunSchema(Schema):
     kind = fields.String(metadata={"description": "NSVT (> 100 bpm, < 30 s), VT (> 100 bpm, >= 30 s) or slow"})
 
 
+class PauseSchema(Schema):
+    start_s = fields.Float(metadata={"description": "the R peak before the pause, seconds from the start"})
+    duration_s = fields.Float(metadata={"description": "to the next R peak"})
+
+
 class HourSchema(Schema):
     hour_start_s = fields.Float()
     beats = fields.Integer()
@@ -105,6 +110,10 @@ class RecordingReportSchema(Schema):
     couplets = fields.Integer(metadata={"description": "runs of exactly 2 V"})
     triplets = fields.Integer(metadata={"description": "runs of exactly 3 V (also in ventricular_runs)"})
     ventricular_runs = fields.List(fields.Nested(RunSchema), metadata={"description": "runs of 3 or more V"})
+    pauses = fields.List(fields.Nested(PauseSchema), metadata={
+        "description": "RR intervals of 2 s or more, none over a gap or an unreadable or flutter stretch"})
+    long_pauses = fields.Integer(metadata={"description": "pauses of 3 s or more"})
+    longest_pause_s = fields.Float(allow_none=True, metadata={"description": "null when there is no pause"})
     bigeminy_episodes = fields.Integer()
     trigeminy_episodes = fields.Integer()
     hourly = fields.List(fields.Nested(HourSchema))

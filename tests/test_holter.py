@@ -92,6 +92,21 @@ def test_no_run_chain_or_rr_interval_spans_a_gap():
     assert holter.rr_in_windows(times, 60.0, 1, part)[0].tolist() == [9]
 
 
+def test_pauses_are_rr_intervals_of_2_s_or_more_within_what_was_seen():
+    t = np.array([0.0, 1.0, 3.0, 4.0, 7.5, 8.5, 10.4, 12.6, 13.6, 16.0])
+    #              RR:   1    2    1   3.5   1   1.9  2.2   1   2.4
+    assert holter.pauses(t).tolist() == [[1.0, 3.0], [4.0, 7.5], [10.4, 12.6], [13.6, 16.0]]
+    part = np.repeat([0, 1], [9, 1])  # a gap before the last beat
+    unseen = np.array([[12.6, 12.9]])  # an unreadable stretch from the beat ending a pause
+    assert holter.pauses(t, part, unseen).tolist() == [[1.0, 3.0], [4.0, 7.5]]
+    assert holter.pause_summary(t) == {
+        "pauses": [{"start_s": 1.0, "duration_s": 2.0}, {"start_s": 4.0, "duration_s": 3.5},
+                   {"start_s": 10.4, "duration_s": pytest.approx(2.2)},
+                   {"start_s": 13.6, "duration_s": pytest.approx(2.4)}],
+        "long_pauses": 1, "longest_pause_s": 3.5}
+    assert holter.pause_summary(t[:2]) == {"pauses": [], "long_pauses": 0, "longest_pause_s": None}
+
+
 def test_hourly_rows_count_beats_and_v_in_each_hour():
     t = np.array([10.0, 11.0, 12.0, 3600.0, 3601.0, 7300.0])
     is_v = np.array([False, True, False, True, False, False])

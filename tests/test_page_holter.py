@@ -149,3 +149,37 @@ def test_a_recording_with_gaps_shows_each_strip_from_its_own_part(browser, serve
         assert strip_markers(page) == want and len(want) > 1000
     assert console.errors == []
     context.close()
+
+
+def test_pauses_are_listed_and_open_their_strip(browser, server, tmp_path):  # noqa: F811
+    """Two minutes of record 232 (tests/data/mitdb-pauses): the page lists the API's 13 pauses, and
+    a click on the longest shows its strip with the two beats around it marked."""
+    from train.data import load_record
+
+    rec = load_record("232", FIXTURES.parent / "mitdb-pauses")
+    path = tmp_path / "pauses.edf"
+    write_edf(path, [rec.signal], rec.fs, ["ECG MLII"])
+    status, _, report = http("POST", server + "/api/v1/recordings?include_beats=true", path.read_bytes(),
+                             {"Content-Type": "application/octet-stream"}, timeout=300)
+    assert status == 201 and len(report["pauses"]) == 13, report
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    console = Console(page)
+    page.goto(server + "/")
+    page.get_by_label("An EDF or EDF+ file").set_input_files(
+        {"name": "pauses.edf", "mimeType": "application/octet-stream", "buffer": path.read_bytes()})
+    page.get_by_role("button", name="Analyse recording").click()
+    page.wait_for_selector("#holter:not([hidden]):not([aria-busy])")
+    assert "13 of 2 s or more, 4 of 3 s or more" in page.inner_text("#holter-summary")
+    assert len(page.locator("#holter-pauses button").all()) == 13
+    longest = max(range(13), key=lambda i: report["pauses"][i]["duration_s"])
+    page.locator(f"#holter-pauses button[data-pause='{longest}']").click()
+    page.wait_for_selector(f'#result[data-source="pause-{longest}"]')
+    pause = report["pauses"][longest]
+    first = round((pause["start_s"] - 10) * rec.fs)
+    around = [[b["type"], b["sample"] - first] for b in report["beats"]
+              if pause["start_s"] - 0.01 <= b["time_s"] <= pause["start_s"] + pause["duration_s"] + 0.01]
+    shown = strip_markers(page)
+    assert len(around) == 2 and all(beat in shown for beat in around)
+    assert console.errors == []
+    context.close()

@@ -196,6 +196,34 @@ def test_an_edf_plus_d_with_gaps_is_analysed_part_by_part(client, excerpts, edf_
     assert rep["pvc_per_hour"] == pytest.approx(is_v.sum() / ((770 - 139 - 3) / 3600), abs=0.01)
 
 
+def test_pauses_are_the_reference_long_rr_intervals_and_none_where_the_lead_was_off(client, tmp_path):
+    """Two minutes of record 232 (sick sinus syndrome, tests/data/mitdb-pauses): its 13 pauses of
+    2 s or more, as its reference beats give them; with the lead off for 1 s inside the longest
+    (a flat line), that pause is not one, its beats may have gone unseen."""
+    from train.data import load_record
+
+    rec = load_record("232", FIXTURES.parent / "mitdb-pauses")
+    want = holter.pauses(rec.ann_samples / 360.0)
+    assert len(want) == 13
+    path = tmp_path / "232.edf"
+    write_edf(path, [rec.signal], 360, ["MLII"])
+    rep = post_edf(client, path).get_json()
+    got = np.array([[p["start_s"], p["start_s"] + p["duration_s"]] for p in rep["pauses"]])
+    assert got.shape == want.shape and np.abs(got - want).max() < 0.05
+    duration = want[:, 1] - want[:, 0]
+    assert rep["long_pauses"] == np.sum(duration >= 3.0) == 4
+    assert rep["longest_pause_s"] == pytest.approx(duration.max(), abs=0.05)
+
+    off = rec.signal.copy()
+    off[99 * 360:100 * 360] = 0.0  # inside the 5.7-s pause from 97.9 s
+    write_edf(path, [off], 360, ["MLII"])
+    rep = post_edf(client, path).get_json()
+    assert rep["unreadable_intervals_s"] == [[99.0, 100.0]]
+    got = np.array([[p["start_s"], p["start_s"] + p["duration_s"]] for p in rep["pauses"]])
+    longest = np.argmax(duration)
+    assert len(got) == 12 and np.abs(got - np.delete(want, longest, axis=0)).max() < 0.05
+
+
 def test_csv_is_the_beat_table(client, edf_360):
     r = post_edf(client, edf_360, headers={"Accept": "text/csv"})
     assert r.status_code == 201 and r.mimetype == "text/csv"

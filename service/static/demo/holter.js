@@ -8,9 +8,9 @@ import { lowerBound } from "./trace.js";
 const RECORDINGS_URL = "/api/v1/recordings/?include_beats=true";
 const TREND_BIN_S = 300; // the heart-rate trend's points: 5-min means
 const MAX_RR_S = 3; // longer RR intervals are pauses or gaps: left out of rates (ecg.holter)
-const RUN_STRIP_BEFORE_S = 10; // a run's strip: from this long before it...
-const RUN_STRIP_S = 30; // ...this long
-const MAX_LISTED_RUNS = 200;
+const EVENT_STRIP_BEFORE_S = 10; // a run's or a pause's strip: from this long before it...
+const EVENT_STRIP_S = 30; // ...this long
+const MAX_LISTED_EVENTS = 200; // runs, pauses
 const SVG_NS = "http://www.w3.org/2000/svg";
 
 const $ = (id) => document.getElementById(id);
@@ -37,6 +37,10 @@ export class HolterView {
     $("holter-runs").addEventListener("click", (event) => {
       const item = event.target.closest("button[data-run]");
       if (item) this.showRun(Number(item.dataset.run));
+    });
+    $("holter-pauses").addEventListener("click", (event) => {
+      const item = event.target.closest("button[data-pause]");
+      if (item) this.showPause(Number(item.dataset.pause));
     });
   }
 
@@ -101,6 +105,8 @@ export class HolterView {
       ["Ventricular runs", `${r.ventricular_runs.length} (3 or more V; `
         + `${r.ventricular_runs.filter((x) => x.kind === "NSVT").length} NSVT)`],
       ["Bigeminy, trigeminy", `${r.bigeminy_episodes}, ${r.trigeminy_episodes} episodes`],
+      ["Pauses", `${r.pauses.length} of 2 s or more, ${r.long_pauses} of 3 s or more`
+        + (r.longest_pause_s == null ? "" : `; the longest ${r.longest_pause_s.toFixed(1)} s`)],
       ["Unreadable", `${r.unreadable_seconds.toFixed(0)} s`],
       ...(r.gap_seconds ? [["Not recorded", `${r.gap_seconds.toFixed(0)} s in ${r.gap_intervals_s.length} gap(s)`]] : []),
       ["Ventricular flutter", `${r.ventricular_flutter_seconds.toFixed(0)} s`,
@@ -122,6 +128,7 @@ export class HolterView {
     this.renderHours();
     this.renderTrend();
     this.renderRuns();
+    this.renderPauses();
   }
 
   renderHours() {
@@ -203,24 +210,34 @@ export class HolterView {
   }
 
   renderRuns() {
-    const runs = this.report.ventricular_runs;
-    const items = runs.slice(0, MAX_LISTED_RUNS).map((run, i) => {
+    this.renderEvents("holter-runs", "holter-no-runs", this.report.ventricular_runs, "run",
+      (run) => `${clock(this.report, run.start_s)}: ${run.beats} V at ${Math.round(run.rate_bpm)} bpm (${run.kind})`);
+  }
+
+  renderPauses() {
+    this.renderEvents("holter-pauses", "holter-no-pauses", this.report.pauses, "pause",
+      (pause) => `${clock(this.report, pause.start_s)}: ${pause.duration_s.toFixed(1)} s`);
+  }
+
+  // a list of the report's events, each a button whose data-<kind> is its index
+  renderEvents(listId, emptyId, events, kind, describe) {
+    const items = events.slice(0, MAX_LISTED_EVENTS).map((event, i) => {
       const item = document.createElement("li");
       const button = document.createElement("button");
       button.type = "button";
       button.className = "link";
-      button.dataset.run = String(i);
-      button.textContent = `${clock(this.report, run.start_s)}: ${run.beats} V at ${Math.round(run.rate_bpm)} bpm (${run.kind})`;
+      button.dataset[kind] = String(i);
+      button.textContent = describe(event);
       item.append(button);
       return item;
     });
-    if (runs.length > MAX_LISTED_RUNS) {
+    if (events.length > MAX_LISTED_EVENTS) {
       const more = document.createElement("li");
-      more.textContent = `… and ${runs.length - MAX_LISTED_RUNS} more`;
+      more.textContent = `… and ${events.length - MAX_LISTED_EVENTS} more`;
       items.push(more);
     }
-    $("holter-runs").replaceChildren(...items);
-    $("holter-no-runs").hidden = runs.length > 0;
+    $(listId).replaceChildren(...items);
+    $(emptyId).hidden = events.length > 0;
   }
 
   showHour(i) {
@@ -231,9 +248,17 @@ export class HolterView {
 
   showRun(i) {
     const run = this.report.ventricular_runs[i];
-    const start = Math.max(0, run.start_s - RUN_STRIP_BEFORE_S);
+    const start = Math.max(0, run.start_s - EVENT_STRIP_BEFORE_S);
     this.showWindow(`run-${i}`, `Run ${i + 1} (${clock(this.report, run.start_s)}, ${run.beats} V)`, start,
-      Math.min(start + RUN_STRIP_S, this.report.duration_s), run.start_s);
+      Math.min(start + EVENT_STRIP_S, this.report.duration_s), run.start_s);
+  }
+
+  showPause(i) {
+    const pause = this.report.pauses[i];
+    const start = Math.max(0, pause.start_s - EVENT_STRIP_BEFORE_S);
+    this.showWindow(`pause-${i}`, `Pause ${i + 1} (${clock(this.report, pause.start_s)}, `
+      + `${pause.duration_s.toFixed(1)} s)`, start, Math.min(start + EVENT_STRIP_S, this.report.duration_s),
+    pause.start_s);
   }
 
   async showWindow(id, label, t0, t1, focusTime) {
