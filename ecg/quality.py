@@ -57,6 +57,23 @@ NOISY_DB = 18.0  # a stretch SNR under this makes its beats noisy
 FLAT_WINDOW_S = 1.0  # a lead off is judged over this much signal ...
 FLAT_MV = 0.02  # ... and is flatter than this peak to peak (mV): no ECG is that flat
 BEAT_SPAN_S = 1.0  # an unreadable beat makes at most this much signal unreadable each side
+# between two beats a pause apart the signal is P waves and baseline: it moves by under 0.25 mV in
+# the 15 pauses of DS1's MLII that its reference beats confirm, by 1.6 to 4.4 mV where a jump and
+# the amplifier's recovery hid the QRS complexes (116, 203, 208: no pause). Chosen on DS1.
+PAUSE_BASELINE_MV = 1.0
+T_WAVE_S = 0.45  # left out after the first beat (its T wave) ...
+Q_LEAD_S = 0.10  # ... and before the second (its Q wave)
+
+
+def baseline_moves(x, fs):
+    """True when ``x`` (n,), the signal from one R peak to the next (mV, ``fs`` Hz), moves by more
+    than ``PAUSE_BASELINE_MV`` (5th to 95th percentile) between the first beat's T wave and the
+    second's Q: a lead jumping or recovering, whose QRS complexes may be hidden, not a pause."""
+    between = np.asarray(x, dtype=np.float64)[int(T_WAVE_S * fs):len(x) - int(Q_LEAD_S * fs)]
+    if len(between) < 2:
+        return False
+    low, high = np.percentile(between, [5, 95])
+    return bool(high - low > PAUSE_BASELINE_MV)
 
 
 def noise_levels(env, peaks, fs):

@@ -29,7 +29,9 @@ from ecg import MODEL_FS, chunks
 from ecg import quality as quality_module
 from ecg.decision import OWN_RHYTHM_MIN_BEATS, classify
 from ecg.features import beat_groups
+from ecg.holter import PAUSE_S
 from ecg.pipeline import PREPROCESSING, polarity, upright_factor
+from ecg.quality import Q_LEAD_S, T_WAVE_S, baseline_moves
 from ecg.signal import map_positions
 
 from .edf import EdfError
@@ -226,12 +228,11 @@ def analyse(model, model_dir, channel, settings, apply_ruleguard=True, pacemaker
     ``is_v``, ``p_v``, ``flipped``, ``own_rhythm``, ``quality`` (n,), ``short_rhythm_beats`` (the
     short-request rhythm warning's count), ``pacemaker`` (as declared), ``qrs_direction`` (-1.0
     when the day's QRS complexes mostly point down, ``ecg.pipeline.polarity``),
-    ``unreadable_intervals_s`` (u, 2),
-    ``unreadable_s``, ``flutter_intervals_s`` (f, 2) and ``flutter_s`` (``ecg.flutter``),
-    ``gap_intervals_s`` (g, 2) and ``gap_s`` (not recorded), ``short_parts_s`` (parts not
-    analysed), ``checks`` (stage 1's counts), ``processes``. Raises ``service.edf.EdfError``
-    (a saturated or all-zero channel), :class:`NoBeats`, :class:`Overtime`,
-    ``service.model.ModelUnavailable``.
+    ``unreadable_intervals_s`` (u, 2), ``unreadable_s``, ``flutter_intervals_s`` (f, 2) and
+    ``flutter_s`` (``ecg.flutter``), ``gap_intervals_s`` (g, 2) and ``gap_s`` (not recorded),
+    ``short_parts_s`` (parts not analysed), ``disturbed_intervals_s`` (:func:`disturbed_intervals`),
+    ``checks`` (stage 1's counts), ``processes``. Raises ``service.edf.EdfError`` (a saturated
+    or all-zero channel), :class:`NoBeats`, :class:`Overtime`, ``service.model.ModelUnavailable``.
     """
     budget = settings.timeout_s
     deadline = time.perf_counter() + budget if budget else None
@@ -257,6 +258,7 @@ def analyse(model, model_dir, channel, settings, apply_ruleguard=True, pacemaker
     bounds = np.cumsum([0] + [len(part_jobs) for part_jobs in jobs])
     per_part = [labels[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
     return {**_beats(channel, beating, per_part), **_stretches(channel, found, short),
+            "disturbed_intervals_s": disturbed_intervals(channel, beating),
             "pacemaker": bool(pacemaker), "qrs_direction": qrs_direction, "checks": checks,
             "processes": processes}
 
@@ -325,6 +327,22 @@ def _beats(channel, beating, labels):
                                   if len(f.peaks) < OWN_RHYTHM_MIN_BEATS),
         "quality": np.concatenate([f.quality for f in beating]),
     }
+
+
+def disturbed_intervals(channel, beating):
+    """(d, 2) ``[start, end]`` seconds (in the recording) of the RR intervals of
+    ``ecg.holter.PAUSE_S`` or more in which the baseline jumps or recovers
+    (``ecg.quality.baseline_moves``): beats may be hidden there, so they are no pauses. Each
+    is the stretch read, between its first beat's T wave and its second beat's Q, so that it
+    touches neither beat (nor the next RR interval)."""
+    out = []
+    for f in beating:
+        local = map_positions(f.peaks, MODEL_FS, channel.fs, n_to=f.part.n_samples)
+        for i in np.flatnonzero(np.diff(local) >= PAUSE_S * channel.fs):
+            if baseline_moves(f.part.read(local[i], local[i + 1]), channel.fs):
+                out.append([f.part.onset_s + local[i] / channel.fs + T_WAVE_S,
+                            f.part.onset_s + local[i + 1] / channel.fs - Q_LEAD_S])
+    return np.array(out, dtype=np.float64).reshape(-1, 2)
 
 
 def _stretches(channel, found, short):

@@ -26,11 +26,12 @@ def report_fields(channel, result, model, include_beats=False):
     """The report's fields (no id, no timing) from ``service.holter.analyse``'s ``result``."""
     duration = channel.duration_s
     unreadable = result["unreadable_s"]
+    # where beats may have gone unseen: no pause there
+    unseen = np.concatenate([result[k] for k in ("unreadable_intervals_s", "flutter_intervals_s",
+                                                 "disturbed_intervals_s")])
     summary = holter.holter_summary(result["times_s"], result["is_v"], duration,
                                     analysed_s=duration - result["gap_s"] - result["short_parts_s"] - unreadable,
-                                    readable=result["quality"] != UNREADABLE, part=result["part"],
-                                    unseen=np.concatenate([result["unreadable_intervals_s"],
-                                                           result["flutter_intervals_s"]]))
+                                    readable=result["quality"] != UNREADABLE, part=result["part"], unseen=unseen)
     hr = summary["heart_rate_bpm"]
     fields = {
         "channel": {"index": channel.index, "label": channel.label, "sampling_rate": channel.fs},
@@ -94,6 +95,9 @@ def report_warnings(channel, result, model):
     if result["short_parts_s"]:
         notes.append(f"{result['short_parts_s']:.1f} s of the recording, in continuous parts shorter than "
                      f"{MIN_PART_S:g} s between gaps, not analysed")
+    if len(disturbed := result["disturbed_intervals_s"]):
+        notes.append(f"{len(disturbed)} RR interval(s) of 2 s or more not counted as pauses: the baseline "
+                     "moved by over 1 mV during them (a lead jumping or recovering), where beats may be hidden")
     if result["flutter_s"]:
         notes.append(FLUTTER_WARNING.format(result["flutter_s"], result["flutter_intervals_s"][0][0]))
     if own_rhythm := int(np.count_nonzero(result["own_rhythm"])):

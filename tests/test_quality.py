@@ -76,6 +76,19 @@ def test_a_lead_off_stretch_is_unreadable():
     assert flat, unreadable
 
 
+def test_a_pause_holds_a_still_baseline_and_a_recovering_lead_does_not():
+    fs = 360
+    t = np.arange(int(3.0 * fs)) / fs  # R peak to R peak
+    p_wave = 0.2 * np.exp(-((t - 1.5) / 0.04) ** 2)
+    breathing = 0.3 * np.sin(2 * np.pi * 0.25 * t)
+    assert not quality.baseline_moves(p_wave + breathing, fs)
+    recovery = 3.0 * np.exp(-t / 1.0)  # after a jump, as in record 116's MLII
+    assert quality.baseline_moves(p_wave + recovery, fs)
+    jump = np.where(t > 1.0, -1.5, 0.0)
+    assert quality.baseline_moves(jump, fs)
+    assert not quality.baseline_moves(jump[:int(0.5 * fs)], fs)  # nothing left between T and Q
+
+
 def test_merge_intervals_joins_overlaps_and_touching_ones():
     got = quality.merge_intervals([[10, 20], [0, 5], [5, 8], [15, 30], [40, 41]])
     assert got.tolist() == [[0, 8], [10, 30], [40, 41]]

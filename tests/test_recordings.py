@@ -224,6 +224,23 @@ def test_pauses_are_the_reference_long_rr_intervals_and_none_where_the_lead_was_
     assert len(got) == 12 and np.abs(got - np.delete(want, longest, axis=0)).max() < 0.05
 
 
+def test_a_long_rr_interval_whose_baseline_jumps_is_no_pause(client, tmp_path):
+    """Record 232's pause from 48.9 s with a 2-mV baseline swing inside it (a lead disturbed and
+    recovering, smooth enough not to be taken for a beat): it is left out, its neighbours stay."""
+    from train.data import load_record
+
+    rec = load_record("232", FIXTURES.parent / "mitdb-pauses")
+    t = np.arange(len(rec.signal)) / 360.0
+    rise = np.clip((t - 49.6) / 0.4, 0.0, 1.0)
+    swing = 2.0 * 0.5 * (1 - np.cos(np.pi * rise)) * np.exp(-np.clip(t - 50.0, 0.0, None) / 0.8)
+    path = tmp_path / "disturbed.edf"
+    write_edf(path, [rec.signal + swing], 360, ["MLII"])
+    rep = post_edf(client, path).get_json()
+    starts = [round(p["start_s"], 1) for p in rep["pauses"]]
+    assert len(starts) == 12 and 48.9 not in starts and {51.8, 54.4} <= set(starts)
+    assert any("1 RR interval(s) of 2 s or more not counted as pauses" in w for w in rep["warnings"])
+
+
 def test_csv_is_the_beat_table(client, edf_360):
     r = post_edf(client, edf_360, headers={"Accept": "text/csv"})
     assert r.status_code == 201 and r.mimetype == "text/csv"
