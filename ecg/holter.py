@@ -22,8 +22,8 @@ are never consecutive. The counts, precisely (docs/HOLTER.md says the same):
   A couplet or a run breaks a chain; one PVC can end a bigeminy chain and start a
   trigeminy one.
 - a *pause* is an RR interval of ``PAUSE_S`` or more, a *long pause* one of ``LONG_PAUSE_S``
-  or more; an interval that overlaps a stretch where beats may go unseen (unreadable signal,
-  ventricular flutter) is not one.
+  or more; an interval that overlaps or touches a stretch where beats may have gone unseen
+  (the caller's: unreadable signal, ventricular flutter, a baseline jumping) is not one.
 - heart rate: from RR intervals (between consecutive beats) no longer than ``MAX_RR_S``;
   an interval belongs to the window holding its second beat. A window's rate is
   60 x (intervals) / (their total seconds); 1-min windows with fewer than
@@ -134,8 +134,11 @@ def pauses(times_s, part=None, unseen=None):
     found = np.stack([t[i], t[i + 1]], axis=1)
     if unseen is not None and len(unseen) and len(found):
         u = np.asarray(unseen, dtype=np.float64).reshape(-1, 2)
-        hidden = (u[None, :, 0] <= found[:, 1:2]) & (u[None, :, 1] >= found[:, 0:1])
-        found = found[~hidden.any(axis=1)]
+        u = u[np.argsort(u[:, 0], kind="stable")]
+        # of the stretches starting by a pause's end, the latest-ending one reaches back into it
+        last = np.searchsorted(u[:, 0], found[:, 1], side="right") - 1
+        reach = np.maximum.accumulate(u[:, 1])[np.maximum(last, 0)]
+        found = found[(last < 0) | (reach < found[:, 0])]
     return found
 
 

@@ -92,28 +92,36 @@ def test_an_hour_and_a_run_open_their_strip_with_the_beats_marked(holter_page, r
     assert console.errors == []
 
 
-def test_a_declared_pacemaker_is_sent_with_the_recording(browser, server, tmp_path):  # noqa: F811
-    """A minute of record 217's V1 (tests/data/mitdb-paced) with the Holter form's pacemaker box
-    ticked: the page draws the API's report for ?pacemaker=true and says how many beats it turned N."""
-    from pathlib import Path
-
-    from train.data import OTHER_LEAD, load_record
-
-    rec = load_record("217", Path(__file__).parent / "data" / "mitdb-paced", lead=OTHER_LEAD)
-    path = tmp_path / "paced.edf"
-    write_edf(path, [rec.signal], rec.fs, ["ECG V1"])
-    status, _, want = http("POST", server + "/api/v1/recordings?pacemaker=true", path.read_bytes(),
-                           {"Content-Type": "application/octet-stream"}, timeout=300)
-    assert status == 201 and want["pacemaker"] is True and want["own_rhythm_beats"] > 0, want
+def analysed_on_the_page(browser, server, path, query="", pacemaker=False):  # noqa: F811
+    """``(report, page, console, context)``: the EDF at ``path`` posted to the API with ``query``
+    (its report), then analysed through the page's Holter form, its box ticked if ``pacemaker``."""
+    status, _, report = http("POST", server + "/api/v1/recordings" + query, path.read_bytes(),
+                             {"Content-Type": "application/octet-stream"}, timeout=300)
+    assert status == 201, report
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
+    page.set_default_timeout(120_000)
     console = Console(page)
     page.goto(server + "/")
     page.get_by_label("An EDF or EDF+ file").set_input_files(
-        {"name": "paced.edf", "mimeType": "application/octet-stream", "buffer": path.read_bytes()})
-    page.locator("#holter-pacemaker").check()
+        {"name": path.name, "mimeType": "application/octet-stream", "buffer": path.read_bytes()})
+    if pacemaker:
+        page.locator("#holter-pacemaker").check()
     page.get_by_role("button", name="Analyse recording").click()
     page.wait_for_selector("#holter:not([hidden]):not([aria-busy])")
+    return report, page, console, context
+
+
+def test_a_declared_pacemaker_is_sent_with_the_recording(browser, server, tmp_path):  # noqa: F811
+    """A minute of record 217's V1 (tests/data/mitdb-paced) with the Holter form's pacemaker box
+    ticked: the page draws the API's report for ?pacemaker=true and says how many beats it turned N."""
+    from train.data import OTHER_LEAD, load_record
+
+    rec = load_record("217", FIXTURES.parent / "mitdb-paced", lead=OTHER_LEAD)
+    path = tmp_path / "paced.edf"
+    write_edf(path, [rec.signal], rec.fs, ["ECG V1"])
+    want, page, console, context = analysed_on_the_page(browser, server, path, "?pacemaker=true", pacemaker=True)
+    assert want["pacemaker"] is True and want["own_rhythm_beats"] > 0, want
     summary = page.inner_text("#holter-summary")
     assert f"{want['total_beats']} ({want['normal_beats']} N, {want['ventricular_beats']} V)" in summary
     assert f"declared: {want['own_rhythm_beats']} paced beat(s)" in summary
@@ -127,18 +135,8 @@ def test_a_recording_with_gaps_shows_each_strip_from_its_own_part(browser, serve
     whole, gapped = tmp_path / "whole.edf", tmp_path / "gapped.edf"
     whole.write_bytes(edf_bytes)
     without_records(whole, gapped, np.r_[1000:1300, 3000:3002])
-    status, _, report = http("POST", server + "/api/v1/recordings?include_beats=true", gapped.read_bytes(),
-                             {"Content-Type": "application/octet-stream"}, timeout=300)
-    assert status == 201 and report["gap_intervals_s"] == [[1000.0, 1300.0], [3000.0, 3002.0]], report
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    page.set_default_timeout(120_000)
-    console = Console(page)
-    page.goto(server + "/")
-    page.get_by_label("An EDF or EDF+ file").set_input_files(
-        {"name": "gapped.edf", "mimeType": "application/octet-stream", "buffer": gapped.read_bytes()})
-    page.get_by_role("button", name="Analyse recording").click()
-    page.wait_for_selector("#holter:not([hidden]):not([aria-busy])")
+    report, page, console, context = analysed_on_the_page(browser, server, gapped, "?include_beats=true")
+    assert report["gap_intervals_s"] == [[1000.0, 1300.0], [3000.0, 3002.0]], report
     assert "302 s in 2 gap(s)" in page.inner_text("#holter-summary")
     fs = report["channel"]["sampling_rate"]
     for hour, (t0, t1) in enumerate(((0, 1000), (3600, report["duration_s"]))):
@@ -159,17 +157,8 @@ def test_pauses_are_listed_and_open_their_strip(browser, server, tmp_path):  # n
     rec = load_record("232", FIXTURES.parent / "mitdb-pauses")
     path = tmp_path / "pauses.edf"
     write_edf(path, [rec.signal], rec.fs, ["ECG MLII"])
-    status, _, report = http("POST", server + "/api/v1/recordings?include_beats=true", path.read_bytes(),
-                             {"Content-Type": "application/octet-stream"}, timeout=300)
-    assert status == 201 and len(report["pauses"]) == 13, report
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    console = Console(page)
-    page.goto(server + "/")
-    page.get_by_label("An EDF or EDF+ file").set_input_files(
-        {"name": "pauses.edf", "mimeType": "application/octet-stream", "buffer": path.read_bytes()})
-    page.get_by_role("button", name="Analyse recording").click()
-    page.wait_for_selector("#holter:not([hidden]):not([aria-busy])")
+    report, page, console, context = analysed_on_the_page(browser, server, path, "?include_beats=true")
+    assert len(report["pauses"]) == 13, report
     assert "13 of 2 s or more, 4 of 3 s or more" in page.inner_text("#holter-summary")
     assert len(page.locator("#holter-pauses button").all()) == 13
     longest = max(range(13), key=lambda i: report["pauses"][i]["duration_s"])
