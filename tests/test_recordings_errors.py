@@ -141,3 +141,15 @@ def test_content_type_size_and_form(client, good):
     refused(r, 400, "'file'")
     refused(client.post(RECORDINGS + "?include_beats=maybe", data=data,
                         content_type="application/octet-stream"), 422, "include_beats")
+
+
+def test_edf_plus_d_parts_come_from_the_record_onsets_to_half_a_sample():
+    from service.edf import EdfError, Part, parts_from_onsets
+
+    fs, record_s = 256, 0.5  # 128 samples a record
+    onsets = np.arange(8) * record_s + np.array([0, 1e-4, -1e-4, 0, 0.25, 0.25, 0.25 + 1e-3, 0.25])
+    # record 4 starts 0.25 s late: a gap; jitter under half a sample (1.95 ms) is none
+    assert parts_from_onsets(onsets, record_s, fs) == [Part(0, 4 * 128, 0.0), Part(4 * 128, 8 * 128, 2.25)]
+    assert parts_from_onsets(onsets + 100.0, record_s, fs)[1].onset_s == pytest.approx(2.25)  # from the first
+    with pytest.raises(EdfError, match="record 3 starts at 1.2 s, before the previous one ends"):
+        parts_from_onsets(np.array([0.0, 0.5, 1.0, 1.2]), record_s, fs)
