@@ -58,8 +58,9 @@ FLAT_WINDOW_S = 1.0  # a lead off is judged over this much signal ...
 FLAT_MV = 0.02  # ... and is flatter than this peak to peak (mV): no ECG is that flat
 BEAT_SPAN_S = 1.0  # an unreadable beat makes at most this much signal unreadable each side
 # between two beats a pause apart the signal is P waves and baseline: it moves by under 0.25 mV in
-# the 15 pauses of DS1's MLII that its reference beats confirm, by 1.6 to 4.4 mV where a jump and
-# the amplifier's recovery hid the QRS complexes (116, 203, 208: no pause). Chosen on DS1.
+# 14 of the 15 pauses of DS1's MLII that its reference beats confirm (the 15th, in 208, lies in a
+# 3-mV swing), by 1.6 to 4.4 mV where a jump and the amplifier's recovery hid the QRS complexes
+# (116, 203, 208: no pause). Chosen on DS1.
 PAUSE_BASELINE_MV = 1.0
 T_WAVE_S = 0.45  # left out after the first beat (its T wave) ...
 Q_LEAD_S = 0.10  # ... and before the second (its Q wave)
