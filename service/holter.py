@@ -22,6 +22,7 @@ import time
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -47,6 +48,9 @@ CLIPPED_WARNING_SHARE = 0.01
 MIN_PART_S = MIN_SECONDS
 FLAT_SPAN_MV = 1e-6  # a channel whose samples all lie within this span carries no signal
 ZERO_MV = 1e-3  # ... and is "all zeros" within 1 uV of 0 (the calibration of digital 0 is rarely exactly 0)
+# the pauses' baseline test reads the signal in spans of up to this long, not once per RR interval:
+# a day of sinus bradycardia under 30 bpm has tens of thousands of intervals of ecg.holter.PAUSE_S
+BASELINE_READ_S = 600.0
 
 
 class NoBeats(Exception):
@@ -287,6 +291,11 @@ class PartFindings:
     flutter: np.ndarray  # (f, 2)
     deflections: np.ndarray  # for ecg.pipeline.polarity
 
+    @cached_property
+    def positions(self):
+        """(m,) the R peaks at the channel's rate, samples from the part's start."""
+        return map_positions(self.peaks, MODEL_FS, self.part.fs, n_to=self.part.n_samples)
+
 
 def _detect(runner, parts, settings):
     """Stage 1 over every part: ``(findings, checks)``, a :class:`PartFindings` per part and
@@ -311,9 +320,7 @@ def _detect(runner, parts, settings):
 
 def _beats(channel, beating, labels):
     """The result's per-beat arrays from the parts with beats and each one's stage-2 results."""
-    positions = [int(round(f.part.onset_s * channel.fs))
-                 + map_positions(f.peaks, MODEL_FS, channel.fs, n_to=f.part.n_samples) for f in beating]
-    positions = np.concatenate(positions)
+    positions = np.concatenate([int(round(f.part.onset_s * channel.fs)) + f.positions for f in beating])
     return {
         "positions": positions,
         "times_s": positions / channel.fs,
@@ -337,12 +344,26 @@ def disturbed_intervals(channel, beating):
     touches neither beat (nor the next RR interval)."""
     out = []
     for f in beating:
-        local = map_positions(f.peaks, MODEL_FS, channel.fs, n_to=f.part.n_samples)
-        for i in np.flatnonzero(np.diff(local) >= PAUSE_S * channel.fs):
-            if baseline_moves(f.part.read(local[i], local[i + 1]), channel.fs):
-                out.append([f.part.onset_s + local[i] / channel.fs + T_WAVE_S,
-                            f.part.onset_s + local[i + 1] / channel.fs - Q_LEAD_S])
+        at = f.positions
+        long_rr = np.flatnonzero(np.diff(at) >= PAUSE_S * channel.fs)
+        for batch in read_batches(at[long_rr], at[long_rr + 1], int(BASELINE_READ_S * channel.fs)):
+            begins = long_rr[batch]
+            lo = at[begins[0]]
+            x = f.part.read(lo, at[begins[-1] + 1])
+            out += [[f.part.onset_s + at[i] / channel.fs + T_WAVE_S, f.part.onset_s + at[i + 1] / channel.fs - Q_LEAD_S]
+                    for i in begins if baseline_moves(x[at[i] - lo:at[i + 1] - lo], channel.fs)]
     return np.array(out, dtype=np.float64).reshape(-1, 2)
+
+
+def read_batches(starts, ends, span):
+    """``[indices]``: the sorted intervals ``starts[k]:ends[k]`` (samples) in consecutive groups
+    that each fit in one read of at most ``span`` samples (an interval longer than that alone)."""
+    batches, first = [], 0
+    for k in range(1, len(starts) + 1):
+        if k == len(starts) or ends[k] - starts[first] > span:
+            batches.append(np.arange(first, k))
+            first = k
+    return batches
 
 
 def _stretches(channel, found, short):

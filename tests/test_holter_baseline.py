@@ -1,0 +1,58 @@
+"""The pauses' baseline test on a whole recording (service.holter.disturbed_intervals): what it
+finds, and that it reads the file in spans, not once per long RR interval."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench.edf_files import write_edf
+from ecg import MODEL_FS, holter as ecg_holter
+from ecg.quality import Q_LEAD_S, T_WAVE_S
+from service import edf, holter
+from train.data import load_record
+
+PAUSES = Path(__file__).parent / "data" / "mitdb-pauses"
+
+
+def test_read_batches_fill_each_read_up_to_its_span():
+    starts, ends = np.array([0, 10, 30, 100, 400]), np.array([8, 25, 40, 350, 410])
+    assert [b.tolist() for b in holter.read_batches(starts, ends, 50)] == [[0, 1, 2], [3], [4]]
+    assert [b.tolist() for b in holter.read_batches(starts, ends, 0)] == [[0], [1], [2], [3], [4]]
+    assert [b.tolist() for b in holter.read_batches(starts, ends, 1000)] == [[0, 1, 2, 3, 4]]
+    assert holter.read_batches(starts[:0], ends[:0], 50) == []
+
+
+@pytest.fixture
+def swung_232(tmp_path):
+    """Record 232's 2 minutes (13 pauses) with a 2-mV baseline swing inside the pause from
+    48.9 s, as an EDF channel, and its reference beats as stage 1's findings."""
+    rec = load_record("232", PAUSES)
+    t = np.arange(len(rec.signal)) / 360.0
+    rise = np.clip((t - 49.6) / 0.4, 0.0, 1.0)
+    swing = 2.0 * 0.5 * (1 - np.cos(np.pi * rise)) * np.exp(-np.clip(t - 50.0, 0.0, None) / 0.8)
+    path = tmp_path / "swung.edf"
+    write_edf(path, [rec.signal + swing], 360, ["MLII"])
+    channel = edf.open_channel(str(path))
+    empty = np.zeros((0, 2))
+    assert MODEL_FS == rec.fs == 360  # the reference beats are stage 1's peaks as they are
+    found = holter.PartFindings(channel, rec.ann_samples, np.zeros(len(rec.ann_samples), np.int8), empty, empty,
+                                np.zeros(0))
+    return channel, found, rec.ann_samples / 360.0
+
+
+def test_the_baseline_test_reads_the_recording_in_spans(swung_232, monkeypatch):
+    channel, found, times = swung_232
+    reads = []
+    real_read = edf.read_samples
+    monkeypatch.setattr(edf, "read_samples", lambda *a: reads.append(a) or real_read(*a))
+    disturbed = holter.disturbed_intervals(channel, [found])
+    k = np.searchsorted(times, 48.8)
+    assert disturbed.shape == (1, 2)
+    assert disturbed[0] == pytest.approx([times[k] + T_WAVE_S, times[k + 1] - Q_LEAD_S], abs=0.01)
+    assert len(reads) == 1  # two minutes: one span
+
+    reads.clear()
+    monkeypatch.setattr(holter, "BASELINE_READ_S", 0.0)  # one read per interval: the same answer
+    assert np.array_equal(holter.disturbed_intervals(channel, [found]), disturbed)
+    assert len(reads) == len(ecg_holter.pauses(times)) == 13
