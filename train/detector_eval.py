@@ -17,7 +17,6 @@ import argparse
 import json
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -113,16 +112,6 @@ def channel_name(name, directory, lead):
     return lead
 
 
-def mitdb_directory(path):
-    """``path`` when it holds MIT-BIH records, else ``train.data.data_dir``'s choice when it is None.
-
-    A ``--data`` given is used or refused, never replaced by another copy of the database.
-    """
-    if path is not None and not (Path(path).is_dir() and any(Path(path).glob("*.hea"))):
-        raise FileNotFoundError(f"--data {path}: no MIT-BIH records (*.hea) there")
-    return data_dir(path)
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m train.detector_eval", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -138,7 +127,7 @@ def main(argv=None):
 
     names = args.records or ALL_RECORDS
     try:  # every record and lead checked before any is scored
-        directory = mitdb_directory(args.data)
+        directory = data_dir(args.data)
         require_records(directory, names)
         leads = [channel_name(name, directory, args.lead) for name in names]
     except (FileNotFoundError, LookupError) as exc:  # the input's fault: say what, no traceback
