@@ -121,25 +121,31 @@ def episode_counts(is_v, part=None):
             "trigeminy_episodes": len(pvc_chains(is_v, 2, part)[0])}
 
 
-def pauses(times_s, part=None, unseen=None):
-    """RR intervals of ``PAUSE_S`` or more: (k, 2) float64, ``[first, second]`` R time (s) of each.
+def pause_starts(times_s, part=None, unseen=None):
+    """Indices (k,) of the beats that start a pause: an RR interval of ``PAUSE_S`` or more between
+    consecutive ``times_s`` (s) of the same ``part``.
 
     ``unseen``: (u, 2) ``[start, end]`` seconds where beats may have gone undetected (unreadable
     or flutter stretches): an interval overlapping or touching one is not a pause (a lead coming
     off or back on is a step the detector can take for the beat that ends or starts it).
     """
     t = np.asarray(times_s, dtype=np.float64)
-    rr = np.diff(t)
-    i = np.flatnonzero((rr >= PAUSE_S) & consecutive(part, len(t)))
-    found = np.stack([t[i], t[i + 1]], axis=1)
-    if unseen is not None and len(unseen) and len(found):
-        u = np.asarray(unseen, dtype=np.float64).reshape(-1, 2)
-        u = u[np.argsort(u[:, 0], kind="stable")]
-        # of the stretches starting by a pause's end, the latest-ending one reaches back into it
-        last = np.searchsorted(u[:, 0], found[:, 1], side="right") - 1
-        reach = np.maximum.accumulate(u[:, 1])[np.maximum(last, 0)]
-        found = found[(last < 0) | (reach < found[:, 0])]
-    return found
+    i = np.flatnonzero((np.diff(t) >= PAUSE_S) & consecutive(part, len(t)))
+    if unseen is None or not len(unseen) or not len(i):
+        return i
+    u = np.asarray(unseen, dtype=np.float64).reshape(-1, 2)
+    u = u[np.argsort(u[:, 0], kind="stable")]
+    # of the stretches starting by a pause's end, the latest-ending one reaches back into it
+    last = np.searchsorted(u[:, 0], t[i + 1], side="right") - 1
+    reach = np.maximum.accumulate(u[:, 1])[np.maximum(last, 0)]
+    return i[(last < 0) | (reach < t[i])]
+
+
+def pauses(times_s, part=None, unseen=None):
+    """The pauses (:func:`pause_starts`): (k, 2) float64, ``[first, second]`` R time (s) of each."""
+    t = np.asarray(times_s, dtype=np.float64)
+    i = pause_starts(t, part, unseen)
+    return np.stack([t[i], t[i + 1]], axis=1)
 
 
 def pause_summary(times_s, part=None, unseen=None):

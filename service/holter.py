@@ -30,7 +30,7 @@ from ecg import MODEL_FS, chunks
 from ecg import quality as quality_module
 from ecg.decision import OWN_RHYTHM_MIN_BEATS, classify
 from ecg.features import beat_groups
-from ecg.holter import PAUSE_S
+from ecg.holter import pause_starts
 from ecg.pipeline import PREPROCESSING, polarity, upright_factor
 from ecg.quality import Q_LEAD_S, T_WAVE_S, baseline_moves
 from ecg.signal import map_positions
@@ -261,8 +261,10 @@ def analyse(model, model_dir, channel, settings, apply_ruleguard=True, pacemaker
         runner.close()
     bounds = np.cumsum([0] + [len(part_jobs) for part_jobs in jobs])
     per_part = [labels[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
-    return {**_beats(channel, beating, per_part), **_stretches(channel, found, short),
-            "disturbed_intervals_s": disturbed_intervals(channel, beating),
+    stretches = _stretches(channel, found, short)
+    unseen = np.concatenate([stretches["unreadable_intervals_s"], stretches["flutter_intervals_s"]])
+    return {**_beats(channel, beating, per_part), **stretches,
+            "disturbed_intervals_s": disturbed_intervals(channel, beating, unseen),
             "pacemaker": bool(pacemaker), "qrs_direction": qrs_direction, "checks": checks,
             "processes": processes}
 
@@ -336,16 +338,17 @@ def _beats(channel, beating, labels):
     }
 
 
-def disturbed_intervals(channel, beating):
-    """(d, 2) ``[start, end]`` seconds (in the recording) of the RR intervals of
-    ``ecg.holter.PAUSE_S`` or more in which the baseline jumps or recovers
-    (``ecg.quality.baseline_moves``): beats may be hidden there, so they are no pauses. Each
-    is the stretch read, between its first beat's T wave and its second beat's Q, so that it
-    touches neither beat (nor the next RR interval)."""
+def disturbed_intervals(channel, beating, unseen):
+    """(d, 2) ``[start, end]`` seconds (in the recording) of the RR intervals that would be pauses
+    (``ecg.holter.pause_starts`` given ``unseen``, (u, 2) seconds: the unreadable and flutter
+    stretches) but in which the baseline jumps or recovers (``ecg.quality.baseline_moves``):
+    beats may be hidden there, so they are no pauses. Each is the stretch read, between its first
+    beat's T wave and its second beat's Q, so that it touches neither beat (nor the next RR
+    interval). An interval across an unseen stretch is not read: a lead off all night is hours."""
     out = []
     for f in beating:
         at = f.positions
-        long_rr = np.flatnonzero(np.diff(at) >= PAUSE_S * channel.fs)
+        long_rr = pause_starts(f.part.onset_s + at / channel.fs, unseen=unseen)
         for batch in read_batches(at[long_rr], at[long_rr + 1], int(BASELINE_READ_S * channel.fs)):
             begins = long_rr[batch]
             lo = at[begins[0]]

@@ -1,5 +1,6 @@
 """The pauses' baseline test on a whole recording (service.holter.disturbed_intervals): what it
-finds, and that it reads the file in spans, not once per long RR interval."""
+finds, that it reads the file in spans, not once per long RR interval, and not at all across a
+stretch where beats may have gone unseen."""
 
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from service import edf, holter
 from train.data import load_record
 
 PAUSES = Path(__file__).parent / "data" / "mitdb-pauses"
+NOTHING_UNSEEN = np.zeros((0, 2))
 
 
 def test_read_batches_fill_each_read_up_to_its_span():
@@ -41,12 +43,18 @@ def swung_232(tmp_path):
     return channel, found, rec.ann_samples / 360.0
 
 
-def test_the_baseline_test_reads_the_recording_in_spans(swung_232, monkeypatch):
-    channel, found, times = swung_232
-    reads = []
+@pytest.fixture
+def reads(monkeypatch):
+    """Every slice read from an EDF file, as it is read."""
+    done = []
     real_read = edf.read_samples
-    monkeypatch.setattr(edf, "read_samples", lambda *a: reads.append(a) or real_read(*a))
-    disturbed = holter.disturbed_intervals(channel, [found])
+    monkeypatch.setattr(edf, "read_samples", lambda *a: done.append(a) or real_read(*a))
+    return done
+
+
+def test_the_baseline_test_reads_the_recording_in_spans(swung_232, reads, monkeypatch):
+    channel, found, times = swung_232
+    disturbed = holter.disturbed_intervals(channel, [found], NOTHING_UNSEEN)
     k = np.searchsorted(times, 48.8)
     assert disturbed.shape == (1, 2)
     assert disturbed[0] == pytest.approx([times[k] + T_WAVE_S, times[k + 1] - Q_LEAD_S], abs=0.01)
@@ -54,5 +62,18 @@ def test_the_baseline_test_reads_the_recording_in_spans(swung_232, monkeypatch):
 
     reads.clear()
     monkeypatch.setattr(holter, "BASELINE_READ_S", 0.0)  # one read per interval: the same answer
-    assert np.array_equal(holter.disturbed_intervals(channel, [found]), disturbed)
+    assert np.array_equal(holter.disturbed_intervals(channel, [found], NOTHING_UNSEEN), disturbed)
     assert len(reads) == len(ecg_holter.pauses(times)) == 13
+
+
+def test_no_interval_across_an_unseen_stretch_is_read(swung_232, reads):
+    """An interval that touches an unreadable or flutter stretch is no pause whatever its baseline
+    does, so it is not read: a lead off all night would be one interval of hours."""
+    channel, found, times = swung_232
+    k = np.searchsorted(times, 48.8)
+    inside_the_swung_pause = np.array([[times[k] + 0.5, times[k] + 1.0]])
+    assert len(holter.disturbed_intervals(channel, [found], inside_the_swung_pause)) == 0
+    assert len(reads) == 1  # the other 12 long intervals, in one span
+    reads.clear()
+    assert len(holter.disturbed_intervals(channel, [found], np.array([[0.0, times[-1]]]))) == 0
+    assert reads == []
