@@ -20,7 +20,8 @@ fit in memory that way (24 h at 360 Hz: 31 M samples, 250 MB per float64 copy), 
    (whole groups when the decision pools within groups): each range is computed with
    its neighbouring groups around it (:func:`context_range`), so that every group
    median, RR interval and neighbour feature of its beats is the whole signal's, on a
-   piece of signal with ``FILTER_SETTLE_S`` of margin (:func:`segment_for_beats`).
+   piece of signal with ``FILTER_SETTLE_S`` of margin (:func:`segments_for_beats`: a long
+   stretch without beats between two of them, a lead off all night, is not read).
 
 The same beats as the whole-signal path, chunk borders included, are checked on real
 records in tests/test_recordings.py and on all 48 MIT-BIH records by ``python -m bench.holter``.
@@ -186,28 +187,45 @@ def context_range(groups, a, b):
     return e0, e1
 
 
-def segment_for_beats(peaks, fs, n, settle_s=FILTER_SETTLE_S):
-    """The input samples ``(read_lo, read_hi)`` to read for the beats at ``peaks`` (360-Hz, sorted).
+def segments_for_beats(peaks, fs, n, settle_s=FILTER_SETTLE_S):
+    """The input samples to read for the beats at ``peaks`` (360-Hz, sorted): ``[(read_lo,
+    read_hi, a, b)]``, one segment per run of beats ``a:b`` whose reaches (``settle_s`` and
+    ``BEAT_REACH_S`` each side) overlap. Where two beats lie further apart than both reaches (a
+    lead off for hours) nothing between them is read.
 
-    ``n``: the signal's input samples at ``fs`` Hz; ``read_lo`` is aligned.
+    ``n``: the signal's input samples at ``fs`` Hz; each ``read_lo`` is aligned.
     """
     step_in, _ = alignment(fs)
     reach = (settle_s + BEAT_REACH_S) * MODEL_FS
-    lo = int(np.floor((peaks[0] - reach) * fs / MODEL_FS))
-    hi = int(np.ceil((peaks[-1] + reach) * fs / MODEL_FS))
-    return max(lo // step_in * step_in, 0), min(hi, int(n))
+    peaks = np.asarray(peaks)
+    bounds = np.r_[0, np.flatnonzero(np.diff(peaks) > 2 * reach) + 1, len(peaks)]
+    segments = []
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        lo = int(np.floor((peaks[a] - reach) * fs / MODEL_FS))
+        hi = int(np.ceil((peaks[b - 1] + reach) * fs / MODEL_FS))
+        segments.append((max(lo // step_in * step_in, 0), min(hi, int(n)), int(a), int(b)))
+    return segments
 
 
-def beats_in_context(x, fs, read_lo, peaks, groups, upright_factor=1.0):
+def beats_in_context(read, fs, n, peaks, groups, upright_factor=1.0):
     """``ecg.pipeline.Beats`` of ``peaks`` (360-Hz samples of the whole signal) with their ``groups``.
 
-    ``x``: the input samples ``read_lo:read_hi`` (mV) from :func:`segment_for_beats`.
+    ``read(lo, hi)``: the signal's input samples ``lo:hi`` (mV), ``n`` of them in all, at ``fs``
+    Hz; it is called for each of :func:`segments_for_beats`.
     ``upright_factor``: the whole signal's ``ecg.pipeline.upright_factor`` (of the
-    ``polarity`` of all its beats' deflections), which the segment's band-passed signal is
-    multiplied by.
-    The returned ``peaks`` and ``filtered`` are the segment's (offset by
-    ``to_model_samples(read_lo, fs)``); ``positions`` are not the whole signal's either.
+    ``polarity`` of all its beats' deflections), which the band-passed signal is multiplied by.
+    The returned ``peaks`` count from the first segment's start (``positions`` are not the whole
+    signal's either); ``filtered`` is the segments' band-passed signal, joined.
     """
-    _, filtered = preprocess(x, fs)
-    local = np.asarray(peaks, dtype=np.int64) - to_model_samples(read_lo, fs)
-    return beat_inputs(filtered * upright_factor, local, MODEL_FS, len(filtered), groups=groups)
+    segments = segments_for_beats(peaks, fs, n)
+    peaks = np.asarray(peaks, dtype=np.int64)
+    pieces, at, joined = [], [], 0
+    for lo, hi, a, b in segments:
+        _, filtered = preprocess(read(lo, hi), fs)
+        pieces.append(filtered)
+        at.append(peaks[a:b] - to_model_samples(lo, fs) + joined)
+        joined += len(filtered)
+    first = to_model_samples(segments[0][0], fs)
+    span = model_length(segments[-1][1] - segments[0][0], fs)
+    return beat_inputs(np.concatenate(pieces) * upright_factor, peaks - first, MODEL_FS, span, groups=groups,
+                       at=np.concatenate(at))

@@ -154,7 +154,7 @@ def polarity(deflections):
     return -1.0 if len(deflections) and np.median(deflections) < 0 else 1.0
 
 
-def beat_inputs(filtered, peaks, fs, n_samples, groups=None, quality=None):
+def beat_inputs(filtered, peaks, fs, n_samples, groups=None, quality=None, at=None):
     """The classifier's inputs for ``peaks`` (R peaks at 360 Hz) in ``filtered``.
 
     ``filtered``: the band-passed 360 Hz signal from :func:`preprocess`; ``fs`` and
@@ -164,15 +164,19 @@ def beat_inputs(filtered, peaks, fs, n_samples, groups=None, quality=None):
     beats (``ecg.chunks``: a day in pieces); default ``beat_groups`` of these n beats.
     ``quality``: ``(quality (n,), unreadable (m, 2))`` as :func:`ecg.quality.beat_quality`
     returns them; default every beat good and nothing unreadable.
+    ``at``: (n,) where each beat lies in ``filtered`` when that is pieces of a signal joined, the
+    stretches between them left out (``ecg.chunks``); default ``peaks``. Only the windows and
+    QRS widths read it: RR intervals and positions are ``peaks``'.
     """
     peaks = np.asarray(peaks, dtype=np.int64)
+    at = peaks if at is None else np.asarray(at, dtype=np.int64)
     n = len(peaks)
     if quality is None:
         quality = (np.zeros(n, np.int8), np.zeros((0, 2), np.int64))
     before, after = PREPROCESSING["window_samples"]
     groups = beat_groups(n, PREPROCESSING["group_size_beats"]) if groups is None else np.asarray(groups)
 
-    windows = beat_windows(filtered, peaks, before, after)
+    windows = beat_windows(filtered, at, before, after)
     windows -= median_rows(windows)  # np.median's figures, sooner
     lo, hi = QRS_CORE_SAMPLES
     core = windows[:, lo:hi]
@@ -182,7 +186,7 @@ def beat_inputs(filtered, peaks, fs, n_samples, groups=None, quality=None):
     if n and groups[-1] == 0:  # one group (a strip): its one template row, broadcast below
         templates = templates[:1]
 
-    qrs_s = qrs_widths(filtered, peaks, MODEL_FS) if n else np.zeros(0)
+    qrs_s = qrs_widths(filtered, at, MODEL_FS) if n else np.zeros(0)
     rr_prev, rr_next = rr_intervals(peaks, MODEL_FS)
 
     return Beats(

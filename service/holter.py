@@ -133,9 +133,7 @@ def classify_task(model, channel, peaks, groups, core, units, quality, decision,
     (:func:`task_decision`); ``pacemaker``: declared (``ecg.decision.own_rhythm_mask``);
     ``upright``: the day's ``ecg.pipeline.upright_factor``.
     """
-    read_lo, read_hi = chunks.segment_for_beats(peaks, channel.fs, channel.n_samples)
-    x = channel.read(read_lo, read_hi)
-    beats = chunks.beats_in_context(x, channel.fs, read_lo, peaks, groups, upright)
+    beats = chunks.beats_in_context(channel.read, channel.fs, channel.n_samples, peaks, groups, upright)
     windows, features = beats.windows[core], beats.features[core]
     p_raw = model.p_v(windows, features)
     calls = classify(p_raw, features, decision, apply_ruleguard, windows=windows, groups=units,
