@@ -221,11 +221,12 @@ def beats_in_context(read, fs, n, peaks, groups, upright_factor=1.0):
     peaks = np.asarray(peaks, dtype=np.int64)
     pieces, at, joined = [], [], 0
     for lo, hi, a, b in segments:
-        _, filtered = preprocess(read(lo, hi), fs)
-        pieces.append(filtered)
+        _, piece = preprocess(read(lo, hi), fs)
+        pieces.append(piece)
         at.append(peaks[a:b] - to_model_samples(lo, fs) + joined)
-        joined += len(filtered)
+        joined += len(piece)
+    filtered = np.concatenate(pieces)
+    filtered *= upright_factor  # in place: the joined copy is the only one, as the one read was before
     first = to_model_samples(segments[0][0], fs)
     span = model_length(segments[-1][1] - segments[0][0], fs)
-    return beat_inputs(np.concatenate(pieces) * upright_factor, peaks - first, MODEL_FS, span, groups=groups,
-                       at=np.concatenate(at))
+    return beat_inputs(filtered, peaks - first, MODEL_FS, span, groups=groups, at=np.concatenate(at))
