@@ -2,18 +2,14 @@
 finds, that it reads the file in spans, not once per long RR interval, and not at all across a
 stretch where beats may have gone unseen."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-from bench.edf_files import write_edf
 from ecg import MODEL_FS, holter as ecg_holter
 from ecg.quality import Q_LEAD_S, T_WAVE_S
 from service import edf, holter
-from train.data import load_record
+from tests.conftest import write_swung_232
 
-PAUSES = Path(__file__).parent / "data" / "mitdb-pauses"
 NOTHING_UNSEEN = np.zeros((0, 2))
 
 
@@ -29,12 +25,8 @@ def test_read_batches_fill_each_read_up_to_its_span():
 def swung_232(tmp_path):
     """Record 232's 2 minutes (13 pauses) with a 2-mV baseline swing inside the pause from
     48.9 s, as an EDF channel, and its reference beats as stage 1's findings."""
-    rec = load_record("232", PAUSES)
-    t = np.arange(len(rec.signal)) / 360.0
-    rise = np.clip((t - 49.6) / 0.4, 0.0, 1.0)
-    swing = 2.0 * 0.5 * (1 - np.cos(np.pi * rise)) * np.exp(-np.clip(t - 50.0, 0.0, None) / 0.8)
     path = tmp_path / "swung.edf"
-    write_edf(path, [rec.signal + swing], 360, ["MLII"])
+    rec = write_swung_232(path)
     channel = edf.open_channel(str(path))
     empty = np.zeros((0, 2))
     assert MODEL_FS == rec.fs == 360  # the reference beats are stage 1's peaks as they are

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from bench.edf_files import without_records, write_edf
-from tests.conftest import FIXTURE_RECORDS, FIXTURES
+from tests.conftest import FIXTURE_RECORDS, FIXTURES, PAUSES_FIXTURES
 from tests.service_helpers import http
 from tests.test_page_browser import CHROMIUM, Console, browser, screenshot, server  # noqa: F401
 
@@ -154,7 +154,7 @@ def test_pauses_are_listed_and_open_their_strip(browser, server, tmp_path):  # n
     a click on the longest shows its strip with the two beats around it marked."""
     from train.data import load_record
 
-    rec = load_record("232", FIXTURES.parent / "mitdb-pauses")
+    rec = load_record("232", PAUSES_FIXTURES)
     path = tmp_path / "pauses.edf"
     write_edf(path, [rec.signal], rec.fs, ["ECG MLII"])
     report, page, console, context = analysed_on_the_page(browser, server, path, "?include_beats=true")

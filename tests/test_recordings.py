@@ -14,7 +14,7 @@ from ecg.pipeline import TURNED_UPRIGHT
 from ecg.signal import resample
 from service import create_app
 from service.edf import open_channel
-from tests.conftest import FIXTURE_RECORDS, FIXTURES
+from tests.conftest import FIXTURE_RECORDS, FIXTURES, PAUSES_FIXTURES, write_swung_232
 from tests.service_helpers import MODEL_DIR, app, client, edit_card, model_copy  # noqa: F401
 
 RECORDINGS = "/api/v1/recordings"
@@ -202,7 +202,7 @@ def test_pauses_are_the_reference_long_rr_intervals_and_none_where_the_lead_was_
     (a flat line), that pause is not one, its beats may have gone unseen."""
     from train.data import load_record
 
-    rec = load_record("232", FIXTURES.parent / "mitdb-pauses")
+    rec = load_record("232", PAUSES_FIXTURES)
     want = holter.pauses(rec.ann_samples / 360.0)
     assert len(want) == 13
     path = tmp_path / "232.edf"
@@ -227,14 +227,8 @@ def test_pauses_are_the_reference_long_rr_intervals_and_none_where_the_lead_was_
 def test_a_long_rr_interval_whose_baseline_jumps_is_no_pause(client, tmp_path):
     """Record 232's pause from 48.9 s with a 2-mV baseline swing inside it (a lead disturbed and
     recovering, smooth enough not to be taken for a beat): it is left out, its neighbours stay."""
-    from train.data import load_record
-
-    rec = load_record("232", FIXTURES.parent / "mitdb-pauses")
-    t = np.arange(len(rec.signal)) / 360.0
-    rise = np.clip((t - 49.6) / 0.4, 0.0, 1.0)
-    swing = 2.0 * 0.5 * (1 - np.cos(np.pi * rise)) * np.exp(-np.clip(t - 50.0, 0.0, None) / 0.8)
     path = tmp_path / "disturbed.edf"
-    write_edf(path, [rec.signal + swing], 360, ["MLII"])
+    write_swung_232(path)
     rep = post_edf(client, path).get_json()
     starts = [round(p["start_s"], 1) for p in rep["pauses"]]
     assert len(starts) == 12 and 48.9 not in starts and {51.8, 54.4} <= set(starts)
