@@ -21,7 +21,7 @@ from ecg import MODEL_FS
 from ecg.decision import classify, in_cascade_band
 from ecg.detect import detect_r_peaks, qrs_energy_envelope
 from ecg.pipeline import extract_beats, network_rr, preprocess, upright_beat_inputs
-from ecg.quality import beat_quality
+from ecg.quality import beat_quality, flat_stretches, lead_on_runs, outside_flat_stretches
 from service import create_app, inference, jsonio, schemas
 from service import model as service_model
 
@@ -64,16 +64,18 @@ def staged_request(model, body, schema, infer=None, times=None):
     x360, filtered = preprocess(x, fs)
     t3 = time.perf_counter()
     envelope = qrs_energy_envelope(x360, MODEL_FS)
-    peaks = detect_r_peaks(x360, MODEL_FS, envelope)
+    flat = flat_stretches(x360, MODEL_FS)
+    peaks = outside_flat_stretches(detect_r_peaks(x360, MODEL_FS, envelope), flat)
     t4 = time.perf_counter()
     quality = beat_quality(x360, peaks, MODEL_FS, env=envelope[2])
     tq = time.perf_counter()
-    beats = upright_beat_inputs(filtered, peaks, fs, len(x), quality, model.preprocessing_version)
+    beats = upright_beat_inputs(filtered, peaks, fs, len(x), quality, model.preprocessing_version,
+                                lead_on_runs(peaks, flat, MODEL_FS))
     t5 = time.perf_counter()
     p_raw = infer(beats.windows, beats.features)
     t6 = time.perf_counter()
     calls = classify(p_raw, beats.features, model.decision, req["apply_ruleguard"],
-                     windows=beats.windows, groups=beats.groups, quality=beats.quality)
+                     windows=beats.windows, groups=beats.groups, signals=beats.runs, quality=beats.quality)
     t7 = time.perf_counter()
     result = inference.build_result(model, beats, calls, x, fs, req["derivation"], req["apply_ruleguard"])
     result["metadata"]["patient_id"] = req["patient_id"]

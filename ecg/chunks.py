@@ -14,8 +14,10 @@ fit in memory that way (24 h at 360 Hz: 31 M samples, 250 MB per float64 copy), 
    they started (0.875 per beat: ~1e-4 after 70 beats) and the filters' start-up
    transients have decayed (the 0.5-Hz high-pass's as e^(-2.2 t/s): 1e-19 after 20 s).
 2. **Groups and pools** over all the day's peaks at once, as for a whole signal
-   (:func:`decision_units`); so is whether the signal is turned upright, from the QRS
-   deflections of all its beats (``ecg.pipeline.upright_factor``).
+   (:func:`decision_units`; each run of beats between leads off of a minute or more apart,
+   ``ecg.quality.lead_on_runs``, from the flat stretches each chunk reports); so is whether
+   the signal is turned upright, from the QRS deflections of all its beats
+   (``ecg.pipeline.upright_factor``).
 3. **Beat inputs** in beat ranges (:func:`classification_tasks`) that hold whole pools
    (whole groups when the decision pools within groups): each range is computed with
    its neighbouring groups around it (:func:`context_range`), so that every group
@@ -36,10 +38,10 @@ import numpy as np
 from . import MODEL_FS
 from .decision import pool_groups
 from .detect import detect_r_peaks, qrs_energy_envelope
-from .features import beat_groups
+from .features import groups_within
 from .flutter import flutter_intervals
 from .pipeline import PREPROCESSING, beat_inputs, preprocess, qrs_deflections
-from .quality import beat_quality
+from .quality import beat_quality, flat_stretches, outside_flat_stretches
 
 # the 0.5-Hz band-pass's start-up transient decays as e^(-2.2 t/s): under 1e-19 of it after 20 s
 FILTER_SETTLE_S = 20.0
@@ -114,6 +116,7 @@ class ChunkFindings(NamedTuple):
     unreadable: np.ndarray  # (u, 2) int64 [start, end) stretches judged unreadable
     deflections: np.ndarray  # (k,) mV, ecg.pipeline.qrs_deflections: the day's polarity is decided on them
     flutter: np.ndarray  # (f, 2) int64 [start, end) stretches that look like ventricular flutter
+    flat: np.ndarray  # (l, 2) int64 [start, end) flat stretches (ecg.quality.flat_stretches): leads off
 
 
 def detect_in_chunk(x, fs, chunk):
@@ -127,7 +130,8 @@ def detect_in_chunk(x, fs, chunk):
     """
     x360, filtered = preprocess(x, fs)  # as ecg.pipeline.extract_beats: detection on the resampled lead
     envelope = qrs_energy_envelope(x360, MODEL_FS)
-    local = detect_r_peaks(x360, MODEL_FS, envelope)
+    flat = flat_stretches(x360, MODEL_FS)
+    local = outside_flat_stretches(detect_r_peaks(x360, MODEL_FS, envelope), flat)
     quality, unreadable = beat_quality(x360, local, MODEL_FS, env=envelope[2])
     flutter = np.rint(flutter_intervals(filtered, MODEL_FS) * MODEL_FS).astype(np.int64)
     offset = to_model_samples(chunk.read_lo, fs)
@@ -139,20 +143,21 @@ def detect_in_chunk(x, fs, chunk):
         return clipped[clipped[:, 1] > clipped[:, 0]]
 
     return ChunkFindings(peaks[keep], quality[keep], in_core(unreadable),
-                         qrs_deflections(filtered, local)[keep], in_core(flutter))
+                         qrs_deflections(filtered, local)[keep], in_core(flutter), in_core(flat))
 
 
-def decision_units(n, decision):
+def decision_units(runs, decision):
     """Labels (n,) of the runs of beats a classification task holds whole.
 
-    The decision's pools when it pools over the signal (``pool_size_beats``), else the
-    groups of ~16 beats (the pools of a decision pooling within groups; any
+    ``runs``: (n,) the beats' runs between leads off (``ecg.quality.lead_on_runs``), each a
+    signal of its own. The decision's pools when it pools over the signal (``pool_size_beats``),
+    else the groups of ~16 beats (the pools of a decision pooling within groups; any
     group-aligned cut serves a decision without pooling).
     """
     pooling = decision.get("pooling") or {}
     if pooling.get("pool_size_beats"):
-        return pool_groups(pooling, n)
-    return beat_groups(n, PREPROCESSING["group_size_beats"])
+        return pool_groups(pooling, len(runs), signals=runs)
+    return groups_within(runs, PREPROCESSING["group_size_beats"])
 
 
 def classification_tasks(units, task_beats):
@@ -207,8 +212,9 @@ def segments_for_beats(peaks, fs, n, settle_s=FILTER_SETTLE_S):
     return segments
 
 
-def beats_in_context(read, fs, n, peaks, groups, upright_factor=1.0):
-    """``ecg.pipeline.Beats`` of ``peaks`` (360-Hz samples of the whole signal) with their ``groups``.
+def beats_in_context(read, fs, n, peaks, groups, upright_factor=1.0, runs=None):
+    """``ecg.pipeline.Beats`` of ``peaks`` (360-Hz samples of the whole signal) with their ``groups``
+    and ``runs`` between leads off (default one run).
 
     ``read(lo, hi)``: the signal's input samples ``lo:hi`` (mV), ``n`` of them in all, at ``fs``
     Hz; it is called for each of :func:`segments_for_beats`.
@@ -229,4 +235,4 @@ def beats_in_context(read, fs, n, peaks, groups, upright_factor=1.0):
     filtered *= upright_factor  # in place: the joined copy is the only one, as the one read was before
     first = to_model_samples(segments[0][0], fs)
     span = model_length(segments[-1][1] - segments[0][0], fs)
-    return beat_inputs(filtered, peaks - first, MODEL_FS, span, groups=groups, at=np.concatenate(at))
+    return beat_inputs(filtered, peaks - first, MODEL_FS, span, groups=groups, at=np.concatenate(at), runs=runs)

@@ -15,13 +15,13 @@ import numpy as np
 from . import MODEL_FS
 from .detect import detect_r_peaks, qrs_energy_envelope
 from .dsp import median_rows
-from .quality import beat_quality
+from .quality import beat_quality, flat_stretches, lead_on_runs, outside_flat_stretches
 from .features import (
     RR_FEATURE_NAMES,
     beat_features,
-    beat_groups,
     beat_windows,
     group_median,
+    groups_within,
     qrs_widths,
     rr_intervals,
 )
@@ -72,6 +72,7 @@ class Beats:
     qrs_width_s: np.ndarray  # (n,) float64
     filtered: np.ndarray  # (m,) float64, the band-passed signal at 360 Hz (mV)
     groups: np.ndarray  # (n,) int64, the beats' groups (templates, local RR, the decision's pooling)
+    runs: np.ndarray  # (n,) int64, the runs of beats between leads off (ecg.quality.lead_on_runs)
     quality: np.ndarray  # (n,) int8, ecg.quality's GOOD / NOISY / UNREADABLE
     unreadable: np.ndarray  # (m, 2) int64, [start, end) stretches judged unreadable, 360 Hz samples
     qrs_direction: float = 1.0  # -1.0 when the lead's QRS complexes mostly point down (:func:`polarity`)
@@ -106,21 +107,24 @@ def extract_beats(x, fs, peaks=None, version=PREPROCESSING["version"]):
     """
     x360, filtered = preprocess(x, fs)
     envelope = qrs_energy_envelope(x360, MODEL_FS)  # the detector's QRS band, and the quality's
+    flat = flat_stretches(x360, MODEL_FS)
     if peaks is None:
-        peaks = detect_r_peaks(x360, MODEL_FS, envelope)
+        peaks = outside_flat_stretches(detect_r_peaks(x360, MODEL_FS, envelope), flat)
     quality = beat_quality(x360, peaks, MODEL_FS, env=envelope[2])
-    return upright_beat_inputs(filtered, peaks, fs, len(x), quality, version)
+    return upright_beat_inputs(filtered, peaks, fs, len(x), quality, version, lead_on_runs(peaks, flat, MODEL_FS))
 
 
-def upright_beat_inputs(filtered, peaks, fs, n_samples, quality, version):
+def upright_beat_inputs(filtered, peaks, fs, n_samples, quality, version, runs=None):
     """:func:`beat_inputs` of ``filtered`` turned upright as preprocessing ``version`` asks
     (:func:`upright_factor` of the lead's :func:`polarity`), with ``Beats.qrs_direction`` set.
 
     ``filtered``: the band-passed 360 Hz signal (m,); ``peaks``: its R peaks (k,); ``fs``,
-    ``n_samples``: the caller's rate and length; ``quality``: ``ecg.quality.beat_quality``'s pair.
+    ``n_samples``: the caller's rate and length; ``quality``: ``ecg.quality.beat_quality``'s pair;
+    ``runs``: as :func:`beat_inputs` reads them.
     """
     direction = polarity(qrs_deflections(filtered, peaks))
-    beats = beat_inputs(filtered * upright_factor(direction, version), peaks, fs, n_samples, quality=quality)
+    beats = beat_inputs(filtered * upright_factor(direction, version), peaks, fs, n_samples, quality=quality,
+                        runs=runs)
     beats.qrs_direction = direction
     return beats
 
@@ -154,14 +158,17 @@ def polarity(deflections):
     return -1.0 if len(deflections) and np.median(deflections) < 0 else 1.0
 
 
-def beat_inputs(filtered, peaks, fs, n_samples, groups=None, quality=None, at=None):
+def beat_inputs(filtered, peaks, fs, n_samples, groups=None, quality=None, at=None, runs=None):
     """The classifier's inputs for ``peaks`` (R peaks at 360 Hz) in ``filtered``.
 
     ``filtered``: the band-passed 360 Hz signal from :func:`preprocess`; ``fs`` and
     ``n_samples``: the caller's rate and signal length (positions are mapped back
     to them). The last stage of :func:`extract_beats`, apart so it can be timed.
+    ``runs``: (n,) the run of beats between leads off each beat lies in
+    (``ecg.quality.lead_on_runs``), each a signal of its own (its own groups, no RR interval
+    or neighbour across a lead off); default one run.
     ``groups``: (n,) the beats' group labels when they are part of a longer signal's
-    beats (``ecg.chunks``: a day in pieces); default ``beat_groups`` of these n beats.
+    beats (``ecg.chunks``: a day in pieces); default ``beat_groups`` within each run.
     ``quality``: ``(quality (n,), unreadable (m, 2))`` as :func:`ecg.quality.beat_quality`
     returns them; default every beat good and nothing unreadable.
     ``at``: (n,) where each beat lies in ``filtered`` when that is pieces of a signal joined, the
@@ -174,7 +181,8 @@ def beat_inputs(filtered, peaks, fs, n_samples, groups=None, quality=None, at=No
     if quality is None:
         quality = (np.zeros(n, np.int8), np.zeros((0, 2), np.int64))
     before, after = PREPROCESSING["window_samples"]
-    groups = beat_groups(n, PREPROCESSING["group_size_beats"]) if groups is None else np.asarray(groups)
+    runs = np.zeros(n, np.int64) if runs is None else np.asarray(runs, dtype=np.int64)
+    groups = groups_within(runs, PREPROCESSING["group_size_beats"]) if groups is None else np.asarray(groups)
 
     windows = beat_windows(filtered, at, before, after)
     windows -= median_rows(windows)  # np.median's figures, sooner
@@ -187,21 +195,37 @@ def beat_inputs(filtered, peaks, fs, n_samples, groups=None, quality=None, at=No
         templates = templates[:1]
 
     qrs_s = qrs_widths(filtered, at, MODEL_FS) if n else np.zeros(0)
-    rr_prev, rr_next = rr_intervals(peaks, MODEL_FS)
+    rr_prev, rr_next, features = _by_run(peaks, runs, groups, qrs_s, windows, templates)
 
     return Beats(
         peaks=peaks,
         positions=map_positions(peaks, MODEL_FS, fs, n_to=n_samples),
         windows=_two_channels(windows, templates),
-        features=beat_features(peaks, MODEL_FS, groups, qrs_s, windows, templates),
+        features=features,
         rr_prev_s=rr_prev,
         rr_next_s=rr_next,
         qrs_width_s=qrs_s,
         filtered=filtered,
         groups=groups,
+        runs=runs,
         quality=np.asarray(quality[0], dtype=np.int8),
         unreadable=np.asarray(quality[1], dtype=np.int64).reshape(-1, 2),
     )
+
+
+def _by_run(peaks, runs, groups, qrs_s, windows, templates):
+    """``(rr_prev, rr_next, features)`` of the beats, each run of ``runs`` (n,) a signal of its own:
+    the RR intervals (n,) NaN across a lead off, as at a signal's ends, and ``beat_features`` (n, k)
+    of each run's beats alone (their neighbour columns stop at it too). ``templates``: (n, m), or
+    (1, m) for one group."""
+    starts = np.flatnonzero(np.r_[True, runs[1:] != runs[:-1]])
+    ends = np.r_[starts[1:], len(peaks)]
+    rr_prev, rr_next = rr_intervals(peaks, MODEL_FS)
+    rr_prev[starts[1:]], rr_next[starts[1:] - 1] = np.nan, np.nan
+    features = [beat_features(peaks[a:b], MODEL_FS, groups[a:b], qrs_s[a:b], windows[a:b],
+                              templates[a:b] if len(templates) == len(peaks) else templates)
+                for a, b in zip(starts, ends)]
+    return rr_prev, rr_next, features[0] if len(features) == 1 else np.concatenate(features)
 
 
 def _two_channels(windows, templates):

@@ -26,7 +26,9 @@ stand out of the noise, in the band where the detector looks for them:
    PVC holds less slope energy than its normal neighbours (6 dB less in MIT-BIH record
    208): judged by its own level, or by a median in a run of PVCs, it would look noisy.
 5. Flat stretches (a lead off: under ``FLAT_MV`` peak to peak over
-   ``FLAT_WINDOW_S``) are unreadable, with any beat found in them.
+   ``FLAT_WINDOW_S``) are unreadable, and a detection inside one is no beat
+   (:func:`outside_flat_stretches`, which the callers of the detector apply). One of
+   ``LEAD_OFF_S`` or more ends a run of beats (:func:`lead_on_runs`).
 
 The unreadable stretches of the signal are each unreadable beat's share of it
 (from half-way to its previous beat to half-way to its next, at most
@@ -56,6 +58,9 @@ OWN_UNREADABLE_DB = 6.0  # ... as does a beat's own SNR under this
 NOISY_DB = 18.0  # a stretch SNR under this makes its beats noisy
 FLAT_WINDOW_S = 1.0  # a lead off is judged over this much signal ...
 FLAT_MV = 0.02  # ... and is flatter than this peak to peak (mV): no ECG is that flat
+# a lead flat this long was off, not glitching: put back on, its electrode may sit elsewhere and its
+# beats take another size and shape, so the beats after it are a new signal (:func:`lead_on_runs`)
+LEAD_OFF_S = 60.0
 BEAT_SPAN_S = 1.0  # an unreadable beat makes at most this much signal unreadable each side
 # between two beats a pause apart the signal is P waves and baseline: it moves by under 0.25 mV in
 # 14 of the 15 pauses of DS1's MLII that its reference beats confirm (the 15th, in 208, lies in a
@@ -127,6 +132,31 @@ def flat_stretches(x, fs):
     flat = np.ptp(blocks, axis=1) < FLAT_MV
     starts = np.flatnonzero(flat) * size
     return merge_intervals(np.stack([starts, starts + size], axis=1))
+
+
+def outside_flat_stretches(peaks, flat):
+    """``peaks`` (k,) without those inside the ``flat`` stretches (f, 2) (:func:`flat_stretches`, step 5).
+
+    A lead off holds no QRS complex, yet after a beat the detector's search-back takes the
+    strongest candidate of the gap, and in a lead held at a constant level those are rounding
+    dust (slope energy near 1e-35): a detection every second or two, 5,056 in a 10-h lead off.
+    """
+    peaks = np.asarray(peaks, dtype=np.int64)
+    return peaks[~in_ranges(peaks, np.asarray(flat, dtype=np.int64).reshape(-1, 2) - [0, 1])]  # ends inclusive
+
+
+def lead_on_runs(peaks, flat, fs):
+    """The run (k,) each of ``peaks`` lies in, counted from 0: a flat stretch of ``LEAD_OFF_S`` or
+    more (a lead off, among ``flat`` (f, 2), samples at ``fs`` Hz) ends one run and starts the next.
+
+    The beats of a run are grouped and pooled as a signal of their own (``ecg.pipeline``,
+    ``ecg.chunks``), as the parts of a recording with gaps are, so no group template, amplitude
+    scale or pool mixes the beats of two placements of the electrode, and none changes with how
+    many detections a lead off held.
+    """
+    flat = np.asarray(flat, dtype=np.int64).reshape(-1, 2)
+    off = flat[flat[:, 1] - flat[:, 0] >= LEAD_OFF_S * fs]
+    return np.searchsorted(off[:, 0], np.asarray(peaks, dtype=np.int64), side="right").astype(np.int64)
 
 
 def merge_intervals(intervals):

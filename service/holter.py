@@ -29,10 +29,10 @@ import numpy as np
 from ecg import MODEL_FS, chunks
 from ecg import quality as quality_module
 from ecg.decision import OWN_RHYTHM_MIN_BEATS, classify
-from ecg.features import beat_groups
+from ecg.features import groups_within
 from ecg.holter import pause_starts
 from ecg.pipeline import PREPROCESSING, polarity, upright_factor
-from ecg.quality import Q_LEAD_S, T_WAVE_S, baseline_moves
+from ecg.quality import Q_LEAD_S, T_WAVE_S, baseline_moves, lead_on_runs
 from ecg.signal import map_positions
 
 from .edf import EdfError
@@ -121,19 +121,19 @@ def detect_task(channel, fs, chunk):
     return chunks.detect_in_chunk(x, fs, chunk), stats
 
 
-def classify_task(model, channel, peaks, groups, core, units, quality, decision, apply_ruleguard, pacemaker,
+def classify_task(model, channel, peaks, groups, runs, core, units, quality, decision, apply_ruleguard, pacemaker,
                   upright):
     """Stage 2 on one beat range: ``(is_v, p_v, flipped, own_rhythm)`` of its beats
     (``ecg.decision.Calls``), and the range's count for the short-request rhythm warning
     (``service.inference.short_rhythm_beats``: 0 unless the range is under 150 beats).
 
-    ``peaks``, ``groups``: (m,) of the range with its context (``ecg.chunks.context_range``);
+    ``peaks``, ``groups``, ``runs``: (m,) of the range with its context (``ecg.chunks.context_range``);
     ``core``: the slice of them that is the range; ``units``, ``quality``: the range's pools
     (or groups) and signal quality; ``decision``: the card's, pooling within ``units``
     (:func:`task_decision`); ``pacemaker``: declared (``ecg.decision.own_rhythm_mask``);
     ``upright``: the day's ``ecg.pipeline.upright_factor``.
     """
-    beats = chunks.beats_in_context(channel.read, channel.fs, channel.n_samples, peaks, groups, upright)
+    beats = chunks.beats_in_context(channel.read, channel.fs, channel.n_samples, peaks, groups, upright, runs)
     windows, features = beats.windows[core], beats.features[core]
     p_raw = model.p_v(windows, features)
     calls = classify(p_raw, features, decision, apply_ruleguard, windows=windows, groups=units,
@@ -227,6 +227,8 @@ def analyse(model, model_dir, channel, settings, apply_ruleguard=True, pacemaker
 
     Returns a dict: ``positions`` (n,) samples at the channel's rate from the recording's
     start (gaps included), ``times_s`` (n,), ``part`` (n,) the continuous part of each beat,
+    ``signal`` (n,) the signal of its own each beat is in (a part, cut again by each lead off of a
+    minute or more: ``ecg.quality.lead_on_runs``; no V run, chain or pause joins two signals),
     ``is_v``, ``p_v``, ``flipped``, ``own_rhythm``, ``quality`` (n,), ``short_rhythm_beats`` (the
     short-request rhythm warning's count), ``pacemaker`` (as declared), ``qrs_direction`` (-1.0
     when the day's QRS complexes mostly point down, ``ecg.pipeline.polarity``),
@@ -249,8 +251,8 @@ def analyse(model, model_dir, channel, settings, apply_ruleguard=True, pacemaker
             raise NoBeats()
         qrs_direction = polarity(np.concatenate([f.deflections for f in beating]))
         upright = upright_factor(qrs_direction, model.preprocessing_version)
-        jobs = [classification_jobs(f.part, f.peaks, f.quality, model.decision, settings, apply_ruleguard,
-                                    pacemaker, upright) for f in beating]
+        jobs = [classification_jobs(f, model.decision, settings, apply_ruleguard, pacemaker, upright)
+                for f in beating]
         labels = runner.map("beat classification", _classify_here(model), _classify_in_child,
                             [job for part_jobs in jobs for job in part_jobs])
     except BrokenProcessPool:
@@ -290,6 +292,12 @@ class PartFindings:
     unreadable: np.ndarray  # (u, 2) [start, end) stretches
     flutter: np.ndarray  # (f, 2)
     deflections: np.ndarray  # for ecg.pipeline.polarity
+    flat: np.ndarray  # (l, 2) flat stretches: a lead off for a minute or more ends a run of beats
+
+    @cached_property
+    def runs(self):
+        """(m,) the run of each beat between leads off of a minute or more (``ecg.quality.lead_on_runs``)."""
+        return lead_on_runs(self.peaks, self.flat, MODEL_FS)
 
     @cached_property
     def positions(self):
@@ -314,17 +322,21 @@ def _detect(runner, parts, settings):
                                      np.concatenate([f.quality for f in mine]).astype(np.int8),
                                      quality_module.merge_intervals(np.concatenate([f.unreadable for f in mine])),
                                      quality_module.merge_intervals(np.concatenate([f.flutter for f in mine])),
-                                     np.concatenate([f.deflections for f in mine])))
+                                     np.concatenate([f.deflections for f in mine]),
+                                     quality_module.merge_intervals(np.concatenate([f.flat for f in mine]))))
     return findings, checks
 
 
 def _beats(channel, beating, labels):
     """The result's per-beat arrays from the parts with beats and each one's stage-2 results."""
     positions = np.concatenate([int(round(f.part.onset_s * channel.fs)) + f.positions for f in beating])
+    part = np.repeat(np.arange(len(beating)), [len(f.peaks) for f in beating])
+    runs = np.concatenate([f.runs for f in beating])
     return {
         "positions": positions,
         "times_s": positions / channel.fs,
-        "part": np.repeat(np.arange(len(beating)), [len(f.peaks) for f in beating]),
+        "part": part,
+        "signal": np.cumsum(np.r_[0, (np.diff(part) != 0) | (np.diff(runs) != 0)]),
         "is_v": np.concatenate([r[0] for rs in labels for r in rs]),
         "p_v": np.concatenate([r[1] for rs in labels for r in rs]),
         "flipped": np.concatenate([r[2] for rs in labels for r in rs]),
@@ -388,18 +400,20 @@ def _classify_here(model):
     return lambda *args: classify_task(model, *args)
 
 
-def classification_jobs(channel, peaks, quality, decision, settings, apply_ruleguard, pacemaker, upright):
-    """Stage 2's task arguments for the day's ``peaks`` and their ``quality`` (n,): whole
-    pools, with their context; ``apply_ruleguard``, ``pacemaker``: as the request set them;
-    ``upright``: the day's ``ecg.pipeline.upright_factor``."""
-    groups = beat_groups(len(peaks), PREPROCESSING["group_size_beats"])
-    units = chunks.decision_units(len(peaks), decision)
+def classification_jobs(found, decision, settings, apply_ruleguard, pacemaker, upright):
+    """Stage 2's task arguments for one part's :class:`PartFindings`: whole pools of its beats,
+    with their context, each run between leads off grouped as a signal of its own;
+    ``apply_ruleguard``, ``pacemaker``: as the request set them; ``upright``: the day's
+    ``ecg.pipeline.upright_factor``."""
+    peaks, runs = found.peaks, found.runs
+    groups = groups_within(runs, PREPROCESSING["group_size_beats"])
+    units = chunks.decision_units(runs, decision)
     own = task_decision(decision)
     jobs = []
     for a, b in chunks.classification_tasks(units, settings.task_beats):
         e0, e1 = chunks.context_range(groups, a, b)
-        jobs.append((channel, peaks[e0:e1], groups[e0:e1], slice(a - e0, b - e0), units[a:b],
-                     quality[a:b], own, apply_ruleguard, pacemaker, upright))
+        jobs.append((found.part, peaks[e0:e1], groups[e0:e1], runs[e0:e1], slice(a - e0, b - e0), units[a:b],
+                     found.quality[a:b], own, apply_ruleguard, pacemaker, upright))
     return jobs
 
 

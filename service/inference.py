@@ -108,7 +108,8 @@ def predict(model, x, fs, derivation="MLII", apply_ruleguard=True, deadline=None
     p_raw = model.p_v(beats.windows, beats.features)
     _check_deadline(deadline, "the network")
     calls = classify(p_raw, beats.features, model.decision, apply_ruleguard,
-                     windows=beats.windows, groups=beats.groups, quality=beats.quality, paced=pacemaker)
+                     windows=beats.windows, groups=beats.groups, signals=beats.runs, quality=beats.quality,
+                     paced=pacemaker)
     return build_result(model, beats, calls, x, fs, derivation, apply_ruleguard, pacemaker)
 
 

@@ -177,3 +177,37 @@ def test_mains_hum_does_not_reach_the_networks_inputs(record_119, mains_hz):
     assert np.array_equal(clean.positions, hummed.positions)
     # windows are scaled by their QRS's peak to peak (~1): a 1-mV hum would be a third of it
     assert np.abs(hummed.windows - clean.windows).max() < 0.05
+
+
+def lead_off_between(x, y, off_s, fs=360, level=0.3):
+    """``x``, then a lead held at ``level`` mV for ``off_s`` seconds, then ``y``."""
+    return np.concatenate([x, np.full(int(off_s * fs), level), y])
+
+
+def test_the_beats_before_a_lead_off_do_not_depend_on_what_follows_it(record_119):
+    """After a lead off of a minute or more the beats are a new run, grouped apart, so the beats
+    before it keep their groups, windows and features however many beats come after (a day's
+    groups would otherwise all shift with each beat found, or not, hours later): no RR interval
+    or neighbour feature reads across the lead off."""
+    x = record_119.signal
+    short, long = (extract_beats(lead_off_between(x[:360 * 90], x[360 * 90:360 * end], 120), 360)
+                   for end in (120, 180))
+    for b in (short, long):
+        assert not np.any((b.peaks > 360 * 91) & (b.peaks < 360 * 209))  # no beat in the flat stretch
+        assert np.array_equal(np.unique(b.runs), [0, 1])
+        assert not set(b.groups[b.runs == 0]) & set(b.groups[b.runs == 1])
+    a, b = short.runs == 0, long.runs == 0
+    assert a.sum() == b.sum() > 90
+    assert np.array_equal(short.groups[a], long.groups[b])
+    assert np.allclose(short.windows[a], long.windows[b], atol=1e-5)
+    assert np.allclose(short.features[a], long.features[b], atol=1e-5)
+    first_after = np.argmax(long.runs == 1)
+    assert np.isnan(long.rr_prev_s[first_after]) and np.isnan(long.rr_next_s[first_after - 1])
+    assert np.isfinite(long.rr_prev_s[first_after + 1])
+
+
+def test_a_lead_off_under_a_minute_leaves_one_run(record_119):
+    x = record_119.signal
+    b = extract_beats(lead_off_between(x[:360 * 90], x[360 * 90:], 30), 360)
+    assert not np.any((b.peaks > 360 * 91) & (b.peaks < 360 * 119))
+    assert np.all(b.runs == 0)

@@ -119,3 +119,19 @@ def test_extract_beats_carries_the_quality_at_any_rate():
     assert at_360.quality.shape == (len(at_360),)
     assert (at_360.quality == quality.UNREADABLE).any()
     assert at_360.unreadable.shape[1] == 2
+
+
+def test_detections_inside_a_flat_stretch_are_no_beats():
+    fs = 360
+    flat = quality.flat_stretches(np.r_[np.sin(np.arange(10 * fs)), np.full(5 * fs, 0.3)], fs)
+    assert flat.tolist() == [[10 * fs, 15 * fs]]
+    peaks = np.array([5 * fs, 10 * fs - 1, 10 * fs, 12 * fs, 15 * fs - 1])
+    assert quality.outside_flat_stretches(peaks, flat).tolist() == [5 * fs, 10 * fs - 1]
+
+
+@pytest.mark.parametrize("off_s, runs", [(59, [0, 0, 0, 0]), (60, [0, 0, 1, 1]), (3600, [0, 0, 1, 1])])
+def test_a_lead_off_for_a_minute_or_more_ends_a_run_of_beats(off_s, runs):
+    fs = 360
+    flat = np.array([[5 * fs, 6 * fs], [20 * fs, (20 + off_s) * fs]])  # a 1-s drop, then the lead off
+    peaks = np.array([1, 8, 21 + off_s, 30 + off_s]) * fs
+    assert quality.lead_on_runs(peaks, flat, fs).tolist() == runs

@@ -12,7 +12,7 @@ from bench.edf_files import without_records, write_edf
 from ecg import holter
 from ecg.pipeline import TURNED_UPRIGHT
 from ecg.signal import resample
-from service import create_app
+from service import create_app, edf
 from service.edf import open_channel
 from tests.conftest import FIXTURE_RECORDS, FIXTURES, PAUSES_FIXTURES, write_swung_232
 from tests.service_helpers import MODEL_DIR, app, client, edit_card, model_copy  # noqa: F401
@@ -105,6 +105,51 @@ def test_chunked_beats_are_the_whole_signal_beats_at_other_databases_rates(tmp_p
     r = post_edf(client, path, "?include_beats=true")
     assert r.status_code == 201, r.get_json()
     assert_same_beats(client, path, None, r.get_json())
+
+
+def test_a_lead_off_for_minutes_gives_no_beats_and_the_whole_signals_around_it(tmp_path, excerpts, monkeypatch):
+    """The excerpts with 10 min of a lead off (held at a constant level) in the middle, in one
+    classification task: no beat inside it, the beats either side are the whole signal's (each
+    side grouped and pooled apart), and no read for them spans it (a lead off all night would be
+    hours of signal in memory)."""
+    half = len(excerpts) // 2
+    flat = (half, half + 600 * 360)
+    x = np.concatenate([excerpts[:half], np.full(600 * 360, 0.3), excerpts[half:]])
+    path = tmp_path / "lead_off.edf"
+    write_edf(path, [x], 360, ["MLII"])
+    reads = []
+    real_read = edf.read_samples
+    monkeypatch.setattr(edf, "read_samples", lambda *a: reads.append(a[3:]) or real_read(*a))
+    client = small_pools_app(tmp_path).test_client()  # one process: the reads are this one's
+    r = post_edf(client, path, "?include_beats=true")
+    assert r.status_code == 201, r.get_json()
+    report = r.get_json()
+    samples = np.array([b["sample"] for b in report["beats"]])
+    assert not np.any((samples > flat[0] + 360) & (samples < flat[1] - 360))
+    assert report["unreadable_intervals_s"][0][1] - report["unreadable_intervals_s"][0][0] >= 598
+    assert reads and not [(lo, hi) for lo, hi in reads if lo < flat[0] + 60 * 360 and hi > flat[1] - 60 * 360]
+    assert_same_beats(client, path, None, report)
+
+
+def test_pvcs_either_side_of_a_lead_off_are_no_couplet(tmp_path):
+    """Record 119's bigeminy cut after a PVC by 90 s of a lead off (drifting under 0.02 mV a
+    second: flat), resuming just before the next PVC: the two are neighbours in the beat list,
+    but each side of a lead off is a signal of its own, so the report counts no couplet."""
+    from train.data import load_record
+
+    rec = load_record("119", FIXTURES)
+    pvcs = rec.ann_samples[rec.ann_symbols == "V"]
+    cut, resume = int(pvcs[4] + 0.35 * 360), int(pvcs[5] - 0.3 * 360)
+    x = np.concatenate([rec.signal[:cut], np.linspace(rec.signal[cut], rec.signal[resume], 90 * 360),
+                        rec.signal[resume:]])
+    path = tmp_path / "bigeminy_lead_off.edf"
+    write_edf(path, [x], 360, ["MLII"])
+    report = post_edf(small_pools_app(tmp_path).test_client(), path, "?include_beats=true").get_json()
+    beats = report["beats"]
+    after = int(np.searchsorted([b["time_s"] for b in beats], cut / 360))
+    assert [b["type"] for b in beats[after - 1:after + 1]] == ["V", "V"]
+    assert beats[after]["time_s"] - beats[after - 1]["time_s"] > 90
+    assert report["couplets"] == 0 and report["isolated_pvcs"] == report["ventricular_beats"]
 
 
 @pytest.mark.parametrize("fs", [1024, 2048])
