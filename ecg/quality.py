@@ -145,8 +145,8 @@ def outside_flat_stretches(peaks, flat):
     return peaks[~in_ranges(peaks, np.asarray(flat, dtype=np.int64).reshape(-1, 2) - [0, 1])]  # ends inclusive
 
 
-def lead_on_runs(peaks, flat, fs):
-    """The run (k,) each of ``peaks`` lies in, counted from 0: a flat stretch of ``LEAD_OFF_S`` or
+def lead_on_runs(peaks, flat, fs, min_s=LEAD_OFF_S):
+    """The run (k,) each of ``peaks`` lies in, counted from 0: a flat stretch of ``min_s`` or
     more (a lead off, among ``flat`` (f, 2), samples at ``fs`` Hz) ends one run and starts the next.
 
     The beats of a run are grouped and pooled as a signal of their own (``ecg.pipeline``,
@@ -155,7 +155,7 @@ def lead_on_runs(peaks, flat, fs):
     many detections a lead off held.
     """
     flat = np.asarray(flat, dtype=np.int64).reshape(-1, 2)
-    off = flat[flat[:, 1] - flat[:, 0] >= LEAD_OFF_S * fs]
+    off = flat[flat[:, 1] - flat[:, 0] >= min_s * fs]
     return np.searchsorted(off[:, 0], np.asarray(peaks, dtype=np.int64), side="right").astype(np.int64)
 
 

@@ -227,8 +227,8 @@ def analyse(model, model_dir, channel, settings, apply_ruleguard=True, pacemaker
 
     Returns a dict: ``positions`` (n,) samples at the channel's rate from the recording's
     start (gaps included), ``times_s`` (n,), ``part`` (n,) the continuous part of each beat,
-    ``signal`` (n,) the signal of its own each beat is in (a part, cut again by each lead off of a
-    minute or more: ``ecg.quality.lead_on_runs``; no V run, chain or pause joins two signals),
+    ``unbroken`` (n,) the stretch recorded without a break each beat is in (a part, cut again by
+    each lead off, however short; no V run, chain or pause joins two),
     ``is_v``, ``p_v``, ``flipped``, ``own_rhythm``, ``quality`` (n,), ``short_rhythm_beats`` (the
     short-request rhythm warning's count), ``pacemaker`` (as declared), ``qrs_direction`` (-1.0
     when the day's QRS complexes mostly point down, ``ecg.pipeline.polarity``),
@@ -331,12 +331,13 @@ def _beats(channel, beating, labels):
     """The result's per-beat arrays from the parts with beats and each one's stage-2 results."""
     positions = np.concatenate([int(round(f.part.onset_s * channel.fs)) + f.positions for f in beating])
     part = np.repeat(np.arange(len(beating)), [len(f.peaks) for f in beating])
-    runs = np.concatenate([f.runs for f in beating])
+    # a lead off of any length hides whatever beats it held: nothing is counted across it
+    off = np.concatenate([lead_on_runs(f.peaks, f.flat, MODEL_FS, min_s=0.0) for f in beating])
     return {
         "positions": positions,
         "times_s": positions / channel.fs,
         "part": part,
-        "signal": np.cumsum(np.r_[0, (np.diff(part) != 0) | (np.diff(runs) != 0)]),
+        "unbroken": np.cumsum(np.r_[0, (np.diff(part) != 0) | (np.diff(off) != 0)]),
         "is_v": np.concatenate([r[0] for rs in labels for r in rs]),
         "p_v": np.concatenate([r[1] for rs in labels for r in rs]),
         "flipped": np.concatenate([r[2] for rs in labels for r in rs]),

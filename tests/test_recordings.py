@@ -131,24 +131,30 @@ def test_a_lead_off_for_minutes_gives_no_beats_and_the_whole_signals_around_it(t
     assert_same_beats(client, path, None, report)
 
 
-def test_pvcs_either_side_of_a_lead_off_are_no_couplet(tmp_path):
-    """Record 119's bigeminy cut after a PVC by 90 s of a lead off (drifting under 0.02 mV a
-    second: flat), resuming just before the next PVC: the two are neighbours in the beat list,
-    but each side of a lead off is a signal of its own, so the report counts no couplet."""
+def held_then_eased(level, to, n):
+    """A lead off held at ``level`` mV, eased over its last second to ``to``: n samples at 360 Hz."""
+    return np.r_[np.full(n - 360, level), level + (to - level) * 0.5 * (1 - np.cos(np.pi * np.arange(360) / 360))]
+
+
+@pytest.mark.parametrize("off_s, line", [(5, held_then_eased), (90, np.linspace)])  # drifting: 0.009 mV/s
+def test_pvcs_either_side_of_a_lead_off_are_no_couplet(tmp_path, off_s, line):
+    """Record 119's bigeminy cut after a PVC by a lead off, resuming just before the next PVC:
+    the two are neighbours in the beat list, but a lead off however short hides whatever it
+    held, so the report counts no couplet."""
     from train.data import load_record
 
     rec = load_record("119", FIXTURES)
     pvcs = rec.ann_samples[rec.ann_symbols == "V"]
     cut, resume = int(pvcs[4] + 0.35 * 360), int(pvcs[5] - 0.3 * 360)
-    x = np.concatenate([rec.signal[:cut], np.linspace(rec.signal[cut], rec.signal[resume], 90 * 360),
-                        rec.signal[resume:]])
+    off = line(rec.signal[cut], rec.signal[resume], off_s * 360)
+    x = np.concatenate([rec.signal[:cut], off, rec.signal[resume:]])
     path = tmp_path / "bigeminy_lead_off.edf"
     write_edf(path, [x], 360, ["MLII"])
     report = post_edf(small_pools_app(tmp_path).test_client(), path, "?include_beats=true").get_json()
     beats = report["beats"]
     after = int(np.searchsorted([b["time_s"] for b in beats], cut / 360))
     assert [b["type"] for b in beats[after - 1:after + 1]] == ["V", "V"]
-    assert beats[after]["time_s"] - beats[after - 1]["time_s"] > 90
+    assert beats[after]["time_s"] - beats[after - 1]["time_s"] > off_s
     assert report["couplets"] == 0 and report["isolated_pvcs"] == report["ventricular_beats"]
 
 
