@@ -139,7 +139,7 @@ def outside_flat_stretches(peaks, flat):
 
     A lead off holds no QRS complex, yet after a beat the detector's search-back takes the
     strongest candidate of the gap, and in a lead held at a constant level those are rounding
-    dust (slope energy near 1e-35): a detection every second or two, 5,056 in a 10-h lead off.
+    dust (slope energy near 1e-35): a detection every second or two, 5,060 in a 10-h lead off.
     """
     peaks = np.asarray(peaks, dtype=np.int64)
     return peaks[~in_ranges(peaks, np.asarray(flat, dtype=np.int64).reshape(-1, 2) - [0, 1])]  # ends inclusive

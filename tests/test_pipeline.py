@@ -211,3 +211,14 @@ def test_a_lead_off_under_a_minute_leaves_one_run(record_119):
     b = extract_beats(lead_off_between(x[:360 * 90], x[360 * 90:], 30), 360)
     assert not np.any((b.peaks > 360 * 91) & (b.peaks < 360 * 119))
     assert np.all(b.runs == 0)
+
+
+@pytest.mark.parametrize("hum_mv, mains_hz", [(0.3, 60.0), (1.0, 50.0)])
+def test_a_lead_off_carrying_mains_hum_is_a_lead_off(record_119, hum_mv, mains_hz):
+    """A floating electrode picks up the mains: 2 min of hum alone hold no beat (the detector took
+    about a hundred there, most judged good), and end the run like a flat line."""
+    x = record_119.signal
+    hum = 0.3 + hum_mv * np.sin(2 * np.pi * mains_hz * np.arange(120 * 360) / 360)
+    b = extract_beats(np.concatenate([x[:360 * 90], hum, x[360 * 90:]]), 360)
+    assert not np.any((b.peaks > 360 * 91) & (b.peaks < 360 * 209))
+    assert np.array_equal(np.unique(b.runs), [0, 1])
