@@ -8,7 +8,10 @@
    against the chunked path at the service's settings and at 5-min chunks with
    512-beat pools (many more borders);
 3. the day's report against the reference annotations, counted the same way (``ecg.holter``),
-   its pauses matched to the reference's.
+   its pauses matched to the reference's;
+4. a lead off overnight: the day with its lead off from 4 h to 14 h, flat and carrying mains hum
+   (``bench.holter_data.build_lead_off``): detections inside it, seconds judged unreadable, the
+   maximum heart rate, V Se/+P over the rest, time and memory.
 
 Writes ``bench/holter_results.json`` and prints a Markdown summary. The recordings are
 built under ``--work`` (``bench.holter_data``; 0.6 GB, not committed). Targets: 24 h at
@@ -230,6 +233,48 @@ def _per_record_burden(samples, is_v, ref, ref_v):
             "max_abs_pp": float(e.max()), "records_within_1pp": int((e <= 1.0).sum()), "records": len(e)}
 
 
+# --- 4. a lead off overnight -------------------------------------------------------------
+
+LEAD_OFF_SPAN_S = (4 * 3600.0, 14 * 3600.0)  # a night without the electrode
+LEAD_OFF_HUM_MV = {"flat": 0.0, "hum": 0.5}  # 0 mV, or 50-Hz mains hum as a floating electrode picks up
+
+
+def lead_off_figures(report, ref, lo_s, hi_s):
+    """What a lead off from ``lo_s`` to ``hi_s`` (s) leaves in the day's ``report`` (with its beats):
+    detections inside it, seconds judged unreadable, the maximum heart rate, and V Se/+P over the
+    rest (EC57 matching, a missed PVC a false negative and an unmatched V call a false positive; the
+    reference's excluded stretches and the lead off left out)."""
+    from ecg.ec57 import end_to_end_metrics
+
+    samples = np.array([b["sample"] for b in report["beats"]])
+    labels = np.array([b["type"] for b in report["beats"]])
+    off = np.array([[lo_s, hi_s]]) * 360
+    excluded = np.concatenate([ref["excluded"].reshape(-1, 2), off]).astype(np.int64)
+    e2e = end_to_end_metrics(ref["samples"], np.where(ref["classes"] == "V", "V", "N"), samples, labels, 360,
+                             excluded)
+    return {"total_beats": report["total_beats"],
+            "detections_inside": int(np.count_nonzero((samples >= off[0, 0]) & (samples < off[0, 1]))),
+            "unreadable_seconds": report["unreadable_seconds"], "heart_rate_max_bpm": report["heart_rate_bpm"]["max"],
+            "pauses": len(report["pauses"]), "v_outside": {k: e2e["strict"][k] for k in ("Se", "PPV")}}
+
+
+def lead_off_runs(day, work):
+    """Section 4: each lead-off variant of ``day`` through one request, 2 processes."""
+    from .holter_data import build_lead_off, load_reference
+
+    out = {}
+    for name, hum_mv in LEAD_OFF_HUM_MV.items():
+        path = work / f"mitdb_day_lead_off_{name}.edf"
+        if not path.exists():
+            log("building", path)
+            build_lead_off(day, path, *LEAD_OFF_SPAN_S, hum_mv=hum_mv)
+        log(f"lead off, {name}: 2 processes")
+        res = run_request(path, 2, include_beats=True)
+        out[name] = {**lead_off_figures(res["report"], load_reference(day), *LEAD_OFF_SPAN_S),
+                     **{k: res[k] for k in ("wall_s", "worker_peak_rss_mb", "children")}}
+    return out
+
+
 # --- the run --------------------------------------------------------------------------
 
 
@@ -239,6 +284,7 @@ def main(argv=None):
     ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "ecg-holter-bench")
     ap.add_argument("--out", type=Path, default=BENCH_DIR / "holter_results.json")
     ap.add_argument("--skip-same-beats", action="store_true")
+    ap.add_argument("--lead-off-only", action="store_true", help="section 4 alone, its results printed")
     args = ap.parse_args(argv)
     data = mitdb_dir()
     if data is None:
@@ -254,6 +300,9 @@ def main(argv=None):
     if not day.exists():
         log("building", day)
         build_day(day, data)
+    if args.lead_off_only:
+        print(json.dumps(lead_off_runs(day, args.work), indent=1, default=float))
+        return
     if not big.exists():
         log("building", big)
         build_three_lead(big, data)
@@ -267,6 +316,7 @@ def main(argv=None):
                                                              res["report"].pop("beats"))
             res["report"].pop("hourly")
             results[f"{name}_{procs}p"] = res
+    results["lead_off"] = lead_off_runs(day, args.work)
     if not args.skip_same_beats:
         log("same beats: 48 records, two settings")
         with tempfile.TemporaryDirectory() as tmp:
@@ -299,6 +349,15 @@ def summary_markdown(r):
                      f"{v['position_diffs']} position and {v['label_diffs']} label differences, "
                      f"max confidence difference {v['max_confidence_diff']:.1e}, records differing: "
                      f"{v['records_differing'] or 'none'}")
+    if r.get("lead_off"):
+        lines += ["", "| lead off 4-14 h | total beats | detections inside | unreadable s | max HR bpm | pauses "
+                  "| V Se / +P outside | wall s | worker, children's peak RSS MB |", "|---" * 9 + "|"]
+        for name, v in r["lead_off"].items():
+            kids = ", ".join(f"{m:.0f}" for m, _ in v["children"])
+            lines.append(f"| {name} | {v['total_beats']:,} | {v['detections_inside']:,} | "
+                         f"{v['unreadable_seconds']:,.0f} | {v['heart_rate_max_bpm']} | {v['pauses']} | "
+                         f"{v['v_outside']['Se']:.4f} / {v['v_outside']['PPV']:.4f} | {v['wall_s']:.1f} | "
+                         f"{v['worker_peak_rss_mb']:.0f}; {kids} |")
     return "\n".join(lines)
 
 

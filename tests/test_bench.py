@@ -334,3 +334,36 @@ def test_robustness_sends_strips_of_the_length_asked(record_119):
     in_ten = robustness.request(model, x, fs, "MLII", "strips")
     assert np.array_equal(as_one[0], whole[0]) and np.array_equal(as_one[1], whole[1])
     assert not (np.array_equal(in_ten[0], whole[0]) and np.array_equal(in_ten[1], whole[1]))
+
+
+def test_holter_bench_writes_a_lead_off_and_scores_the_day_around_it(tmp_path):
+    """``bench.holter`` section 4 on record 119's excerpt: the lead off is flat or hum as asked,
+    the signal around it is the day's, and its figures count the detections inside it but
+    judge V calls outside it only."""
+    from bench.edf_files import write_edf
+    from bench.holter import lead_off_figures
+    from bench.holter_data import build_lead_off
+    from service.edf import open_channel
+    from train.data import load_record
+
+    rec = load_record("119", FIXTURES)
+    day = tmp_path / "day.edf"
+    write_edf(day, [rec.signal], 360, ["ECG MLII"])
+    lo, hi = 60 * 360, 120 * 360
+    for hum_mv in (0.0, 0.5):
+        path = tmp_path / f"lead_off_{hum_mv}.edf"
+        build_lead_off(day, path, 60.0, 120.0, hum_mv=hum_mv)
+        x = open_channel(path).read(0, len(rec.signal))
+        assert np.allclose(x[:lo], rec.signal[:lo], atol=0.01) and np.allclose(x[hi:], rec.signal[hi:], atol=0.01)
+        assert abs(np.ptp(x[lo:hi]) - 2 * hum_mv) < 0.02
+
+    ref = {"samples": rec.ann_samples, "classes": rec.ann_classes, "excluded": np.zeros((0, 2), np.int64)}
+    outside = (rec.ann_samples < lo) | (rec.ann_samples >= hi)
+    phantoms = np.arange(lo + 180, hi, 720)  # called V: false V if the lead off were judged
+    beats = [{"sample": int(s), "type": str(c)} for s, c in zip(rec.ann_samples[outside], rec.ann_classes[outside])]
+    beats += [{"sample": int(s), "type": "V"} for s in phantoms]
+    report = {"beats": sorted(beats, key=lambda b: b["sample"]), "total_beats": len(beats), "unreadable_seconds": 60.0,
+              "heart_rate_bpm": {"max": 90.0}, "pauses": []}
+    got = lead_off_figures(report, ref, 60.0, 120.0)
+    assert got["detections_inside"] == len(phantoms) == 30
+    assert got["v_outside"] == {"Se": 1.0, "PPV": 1.0}
