@@ -67,7 +67,7 @@ def staged_request(model, body, schema, infer=None, times=None):
     flat = flat_stretches(x360, MODEL_FS)
     peaks = outside_flat_stretches(detect_r_peaks(x360, MODEL_FS, envelope), flat)
     t4 = time.perf_counter()
-    quality = beat_quality(x360, peaks, MODEL_FS, env=envelope[2])
+    quality = beat_quality(x360, peaks, MODEL_FS, env=envelope[2], flat=flat)
     tq = time.perf_counter()
     beats = upright_beat_inputs(filtered, peaks, fs, len(x), quality, model.preprocessing_version,
                                 lead_on_runs(peaks, flat, MODEL_FS))

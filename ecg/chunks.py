@@ -132,7 +132,7 @@ def detect_in_chunk(x, fs, chunk):
     envelope = qrs_energy_envelope(x360, MODEL_FS)
     flat = flat_stretches(x360, MODEL_FS)
     local = outside_flat_stretches(detect_r_peaks(x360, MODEL_FS, envelope), flat)
-    quality, unreadable = beat_quality(x360, local, MODEL_FS, env=envelope[2])
+    quality, unreadable = beat_quality(x360, local, MODEL_FS, env=envelope[2], flat=flat)
     flutter = np.rint(flutter_intervals(filtered, MODEL_FS) * MODEL_FS).astype(np.int64)
     offset = to_model_samples(chunk.read_lo, fs)
     peaks = local + offset

@@ -111,7 +111,7 @@ def extract_beats(x, fs, peaks=None, version=PREPROCESSING["version"]):
     flat = flat_stretches(x360, MODEL_FS)
     if peaks is None:
         peaks = outside_flat_stretches(detect_r_peaks(x360, MODEL_FS, envelope), flat)
-    quality = beat_quality(x360, peaks, MODEL_FS, env=envelope[2])
+    quality = beat_quality(x360, peaks, MODEL_FS, env=envelope[2], flat=flat)
     return upright_beat_inputs(filtered, peaks, fs, len(x), quality, version, lead_on_runs(peaks, flat, MODEL_FS))
 
 

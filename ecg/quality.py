@@ -182,7 +182,7 @@ def beat_spans(peaks, n, fs):
     return np.stack([np.maximum(lo, 0), np.minimum(hi, n)], axis=1)
 
 
-def beat_quality(x, peaks, fs, env=None):
+def beat_quality(x, peaks, fs, env=None, flat=None):
     """Signal quality of each beat of one lead, and the unreadable stretches.
 
     Parameters
@@ -195,6 +195,8 @@ def beat_quality(x, peaks, fs, env=None):
         Sampling rate in Hz.
     env : ndarray, shape (n,), optional
         The QRS energy envelope of ``x`` when the caller has it (the detector's).
+    flat : ndarray of int, shape (f, 2), optional
+        The :func:`flat_stretches` of ``x`` when the caller has them (the detections' check).
 
     Returns
     -------
@@ -205,7 +207,7 @@ def beat_quality(x, peaks, fs, env=None):
     """
     x = np.asarray(x, dtype=np.float64)
     peaks = np.asarray(peaks, dtype=np.int64)
-    flat = flat_stretches(x, fs)
+    flat = flat_stretches(x, fs) if flat is None else np.asarray(flat, dtype=np.int64).reshape(-1, 2)
     quality = np.zeros(len(peaks), np.int8)
     if len(peaks):
         if env is None:
