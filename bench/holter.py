@@ -262,7 +262,7 @@ def lead_off_runs(day, work):
     """Section 4: each lead-off variant of ``day`` through one request, 2 processes."""
     from .holter_data import build_lead_off, load_reference
 
-    out = {}
+    out, ref = {}, load_reference(day)
     for name, hum_mv in LEAD_OFF_HUM_MV.items():
         path = work / f"mitdb_day_lead_off_{name}.edf"
         if not path.exists():
@@ -270,7 +270,7 @@ def lead_off_runs(day, work):
             build_lead_off(day, path, *LEAD_OFF_SPAN_S, hum_mv=hum_mv)
         log(f"lead off, {name}: 2 processes")
         res = run_request(path, 2, include_beats=True)
-        out[name] = {**lead_off_figures(res["report"], load_reference(day), *LEAD_OFF_SPAN_S),
+        out[name] = {**lead_off_figures(res["report"], ref, *LEAD_OFF_SPAN_S),
                      **{k: res[k] for k in ("wall_s", "worker_peak_rss_mb", "children")}}
     return out
 
