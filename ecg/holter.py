@@ -24,8 +24,10 @@ are never consecutive. The counts, precisely (docs/HOLTER.md says the same):
 - a *pause* is an RR interval of ``PAUSE_S`` or more, a *long pause* one of ``LONG_PAUSE_S``
   or more; an interval that overlaps or touches a stretch where beats may have gone unseen
   (the caller's: unreadable signal, ventricular flutter, a baseline jumping) is not one.
-- heart rate: from RR intervals (between consecutive beats) no longer than ``MAX_RR_S``;
-  an interval belongs to the window holding its second beat. A window's rate is
+- heart rate: from RR intervals between consecutive beats, both readable (``readable``,
+  optional: the beats not judged unreadable; a lead off carrying noise is detections the quality
+  flag judged unreadable, whose intervals are the noise's, not the heart's), no longer than
+  ``MAX_RR_S``; an interval belongs to the window holding its second beat. A window's rate is
   60 x (intervals) / (their total seconds); 1-min windows with fewer than
   ``MIN_RR_PER_MINUTE`` intervals (no readable beats) have none. ``min``/``max`` are the
   extreme 1-min rates, ``mean`` the whole recording's (all its counted intervals).
@@ -158,25 +160,28 @@ def pause_summary(times_s, part=None, unseen=None):
             "longest_pause_s": float(duration.max()) if len(duration) else None}
 
 
-def rr_in_windows(times_s, window_s, n_windows, part=None):
+def rr_in_windows(times_s, window_s, n_windows, part=None, readable=None):
     """Counted RR intervals per window: ``(count, total_s)``, each (n_windows,).
 
-    An interval (consecutive ``times_s``, seconds, in the same ``part``) counts when at
-    most ``MAX_RR_S`` long, in the window ``floor(second beat's time / window_s)``.
+    An interval (consecutive ``times_s``, seconds, in the same ``part``, both ``readable``: (n,)
+    bool, default all) counts when at most ``MAX_RR_S`` long, in the window
+    ``floor(second beat's time / window_s)``.
     """
     t = np.asarray(times_s, dtype=np.float64)
     rr = np.diff(t)
     ok = (rr <= MAX_RR_S) & consecutive(part, len(t))
+    if readable is not None:
+        ok &= np.asarray(readable, dtype=bool)[1:] & np.asarray(readable, dtype=bool)[:-1]
     window = np.minimum((t[1:][ok] // window_s).astype(np.int64), max(n_windows - 1, 0))
     count = np.bincount(window, minlength=n_windows)[:n_windows]
     total = np.bincount(window, weights=rr[ok], minlength=n_windows)[:n_windows]
     return count, total
 
 
-def heart_rate_summary(times_s, duration_s, part=None):
+def heart_rate_summary(times_s, duration_s, part=None, readable=None):
     """``{"min", "mean", "max"}`` in bpm (module docstring); None for each when nothing counts."""
     n_windows = max(int(np.ceil(duration_s / HR_WINDOW_S)), 1)
-    count, total = rr_in_windows(times_s, HR_WINDOW_S, n_windows, part)
+    count, total = rr_in_windows(times_s, HR_WINDOW_S, n_windows, part, readable)
     rated = count >= MIN_RR_PER_MINUTE
     if not count.sum():
         return {"min": None, "mean": None, "max": None}
@@ -186,20 +191,25 @@ def heart_rate_summary(times_s, duration_s, part=None):
             "max": float(rates.max()) if len(rates) else None}
 
 
-def hourly(times_s, is_v, duration_s, part=None):
-    """One row per hour from the start: ``{"hour_start_s", "beats", "ventricular_beats", "heart_rate_mean"}``.
+def hourly(times_s, is_v, duration_s, part=None, readable=None):
+    """One row per hour from the start: ``{"hour_start_s", "beats", "ventricular_beats",
+    "unreadable_beats", "heart_rate_mean"}``.
 
-    ``heart_rate_mean``: 60 x the hour's counted RR intervals / their seconds, None when
-    it has none. The last hour may be partial.
+    ``readable``: (n,) bool, the beats not judged unreadable (default all). ``heart_rate_mean``:
+    60 x the hour's counted RR intervals / their seconds, None when it has none. The last hour may
+    be partial.
     """
     t = np.asarray(times_s, dtype=np.float64)
     v = np.asarray(is_v, dtype=bool)
+    unreadable = np.zeros(len(t), bool) if readable is None else ~np.asarray(readable, dtype=bool)
     n_hours = max(int(np.ceil(duration_s / HOUR_S)), 1)
     hour = np.minimum((t // HOUR_S).astype(np.int64), n_hours - 1)
     beats = np.bincount(hour, minlength=n_hours)
     vent = np.bincount(hour[v], minlength=n_hours)
-    count, total = rr_in_windows(t, HOUR_S, n_hours, part)
+    lost = np.bincount(hour[unreadable], minlength=n_hours)
+    count, total = rr_in_windows(t, HOUR_S, n_hours, part, readable)
     return [{"hour_start_s": h * HOUR_S, "beats": int(beats[h]), "ventricular_beats": int(vent[h]),
+             "unreadable_beats": int(lost[h]),
              "heart_rate_mean": float(60.0 * count[h] / total[h]) if count[h] else None}
             for h in range(n_hours)]
 
@@ -210,7 +220,8 @@ def holter_summary(times_s, is_v, duration_s, analysed_s=None, readable=None, pa
     ``analysed_s``: the seconds the beats were sought in (the duration less the gaps and
     unreadable stretches; default the duration): PVCs per hour are per analysed hour.
     ``readable``: (n,) bool, the beats not judged unreadable (default all): the PVC
-    burden is over those (an unreadable beat is never V, so it would dilute it). ``part``, ``unseen``:
+    burden is over those (an unreadable beat is never V, so it would dilute it), and the heart
+    rates over the intervals between two of them. ``part``, ``unseen``:
     as :func:`pauses`.
     Returns a dict of plain Python numbers and lists (module docstring for each).
     """
@@ -225,10 +236,10 @@ def holter_summary(times_s, is_v, duration_s, analysed_s=None, readable=None, pa
         "unreadable_beats": n - n_readable,
         "pvc_burden_percent": 100.0 * n_v / n_readable if n_readable else 0.0,
         "pvc_per_hour": n_v / (analysed_s / HOUR_S) if analysed_s > 0 else 0.0,
-        "heart_rate_bpm": heart_rate_summary(times_s, duration_s, part),
+        "heart_rate_bpm": heart_rate_summary(times_s, duration_s, part, readable),
         **run_counts(v, part),
         "ventricular_runs": ventricular_runs(v, times_s, part),
         **episode_counts(v, part),
         **pause_summary(times_s, part, unseen),
-        "hourly": hourly(times_s, v, duration_s, part),
+        "hourly": hourly(times_s, v, duration_s, part, readable),
     }

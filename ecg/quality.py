@@ -32,7 +32,9 @@ stand out of the noise, in the band where the detector looks for them:
 
 The unreadable stretches of the signal are each unreadable beat's share of it
 (from half-way to its previous beat to half-way to its next, at most
-``BEAT_SPAN_S`` each side) and the flat stretches, merged.
+``BEAT_SPAN_S`` each side), the whole stretch between two consecutive unreadable beats
+(:func:`between_unreadable`), every stretch of ``BEATLESS_S`` or more without a detection
+(:func:`beatless_stretches`) and the flat stretches, merged.
 """
 
 import numpy as np
@@ -62,6 +64,9 @@ FLAT_MV = 0.02  # ... and is flatter than this peak to peak (mV): no ECG is that
 # beats take another size and shape, so the beats after it are a new signal (:func:`lead_on_runs`)
 LEAD_OFF_S = 60.0
 BEAT_SPAN_S = 1.0  # an unreadable beat makes at most this much signal unreadable each side
+# no heart stops this long and beats on (the longest asystoles of reflex syncope last some 30 s):
+# a stretch without a detection this long held no ECG, a lead off carrying the amplifier's noise
+BEATLESS_S = 60.0
 # between two beats a pause apart the signal is P waves and baseline: it moves by under 0.25 mV in
 # 14 of the 15 pauses of DS1's MLII that its reference beats confirm (the 15th, in 208, lies in a
 # 3-mV swing), by 1.6 to 4.4 mV where a jump and the amplifier's recovery hid the QRS complexes
@@ -182,6 +187,33 @@ def beat_spans(peaks, n, fs):
     return np.stack([np.maximum(lo, 0), np.minimum(hi, n)], axis=1)
 
 
+def between_unreadable(peaks, quality):
+    """(m, 2) [start, end) from each unreadable beat of ``peaks`` (k,) to the next when that one is
+    unreadable too (``quality`` (k,), :func:`beat_quality`'s).
+
+    Between two such beats no readable beat was found, so whatever beats the signal held there
+    went unseen: a lead off carrying noise (a floating electrode, the amplifier's own noise)
+    holds a detection every few seconds, or minutes, each unreadable, and without this only a
+    second each side of them would be.
+    """
+    peaks = np.asarray(peaks, dtype=np.int64)
+    both = (quality[:-1] == UNREADABLE) & (quality[1:] == UNREADABLE)
+    return np.stack([peaks[:-1][both], peaks[1:][both]], axis=1)
+
+
+def beatless_stretches(peaks, n, fs):
+    """(m, 2) [start, end) stretches of a signal of ``n`` samples at ``fs`` Hz that hold none of
+    ``peaks`` (k,, sorted) for ``BEATLESS_S`` or more: between two consecutive detections, or from
+    the signal's start to the first or from the last to its end.
+
+    A lead off with a quiet noise on it (the amplifier's own, some 5-10 uV RMS) is not flat, and
+    the detector finds next to nothing in it: without this its hours were readable, beatless time.
+    """
+    edges = np.concatenate([[0], np.asarray(peaks, dtype=np.int64), [n]])
+    long = np.flatnonzero(np.diff(edges) >= BEATLESS_S * fs)
+    return np.stack([edges[long], edges[long + 1]], axis=1)
+
+
 def beat_quality(x, peaks, fs, env=None, flat=None):
     """Signal quality of each beat of one lead, and the unreadable stretches.
 
@@ -219,4 +251,5 @@ def beat_quality(x, peaks, fs, env=None, flat=None):
         quality[(stretch < UNREADABLE_DB) | (own < OWN_UNREADABLE_DB)] = UNREADABLE
         quality[in_ranges(peaks, flat - [0, 1])] = UNREADABLE  # in_ranges' ends are inclusive
     spans = beat_spans(peaks, len(x), fs)[quality == UNREADABLE]
-    return quality, merge_intervals(np.concatenate([spans, flat]))
+    return quality, merge_intervals(np.concatenate([spans, between_unreadable(peaks, quality),
+                                                    beatless_stretches(peaks, len(x), fs), flat]))

@@ -315,16 +315,22 @@ def _detect(runner, parts, settings):
     checks = {k: sum(s[k] for s in stats) for k in ("samples", "at_rails")}
     checks.update(min=min(s["min"] for s in stats), max=max(s["max"] for s in stats))
     bounds = np.cumsum([0] + [len(js) for js in jobs])
-    findings = []
-    for part, a, b in zip(parts, bounds[:-1], bounds[1:]):
-        mine = [f for f, _ in found[a:b]]
-        findings.append(PartFindings(part, np.concatenate([f.peaks for f in mine]).astype(np.int64),
-                                     np.concatenate([f.quality for f in mine]).astype(np.int8),
-                                     quality_module.merge_intervals(np.concatenate([f.unreadable for f in mine])),
-                                     quality_module.merge_intervals(np.concatenate([f.flutter for f in mine])),
-                                     np.concatenate([f.deflections for f in mine]),
-                                     quality_module.merge_intervals(np.concatenate([f.flat for f in mine]))))
+    findings = [_part_findings(part, [f for f, _ in found[a:b]]) for part, a, b in zip(parts, bounds[:-1], bounds[1:])]
     return findings, checks
+
+
+def _part_findings(part, mine):
+    """One part's :class:`PartFindings` from its chunks' ``ecg.chunks.ChunkFindings`` ``mine``, in order."""
+    peaks = np.concatenate([f.peaks for f in mine]).astype(np.int64)
+    quality = np.concatenate([f.quality for f in mine]).astype(np.int8)
+    n = chunks.model_length(part.n_samples, part.fs)
+    # a chunk sees the stretch between two unreadable beats, or a beatless one, only when it holds it whole
+    unreadable = [f.unreadable for f in mine] + [quality_module.between_unreadable(peaks, quality),
+                                                 quality_module.beatless_stretches(peaks, n, MODEL_FS)]
+    return PartFindings(part, peaks, quality, quality_module.merge_intervals(np.concatenate(unreadable)),
+                        quality_module.merge_intervals(np.concatenate([f.flutter for f in mine])),
+                        np.concatenate([f.deflections for f in mine]),
+                        quality_module.merge_intervals(np.concatenate([f.flat for f in mine])))
 
 
 def _beats(channel, beating, labels):

@@ -61,6 +61,7 @@ class HourSchema(Schema):
     hour_start_s = fields.Float()
     beats = fields.Integer()
     ventricular_beats = fields.Integer()
+    unreadable_beats = fields.Integer(metadata={"description": "of the hour's beats, those judged unreadable"})
     heart_rate_mean = fields.Float(allow_none=True)
 
 

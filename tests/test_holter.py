@@ -77,6 +77,18 @@ def test_heart_rate_windows_skip_pauses_and_sparse_minutes():
     assert holter.heart_rate_summary(np.array([5.0]), 60.0) == {"min": None, "mean": None, "max": None}
 
 
+def test_heart_rates_read_only_intervals_between_two_readable_beats():
+    # minute 0 at 60 bpm; in minute 1 a lead off carrying noise: a detection every 0.3 s, unreadable
+    t = np.concatenate([np.arange(0, 60, 1.0), np.arange(60, 120, 0.3), np.arange(120, 180, 1.0)])
+    readable = (t < 60) | (t >= 120)
+    assert holter.heart_rate_summary(t, 180.0)["max"] > 190
+    hr = holter.heart_rate_summary(t, 180.0, readable=readable)
+    assert hr == {"min": pytest.approx(60.0), "mean": pytest.approx(60.0), "max": pytest.approx(60.0)}
+    rows = holter.hourly(t, np.zeros(len(t), bool), 180.0, readable=readable)
+    assert rows[0]["heart_rate_mean"] == pytest.approx(60.0)
+    assert rows[0]["unreadable_beats"] == np.count_nonzero(~readable)
+
+
 def test_no_run_chain_or_rr_interval_spans_a_gap():
     # N V V | V N V N V N | V N V: three continuous parts of a recording with gaps
     is_v = np.array([0, 1, 1, 1, 0, 1, 0, 1, 0, 1, 0, 1], dtype=bool)

@@ -76,6 +76,27 @@ def test_a_lead_off_stretch_is_unreadable():
     assert flat, unreadable
 
 
+def test_unreadable_stretches_span_gaps_between_unreadable_beats_and_beatless_minutes():
+    U, G = quality.UNREADABLE, quality.GOOD
+    peaks = np.array([100, 500, 2000, 2100, 2400])
+    q = np.array([U, U, G, U, U], dtype=np.int8)
+    assert quality.between_unreadable(peaks, q).tolist() == [[100, 500], [2100, 2400]]
+    minute = int(quality.BEATLESS_S * FS)
+    peaks = np.array([minute, minute + 300, 3 * minute])
+    assert quality.beatless_stretches(peaks, 3 * minute + 10, FS).tolist() == [[0, minute], [minute + 300, 3 * minute]]
+    assert quality.beatless_stretches(peaks[:2], minute + 301, FS).tolist() == [[0, minute]]
+
+
+@pytest.mark.parametrize("rms_mv", [0.005, 0.02])
+def test_a_lead_off_carrying_quiet_noise_is_unreadable_whole(rms_mv):
+    """Record 119 after 70 s of the amplifier's own noise (a lead off, not flat): the detector
+    finds nothing in it, yet no ECG was recorded there, and none of 119's beats is unreadable."""
+    x = np.concatenate([rms_mv * np.random.default_rng(0).standard_normal(70 * FS), record("119").signal])
+    beats = extract_beats(x, FS)
+    assert beats.unreadable.tolist() == [[0, 70 * FS]]
+    assert beats.peaks[0] >= 70 * FS and np.all(beats.quality != quality.UNREADABLE)
+
+
 def test_a_pause_holds_a_still_baseline_and_a_recovering_lead_does_not():
     fs = 360
     t = np.arange(int(3.0 * fs)) / fs  # R peak to R peak

@@ -131,6 +131,29 @@ def test_a_lead_off_for_minutes_gives_no_beats_and_the_whole_signals_around_it(t
     assert_same_beats(client, path, None, report)
 
 
+@pytest.mark.parametrize("rms_mv", [0.005, 0.05])
+def test_a_lead_off_carrying_noise_is_unreadable_whole_and_gives_no_heart_rate(tmp_path, excerpts, rms_mv):
+    """The excerpts with 10 min of white noise in the middle, a lead off that is not flat (the
+    amplifier's own noise, 5 or 50 uV RMS). At 5 uV the detector finds next to nothing in it, at
+    50 uV a detection every half second, all unreadable: either way the 10 min are unreadable and
+    the heart rates are those of the excerpts alone."""
+    half = len(excerpts) // 2
+    noise = rms_mv * np.random.default_rng(1).standard_normal(600 * 360)
+    reports = []
+    for name, x in (("plain", excerpts), ("noise", np.concatenate([excerpts[:half], noise, excerpts[half:]]))):
+        path = tmp_path / f"{name}.edf"
+        write_edf(path, [x], 360, ["MLII"])
+        r = post_edf(small_pools_app(tmp_path / name).test_client(), path)
+        assert r.status_code == 201, r.get_json()
+        reports.append(r.get_json())
+    plain, report = reports
+    a, b = half / 360, half / 360 + 600
+    covered = sum(max(0.0, min(e, b) - max(s, a)) for s, e in report["unreadable_intervals_s"])
+    assert covered > 599 and report["unreadable_seconds"] < 601
+    assert report["heart_rate_bpm"] == plain["heart_rate_bpm"]
+    assert sum(h["unreadable_beats"] for h in report["hourly"]) == report["unreadable_beats"] > 10
+
+
 def held_then_eased(level, to, n):
     """A lead off held at ``level`` mV, eased over its last second to ``to``: n samples at 360 Hz."""
     return np.r_[np.full(n - 360, level), level + (to - level) * 0.5 * (1 - np.cos(np.pi * np.arange(360) / 360))]
@@ -211,7 +234,7 @@ def test_report_fields_agree_with_the_beats(client, edf_360):
     assert rep["pvc_burden_percent"] == pytest.approx(100 * is_v.mean(), abs=1e-3)
     assert rep["pvc_per_hour"] == pytest.approx(is_v.sum() / (780 / 3600), abs=0.01)
     assert rep["hourly"] == [{"hour_start_s": 0.0, "beats": len(is_v), "ventricular_beats": int(is_v.sum()),
-                              "heart_rate_mean": rep["heart_rate_bpm"]["mean"]}]
+                              "unreadable_beats": 0, "heart_rate_mean": rep["heart_rate_bpm"]["mean"]}]
     assert 40 < rep["heart_rate_bpm"]["min"] <= rep["heart_rate_bpm"]["mean"] <= rep["heart_rate_bpm"]["max"] < 150
     assert rep["model"]["name"] and rep["unreadable_seconds"] == 0.0
     assert "beats" not in post_edf(client, edf_360).get_json()
