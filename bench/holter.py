@@ -9,9 +9,10 @@
    512-beat pools (many more borders);
 3. the day's report against the reference annotations, counted the same way (``ecg.holter``),
    its pauses matched to the reference's;
-4. a lead off overnight: the day with its lead off from 4 h to 14 h, flat and carrying mains hum
-   (``bench.holter_data.build_lead_off``): detections inside it, seconds judged unreadable, the
-   maximum heart rate, V Se/+P over the rest, time and memory.
+4. a lead off overnight: the day with its lead off from 4 h to 14 h, flat, carrying mains hum,
+   or carrying the amplifier's noise (white, 5 and 50 uV RMS) (``bench.holter_data.build_lead_off``):
+   detections inside it, seconds judged unreadable, the heart rate, PVCs per hour, V Se/+P over
+   the rest, time and memory.
 
 Writes ``bench/holter_results.json`` and prints a Markdown summary. The recordings are
 built under ``--work`` (``bench.holter_data``; 0.6 GB, not committed). Targets: 24 h at
@@ -236,7 +237,9 @@ def _per_record_burden(samples, is_v, ref, ref_v):
 # --- 4. a lead off overnight -------------------------------------------------------------
 
 LEAD_OFF_SPAN_S = (4 * 3600.0, 14 * 3600.0)  # a night without the electrode
-LEAD_OFF_HUM_MV = {"flat": 0.0, "hum": 0.5}  # 0 mV, or 50-Hz mains hum as a floating electrode picks up
+# 0 mV; 50-Hz mains hum as a floating electrode picks up; white noise, an open input's own
+LEAD_OFF_VARIANTS = {"flat": {}, "hum": {"hum_mv": 0.5}, "noise_5uV": {"noise_mv": 0.005},
+                     "noise_50uV": {"noise_mv": 0.05}}
 
 
 def lead_off_figures(report, ref, lo_s, hi_s):
@@ -252,10 +255,13 @@ def lead_off_figures(report, ref, lo_s, hi_s):
     excluded = np.concatenate([ref["excluded"].reshape(-1, 2), off]).astype(np.int64)
     e2e = end_to_end_metrics(ref["samples"], np.where(ref["classes"] == "V", "V", "N"), samples, labels, 360,
                              excluded)
-    return {"total_beats": report["total_beats"],
-            "detections_inside": int(np.count_nonzero((samples >= off[0, 0]) & (samples < off[0, 1]))),
-            "unreadable_seconds": report["unreadable_seconds"], "heart_rate_max_bpm": report["heart_rate_bpm"]["max"],
-            "pauses": len(report["pauses"]), "v_outside": {k: e2e["strict"][k] for k in ("Se", "PPV")}}
+    inside = (samples >= off[0, 0]) & (samples < off[0, 1])
+    return {"total_beats": report["total_beats"], "detections_inside": int(np.count_nonzero(inside)),
+            "v_inside": int(np.count_nonzero(inside & (labels == "V"))),
+            "unreadable_seconds": report["unreadable_seconds"], "heart_rate_mean_bpm": report["heart_rate_bpm"]["mean"],
+            "heart_rate_max_bpm": report["heart_rate_bpm"]["max"],
+            "pvc_per_hour": report["pvc_per_hour"], "pauses": len(report["pauses"]),
+            "v_outside": {k: e2e["strict"][k] for k in ("Se", "PPV")}}
 
 
 def lead_off_runs(day, work):
@@ -263,11 +269,11 @@ def lead_off_runs(day, work):
     from .holter_data import build_lead_off, load_reference
 
     out, ref = {}, load_reference(day)
-    for name, hum_mv in LEAD_OFF_HUM_MV.items():
+    for name, carrying in LEAD_OFF_VARIANTS.items():
         path = work / f"mitdb_day_lead_off_{name}.edf"
         if not path.exists():
             log("building", path)
-            build_lead_off(day, path, *LEAD_OFF_SPAN_S, hum_mv=hum_mv)
+            build_lead_off(day, path, *LEAD_OFF_SPAN_S, **carrying)
         log(f"lead off, {name}: 2 processes")
         res = run_request(path, 2, include_beats=True)
         out[name] = {**lead_off_figures(res["report"], ref, *LEAD_OFF_SPAN_S),
@@ -350,12 +356,14 @@ def summary_markdown(r):
                      f"max confidence difference {v['max_confidence_diff']:.1e}, records differing: "
                      f"{v['records_differing'] or 'none'}")
     if r.get("lead_off"):
-        lines += ["", "| lead off 4-14 h | total beats | detections inside | unreadable s | max HR bpm | pauses "
-                  "| V Se / +P outside | wall s | worker, children's peak RSS MB |", "|---" * 9 + "|"]
+        lines += ["", "| lead off 4-14 h | total beats | detections inside (V) | unreadable s | HR mean / max bpm | "
+                  "PVCs per hour | pauses | V Se / +P outside | wall s | worker, children's peak RSS MB |",
+                  "|---" * 10 + "|"]
         for name, v in r["lead_off"].items():
             kids = ", ".join(f"{m:.0f}" for m, _ in v["children"])
-            lines.append(f"| {name} | {v['total_beats']:,} | {v['detections_inside']:,} | "
-                         f"{v['unreadable_seconds']:,.0f} | {v['heart_rate_max_bpm']} | {v['pauses']} | "
+            lines.append(f"| {name} | {v['total_beats']:,} | {v['detections_inside']:,} ({v['v_inside']}) | "
+                         f"{v['unreadable_seconds']:,.0f} | {v['heart_rate_mean_bpm']} / {v['heart_rate_max_bpm']} | "
+                         f"{v['pvc_per_hour']} | {v['pauses']} | "
                          f"{v['v_outside']['Se']:.4f} / {v['v_outside']['PPV']:.4f} | {v['wall_s']:.1f} | "
                          f"{v['worker_peak_rss_mb']:.0f}; {kids} |")
     return "\n".join(lines)

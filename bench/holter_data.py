@@ -48,15 +48,17 @@ def build_day(path, data_dir):
     return ref
 
 
-def build_lead_off(day, path, lo_s, hi_s, hum_mv=0.0, hum_hz=50.0):
-    """The day at ``day`` with its lead off from ``lo_s`` to ``hi_s``: flat at 0 mV, or carrying
-    ``hum_mv`` of ``hum_hz`` mains hum (a floating electrode), written to ``path``."""
+def build_lead_off(day, path, lo_s, hi_s, hum_mv=0.0, hum_hz=50.0, noise_mv=0.0):
+    """The day at ``day`` with its lead off from ``lo_s`` to ``hi_s``: flat at 0 mV, carrying
+    ``hum_mv`` of ``hum_hz`` mains hum (a floating electrode), or ``noise_mv`` RMS of white noise
+    (the amplifier's own, seeded), written to ``path``."""
     from service.edf import open_channel
 
     ch = open_channel(day)
     x = ch.read(0, ch.n_samples)
     lo, hi = int(lo_s * DAY_FS), int(hi_s * DAY_FS)
     x[lo:hi] = hum_mv * np.sin(2 * np.pi * hum_hz * np.arange(hi - lo) / DAY_FS)
+    x[lo:hi] += noise_mv * np.random.default_rng(0).standard_normal(hi - lo)
     write_edf(path, [x], DAY_FS, ["ECG MLII"])
 
 

@@ -350,12 +350,15 @@ def test_holter_bench_writes_a_lead_off_and_scores_the_day_around_it(tmp_path):
     day = tmp_path / "day.edf"
     write_edf(day, [rec.signal], 360, ["ECG MLII"])
     lo, hi = 60 * 360, 120 * 360
-    for hum_mv in (0.0, 0.5):
-        path = tmp_path / f"lead_off_{hum_mv}.edf"
-        build_lead_off(day, path, 60.0, 120.0, hum_mv=hum_mv)
+    for hum_mv, noise_mv in ((0.0, 0.0), (0.5, 0.0), (0.0, 0.05)):
+        path = tmp_path / f"lead_off_{hum_mv}_{noise_mv}.edf"
+        build_lead_off(day, path, 60.0, 120.0, hum_mv=hum_mv, noise_mv=noise_mv)
         x = open_channel(path).read(0, len(rec.signal))
         assert np.allclose(x[:lo], rec.signal[:lo], atol=0.01) and np.allclose(x[hi:], rec.signal[hi:], atol=0.01)
-        assert abs(np.ptp(x[lo:hi]) - 2 * hum_mv) < 0.02
+        if noise_mv:
+            assert np.std(x[lo:hi]) == pytest.approx(noise_mv, rel=0.05) and abs(np.mean(x[lo:hi])) < 0.005
+        else:
+            assert abs(np.ptp(x[lo:hi]) - 2 * hum_mv) < 0.02
 
     ref = {"samples": rec.ann_samples, "classes": rec.ann_classes, "excluded": np.zeros((0, 2), np.int64)}
     outside = (rec.ann_samples < lo) | (rec.ann_samples >= hi)
@@ -363,7 +366,7 @@ def test_holter_bench_writes_a_lead_off_and_scores_the_day_around_it(tmp_path):
     beats = [{"sample": int(s), "type": str(c)} for s, c in zip(rec.ann_samples[outside], rec.ann_classes[outside])]
     beats += [{"sample": int(s), "type": "V"} for s in phantoms]
     report = {"beats": sorted(beats, key=lambda b: b["sample"]), "total_beats": len(beats), "unreadable_seconds": 60.0,
-              "heart_rate_bpm": {"max": 90.0}, "pauses": []}
+              "heart_rate_bpm": {"mean": 80.0, "max": 90.0}, "pvc_per_hour": 10.0, "pauses": []}
     got = lead_off_figures(report, ref, 60.0, 120.0)
-    assert got["detections_inside"] == len(phantoms) == 30
+    assert got["detections_inside"] == got["v_inside"] == len(phantoms) == 30
     assert got["v_outside"] == {"Se": 1.0, "PPV": 1.0}
