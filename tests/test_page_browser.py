@@ -300,6 +300,21 @@ def test_unreadable_stretches_are_greyed_on_the_trace(page, console, server):
     assert console.errors == []
 
 
+def test_a_strip_of_noise_alone_shows_no_heart_rate(page, console, server):
+    """20 s of an open input's noise (50 uV RMS, no ECG): its detections are all unreadable, so the
+    service gives no heart rate, and the page says so rather than reading the noise's intervals."""
+    import numpy as np
+
+    fs = 360
+    values = [round(v, 4) for v in (0.05 * np.random.default_rng(3).standard_normal(20 * fs)).tolist()]
+    status, answer = api_answer(server, {"signal_data": values, "sampling_rate": fs})
+    assert status == 201 and answer["total_beats"] > 10
+    assert answer["metadata"]["heart_rate_bpm"] is None
+    upload_values(page, values, fs, "open_input.csv")
+    assert "none: too few readable beats" in page.inner_text("#summary")
+    assert console.errors == []
+
+
 def test_ventricular_flutter_is_said_and_shaded_on_the_trace(page, console, server):
     """A minute of record 207 (tests/data/mitdb-flutter): its flutter from 21 s is named in the
     summary, in the risk colour, and shaded pink over the unreadable grey."""

@@ -144,13 +144,14 @@ function renderSummary(input, answer, roundTrip) {
   const v = answer.ventricular_beats;
   const seconds = input.values.length / input.samplingRate;
   const burden = meta.pvc_burden_percent ?? (total ? (100 * v) / total : 0);
-  const heartRate = meta.heart_rate_bpm ?? medianRateBpm(answer.beat_predictions);
+  // the service's rate reads readable beats only (null: too few); an answer without it, every beat
+  const heartRate = "heart_rate_bpm" in meta ? meta.heart_rate_bpm : medianRateBpm(answer.beat_predictions);
   const rows = [
     ["Signal", `${input.label}: ${seconds.toFixed(1)} s at ${input.samplingRate} Hz, lead ${input.derivation}`
       + (meta.resampled ? ` (resampled to ${meta.model_sampling_rate} Hz for the model)` : "")],
     ["Beats", `${total} (${answer.normal_beats} N, ${v} V)`],
     ...(meta.pacemaker ? [pacemakerRow(meta.own_rhythm_beats)] : []),
-    ["Heart rate", heartRate == null ? "not enough beats" : `${Math.round(heartRate)} bpm`],
+    ["Heart rate", heartRate == null ? "none: too few readable beats" : `${Math.round(heartRate)} bpm`],
     ["V beats", `${v}, burden ${Number(burden).toFixed(1)} %`],
     ...(meta.signal_quality ? [["Signal quality", qualityText(meta)]] : []),
     ...(meta.ventricular_flutter_seconds ? [["Ventricular flutter", flutterText(meta), "risk risk-HIGH"]] : []),
