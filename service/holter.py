@@ -28,7 +28,7 @@ import numpy as np
 
 from ecg import MODEL_FS, chunks
 from ecg import quality as quality_module
-from ecg.decision import OWN_RHYTHM_MIN_BEATS, classify
+from ecg.decision import classify
 from ecg.features import groups_within
 from ecg.holter import pause_starts
 from ecg.pipeline import PREPROCESSING, polarity, upright_factor
@@ -36,7 +36,7 @@ from ecg.quality import Q_LEAD_S, T_WAVE_S, baseline_moves, lead_on_runs
 from ecg.signal import map_positions
 
 from .edf import EdfError
-from .inference import short_rhythm_beats
+from .inference import dominant_calls, short_rhythm_beats
 from .model import ModelUnavailable, load_model
 from .schemas import MIN_SECONDS
 
@@ -124,8 +124,8 @@ def detect_task(channel, fs, chunk):
 def classify_task(model, channel, peaks, groups, runs, core, units, quality, decision, apply_ruleguard, pacemaker,
                   upright):
     """Stage 2 on one beat range: ``(is_v, p_v, flipped, own_rhythm)`` of its beats
-    (``ecg.decision.Calls``), and the range's count for the short-request rhythm warning
-    (``service.inference.short_rhythm_beats``: 0 unless the range is under 150 beats).
+    (``ecg.decision.Calls``), and which are of their pool's dominant on-time slow shape
+    (``service.inference.dominant_calls``: the short-rhythm warning's count reads it).
 
     ``peaks``, ``groups``, ``runs``: (m,) of the range with its context (``ecg.chunks.context_range``);
     ``core``: the slice of them that is the range; ``units``, ``quality``: the range's pools
@@ -138,7 +138,7 @@ def classify_task(model, channel, peaks, groups, runs, core, units, quality, dec
     p_raw = model.p_v(windows, features)
     calls = classify(p_raw, features, decision, apply_ruleguard, windows=windows, groups=units,
                      quality=quality, paced=pacemaker)
-    return calls.is_v, calls.p_v, calls.flipped, calls.own_rhythm, short_rhythm_beats(calls, features)
+    return calls.is_v, calls.p_v, calls.flipped, calls.own_rhythm, dominant_calls(calls, features)
 
 
 def task_decision(decision):
@@ -229,9 +229,10 @@ def analyse(model, model_dir, channel, settings, apply_ruleguard=True, pacemaker
     start (gaps included), ``times_s`` (n,), ``part`` (n,) the continuous part of each beat,
     ``unbroken`` (n,) the stretch recorded without a break each beat is in (a part, cut again by
     each lead off, however short; no V run, chain or pause joins two),
-    ``is_v``, ``p_v``, ``flipped``, ``own_rhythm``, ``quality`` (n,), ``short_rhythm_beats`` (the
-    short-request rhythm warning's count), ``pacemaker`` (as declared), ``qrs_direction`` (-1.0
-    when the day's QRS complexes mostly point down, ``ecg.pipeline.polarity``),
+    ``is_v``, ``p_v``, ``flipped``, ``own_rhythm``, ``quality`` (n,), ``short_rhythm_beats`` and
+    ``short_rhythm_of`` (the short-rhythm warning's counts: :func:`_short_rhythm`), ``pacemaker``
+    (as declared), ``qrs_direction`` (-1.0 when the day's QRS complexes mostly point down,
+    ``ecg.pipeline.polarity``),
     ``unreadable_intervals_s`` (u, 2), ``unreadable_s``, ``flutter_intervals_s`` (f, 2) and
     ``flutter_s`` (``ecg.flutter``), ``gap_intervals_s`` (g, 2) and ``gap_s`` (not recorded),
     ``short_parts_s`` (parts not analysed), ``disturbed_intervals_s`` (:func:`disturbed_intervals`),
@@ -348,11 +349,17 @@ def _beats(channel, beating, labels):
         "p_v": np.concatenate([r[1] for rs in labels for r in rs]),
         "flipped": np.concatenate([r[2] for rs in labels for r in rs]),
         "own_rhythm": np.concatenate([r[3] for rs in labels for r in rs]),
-        # a part too short for the own-rhythm rule is one task (tasks are whole pools of task_beats)
-        "short_rhythm_beats": sum(r[4] for f, rs in zip(beating, labels) for r in rs
-                                  if len(f.peaks) < OWN_RHYTHM_MIN_BEATS),
+        **_short_rhythm(beating, labels),
         "quality": np.concatenate([f.quality for f in beating]),
     }
+
+
+def _short_rhythm(beating, labels):
+    """The short-rhythm warning's counts over every part's runs (``service.inference.short_rhythm_beats``):
+    ``short_rhythm_beats``, and ``short_rhythm_of`` the beats of the runs counted."""
+    counts = [short_rhythm_beats(np.concatenate([r[0] for r in rs]), np.concatenate([r[4] for r in rs]), f.runs)
+              for f, rs in zip(beating, labels)]
+    return {"short_rhythm_beats": sum(c for c, _ in counts), "short_rhythm_of": sum(n for _, n in counts)}
 
 
 def disturbed_intervals(channel, beating, unseen):

@@ -104,7 +104,7 @@ def report_warnings(channel, result, model):
         notes.append(own_rhythm_warning(own_rhythm, result["pacemaker"]))
     n = len(result["is_v"])
     if result["short_rhythm_beats"]:
-        notes.append(SHORT_RHYTHM_WARNING.format(result["short_rhythm_beats"], n))
+        notes.append(SHORT_RHYTHM_WARNING.format(result["short_rhythm_beats"], result["short_rhythm_of"]))
     if n < 3:
         notes.append(f"only {n} beat(s) detected in {channel.duration_s:.0f} s")
     return notes

@@ -29,11 +29,14 @@ OWN_RHYTHM_WARNING = ("{} beat(s) the networks would call V share the recording'
 PACED_RHYTHM_WARNING = ("{} beat(s) the networks would call V share the request's dominant QRS shape, "
                         "on time and under 100 bpm: called N as paced beats (pacemaker declared)")
 
-# said when a request too short for that rule is mostly V calls of one on-time slow shape
-SHORT_RHYTHM_WARNING = ("{} of the {} beats, all called V, share one QRS shape, on time and under 100 bpm: "
-                        "a slow ventricular rhythm, or the patient's own wide-QRS rhythm (a bundle branch "
-                        "block, pacing) that only a request of " + str(OWN_RHYTHM_MIN_BEATS) + " beats or more "
-                        "(about 2 min) can tell apart; if the patient has a pacemaker, send pacemaker: true")
+# said when a request, or a stretch between leads off, too short for that rule is mostly V calls of
+# one on-time slow shape
+SHORT_RHYTHM_WARNING = ("{} of the {} beats of a signal too short for the own-rhythm rule (a request, or a "
+                        "stretch between two leads off of a minute or more, under " + str(OWN_RHYTHM_MIN_BEATS)
+                        + " beats), called V, share one QRS shape, on time and under 100 bpm: a slow ventricular "
+                        "rhythm, or the patient's own wide-QRS rhythm (a bundle branch block, pacing) that only "
+                        + str(OWN_RHYTHM_MIN_BEATS) + " beats or more (about 2 min) recorded in one piece can tell "
+                        "apart; if the patient has a pacemaker, send pacemaker: true")
 
 # said when ecg.flutter finds stretches of a fast wave with no QRS complexes
 FLUTTER_WARNING = ("{:.0f} s from {:.1f} s look like ventricular flutter or fibrillation (a fast regular wave "
@@ -206,22 +209,34 @@ def turned_upright(model, qrs_direction):
     return upright_factor(qrs_direction, model.preprocessing_version) < 0
 
 
-def short_rhythm_beats(calls, features):
-    """How many of a short request's V calls are of its dominant on-time slow shape, when they
-    are more than half its beats; else 0.
+def dominant_calls(calls, features):
+    """Beats (n,) of their pool's dominant on-time slow shape (``ecg.decision.dominant_rhythm_mask``)
+    among ``calls`` (``ecg.decision.Calls``; without pooling, none); ``features`` (n, k): their RR features."""
+    if calls.alike is None:
+        return np.zeros(len(calls.is_v), bool)
+    return dominant_rhythm_mask(calls.alike, calls.pools, features)
 
-    A request too short for the own-rhythm rule (``ecg.decision.own_rhythm_mask``) keeps such
-    calls V, as a slow ventricular rhythm would be; in a long recording that rule would call them
-    N if they were the patient's own rhythm (record 214's V1 on 10-s strips). ``calls``: the
-    request's ``ecg.decision.Calls`` (no pooling: no warning); ``features`` (n, k): its beats'
-    RR features.
+
+def short_rhythm_beats(is_v, dominant, runs):
+    """``(count, beats)``: how many V calls are of the dominant on-time slow shape (``dominant``
+    (n,), :func:`dominant_calls`) in the runs too short for the own-rhythm rule, counting a run
+    when they are more than half its beats; and how many beats those runs hold.
+
+    A run too short for that rule (``ecg.decision.own_rhythm_mask``: under 150 beats, a short
+    request or a stretch between two leads off of a minute or more) keeps such calls V, as a slow
+    ventricular rhythm would be; a longer one would call them N if they were the patient's own
+    rhythm (record 214's V1 on 10-s strips). ``is_v`` (n,); ``runs`` (n,): each beat's run
+    (``ecg.quality.lead_on_runs``), consecutive.
     """
-    n = len(calls.is_v)
-    if calls.alike is None or not MIN_RHYTHM_BEATS <= n < OWN_RHYTHM_MIN_BEATS \
-            or 2 * np.count_nonzero(calls.is_v) <= n:
-        return 0
-    dominant_v = int(np.count_nonzero(calls.is_v & dominant_rhythm_mask(calls.alike, calls.pools, features)))
-    return dominant_v if 2 * dominant_v > n else 0
+    is_v, dominant, runs = np.asarray(is_v, bool), np.asarray(dominant, bool), np.asarray(runs)
+    count = beats = 0
+    starts = np.flatnonzero(np.r_[True, runs[1:] != runs[:-1]]) if len(runs) else []
+    for a, b in zip(starts, np.r_[starts[1:], len(runs)]):
+        n, mostly_v = b - a, 2 * np.count_nonzero(is_v[a:b]) > b - a
+        of_shape = int(np.count_nonzero(is_v[a:b] & dominant[a:b]))
+        if MIN_RHYTHM_BEATS <= n < OWN_RHYTHM_MIN_BEATS and mostly_v and 2 * of_shape > n:
+            count, beats = count + of_shape, beats + n
+    return count, beats
 
 
 def own_rhythm_warning(n_own_rhythm, pacemaker):
@@ -264,9 +279,9 @@ def build_result(model, beats, calls, x, fs, derivation, apply_ruleguard, pacema
     n_own_rhythm = int(np.count_nonzero(own_rhythm))
     if n_own_rhythm:
         warnings.append(own_rhythm_warning(n_own_rhythm, pacemaker))
-    n_short_rhythm = short_rhythm_beats(calls, beats.features)
+    n_short_rhythm, n_in_short = short_rhythm_beats(is_v, dominant_calls(calls, beats.features), beats.runs)
     if n_short_rhythm:
-        warnings.append(SHORT_RHYTHM_WARNING.format(n_short_rhythm, n))
+        warnings.append(SHORT_RHYTHM_WARNING.format(n_short_rhythm, n_in_short))
     ruleguard_applied = bool(apply_ruleguard and (model.decision.get("ruleguard") or {}).get("enabled"))
     return {
         "overall_arrhythmia_type": overall,

@@ -95,9 +95,10 @@ class RecordingReportSchema(Schema):
     own_rhythm_beats = fields.Integer(metadata={
         "description": "beats the networks would call V, called N as the recording's dominant on-time shape"})
     short_rhythm_beats = fields.Integer(metadata={
-        "description": "in a recording under 150 beats, too short for that rule: the V calls of its "
-                       "dominant on-time slow shape when they are more than half its beats (a slow "
-                       "ventricular rhythm or the patient's own wide-QRS rhythm); else 0"})
+        "description": "in a recording, or a stretch between two leads off of a minute or more, under "
+                       "150 beats, too short for that rule: the V calls of its dominant on-time slow shape "
+                       "when they are more than half its beats (a slow ventricular rhythm or the patient's "
+                       "own wide-QRS rhythm); else 0"})
     pacemaker = fields.Boolean(metadata={
         "description": "as the query declared it: own_rhythm_beats are then paced beats, read in a "
                        "recording of any length"})

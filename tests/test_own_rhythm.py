@@ -150,3 +150,35 @@ def test_the_holter_report_of_a_short_recording_gives_the_short_request_warning(
             warned += 1
             assert _short_rhythm_warning(report) == _short_rhythm_warning(meta)
     assert compared >= 12 and warned >= 2
+
+
+def test_a_short_stretch_between_leads_off_gets_the_short_request_warning(record_214_v1, tmp_path):
+    """Record 214's V1 whole (3 min, long enough for the own-rhythm rule), a 90-s lead off, then
+    60 s of it again: that last stretch is a signal of its own (``ecg.quality.lead_on_runs``),
+    too short for the rule, so its block beats stay V, and the request and the recording say so
+    as a 60-s request of it does."""
+    rec = record_214_v1
+    fs = rec.fs
+    tail = rec.signal[75 * fs:135 * fs]
+    x = np.concatenate([rec.signal, np.full(90 * fs, 0.3), tail])
+    app = create_app({"TESTING": True, "MODEL_DIR": str(RELEASE_10), "LOG_LEVEL": "WARNING",
+                      "RECORDING_TMP_DIR": str(tmp_path / "uploads")})
+    client = app.test_client()
+
+    def metadata(signal):
+        r = client.post(PREDICT, json={"signal_data": signal.tolist(), "sampling_rate": fs, "derivation": "V1"})
+        assert r.status_code == 201, r.get_json()
+        return r.get_json()["metadata"]
+
+    alone, meta = metadata(tail), metadata(x)
+    assert alone["short_rhythm_beats"] > 30
+    assert meta["short_rhythm_beats"] == alone["short_rhythm_beats"]
+    # the count and the stretch's beats (one more than alone: the lead coming back on is a step)
+    said = _short_rhythm_warning(meta).split()
+    assert int(said[0]) == meta["short_rhythm_beats"] and 0 <= int(said[3]) - alone["total_beats"] <= 1
+    path = tmp_path / "214_v1_lead_off.edf"
+    write_edf(path, [x], fs, ["ECG V1"])
+    report = client.post("/api/v1/recordings", data=path.read_bytes(),
+                         content_type="application/octet-stream").get_json()
+    assert report["short_rhythm_beats"] == meta["short_rhythm_beats"]
+    assert _short_rhythm_warning(report).split()[0] == str(meta["short_rhythm_beats"])
