@@ -112,6 +112,32 @@ def analysed_on_the_page(browser, server, path, query="", pacemaker=False):  # n
     return report, page, console, context
 
 
+def test_the_heart_rate_trend_leaves_out_a_noisy_lead_off(browser, server, tmp_path):  # noqa: F811
+    """The five excerpts, 10 min of an open input's noise (50 uV RMS: a detection every half
+    second, all unreadable), the excerpts again: the trend's rates are those of the readable beats,
+    as the report's heart rates are, not the noise's."""
+    from train.data import load_record
+
+    x = np.concatenate([load_record(r, FIXTURES).signal for r in FIXTURE_RECORDS])
+    noise = 0.05 * np.random.default_rng(1).standard_normal(600 * 360)
+    path = tmp_path / "noisy_lead_off.edf"
+    write_edf(path, [np.concatenate([x, noise, x])], 360, ["ECG MLII"])
+    report, page, console, context = analysed_on_the_page(browser, server, path, "?include_beats=true")
+    assert report["unreadable_beats"] > 500
+    t = np.array([b["time_s"] for b in report["beats"]])
+    ok = np.array([b["signal_quality"] != "unreadable" for b in report["beats"]])
+    rr, counted = np.diff(t), (np.diff(t) <= 3) & ok[1:] & ok[:-1]
+    bins = (t[1:] // 300).astype(int)
+    rates = [60 * np.sum(counted & (bins == b)) / rr[counted & (bins == b)].sum()
+             for b in range(bins.max() + 1) if np.sum(counted & (bins == b)) >= 10]
+    said = page.get_attribute("#holter-trend", "aria-label")
+    assert said == f"Heart rate in 5-min means: {round(min(rates))} to {round(max(rates))} bpm"
+    assert int(page.get_attribute("#holter-trend", "data-points")) == len(rates)
+    assert max(rates) <= report["heart_rate_bpm"]["max"] + 1
+    assert console.errors == []
+    context.close()
+
+
 def test_a_declared_pacemaker_is_sent_with_the_recording(browser, server, tmp_path):  # noqa: F811
     """A minute of record 217's V1 (tests/data/mitdb-paced) with the Holter form's pacemaker box
     ticked: the page draws the API's report for ?pacemaker=true and says how many beats it turned N."""

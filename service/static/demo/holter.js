@@ -68,6 +68,7 @@ export class HolterView {
     this.file = file;
     this.report = answer;
     this.beatTimes = answer.beats.map((b) => b.time_s);
+    this.beatReadable = answer.beats.map((b) => b.signal_quality !== "unreadable");
     try {
       this.header = await readEdfHeader(file);
     } catch (err) {
@@ -157,9 +158,10 @@ export class HolterView {
   }
 
   // 5-min heart rates from the beats: 60 x intervals / their seconds, as ecg.holter counts them
-  // (no interval spans a gap of the recording)
+  // (no interval spans a gap of the recording or has an unreadable beat: a noisy lead off's are the noise's)
   trendPoints() {
     const t = this.beatTimes;
+    const readable = this.beatReadable;
     const gaps = this.report.gap_intervals_s;
     const bins = Math.max(1, Math.ceil(this.report.duration_s / TREND_BIN_S));
     const count = new Float64Array(bins);
@@ -168,7 +170,7 @@ export class HolterView {
     for (let i = 1; i < t.length; i++) {
       while (g < gaps.length && gaps[g][1] <= t[i - 1]) g++;
       const rr = t[i] - t[i - 1];
-      if (rr > MAX_RR_S || (g < gaps.length && gaps[g][0] < t[i])) continue;
+      if (rr > MAX_RR_S || !readable[i] || !readable[i - 1] || (g < gaps.length && gaps[g][0] < t[i])) continue;
       const b = Math.min(bins - 1, Math.floor(t[i] / TREND_BIN_S));
       count[b] += 1;
       total[b] += rr;
