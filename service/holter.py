@@ -40,8 +40,11 @@ from .inference import dominant_calls, short_rhythm_beats
 from .model import ModelUnavailable, load_model
 from .schemas import MIN_SECONDS
 
-# a channel this share of whose samples sit at its physical minimum or maximum is saturated...
+# a channel this share of whose samples sit at its physical minimum or maximum is saturated (those
+# held there for RAIL_HELD_S or more left out: a lead off the recorder pins to a rail, whose
+# stretch is flat and unreadable, not a clipped signal) ...
 SATURATED_SHARE = 0.5
+RAIL_HELD_S = 1.0
 # ... and from this share on, the report warns of clipping
 CLIPPED_WARNING_SHARE = 0.01
 # a continuous part of an EDF+D shorter than this is not analysed: a prediction's shortest signal
@@ -111,14 +114,29 @@ def detect_task(channel, fs, chunk):
     ``ecg.chunks.ChunkFindings``.
 
     ``stats``: over the chunk's core samples: ``samples``, ``at_rails`` (how many sit at
-    the channel's physical minimum or maximum), ``min`` and ``max`` (mV).
+    the channel's physical minimum or maximum), ``held_at_rails`` (of those, how many in runs of
+    ``RAIL_HELD_S`` or more at a rail, as the chunk's read sees them), ``min`` and ``max`` (mV).
     """
     x = channel.read(chunk.read_lo, chunk.read_hi)
-    core = x[chunk.lo - chunk.read_lo:chunk.hi - chunk.read_lo]
+    core = slice(chunk.lo - chunk.read_lo, chunk.hi - chunk.read_lo)
     lo, hi = channel.physical_range_mv
-    stats = {"samples": len(core), "at_rails": int(np.count_nonzero((core <= lo) | (core >= hi))),
-             "min": float(core.min()), "max": float(core.max())}
+    at_rails = (x <= lo) | (x >= hi)
+    held = at_rails & in_long_runs(at_rails, RAIL_HELD_S * fs)
+    stats = {"samples": core.stop - core.start, "at_rails": int(np.count_nonzero(at_rails[core])),
+             "held_at_rails": int(np.count_nonzero(held[core])),
+             "min": float(x[core].min()), "max": float(x[core].max())}
     return chunks.detect_in_chunk(x, fs, chunk), stats
+
+
+def in_long_runs(mask, min_len):
+    """(n,) bool: the samples of ``mask`` (n,) bool that lie in a run of True at least ``min_len`` long."""
+    edges = np.flatnonzero(np.diff(np.r_[0, mask.astype(np.int8), 0]))
+    starts, ends = edges[::2], edges[1::2]
+    long = ends - starts >= min_len
+    inside = np.zeros(len(mask) + 1, np.int64)
+    np.add.at(inside, starts[long], 1)
+    np.add.at(inside, ends[long], -1)
+    return np.cumsum(inside)[:-1] > 0
 
 
 def classify_task(model, channel, peaks, groups, runs, core, units, quality, decision, apply_ruleguard, pacemaker,
@@ -313,7 +331,7 @@ def _detect(runner, parts, settings):
             for part in parts]
     found = runner.map("beat detection", detect_task, detect_task, [job for js in jobs for job in js])
     stats = [s for _, s in found]
-    checks = {k: sum(s[k] for s in stats) for k in ("samples", "at_rails")}
+    checks = {k: sum(s[k] for s in stats) for k in ("samples", "at_rails", "held_at_rails")}
     checks.update(min=min(s["min"] for s in stats), max=max(s["max"] for s in stats))
     bounds = np.cumsum([0] + [len(js) for js in jobs])
     findings = [_part_findings(part, [f for f, _ in found[a:b]]) for part, a, b in zip(parts, bounds[:-1], bounds[1:])]
@@ -436,7 +454,9 @@ def _check_signal(checks, channel):
     if checks["max"] - checks["min"] < FLAT_SPAN_MV:
         level = "all zeros" if abs(checks["max"]) < ZERO_MV else f"flat at {checks['max']:.3f} mV"
         raise EdfError(f"channel {channel.index} ({channel.label!r}) is {level}: no signal was recorded")
-    if checks["at_rails"] >= SATURATED_SHARE * n:
+    clipped, live = checks["at_rails"] - checks["held_at_rails"], n - checks["held_at_rails"]
+    if clipped and clipped >= SATURATED_SHARE * live:
         raise EdfError(f"channel {channel.index} ({channel.label!r}) is saturated: "
-                       f"{100 * checks['at_rails'] / n:.0f}% of its samples sit at its physical "
-                       f"minimum or maximum ({channel.physical_range_mv[0]:g} / {channel.physical_range_mv[1]:g} mV)")
+                       f"{100 * clipped / live:.0f}% of its samples sit at its physical minimum or maximum "
+                       f"({channel.physical_range_mv[0]:g} / {channel.physical_range_mv[1]:g} mV), not held there "
+                       "as a lead off is")

@@ -88,6 +88,23 @@ def test_all_zero_and_saturated_channels(client, ecg_119, tmp_path):
     refused(post(client, path.read_bytes()), 422, "saturated")
 
 
+@pytest.mark.parametrize("rail", [0, -1])
+def test_a_lead_off_held_at_a_rail_for_most_of_the_recording_is_no_saturated_channel(client, ecg_119, tmp_path, rail):
+    """Record 119, then 8 min pinned to the channel's maximum or minimum (a recorder's open
+    input), then 119 again: 57 % of the samples at a rail, but held there, not a clipped signal.
+    The 6 min of ECG are analysed, and the 8 min are unreadable."""
+    from bench.edf_files import DIGITAL_RANGE
+
+    pinned = np.full(8 * 60 * 360, DIGITAL_RANGE[rail], np.int16)
+    path = tmp_path / "pinned.edf"
+    write_edf(path, [np.concatenate([to_digital(ecg_119), pinned, to_digital(ecg_119)])], 360, ["ECG MLII"])
+    r = post(client, path.read_bytes())
+    assert r.status_code == 201, r.get_json()
+    report = r.get_json()
+    assert report["unreadable_seconds"] >= 8 * 60 - 2 and report["total_beats"] > 380
+    assert any("57.1% of the samples sit at" in w for w in report["warnings"])
+
+
 def test_flat_line_and_noise_have_no_heartbeat(client, tmp_path):
     path = tmp_path / "flat.edf"
     write_edf(path, [np.full(360 * 60, 0.3)], 360, ["ECG"])
