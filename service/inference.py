@@ -256,11 +256,11 @@ def build_result(model, beats, calls, x, fs, derivation, apply_ruleguard, pacema
     is_v, p_v, flipped, own_rhythm = calls.is_v, calls.p_v, calls.flipped, calls.own_rhythm
     n = len(beats)
     n_v = int(np.count_nonzero(is_v))
-    heart_beat = beats.quality != UNREADABLE
-    readable = int(np.count_nonzero(heart_beat))
+    is_readable = beats.quality != UNREADABLE
+    readable = int(np.count_nonzero(is_readable))
     overall, overall_conf, risk = overall_call(is_v, p_v)
     # from the intervals between two readable beats: an unreadable stretch's are the noise's
-    rr = beats.rr_prev_s[1:][heart_beat[1:] & heart_beat[:-1]]
+    rr = beats.rr_prev_s[1:][is_readable[1:] & is_readable[:-1]]
     heart_rate = round(60.0 / float(median_1d(rr)), 1) if len(rr) else None
     quality = quality_summary(beats)
     flutter = flutter_summary(beats)
