@@ -244,9 +244,10 @@ LEAD_OFF_VARIANTS = {"flat": {}, "hum": {"hum_mv": 0.5}, "noise_5uV": {"noise_mv
 
 def lead_off_figures(report, ref, lo_s, hi_s):
     """What a lead off from ``lo_s`` to ``hi_s`` (s) leaves in the day's ``report`` (with its beats):
-    detections inside it, seconds judged unreadable, the maximum heart rate, and V Se/+P over the
-    rest (EC57 matching, a missed PVC a false negative and an unmatched V call a false positive; the
-    reference's excluded stretches and the lead off left out)."""
+    detections inside it and how many are called V, seconds judged unreadable, the mean and maximum
+    heart rate, PVCs per hour, pauses, and V Se/+P over the rest (EC57 matching, a missed PVC a false
+    negative and an unmatched V call a false positive; the reference's excluded stretches and the
+    lead off left out)."""
     from ecg.ec57 import end_to_end_metrics
 
     samples = np.array([b["sample"] for b in report["beats"]])
