@@ -38,7 +38,7 @@ import numpy as np
 from . import MODEL_FS
 from .decision import pool_groups
 from .detect import detect_r_peaks, qrs_energy_envelope
-from .features import groups_within
+from .features import equal_spans, groups_within
 from .flutter import flutter_intervals
 from .pipeline import PREPROCESSING, beat_inputs, preprocess, qrs_deflections
 from .quality import beat_quality, flat_stretches, outside_flat_stretches
@@ -165,16 +165,12 @@ def classification_tasks(units, task_beats):
 
     A unit larger than ``task_beats`` is one task of its own.
     """
-    units = np.asarray(units)
     n = len(units)
-    if n == 0:
-        return []
-    starts = np.flatnonzero(np.r_[True, units[1:] != units[:-1]]).tolist() + [n]
     tasks, a = [], 0
-    for s in starts[1:]:
-        if s - a >= task_beats or s == n:
-            tasks.append((a, s))
-            a = s
+    for end in equal_spans(units)[1].tolist():
+        if end - a >= task_beats or end == n:
+            tasks.append((a, end))
+            a = end
     return tasks
 
 

@@ -119,19 +119,25 @@ def beat_groups(n, group_size=16):
     return np.repeat(np.arange(n_groups), np.diff(bounds))
 
 
+def equal_spans(labels):
+    """``(starts, ends)``, each (k,) int64: the maximal spans ``labels[a:b]`` of one value, in
+    order, of ``labels`` (n,) (a beat's signal, run, group or task unit); none when n is 0."""
+    labels = np.asarray(labels)
+    if not len(labels):
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    starts = np.flatnonzero(np.r_[True, labels[1:] != labels[:-1]])
+    return starts, np.r_[starts[1:], len(labels)]
+
+
 def groups_within(signals, group_size):
     """:func:`beat_groups` within each signal: group labels (n,) unique over all signals.
 
     ``signals``: (n,) the label of the signal each beat was found in (a record, or a strip
     of one), each signal one run of consecutive beats. One request is one signal.
     """
-    signals = np.asarray(signals)
     out = np.zeros(len(signals), np.int64)
-    if not len(signals):
-        return out
-    starts = np.flatnonzero(np.r_[True, signals[1:] != signals[:-1]])
     offset = 0
-    for a, b in zip(starts, np.r_[starts[1:], len(signals)]):
+    for a, b in zip(*equal_spans(signals)):
         g = beat_groups(b - a, group_size)
         out[a:b] = g + offset
         offset += int(g[-1]) + 1
@@ -221,8 +227,7 @@ def _group_median_loop(values, groups):
     """:func:`group_median` one group at a time with ``np.nanmedian`` (the reference)."""
     values = np.asarray(values)
     out = np.empty_like(values, dtype=np.float32)
-    starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
-    ends = np.r_[starts[1:], len(groups)]
+    starts, ends = equal_spans(groups)
     with warnings.catch_warnings():  # an all-NaN group gives NaN, which callers handle
         warnings.simplefilter("ignore", RuntimeWarning)
         for a, b in zip(starts, ends):

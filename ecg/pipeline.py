@@ -20,6 +20,7 @@ from .features import (
     RR_FEATURE_NAMES,
     beat_features,
     beat_windows,
+    equal_spans,
     group_median,
     groups_within,
     qrs_widths,
@@ -219,8 +220,9 @@ def _by_run(peaks, runs, groups, qrs_s, windows, templates):
     the RR intervals (n,) NaN across a lead off, as at a signal's ends, and ``beat_features`` (n, k)
     of each run's beats alone (their neighbour columns stop at it too). ``templates``: (n, m), or
     (1, m) for one group."""
-    starts = np.flatnonzero(np.r_[True, runs[1:] != runs[:-1]])
-    ends = np.r_[starts[1:], len(peaks)]
+    starts, ends = equal_spans(runs)
+    if not len(peaks):  # no beat: one empty run, whose features keep their columns
+        starts, ends = np.zeros(1, np.int64), np.zeros(1, np.int64)
     rr_prev, rr_next = rr_intervals(peaks, MODEL_FS)
     rr_prev[starts[1:]], rr_next[starts[1:] - 1] = np.nan, np.nan
     features = [beat_features(peaks[a:b], MODEL_FS, groups[a:b], qrs_s[a:b], windows[a:b],

@@ -29,7 +29,7 @@ import numpy as np
 from ecg import MODEL_FS, chunks
 from ecg import quality as quality_module
 from ecg.decision import classify
-from ecg.features import groups_within
+from ecg.features import equal_spans, groups_within
 from ecg.holter import pause_starts
 from ecg.pipeline import PREPROCESSING, polarity, upright_factor
 from ecg.quality import Q_LEAD_S, T_WAVE_S, baseline_moves, lead_on_runs
@@ -130,13 +130,8 @@ def detect_task(channel, fs, chunk):
 
 def in_long_runs(mask, min_len):
     """(n,) bool: the samples of ``mask`` (n,) bool that lie in a run of True at least ``min_len`` long."""
-    edges = np.flatnonzero(np.diff(np.r_[0, mask.astype(np.int8), 0]))
-    starts, ends = edges[::2], edges[1::2]
-    long = ends - starts >= min_len
-    inside = np.zeros(len(mask) + 1, np.int64)
-    np.add.at(inside, starts[long], 1)
-    np.add.at(inside, ends[long], -1)
-    return np.cumsum(inside)[:-1] > 0
+    starts, ends = equal_spans(mask)
+    return np.repeat(mask[starts] & (ends - starts >= min_len), ends - starts)
 
 
 def classify_task(model, channel, peaks, groups, runs, core, units, quality, decision, apply_ruleguard, pacemaker,

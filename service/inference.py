@@ -11,6 +11,7 @@ import numpy as np
 from ecg import MODEL_FS
 from ecg.decision import MIN_RHYTHM_BEATS, OWN_RHYTHM_MIN_BEATS, classify, dominant_rhythm_mask
 from ecg.dsp import median_1d
+from ecg.features import equal_spans
 from ecg.flutter import flutter_intervals
 from ecg.pipeline import PREPROCESSING, extract_beats, upright_factor
 from ecg.quality import QUALITY_LABELS, UNREADABLE
@@ -230,8 +231,7 @@ def short_rhythm_beats(is_v, dominant, runs):
     """
     is_v, dominant, runs = np.asarray(is_v, bool), np.asarray(dominant, bool), np.asarray(runs)
     count = beats = 0
-    starts = np.flatnonzero(np.r_[True, runs[1:] != runs[:-1]]) if len(runs) else []
-    for a, b in zip(starts, np.r_[starts[1:], len(runs)]):
+    for a, b in zip(*equal_spans(runs)):
         n, mostly_v = b - a, 2 * np.count_nonzero(is_v[a:b]) > b - a
         of_shape = int(np.count_nonzero(is_v[a:b] & dominant[a:b]))
         if MIN_RHYTHM_BEATS <= n < OWN_RHYTHM_MIN_BEATS and mostly_v and 2 * of_shape > n:

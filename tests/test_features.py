@@ -10,6 +10,7 @@ from ecg.features import (
     beat_features,
     beat_groups,
     beat_windows,
+    equal_spans,
     feature_layout,
     group_median,
     neighbour_features,
@@ -35,6 +36,13 @@ def test_rr_intervals_leave_missing_sides_missing():
     assert np.isnan(prev[0]) and np.isnan(nxt[-1])
     assert np.allclose(prev[1:], [1.0, 1.5]) and np.allclose(nxt[:-1], [1.0, 1.5])
     assert [len(a) for a in rr_intervals([], 360)] == [0, 0]
+
+
+def test_equal_spans_cover_the_labels_in_order():
+    starts, ends = equal_spans(np.array([3, 3, 1, 1, 1, 3, 2]))  # a label may come back later
+    assert starts.tolist() == [0, 2, 5, 6] and ends.tolist() == [2, 5, 6, 7]
+    assert [a.tolist() for a in equal_spans(np.array([True]))] == [[0], [1]]
+    assert [len(a) for a in equal_spans(np.array([]))] == [0, 0]
 
 
 def test_groups_within_signals_restart_at_each_signal():

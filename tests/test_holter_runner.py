@@ -50,3 +50,12 @@ def test_in_the_worker_the_deadline_is_checked_between_tasks(model):
 def test_auto_process_count_is_the_idle_cores():
     assert holter.process_count(3) == 3
     assert 1 <= holter.process_count(0) <= (os.cpu_count() or 1)
+
+
+def test_in_long_runs_keeps_only_runs_at_least_that_long():
+    import numpy as np
+
+    mask = np.array([1, 1, 0, 1, 1, 1, 0, 0, 1], dtype=bool)
+    assert holter.in_long_runs(mask, 3).astype(int).tolist() == [0, 0, 0, 1, 1, 1, 0, 0, 0]
+    assert holter.in_long_runs(mask, 1).tolist() == mask.tolist()
+    assert len(holter.in_long_runs(np.zeros(0, bool), 3)) == 0
