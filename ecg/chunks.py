@@ -3,8 +3,8 @@
 ``ecg.pipeline.extract_beats`` and ``ecg.decision.classify`` see a signal whole: the
 detector is sequential (running signal and noise levels), the band-passes run forward
 and back over the whole signal, and the groups of ~16 beats (templates, amplitude
-scale, local RR) and the pools of ~4,096 beats (the decision's morphology pooling) are
-``ecg.features.beat_groups`` of the signal's *total* number of beats. A day does not
+scale, local RR, ``ecg.features.beat_groups``) and the pools of 4,096 beats (the decision's
+morphology pooling, ``ecg.decision.pool_blocks``) depend on the signal's *total* number of beats. A day does not
 fit in memory that way (24 h at 360 Hz: 31 M samples, 250 MB per float64 copy), so:
 
 1. **Detection** in time chunks (:func:`detection_chunks`): each chunk is read with

@@ -10,7 +10,7 @@
 
 ``pooling`` (optional): one label per morphology within a pool of beats, see
 :func:`pool_by_morphology`: with ``pool_size_beats`` the pool is the whole signal (cut into
-runs of about that many beats only from about 1.5 times that many: ``ecg.features.beat_groups``),
+blocks of that many beats from its start only from about 1.5 times that many: :func:`pool_blocks`),
 without it the signal's groups of ~16 beats (``Beats.groups``). Training fits these on the DS1 validation split
 (``python -m train.pooling`` the pooling); the service only applies them.
 """
@@ -20,7 +20,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .dsp import expit
-from .features import RR_FEATURE_NAMES, beat_groups, groups_within
+from .features import RR_FEATURE_NAMES, groups_within
 from .quality import NOISY, UNREADABLE
 
 _RR_PREV = RR_FEATURE_NAMES.index("rr_prev_ratio")
@@ -220,8 +220,22 @@ def own_rhythm_mask(alike, pools, features, paced=False):
     return (pool_sizes(pools) >= min_beats) & dominant_rhythm_mask(alike, pools, features)
 
 
+def pool_blocks(n, size):
+    """Pool labels (n,) for n consecutive beats: blocks of ``size`` beats from the first, the last
+    one holding the rest, as many as ``ecg.features.beat_groups`` makes (one under 1.5 x ``size``,
+    so a 30-min record is one pool, as in training).
+
+    Counted from the signal's start, so that a pool, and the calls the pooling makes in it, do not
+    depend on how many beats come after it: the first hours of a recording read alone and the same
+    hours within the whole day get the same pools, all but the last (evenly spread pools would all
+    move), and detections added late in a day (a lead off carrying noise) move no earlier pool.
+    """
+    n_pools = max(1, int(round(n / size)))
+    return np.minimum(np.arange(n) // size, n_pools - 1)
+
+
 def pool_groups(pooling, n, groups=None, signals=None):
-    """The pools (n,) of ``pooling``: with ``pool_size_beats``, runs of about that many beats
+    """The pools (n,) of ``pooling``: with ``pool_size_beats``, :func:`pool_blocks` of that many beats
     within each signal (``signals`` (n,), the signal each beat was found in; None: one
     signal, a request); without it, the beats' ``groups`` (n,)."""
     size = pooling.get("pool_size_beats")
@@ -230,8 +244,8 @@ def pool_groups(pooling, n, groups=None, signals=None):
             raise ValueError("this decision pools beats within their groups: pass the groups")
         return groups
     if signals is None:  # one request: one signal
-        return beat_groups(n, size)
-    return groups_within(signals, size)
+        return pool_blocks(n, size)
+    return groups_within(signals, size, layout=pool_blocks)
 
 
 def noisy_threshold(threshold):

@@ -129,16 +129,18 @@ def equal_spans(labels):
     return starts, np.r_[starts[1:], len(labels)]
 
 
-def groups_within(signals, group_size):
+def groups_within(signals, group_size, layout=beat_groups):
     """:func:`beat_groups` within each signal: group labels (n,) unique over all signals.
 
     ``signals``: (n,) the label of the signal each beat was found in (a record, or a strip
     of one), each signal one run of consecutive beats. One request is one signal.
+    ``layout(n, group_size)``: the labels (n,) of one signal's groups, from 0 and consecutive
+    (``ecg.decision.pool_blocks`` for the decision's pools).
     """
     out = np.zeros(len(signals), np.int64)
     offset = 0
     for a, b in zip(*equal_spans(signals)):
-        g = beat_groups(b - a, group_size)
+        g = layout(b - a, group_size)
         out[a:b] = g + offset
         offset += int(g[-1]) + 1
     return out

@@ -27,9 +27,9 @@ CONFIDENCE_DOC = (
     "model card's Platt calibration (served as a cascade: its first member's output for beats "
     "far from the threshold, the mean of all members otherwise); with the card's pooling, the "
     "mean (in logits) over the beats of the same pool whose QRS complex has the same shape (the "
-    "pool is the whole signal when the card sets pool_size_beats, cut into runs of about that many "
-    "beats only from about 1.5 times that many; else groups of about 16 beats, a 10-s strip being one); a "
-    "beat is V when p_v >= threshold_used (and the "
+    "pool is the whole signal when the card sets pool_size_beats, cut into blocks of that many "
+    "beats from its start only from about 1.5 times that many; else groups of about 16 beats, a "
+    "10-s strip being one); a beat is V when p_v >= threshold_used (and the "
     "RuleGuard, when applied, did not turn it back to N)."
 )
 OVERALL_CONFIDENCE_DOC = (

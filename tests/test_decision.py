@@ -101,6 +101,37 @@ def test_the_pooled_logits_are_the_calibrated_probabilities_logits():
     assert np.abs(pooling_logit(p, cal)).max() <= np.abs(logit([1.0]))[0] + 1e-12
 
 
+def test_signal_wide_pools_count_from_the_start_so_later_beats_move_no_earlier_pool():
+    """A recording read to 12 h and again to 24 h: the pools (and their calls) of its first hours
+    are the same, all but the 12-h read's last; evenly spread pools would all move."""
+    from ecg import decision as dec
+    from ecg.features import beat_groups
+
+    assert dec.pool_blocks(10, 4).tolist() == [0, 0, 0, 0, 1, 1, 1, 1, 1, 1]  # the last holds the rest
+    assert dec.pool_blocks(5, 4).tolist() == [0] * 5  # one pool under 1.5 x the size
+    assert all(dec.pool_blocks(n, 16)[-1] == beat_groups(n, 16)[-1] for n in range(1, 300))  # as many
+
+    rng = np.random.default_rng(11)
+    n, size = 600, 100
+    w = _windows(rng.choice(["narrow", "wide"], n, p=[0.8, 0.2]).tolist())
+    w[:, 144:216, 0] += rng.normal(0, 0.05, (n, 72)).astype(np.float32)
+    p_raw = dec.expit(rng.normal(-1.0, 2.0, n))
+    decision = {"calibration": {"a": 1.0, "b": 0.0}, "threshold": 0.5, "ruleguard": {"enabled": False},
+                "pooling": {"min_corr": 0.9, "own_weight": 0.0, "core_samples": [144, 216],
+                            "pool_size_beats": size}}
+    f = _features([1.0] * n, [1.0] * n, [0.08] * n)
+    day = classify(p_raw, f, decision, windows=w)
+    first = 450  # four pools: three of 100 beats and the last 150
+    morning = classify(p_raw[:first], f[:first], decision, windows=w[:first])
+    assert np.array_equal(morning.pools[:300], day.pools[:300])
+    assert np.array_equal(morning.p_v[:300], day.p_v[:300])
+    assert not np.array_equal(morning.p_v[300:], day.p_v[300:first])  # the last pool is another
+    # two signals (leads off apart): each counted from its own start
+    signals = np.r_[np.zeros(250, int), np.ones(n - 250, int)]
+    pools = dec.pool_groups(decision["pooling"], n, signals=signals)
+    assert np.array_equal(pools, np.r_[dec.pool_blocks(250, size), dec.pool_blocks(n - 250, size) + 2])
+
+
 def test_a_signal_wide_pool_spans_the_signal_in_blocks():
     """With ``pool_size_beats`` the pool is the whole signal (one request, or each signal of a
     set), whatever its groups; computed in blocks of rows, it equals the one-piece mean."""
