@@ -22,8 +22,8 @@ Conditions (``CONDITIONS``):
   training never uses;
 - ``ma-rms``: ``ma`` over the whole record at an SNR of RMS over RMS, tiled from the start of
   the noise (the issue's table and targets);
-- ``fs128``, ``fs250``, ``fs257``, ``fs1000``: the record resampled and sent at that rate (257 Hz:
-  INCART's, a rate 360 Hz shares no factor with);
+- ``fs100``, ``fs128``, ``fs250``, ``fs257``, ``fs1000``: the record resampled and sent at that
+  rate (100 Hz: the lowest the API takes; 257 Hz: INCART's, a rate 360 Hz shares no factor with);
 - ``virtual 45°``, ``virtual 135°``: a lead the records do not have, ``cos(a) * MLII + sin(a) *
   channel 1`` (under the heart-dipole model, the heart vector's projection on another direction
   of the plane the two leads span): at 45° MLII's upright and V1's downward QRS complexes partly
@@ -93,8 +93,8 @@ def conditions():
         out += [Condition(f"{kind} {snr:+d} dB", noise=kind, snr_db=snr) for snr in NST_SNRS]
     out += [Condition(f"ma-rms {snr:+d} dB", noise="ma", snr_db=snr, definition="rms", protocol="continuous")
             for snr in (12, 6, 0)]
-    out += [Condition("fs128", fs=128), Condition("fs250", fs=250), Condition("fs257", fs=257),
-            Condition("fs1000", fs=1000)]
+    out += [Condition("fs100", fs=100), Condition("fs128", fs=128), Condition("fs250", fs=250),
+            Condition("fs257", fs=257), Condition("fs1000", fs=1000)]
     out += [Condition(f"virtual {a}°", lead="mixed", mix_deg=a) for a in VIRTUAL_LEAD_DEG]
     out += [Condition("inverted", inverted=True), Condition("hum 0.3 mV", hum_mv=0.3),
             Condition("hum 50 Hz 1 mV", hum_mv=1.0, hum_hz=50.0, hum_harmonic=0.0)]

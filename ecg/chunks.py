@@ -4,8 +4,9 @@
 detector is sequential (running signal and noise levels), the band-passes run forward
 and back over the whole signal, and the groups of ~16 beats (templates, amplitude
 scale, local RR, ``ecg.features.beat_groups``) and the pools of 4,096 beats (the decision's
-morphology pooling, ``ecg.decision.pool_blocks``) depend on the signal's *total* number of beats. A day does not
-fit in memory that way (24 h at 360 Hz: 31 M samples, 250 MB per float64 copy), so:
+morphology pooling, ``ecg.decision.pool_blocks``) depend on the signal's *total* number of
+beats. A day does not fit in memory that way (24 h at 360 Hz: 31 M samples, 250 MB per
+float64 copy), so:
 
 1. **Detection** in time chunks (:func:`detection_chunks`): each chunk is read with
    ``DETECTOR_LEAD_S`` of signal before its core and ``FILTER_SETTLE_S`` after it, and
