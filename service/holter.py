@@ -274,7 +274,7 @@ def analyse(model, model_dir, channel, settings, apply_ruleguard=True, pacemaker
     finally:
         runner.close()
     bounds = np.cumsum([0] + [len(part_jobs) for part_jobs in jobs])
-    per_part = [labels[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+    per_part = [_part_labels(labels[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
     stretches = _stretches(channel, found, short)
     unseen = np.concatenate([stretches["unreadable_intervals_s"], stretches["flutter_intervals_s"]])
     return {**_beats(channel, beating, per_part), **stretches,
@@ -347,8 +347,18 @@ def _part_findings(part, mine):
                         quality_module.merge_intervals(np.concatenate([f.flat for f in mine])))
 
 
+# what classify_task returns for each beat of its range, in order
+LABEL_FIELDS = ("is_v", "p_v", "flipped", "own_rhythm", "dominant")
+
+
+def _part_labels(results):
+    """One part's stage-2 ``results`` (a :func:`classify_task` tuple per task, in order) as
+    ``{field: (m,) array}`` over its beats, for each of ``LABEL_FIELDS``."""
+    return {name: np.concatenate(arrays) for name, arrays in zip(LABEL_FIELDS, zip(*results))}
+
+
 def _beats(channel, beating, labels):
-    """The result's per-beat arrays from the parts with beats and each one's stage-2 results."""
+    """The result's per-beat arrays from the parts with beats and each one's :func:`_part_labels`."""
     positions = np.concatenate([int(round(f.part.onset_s * channel.fs)) + f.positions for f in beating])
     part = np.repeat(np.arange(len(beating)), [len(f.peaks) for f in beating])
     # a lead off of any length hides whatever beats it held: nothing is counted across it
@@ -358,10 +368,7 @@ def _beats(channel, beating, labels):
         "times_s": positions / channel.fs,
         "part": part,
         "unbroken": np.cumsum(np.r_[0, (np.diff(part) != 0) | (np.diff(off) != 0)]),
-        "is_v": np.concatenate([r[0] for rs in labels for r in rs]),
-        "p_v": np.concatenate([r[1] for rs in labels for r in rs]),
-        "flipped": np.concatenate([r[2] for rs in labels for r in rs]),
-        "own_rhythm": np.concatenate([r[3] for rs in labels for r in rs]),
+        **{name: np.concatenate([p[name] for p in labels]) for name in ("is_v", "p_v", "flipped", "own_rhythm")},
         **_short_rhythm(beating, labels),
         "quality": np.concatenate([f.quality for f in beating]),
     }
@@ -370,8 +377,7 @@ def _beats(channel, beating, labels):
 def _short_rhythm(beating, labels):
     """The short-rhythm warning's counts over every part's runs (``service.inference.short_rhythm_beats``):
     ``short_rhythm_beats``, and ``short_rhythm_of`` the beats of the runs counted."""
-    counts = [short_rhythm_beats(np.concatenate([r[0] for r in rs]), np.concatenate([r[4] for r in rs]), f.runs)
-              for f, rs in zip(beating, labels)]
+    counts = [short_rhythm_beats(p["is_v"], p["dominant"], f.runs) for f, p in zip(beating, labels)]
     return {"short_rhythm_beats": sum(c for c, _ in counts), "short_rhythm_of": sum(n for _, n in counts)}
 
 
