@@ -134,6 +134,10 @@ def in_long_runs(mask, min_len):
     return np.repeat(mask[starts] & (ends - starts >= min_len), ends - starts)
 
 
+# what classify_task returns for each beat of its range, in order (read back by _part_labels)
+LABEL_FIELDS = ("is_v", "p_v", "flipped", "own_rhythm", "dominant")
+
+
 def classify_task(model, channel, peaks, groups, runs, core, units, quality, decision, apply_ruleguard, pacemaker,
                   upright):
     """Stage 2 on one beat range: ``(is_v, p_v, flipped, own_rhythm)`` of its beats
@@ -345,10 +349,6 @@ def _part_findings(part, mine):
                         quality_module.merge_intervals(np.concatenate([f.flutter for f in mine])),
                         np.concatenate([f.deflections for f in mine]),
                         quality_module.merge_intervals(np.concatenate([f.flat for f in mine])))
-
-
-# what classify_task returns for each beat of its range, in order
-LABEL_FIELDS = ("is_v", "p_v", "flipped", "own_rhythm", "dominant")
 
 
 def _part_labels(results):
