@@ -10,7 +10,8 @@
 3. the day's report against the reference annotations, counted the same way (``ecg.holter``),
    its pauses matched to the reference's;
 4. a lead off overnight: the day with its lead off from 4 h to 14 h, flat, carrying mains hum,
-   or carrying the amplifier's noise (white, 5 and 50 uV RMS) (``bench.holter_data.build_lead_off``):
+   the amplifier's noise (white, 5 and 50 uV RMS), nstdb's muscle noise alone (0.5 mV RMS) or a
+   random-walk drift (0.5 mV per square-root second) (``bench.holter_data.build_lead_off``):
    detections inside it, seconds judged unreadable, the heart rate, PVCs per hour, V Se/+P over
    the rest, time and memory.
 
@@ -237,9 +238,11 @@ def _per_record_burden(samples, is_v, ref, ref_v):
 # --- 4. a lead off overnight -------------------------------------------------------------
 
 LEAD_OFF_SPAN_S = (4 * 3600.0, 14 * 3600.0)  # a night without the electrode
-# 0 mV; 50-Hz mains hum as a floating electrode picks up; white noise, an open input's own
+# 0 mV; 50-Hz mains hum as a floating electrode picks up; white noise, an open input's own; muscle
+# noise and a wandering input, which the detector finds beats in (ECG_NOISE_DIR for the muscle noise)
 LEAD_OFF_VARIANTS = {"flat": {}, "hum": {"hum_mv": 0.5}, "noise_5uV": {"noise_mv": 0.005},
-                     "noise_50uV": {"noise_mv": 0.05}}
+                     "noise_50uV": {"noise_mv": 0.05}, "muscle_0.5mV": {"muscle_mv": 0.5},
+                     "drift_0.5mV": {"drift_mv": 0.5}}
 
 
 def lead_off_figures(report, ref, lo_s, hi_s):

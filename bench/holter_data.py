@@ -48,19 +48,38 @@ def build_day(path, data_dir):
     return ref
 
 
-def build_lead_off(day, path, lo_s, hi_s, hum_mv=0.0, hum_hz=50.0, noise_mv=0.0):
-    """The day at ``day`` with its lead off from ``lo_s`` to ``hi_s``: flat at 0 mV, carrying
-    ``hum_mv`` of ``hum_hz`` mains hum (a floating electrode), or ``noise_mv`` RMS of white noise
-    (the amplifier's own, seeded), written to ``path``."""
+def build_lead_off(day, path, lo_s, hi_s, hum_mv=0.0, hum_hz=50.0, noise_mv=0.0, muscle_mv=0.0, drift_mv=0.0):
+    """The day at ``day`` with its lead off from ``lo_s`` to ``hi_s``, written to ``path``: flat at
+    0 mV, or carrying ``hum_mv`` of ``hum_hz`` mains hum (a floating electrode), ``noise_mv`` RMS of
+    white noise (the amplifier's own, seeded), ``muscle_mv`` RMS of nstdb's muscle noise (its test
+    split, both channels in turn, tiled; ``train.augment.noise_dir``) or a random walk of
+    ``drift_mv`` mV per square-root second folded into +-5 mV (a wandering high-impedance input,
+    seeded)."""
     from service.edf import open_channel
 
     ch = open_channel(day)
     x = ch.read(0, ch.n_samples)
     lo, hi = int(lo_s * DAY_FS), int(hi_s * DAY_FS)
     x[lo:hi] = hum_mv * np.sin(2 * np.pi * hum_hz * np.arange(hi - lo) / DAY_FS)
+    rng = np.random.default_rng(0)
     if noise_mv:  # 13 M draws for a 10-h lead off: only when asked for
-        x[lo:hi] += noise_mv * np.random.default_rng(0).standard_normal(hi - lo)
+        x[lo:hi] += noise_mv * rng.standard_normal(hi - lo)
+    if muscle_mv:
+        x[lo:hi] += muscle_mv * muscle_noise(hi - lo)
+    if drift_mv:
+        walk = np.cumsum(drift_mv / np.sqrt(DAY_FS) * rng.standard_normal(hi - lo))
+        x[lo:hi] += np.abs((walk + 5.0) % 20.0 - 10.0) - 5.0  # folded back at +-5 mV
     write_edf(path, [x], DAY_FS, ["ECG MLII"])
+
+
+def muscle_noise(n):
+    """(n,) nstdb's muscle noise with unit RMS: its test split, both channels in turn, tiled."""
+    from train.augment import load_noise, noise_dir
+
+    ma = load_noise(noise_dir(), "test")["ma"]
+    z = np.resize(np.concatenate([ma[:, 0], ma[:, 1]]), n)
+    z -= z.mean()
+    return z / np.sqrt(np.mean(z ** 2))
 
 
 def load_reference(path):
