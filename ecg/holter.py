@@ -23,7 +23,9 @@ are never consecutive. The counts, precisely (docs/HOLTER.md says the same):
   trigeminy one.
 - a *pause* is an RR interval of ``PAUSE_S`` or more, a *long pause* one of ``LONG_PAUSE_S``
   or more; an interval that overlaps or touches a stretch where beats may have gone unseen
-  (the caller's: unreadable signal, ventricular flutter, a baseline jumping) is not one.
+  (the caller's: unreadable signal, ventricular flutter, a baseline jumping) is not one, nor
+  is one where more than ``PAUSE_CONTEXT_UNSEEN`` of the ``PAUSE_CONTEXT_S`` before its first
+  beat and after its second is unseen (two detections that stood out of a lead off's noise).
 - heart rate: from RR intervals between consecutive beats, both readable (``readable``,
   optional: the beats not judged unreadable; a lead off carrying noise is detections the quality
   flag judged unreadable, whose intervals are the noise's, not the heart's), no longer than
@@ -35,6 +37,8 @@ are never consecutive. The counts, precisely (docs/HOLTER.md says the same):
 
 import numpy as np
 
+from .quality import merge_intervals
+
 MIN_EPISODE_PVCS = 3  # bigeminy/trigeminy: three PVC cycles, as most Holter software counts them
 NSVT_MIN_RATE_BPM = 100.0  # 2017 AHA/ACC/HRS: ventricular tachycardia is faster than 100 bpm ...
 SUSTAINED_VT_S = 30.0  # ... and sustained when it lasts 30 s or more
@@ -44,6 +48,12 @@ MAX_RR_S = 3.0  # a longer RR is a pause or a detection gap: it does not enter h
 # recordings held one (Hilgard, Ezri & Denes 1985, Am J Cardiol 55:1005)
 PAUSE_S = 2.0
 LONG_PAUSE_S = 3.0
+# a pause is read only where the signal around it was: in noise alone (a lead off carrying
+# nstdb's muscle noise) every "pause" between two detections judged readable had over 0.82 of the
+# 30 s each side unreadable, and of DS1's 14 true pauses (MLII, clean) the most had 0.48 (207,
+# beside its ventricular flutter): two thirds lies between. Chosen on DS1 (docs/HOLTER.md).
+PAUSE_CONTEXT_S = 30.0
+PAUSE_CONTEXT_UNSEEN = 2.0 / 3.0
 HR_WINDOW_S = 60.0  # the 1-min windows of heart_rate_bpm min / max
 MIN_RR_PER_MINUTE = 10  # a 1-min window with fewer intervals (under 10 bpm of data) has no rate
 HOUR_S = 3600.0
@@ -129,7 +139,8 @@ def pause_starts(times_s, part=None, unseen=None):
 
     ``unseen``: (u, 2) ``[start, end]`` seconds where beats may have gone undetected (unreadable
     or flutter stretches): an interval overlapping or touching one is not a pause (a lead coming
-    off or back on is a step the detector can take for the beat that ends or starts it).
+    off or back on is a step the detector can take for the beat that ends or starts it), nor is
+    one whose surroundings are mostly unseen (:func:`unseen_around`, ``PAUSE_CONTEXT_UNSEEN``).
     """
     t = np.asarray(times_s, dtype=np.float64)
     i = np.flatnonzero((np.diff(t) >= PAUSE_S) & consecutive(part, len(t)))
@@ -140,7 +151,30 @@ def pause_starts(times_s, part=None, unseen=None):
     # of the stretches starting by a pause's end, the latest-ending one reaches back into it
     last = np.searchsorted(u[:, 0], t[i + 1], side="right") - 1
     reach = np.maximum.accumulate(u[:, 1])[np.maximum(last, 0)]
-    return i[(last < 0) | (reach < t[i])]
+    i = i[(last < 0) | (reach < t[i])]
+    return i[unseen_around(t[i], t[i + 1], u) <= PAUSE_CONTEXT_UNSEEN]
+
+
+def unseen_seconds_before(times_s, unseen):
+    """Seconds (k,) of the union of ``unseen`` ((u, 2) ``[start, end]``) before each of ``times_s`` (k,)."""
+    t = np.asarray(times_s, dtype=np.float64)
+    starts, ends = merge_intervals(unseen, dtype=np.float64).T
+    if not len(starts):
+        return np.zeros(len(t))
+    done = np.concatenate([[0.0], np.cumsum(ends - starts)])  # unseen before each stretch's start
+    k = np.searchsorted(starts, t, side="right")  # the stretches starting by each time
+    last = np.maximum(k - 1, 0)  # the last of them, if any
+    inside = np.clip(t - starts[last], 0.0, ends[last] - starts[last])
+    return np.where(k > 0, done[last] + inside, 0.0)
+
+
+def unseen_around(first_s, second_s, unseen):
+    """The share (k,) of ``PAUSE_CONTEXT_S`` before each ``first_s`` and after each ``second_s``
+    (the R times of a pause's two beats) that ``unseen`` ((u, 2) ``[start, end]`` seconds) covers."""
+    first, second = np.asarray(first_s, dtype=np.float64), np.asarray(second_s, dtype=np.float64)
+    ends = np.concatenate([first - PAUSE_CONTEXT_S, first, second, second + PAUSE_CONTEXT_S])
+    cover = unseen_seconds_before(ends, unseen).reshape(4, -1)
+    return (cover[1] - cover[0] + cover[3] - cover[2]) / (2 * PAUSE_CONTEXT_S)
 
 
 def pauses(times_s, part=None, unseen=None):

@@ -164,9 +164,10 @@ def lead_on_runs(peaks, flat, fs, min_s=LEAD_OFF_S):
     return np.searchsorted(off[:, 0], np.asarray(peaks, dtype=np.int64), side="right").astype(np.int64)
 
 
-def merge_intervals(intervals):
-    """Sorted union of ``intervals`` (k, 2) [start, end): overlapping or touching ones merged."""
-    iv = np.asarray(intervals, dtype=np.int64).reshape(-1, 2)
+def merge_intervals(intervals, dtype=np.int64):
+    """Sorted union of ``intervals`` (k, 2) [start, end): overlapping or touching ones merged
+    (samples, or seconds with ``dtype`` float)."""
+    iv = np.asarray(intervals, dtype=dtype).reshape(-1, 2)
     if not len(iv):
         return iv
     iv = iv[np.argsort(iv[:, 0], kind="stable")]

@@ -119,6 +119,22 @@ def test_pauses_are_rr_intervals_of_2_s_or_more_within_what_was_seen():
     assert holter.pause_summary(t[:2]) == {"pauses": [], "long_pauses": 0, "longest_pause_s": None}
 
 
+def test_a_pause_whose_surroundings_are_mostly_unseen_is_none():
+    """A 3-s RR interval, its beats readable: with more than two thirds of the 30 s before its
+    first beat and after its second unseen (a lead off's noise), it is no pause; with two thirds
+    it still is, and overlapping unseen stretches count once."""
+    t = np.delete(np.arange(0.0, 200.0), [100, 101])  # 99 -> 102
+    assert holter.pauses(t).tolist() == [[99.0, 102.0]]
+    two_thirds = np.array([[75.0, 95.0], [80.0, 90.0], [105.0, 125.0]])
+    assert holter.unseen_around([99.0], [102.0], two_thirds) == pytest.approx([2 / 3])
+    assert holter.pauses(t, unseen=two_thirds).tolist() == [[99.0, 102.0]]
+    more = np.array([[70.0, 95.0], [105.0, 125.0]])
+    assert holter.unseen_around([99.0], [102.0], more) == pytest.approx([0.75])
+    assert holter.pauses(t, unseen=more).tolist() == []
+    assert holter.unseen_seconds_before(np.array([-1.0, 5.0, 20.0, 45.0]),
+                                        np.array([[0.0, 10.0], [5.0, 20.0], [40.0, 50.0]])).tolist() == [0, 5, 20, 25]
+
+
 def test_hourly_rows_count_beats_and_v_in_each_hour():
     t = np.array([10.0, 11.0, 12.0, 3600.0, 3601.0, 7300.0])
     is_v = np.array([False, True, False, True, False, False])

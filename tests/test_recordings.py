@@ -298,6 +298,38 @@ def test_pauses_are_the_reference_long_rr_intervals_and_none_where_the_lead_was_
     assert len(got) == 12 and np.abs(got - np.delete(want, longest, axis=0)).max() < 0.05
 
 
+def test_two_beats_standing_out_of_a_lead_offs_noise_are_no_pause(client, tmp_path):
+    """Record 232's 2 minutes, then 2 minutes of nstdb muscle noise alone (a lead off carrying it,
+    0.2 mV RMS) in which two QRS complexes 2.5 s apart stand out of a quieter second or two, as
+    detections in hours of noise do. They are detected, readable and consecutive, but the half
+    minute each side of them is mostly unreadable: no pause, and 232's 13 are kept."""
+    import wfdb
+
+    from train.data import load_record
+
+    rec = load_record("232", PAUSES_FIXTURES)
+    ma = wfdb.rdrecord(str(FIXTURES.parent / "nstdb-noise" / "ma")).p_signal
+    noise = np.tile(np.concatenate([ma[:, 0], ma[:, 1]]), 2)
+    noise = 0.2 * (noise - noise.mean()) / noise.std()
+    qrs = rec.signal[rec.ann_samples[5] - 90:rec.ann_samples[5] + 150]
+    qrs = qrs - np.linspace(qrs[0], qrs[-1], len(qrs))  # no step at its ends
+    first, second = len(noise) // 2, len(noise) // 2 + int(2.5 * 360)
+    noise[first + 150:second - 90] *= 0.15  # the muscle rests between them
+    for at in (first, second):
+        noise[at - 90:at + 150] += qrs
+    path = tmp_path / "232_noise.edf"
+    write_edf(path, [np.concatenate([rec.signal, noise])], 360, ["MLII"])
+    rep = post_edf(client, path, "?include_beats=true").get_json()
+
+    t0 = (len(rec.signal) + first) / 360
+    beats = [b for b in rep["beats"] if t0 - 0.1 < b["time_s"] < t0 + 2.6]
+    assert [b["signal_quality"] != "unreadable" for b in beats] == [True, True, True]
+    assert beats[2]["time_s"] - beats[1]["time_s"] > 2.0  # an RR interval of a pause, readable
+    want = holter.pauses(rec.ann_samples / 360.0)
+    got = np.array([[p["start_s"], p["start_s"] + p["duration_s"]] for p in rep["pauses"]])
+    assert got.shape == want.shape == (13, 2) and np.abs(got - want).max() < 0.05
+
+
 def test_a_long_rr_interval_whose_baseline_jumps_is_no_pause(client, tmp_path):
     """Record 232's pause from 48.9 s with a 2-mV baseline swing inside it (a lead disturbed and
     recovering, smooth enough not to be taken for a beat): it is left out, its neighbours stay."""
