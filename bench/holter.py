@@ -11,7 +11,8 @@
    its pauses matched to the reference's;
 4. a lead off overnight: the day with its lead off from 4 h to 14 h, flat, carrying mains hum,
    the amplifier's noise (white, 5 and 50 uV RMS), nstdb's muscle noise alone (0.5 mV RMS) or a
-   random-walk drift (0.5 mV per square-root second) (``bench.holter_data.build_lead_off``):
+   random-walk drift (0.5 mV per square-root second) clipped at the amplifier's rails
+   (``bench.holter_data.build_lead_off``):
    detections inside it, seconds judged unreadable, the heart rate, PVCs per hour, V Se/+P over
    the rest, time and memory.
 

@@ -18,6 +18,7 @@ from .edf_files import to_digital, write_edf
 
 DAY_FS = 360
 BIG_FS = 1000
+RAIL_MV = 5.0  # a Holter amplifier's input range, +- (a drifting lead off saturates there)
 
 
 def _records(data_dir):
@@ -53,8 +54,8 @@ def build_lead_off(day, path, lo_s, hi_s, hum_mv=0.0, hum_hz=50.0, noise_mv=0.0,
     0 mV, or carrying ``hum_mv`` of ``hum_hz`` mains hum (a floating electrode), ``noise_mv`` RMS of
     white noise (the amplifier's own, seeded), ``muscle_mv`` RMS of nstdb's muscle noise (its test
     split, both channels in turn, tiled; ``train.augment.noise_dir``) or a random walk of
-    ``drift_mv`` mV per square-root second folded into +-5 mV (a wandering high-impedance input,
-    seeded)."""
+    ``drift_mv`` mV per square-root second clipped at +-5 mV (a wandering high-impedance input
+    driving the amplifier into its rails, seeded)."""
     from service.edf import open_channel
 
     ch = open_channel(day)
@@ -68,7 +69,7 @@ def build_lead_off(day, path, lo_s, hi_s, hum_mv=0.0, hum_hz=50.0, noise_mv=0.0,
         x[lo:hi] += muscle_mv * muscle_noise(hi - lo)
     if drift_mv:
         walk = np.cumsum(drift_mv / np.sqrt(DAY_FS) * rng.standard_normal(hi - lo))
-        x[lo:hi] += np.abs((walk + 5.0) % 20.0 - 10.0) - 5.0  # folded back at +-5 mV
+        x[lo:hi] += np.clip(walk, -RAIL_MV, RAIL_MV)
     write_edf(path, [x], DAY_FS, ["ECG MLII"])
 
 
