@@ -337,12 +337,12 @@ def test_robustness_sends_strips_of_the_length_asked(record_119):
 
 
 def test_holter_bench_writes_a_lead_off_and_scores_the_day_around_it(tmp_path):
-    """``bench.holter`` section 4 on record 119's excerpt: the lead off is flat or hum as asked,
-    the signal around it is the day's, and its figures count the detections inside it but
-    judge V calls outside it only."""
+    """``bench.holter`` section 4 on record 119's excerpt: the lead off is flat, hum, white noise
+    or a random walk held within the amplifier's rails as asked, the signal around it is the
+    day's, and its figures count the detections inside it but judge V calls outside it only."""
     from bench.edf_files import write_edf
     from bench.holter import lead_off_figures
-    from bench.holter_data import build_lead_off
+    from bench.holter_data import RAIL_MV, build_lead_off
     from service.edf import open_channel
     from train.data import load_record
 
@@ -359,6 +359,11 @@ def test_holter_bench_writes_a_lead_off_and_scores_the_day_around_it(tmp_path):
             assert np.std(x[lo:hi]) == pytest.approx(noise_mv, rel=0.05) and abs(np.mean(x[lo:hi])) < 0.005
         else:
             assert abs(np.ptp(x[lo:hi]) - 2 * hum_mv) < 0.02
+    path = tmp_path / "lead_off_drift.edf"  # a random walk driven into the amplifier's rails
+    build_lead_off(day, path, 60.0, 120.0, drift_mv=2.0)
+    x = open_channel(path).read(0, len(rec.signal))
+    assert np.allclose(x[hi:], rec.signal[hi:], atol=0.01) and np.abs(x[lo:hi]).max() <= RAIL_MV + 0.01
+    assert np.mean(np.abs(x[lo:hi]) > RAIL_MV - 0.01) > 0.1 and np.ptp(x[lo:hi]) > RAIL_MV
 
     ref = {"samples": rec.ann_samples, "classes": rec.ann_classes, "excluded": np.zeros((0, 2), np.int64)}
     outside = (rec.ann_samples < lo) | (rec.ann_samples >= hi)
