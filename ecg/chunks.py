@@ -42,7 +42,7 @@ from .detect import detect_r_peaks, qrs_energy_envelope
 from .features import equal_spans, groups_within
 from .flutter import flutter_intervals
 from .pipeline import PREPROCESSING, beat_inputs, preprocess, qrs_deflections
-from .quality import beat_quality, flat_stretches, outside_flat_stretches
+from .quality import beat_quality, beat_snrs, flat_stretches, outside_flat_stretches
 
 # the 0.5-Hz band-pass's start-up transient decays as e^(-2.2 t/s): under 1e-19 of it after 20 s
 FILTER_SETTLE_S = 20.0
@@ -118,11 +118,12 @@ class ChunkFindings(NamedTuple):
     deflections: np.ndarray  # (k,) mV, ecg.pipeline.qrs_deflections: the day's polarity is decided on them
     flutter: np.ndarray  # (f, 2) int64 [start, end) stretches that look like ventricular flutter
     flat: np.ndarray  # (l, 2) int64 [start, end) flat stretches (ecg.quality.flat_stretches): leads off
+    own_snr_db: np.ndarray  # (k,) each beat's own SNR (ecg.quality.beat_snrs): a pause's beats must stand out
 
 
 def detect_in_chunk(x, fs, chunk):
     """:class:`ChunkFindings` of one :class:`Chunk`: the R peaks in its core, their signal
-    quality and QRS deflections, and its unreadable and flutter stretches clipped to the core.
+    quality, own SNR and QRS deflections, and its unreadable and flutter stretches clipped to the core.
 
     ``x``: the chunk's samples ``chunk.read_lo:chunk.read_hi`` (mV, (m,)) at ``fs`` Hz. The
     chunk reads seconds beyond its core on both sides, more than the quality's context, the
@@ -134,6 +135,7 @@ def detect_in_chunk(x, fs, chunk):
     flat = flat_stretches(x360, MODEL_FS)
     local = outside_flat_stretches(detect_r_peaks(x360, MODEL_FS, envelope), flat)
     quality, unreadable = beat_quality(x360, local, MODEL_FS, env=envelope[2], flat=flat)
+    own_snr = beat_snrs(envelope[2], local, MODEL_FS)[1] if len(local) else np.zeros(0)
     flutter = np.rint(flutter_intervals(filtered, MODEL_FS) * MODEL_FS).astype(np.int64)
     offset = to_model_samples(chunk.read_lo, fs)
     peaks = local + offset
@@ -144,7 +146,7 @@ def detect_in_chunk(x, fs, chunk):
         return clipped[clipped[:, 1] > clipped[:, 0]]
 
     return ChunkFindings(peaks[keep], quality[keep], in_core(unreadable),
-                         qrs_deflections(filtered, local)[keep], in_core(flutter), in_core(flat))
+                         qrs_deflections(filtered, local)[keep], in_core(flutter), in_core(flat), own_snr[keep])
 
 
 def decision_units(runs, decision):

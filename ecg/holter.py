@@ -25,7 +25,8 @@ are never consecutive. The counts, precisely (docs/HOLTER.md says the same):
   or more; an interval that overlaps or touches a stretch where beats may have gone unseen
   (the caller's: unreadable signal, ventricular flutter, a baseline jumping) is not one, nor
   is one where more than ``PAUSE_CONTEXT_UNSEEN`` of the ``PAUSE_CONTEXT_S`` before its first
-  beat and after its second is unseen (two detections that stood out of a lead off's noise).
+  beat and after its second is unseen (two detections that stood out of a lead off's noise), nor
+  one either of whose beats stands less than ``PAUSE_BEAT_DB`` out of its noise on its own.
 - heart rate: from RR intervals between consecutive beats, both readable (``readable``,
   optional: the beats not judged unreadable; a lead off carrying noise is detections the quality
   flag judged unreadable, whose intervals are the noise's, not the heart's), no longer than
@@ -54,6 +55,10 @@ LONG_PAUSE_S = 3.0
 # beside its ventricular flutter): two thirds lies between. Chosen on DS1 (docs/HOLTER.md).
 PAUSE_CONTEXT_S = 30.0
 PAUSE_CONTEXT_UNSEEN = 2.0 / 3.0
+# a pause's two beats each stand this far out of their noise on their own (ecg.quality.beat_snrs),
+# as far as a readable stretch must: the first detection in a lead off's noise stands 6-9 dB out of
+# it, the beats of DS1's true pauses 13.5 dB or more (clean MLII). Chosen on DS1 (docs/HOLTER.md).
+PAUSE_BEAT_DB = 12.0
 HR_WINDOW_S = 60.0  # the 1-min windows of heart_rate_bpm min / max
 MIN_RR_PER_MINUTE = 10  # a 1-min window with fewer intervals (under 10 bpm of data) has no rate
 HOUR_S = 3600.0
@@ -133,9 +138,11 @@ def episode_counts(is_v, part=None):
             "trigeminy_episodes": len(pvc_chains(is_v, 2, part)[0])}
 
 
-def pause_starts(times_s, part=None, unseen=None):
+def pause_starts(times_s, part=None, unseen=None, own_snr_db=None):
     """Indices (k,) of the beats that start a pause: an RR interval of ``PAUSE_S`` or more between
-    consecutive ``times_s`` (s) of the same ``part``.
+    consecutive ``times_s`` (s) of the same ``part``, each of whose two beats stands
+    ``PAUSE_BEAT_DB`` or more out of its noise (``own_snr_db`` (n,), ``ecg.quality.beat_snrs``'s;
+    default: all do).
 
     ``unseen``: (u, 2) ``[start, end]`` seconds where beats may have gone undetected (unreadable
     or flutter stretches): an interval overlapping or touching one is not a pause (a lead coming
@@ -144,6 +151,9 @@ def pause_starts(times_s, part=None, unseen=None):
     """
     t = np.asarray(times_s, dtype=np.float64)
     i = np.flatnonzero((np.diff(t) >= PAUSE_S) & consecutive(part, len(t)))
+    if own_snr_db is not None:
+        clear = np.asarray(own_snr_db) >= PAUSE_BEAT_DB
+        i = i[clear[i] & clear[i + 1]]
     if unseen is None or not len(unseen) or not len(i):
         return i
     u = np.asarray(unseen, dtype=np.float64).reshape(-1, 2)
@@ -177,17 +187,17 @@ def unseen_around(first_s, second_s, unseen):
     return (cover[1] - cover[0] + cover[3] - cover[2]) / (2 * PAUSE_CONTEXT_S)
 
 
-def pauses(times_s, part=None, unseen=None):
+def pauses(times_s, part=None, unseen=None, own_snr_db=None):
     """The pauses (:func:`pause_starts`): (k, 2) float64, ``[first, second]`` R time (s) of each."""
     t = np.asarray(times_s, dtype=np.float64)
-    i = pause_starts(t, part, unseen)
+    i = pause_starts(t, part, unseen, own_snr_db)
     return np.stack([t[i], t[i + 1]], axis=1)
 
 
-def pause_summary(times_s, part=None, unseen=None):
+def pause_summary(times_s, part=None, unseen=None, own_snr_db=None):
     """``{"pauses", "long_pauses", "longest_pause_s"}``: each pause ``{"start_s", "duration_s"}``
     (:func:`pauses`), how many last ``LONG_PAUSE_S`` or more, and the longest's seconds (None: none)."""
-    found = pauses(times_s, part, unseen)
+    found = pauses(times_s, part, unseen, own_snr_db)
     duration = found[:, 1] - found[:, 0]
     return {"pauses": [{"start_s": float(a), "duration_s": float(d)} for a, d in zip(found[:, 0], duration)],
             "long_pauses": int(np.count_nonzero(duration >= LONG_PAUSE_S)),
@@ -248,15 +258,16 @@ def hourly(times_s, is_v, duration_s, part=None, readable=None):
             for h in range(n_hours)]
 
 
-def holter_summary(times_s, is_v, duration_s, analysed_s=None, readable=None, part=None, unseen=None):
+def holter_summary(times_s, is_v, duration_s, analysed_s=None, readable=None, part=None, unseen=None,
+                   own_snr_db=None):
     """The report's counts of n beats over a recording of ``duration_s`` seconds (gaps included).
 
     ``analysed_s``: the seconds the beats were sought in (the duration less the gaps and
     unreadable stretches; default the duration): PVCs per hour are per analysed hour.
     ``readable``: (n,) bool, the beats not judged unreadable (default all): the PVC
     burden is over those (an unreadable beat is never V, so it would dilute it), and the heart
-    rates over the intervals between two of them. ``part``, ``unseen``:
-    as :func:`pauses`.
+    rates over the intervals between two of them. ``part``, ``unseen``, ``own_snr_db``:
+    as :func:`pause_starts`.
     Returns a dict of plain Python numbers and lists (module docstring for each).
     """
     v = np.asarray(is_v, dtype=bool)
@@ -274,6 +285,6 @@ def holter_summary(times_s, is_v, duration_s, analysed_s=None, readable=None, pa
         **run_counts(v, part),
         "ventricular_runs": ventricular_runs(v, times_s, part),
         **episode_counts(v, part),
-        **pause_summary(times_s, part, unseen),
+        **pause_summary(times_s, part, unseen, own_snr_db),
         "hourly": hourly(times_s, v, duration_s, part, readable),
     }

@@ -215,6 +215,14 @@ def beatless_stretches(peaks, n, fs):
     return np.stack([edges[long], edges[long + 1]], axis=1)
 
 
+def beat_snrs(env, peaks, fs):
+    """Each beat's stretch and own SNR in dB, ``(stretch, own)``, (k,) each (steps 2-4), from the
+    QRS energy envelope ``env`` (n,) of its lead and the R peaks ``peaks`` (k,) at ``fs`` Hz."""
+    levels = window_max(env, peaks, int(LEVEL_HALF_WINDOW_S * fs))
+    noise = noise_levels(env, peaks, fs)
+    return snr_db(stretch_levels(levels), noise), snr_db(levels, noise)
+
+
 def beat_quality(x, peaks, fs, env=None, flat=None):
     """Signal quality of each beat of one lead, and the unreadable stretches.
 
@@ -245,9 +253,7 @@ def beat_quality(x, peaks, fs, env=None, flat=None):
     if len(peaks):
         if env is None:
             _, _, env = qrs_energy_envelope(x, fs)
-        levels = window_max(env, peaks, int(LEVEL_HALF_WINDOW_S * fs))
-        noise = noise_levels(env, peaks, fs)
-        stretch, own = snr_db(stretch_levels(levels), noise), snr_db(levels, noise)
+        stretch, own = beat_snrs(env, peaks, fs)
         quality[stretch < NOISY_DB] = NOISY
         quality[(stretch < UNREADABLE_DB) | (own < OWN_UNREADABLE_DB)] = UNREADABLE
         quality[in_ranges(peaks, flat - [0, 1])] = UNREADABLE  # in_ranges' ends are inclusive

@@ -246,7 +246,7 @@ def analyse(model, model_dir, channel, settings, apply_ruleguard=True, pacemaker
     start (gaps included), ``times_s`` (n,), ``part`` (n,) the continuous part of each beat,
     ``unbroken`` (n,) the stretch recorded without a break each beat is in (a part, cut again by
     each lead off, however short; no V run, chain or pause joins two),
-    ``is_v``, ``p_v``, ``flipped``, ``own_rhythm``, ``quality`` (n,), ``short_rhythm_beats`` and
+    ``is_v``, ``p_v``, ``flipped``, ``own_rhythm``, ``quality``, ``own_snr_db`` (n,), ``short_rhythm_beats`` and
     ``short_rhythm_of`` (the short-rhythm warning's counts: :func:`_short_rhythm`), ``pacemaker``
     (as declared), ``qrs_direction`` (-1.0 when the day's QRS complexes mostly point down,
     ``ecg.pipeline.polarity``),
@@ -311,6 +311,7 @@ class PartFindings:
     flutter: np.ndarray  # (f, 2)
     deflections: np.ndarray  # for ecg.pipeline.polarity
     flat: np.ndarray  # (l, 2) flat stretches: a lead off for a minute or more ends a run of beats
+    own_snr_db: np.ndarray  # (m,) each beat's own SNR (ecg.quality.beat_snrs): a pause's beats must stand out
 
     @cached_property
     def runs(self):
@@ -348,7 +349,8 @@ def _part_findings(part, mine):
     return PartFindings(part, peaks, quality, quality_module.merge_intervals(np.concatenate(unreadable)),
                         quality_module.merge_intervals(np.concatenate([f.flutter for f in mine])),
                         np.concatenate([f.deflections for f in mine]),
-                        quality_module.merge_intervals(np.concatenate([f.flat for f in mine])))
+                        quality_module.merge_intervals(np.concatenate([f.flat for f in mine])),
+                        np.concatenate([f.own_snr_db for f in mine]))
 
 
 def _part_labels(results):
@@ -371,6 +373,7 @@ def _beats(channel, beating, labels):
         **{name: np.concatenate([p[name] for p in labels]) for name in ("is_v", "p_v", "flipped", "own_rhythm")},
         **_short_rhythm(beating, labels),
         "quality": np.concatenate([f.quality for f in beating]),
+        "own_snr_db": np.concatenate([f.own_snr_db for f in beating]),
     }
 
 
@@ -384,14 +387,14 @@ def _short_rhythm(beating, labels):
 def disturbed_intervals(channel, beating, unseen):
     """(d, 2) ``[start, end]`` seconds (in the recording) of the RR intervals that would be pauses
     (``ecg.holter.pause_starts`` given ``unseen``, (u, 2) seconds: the unreadable and flutter
-    stretches) but in which the baseline jumps or recovers (``ecg.quality.baseline_moves``):
+    stretches, and the beats' own SNRs) but in which the baseline jumps or recovers (``ecg.quality.baseline_moves``):
     beats may be hidden there, so they are no pauses. Each is the stretch read, between its first
     beat's T wave and its second beat's Q, so that it touches neither beat (nor the next RR
     interval). An interval across an unseen stretch is not read: a lead off all night is hours."""
     out = []
     for f in beating:
         at = f.positions
-        long_rr = pause_starts(f.part.onset_s + at / channel.fs, unseen=unseen)
+        long_rr = pause_starts(f.part.onset_s + at / channel.fs, unseen=unseen, own_snr_db=f.own_snr_db)
         for batch in read_batches(at[long_rr], at[long_rr + 1], int(BASELINE_READ_S * channel.fs)):
             begins = long_rr[batch]
             lo = at[begins[0]]

@@ -31,7 +31,8 @@ def report_fields(channel, result, model, include_beats=False):
                                                  "disturbed_intervals_s")])
     summary = holter.holter_summary(result["times_s"], result["is_v"], duration,
                                     analysed_s=duration - result["gap_s"] - result["short_parts_s"] - unreadable,
-                                    readable=result["quality"] != UNREADABLE, part=result["unbroken"], unseen=unseen)
+                                    readable=result["quality"] != UNREADABLE, part=result["unbroken"], unseen=unseen,
+                                    own_snr_db=result["own_snr_db"])
     hr = summary["heart_rate_bpm"]
     fields = {
         "channel": {"index": channel.index, "label": channel.label, "sampling_rate": channel.fs},

@@ -135,6 +135,16 @@ def test_a_pause_whose_surroundings_are_mostly_unseen_is_none():
                                         np.array([[0.0, 10.0], [5.0, 20.0], [40.0, 50.0]])).tolist() == [0, 5, 20, 25]
 
 
+def test_a_pause_needs_both_its_beats_to_stand_out_of_their_noise():
+    """With each beat's own SNR given, an RR interval of 2 s or more is a pause only when both its
+    beats stand ``PAUSE_BEAT_DB`` out of their noise (a noise hump at a lead off's edge does not)."""
+    t = np.array([0.0, 1.0, 3.5, 4.5, 7.0, 8.0])  # RR 2.5 s from 1.0 and from 4.5
+    assert holter.pauses(t).tolist() == [[1.0, 3.5], [4.5, 7.0]]
+    snr = np.array([25.0, 20.0, 12.0, 20.0, 11.9, 25.0])
+    assert holter.pauses(t, own_snr_db=snr).tolist() == [[1.0, 3.5]]
+    assert holter.pause_summary(t, own_snr_db=snr)["pauses"] == [{"start_s": 1.0, "duration_s": 2.5}]
+
+
 def test_hourly_rows_count_beats_and_v_in_each_hour():
     t = np.array([10.0, 11.0, 12.0, 3600.0, 3601.0, 7300.0])
     is_v = np.array([False, True, False, True, False, False])

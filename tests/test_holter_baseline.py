@@ -31,7 +31,7 @@ def swung_232(tmp_path):
     empty = np.zeros((0, 2))
     assert MODEL_FS == rec.fs == 360  # the reference beats are stage 1's peaks as they are
     found = holter.PartFindings(channel, rec.ann_samples, np.zeros(len(rec.ann_samples), np.int8), empty, empty,
-                                np.zeros(0), empty)
+                                np.zeros(0), empty, np.full(len(rec.ann_samples), 30.0))
     return channel, found, rec.ann_samples / 360.0
 
 

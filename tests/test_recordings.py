@@ -330,6 +330,24 @@ def test_two_beats_standing_out_of_a_lead_offs_noise_are_no_pause(client, tmp_pa
     assert got.shape == want.shape == (13, 2) and np.abs(got - want).max() < 0.05
 
 
+def test_the_first_detection_in_a_lead_offs_noise_ends_no_pause(client, tmp_path, excerpts):
+    """The excerpts with 10 min of white noise (50 uV RMS: a lead off carrying the amplifier's own)
+    from 500 s. The last beat before it and the first detection in the noise, 6 s later, are both
+    judged readable (the detection's stretch holds the beats before it), but the detection stands
+    under 12 dB out of the noise on its own (``ecg.holter.PAUSE_BEAT_DB``): no pause."""
+    cut = 500 * 360
+    noise = 0.05 * np.random.default_rng(1).standard_normal(600 * 360)
+    path = tmp_path / "edge.edf"
+    write_edf(path, [np.concatenate([excerpts[:cut], noise, excerpts[cut:]])], 360, ["MLII"])
+    rep = post_edf(client, path, "?include_beats=true").get_json()
+
+    t = np.array([b["time_s"] for b in rep["beats"]])
+    readable = np.array([b["signal_quality"] != "unreadable" for b in rep["beats"]])
+    last = np.flatnonzero(t < 500)[-1]  # the last beat before the lead off, and the next detection
+    assert readable[last] and readable[last + 1] and 2.0 < t[last + 1] - t[last] < 10.0
+    assert not [p for p in rep["pauses"] if 490 < p["start_s"] < 1100]
+
+
 def test_a_long_rr_interval_whose_baseline_jumps_is_no_pause(client, tmp_path):
     """Record 232's pause from 48.9 s with a 2-mV baseline swing inside it (a lead disturbed and
     recovering, smooth enough not to be taken for a beat): it is left out, its neighbours stay."""
