@@ -113,7 +113,8 @@ class RecordingReportSchema(Schema):
     triplets = fields.Integer(metadata={"description": "runs of exactly 3 V (also in ventricular_runs)"})
     ventricular_runs = fields.List(fields.Nested(RunSchema), metadata={"description": "runs of 3 or more V"})
     pauses = fields.List(fields.Nested(PauseSchema), metadata={
-        "description": "RR intervals of 2 s or more, none over a gap or an unreadable or flutter stretch"})
+        "description": "RR intervals of 2 s or more between beats that stand out of the noise, none over a "
+                       "gap or an unreadable or flutter stretch nor amid mostly unreadable signal (docs/HOLTER.md)"})
     long_pauses = fields.Integer(metadata={"description": "pauses of 3 s or more"})
     longest_pause_s = fields.Float(allow_none=True, metadata={"description": "null when there is no pause"})
     bigeminy_episodes = fields.Integer()
