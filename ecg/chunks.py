@@ -134,8 +134,8 @@ def detect_in_chunk(x, fs, chunk):
     envelope = qrs_energy_envelope(x360, MODEL_FS)
     flat = flat_stretches(x360, MODEL_FS)
     local = outside_flat_stretches(detect_r_peaks(x360, MODEL_FS, envelope), flat)
-    quality, unreadable = beat_quality(x360, local, MODEL_FS, env=envelope[2], flat=flat)
-    own_snr = beat_snrs(envelope[2], local, MODEL_FS)[1] if len(local) else np.zeros(0)
+    snrs = beat_snrs(envelope[2], local, MODEL_FS)
+    quality, unreadable = beat_quality(x360, local, MODEL_FS, flat=flat, snrs=snrs)
     flutter = np.rint(flutter_intervals(filtered, MODEL_FS) * MODEL_FS).astype(np.int64)
     offset = to_model_samples(chunk.read_lo, fs)
     peaks = local + offset
@@ -146,7 +146,7 @@ def detect_in_chunk(x, fs, chunk):
         return clipped[clipped[:, 1] > clipped[:, 0]]
 
     return ChunkFindings(peaks[keep], quality[keep], in_core(unreadable),
-                         qrs_deflections(filtered, local)[keep], in_core(flutter), in_core(flat), own_snr[keep])
+                         qrs_deflections(filtered, local)[keep], in_core(flutter), in_core(flat), snrs[1][keep])
 
 
 def decision_units(runs, decision):

@@ -218,12 +218,14 @@ def beatless_stretches(peaks, n, fs):
 def beat_snrs(env, peaks, fs):
     """Each beat's stretch and own SNR in dB, ``(stretch, own)``, (k,) each (steps 2-4), from the
     QRS energy envelope ``env`` (n,) of its lead and the R peaks ``peaks`` (k,) at ``fs`` Hz."""
+    if not len(peaks):
+        return np.zeros(0), np.zeros(0)
     levels = window_max(env, peaks, int(LEVEL_HALF_WINDOW_S * fs))
     noise = noise_levels(env, peaks, fs)
     return snr_db(stretch_levels(levels), noise), snr_db(levels, noise)
 
 
-def beat_quality(x, peaks, fs, env=None, flat=None):
+def beat_quality(x, peaks, fs, env=None, flat=None, snrs=None):
     """Signal quality of each beat of one lead, and the unreadable stretches.
 
     Parameters
@@ -238,6 +240,8 @@ def beat_quality(x, peaks, fs, env=None, flat=None):
         The QRS energy envelope of ``x`` when the caller has it (the detector's).
     flat : ndarray of int, shape (f, 2), optional
         The :func:`flat_stretches` of ``x`` when the caller has them (the detections' check).
+    snrs : pair of ndarrays, shape (k,) each, optional
+        The :func:`beat_snrs` of ``peaks`` when the caller has them (the Holter's pause count).
 
     Returns
     -------
@@ -251,9 +255,9 @@ def beat_quality(x, peaks, fs, env=None, flat=None):
     flat = flat_stretches(x, fs) if flat is None else np.asarray(flat, dtype=np.int64).reshape(-1, 2)
     quality = np.zeros(len(peaks), np.int8)
     if len(peaks):
-        if env is None:
-            _, _, env = qrs_energy_envelope(x, fs)
-        stretch, own = beat_snrs(env, peaks, fs)
+        if snrs is None:
+            snrs = beat_snrs(qrs_energy_envelope(x, fs)[2] if env is None else env, peaks, fs)
+        stretch, own = snrs
         quality[stretch < NOISY_DB] = NOISY
         quality[(stretch < UNREADABLE_DB) | (own < OWN_UNREADABLE_DB)] = UNREADABLE
         quality[in_ranges(peaks, flat - [0, 1])] = UNREADABLE  # in_ranges' ends are inclusive
