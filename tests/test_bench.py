@@ -375,3 +375,41 @@ def test_holter_bench_writes_a_lead_off_and_scores_the_day_around_it(tmp_path):
     got = lead_off_figures(report, ref, 60.0, 120.0)
     assert got["detections_inside"] == got["v_inside"] == len(phantoms) == 30
     assert got["v_outside"] == {"Se": 1.0, "PPV": 1.0}
+
+
+def test_out_of_fold_scores_each_ds1_record_with_the_member_that_held_it_out(record_119):
+    from bench.out_of_fold import HeldOutMember
+    from ecg.pipeline import extract_beats
+    from service.model import load_model
+
+    model_dir = PROJECT_DIR / "models" / "ecg_nv_cnn"
+    served = load_model(str(model_dir))
+    held_out = HeldOutMember(served, model_dir)
+    beats = extract_beats(record_119.signal[:360 * 60], 360, version=served.preprocessing_version)
+    members = held_out.members_p_v(beats.windows, beats.features)
+    # the outputs found in the graph are the members the served model averages
+    assert members.shape == (len(beats), len(served.card["data_split"]["folds"]))
+    assert np.allclose(members.mean(axis=1), served.p_v(beats.windows, beats.features), atol=1e-6)
+    fold = next(k for k, f in enumerate(served.card["data_split"]["folds"]) if "119" in f)
+    assert np.array_equal(held_out.for_record("119").p_v(beats.windows, beats.features), members[:, fold])
+    assert held_out.threshold == served.threshold  # all else is the served card's
+    with pytest.raises(ValueError, match="none of the card's DS1 folds"):
+        held_out.for_record("100")  # a DS2 record: every member is out of its fold, none held it out
+
+
+def test_out_of_fold_writes_its_report_and_refuses_what_it_cannot_score(tmp_path, capsys):
+    from bench import out_of_fold
+
+    out = tmp_path / "oof.json"
+    assert out_of_fold.main(["--data", str(FIXTURES), "--records", "119", "208", "--only", "clean",
+                             "--angles", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    whole = report["conditions"]["clean"]["whole"]["all"]
+    assert whole["qrs_se"] > 0.99 and whole["V_TP"] > 100 and 0 < whole["v_f1"] <= 1
+    assert out.with_suffix(".md").read_text().startswith("# Out of fold: 119 208 through the served model")
+    capsys.readouterr()  # the run's progress lines
+    for argv, said in ((["--records", "100"], "none of the card's DS1 folds"),
+                       (["--only", "no such"], "unknown condition")):
+        assert out_of_fold.main(["--data", str(FIXTURES), *argv, "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert said in err and err.count("\n") == 1, err

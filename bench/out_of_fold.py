@@ -1,0 +1,146 @@
+"""``python -m bench.out_of_fold``: DS1 through the served path, each record's V probability
+from the ensemble member that never trained on it.
+
+The served model averages one network per DS1 fold (the card's ``data_split.folds``; with
+``training.members`` equal to ``training.folds``): member k was fitted on the other folds and
+early-stopped on fold k (``train.train``). Its probabilities on fold k's records are out of
+fold, so every rule the service applies after the network (calibration, pooling, the quality
+flag's rules, the own rhythm, RuleGuard) can be scored on DS1 as it would act on patients the
+networks never saw, without training anything: change a rule, run this, compare the two
+tables. Early stopping read fold k, so the figures lean a little optimistic: compare rules
+with each other here, and the served model with the literature on DS2 (``bench.robustness``).
+
+Each record goes through ``service.inference.predict`` with the served card and the served
+preprocessing; only the network's output is the held-out member's instead of the ensemble's.
+The conditions are ``bench.robustness``'s (``--only``; virtual leads with ``--angles``), made
+with the noise's validation split (``train.augment.NOISE_SPLITS``: the stretch DS1 selection
+reads) and electrode-motion draws of their own (``SELECTION_SEED``), scored the same way.
+
+Writes ``bench/out_of_fold.json`` and ``bench/out_of_fold.md``. Needs MIT-BIH and, for the
+noise conditions, the nstdb noise records (``--data``, ``--noise``); ~5 min on 2 cores.
+"""
+
+import re
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench.common import log, served_model_parser
+from bench.robustness import BENCH_DIR, Condition, conditions, run_condition, save_report, write_markdown
+
+# what a DS1 rule is chosen on: the leads, the noises at 6 and 0 dB (nst) and 0 dB RMS muscle noise
+DEFAULT_CONDITIONS = ("clean", "lead1", "bw +0 dB", "ma +6 dB", "ma +0 dB", "em +6 dB", "em +0 dB", "ma-rms +0 dB")
+DEFAULT_ANGLES = (30.0, 60.0)  # two leads MIT-BIH does not have, where PVCs of unlearned shapes are missed
+SELECTION_SEED = 1234  # electrode-motion draws: neither training's nor the DS2 report's (bench.robustness.TEST_SEED)
+MEMBER = re.compile(r"ecg_nv_cnn_(\d+)_\d+/p_v_\d+/Sigmoid")  # a member's output, as tf2onnx names it
+
+
+def member_outputs(onnx_path):
+    """An ONNX Runtime session of the served graph that also answers each member's V probability,
+    and those outputs' names in member order (a list of k)."""
+    import onnx
+    import onnxruntime as ort
+
+    graph = onnx.load(str(onnx_path))
+    found = {}
+    for node in graph.graph.node:
+        m = MEMBER.search(node.output[0]) if node.op_type == "Sigmoid" else None
+        if m:
+            found[int(m.group(1))] = node.output[0]
+    names = [found[k] for k in sorted(found)]
+    graph.graph.output.extend(onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None) for n in names)
+    return ort.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"]), names
+
+
+class HeldOutMember:
+    """The served model, except that its V probabilities are those of the member of ``member``'s
+    index (:meth:`for_record` picks the one that held a DS1 record out); all else is the card's."""
+
+    def __init__(self, model, model_dir):
+        from service.model import BATCH_BEATS
+
+        card = model.card
+        folds = (card.get("data_split") or {}).get("folds") or []
+        if model.rest is not None or (card.get("training") or {}).get("members") != len(folds) or not folds:
+            raise ValueError(f"{model_dir}: not one network per DS1 fold (a cross-fitted card without a cascade)")
+        self.session, self.outputs = member_outputs(Path(model_dir) / card["onnx"]["file"])
+        if len(self.outputs) != len(folds):
+            raise ValueError(f"{model_dir}: {len(self.outputs)} member outputs in the graph for {len(folds)} folds")
+        self.model, self.batch = model, BATCH_BEATS
+        self.fold_of = {record: k for k, fold in enumerate(folds) for record in fold}
+        self.member = None
+
+    def __getattr__(self, name):
+        return getattr(self.model, name)
+
+    def for_record(self, name):
+        """This model with the member that did not train on DS1 record ``name``."""
+        if name not in self.fold_of:
+            raise ValueError(f"record {name} is in none of the card's DS1 folds")
+        self.member = self.fold_of[name]
+        return self
+
+    def members_p_v(self, windows, features):
+        """Every member's V probability (n, k), each member's batch as the service batches."""
+        from ecg.pipeline import network_rr
+
+        rr = network_rr(features, self.model.rr_width).astype(np.float32)
+        parts = [np.stack([o.reshape(-1) for o in self.session.run(
+                     self.outputs, {"beat": windows[a:a + self.batch].astype(np.float32), "rr": rr[a:a + self.batch]})],
+                     axis=1) for a in range(0, len(windows), self.batch)]
+        return np.concatenate(parts) if parts else np.zeros((0, len(self.outputs)), np.float32)
+
+    def p_v(self, windows, features):
+        return self.members_p_v(windows, features)[:, self.member]
+
+
+def chosen_conditions(only, angles):
+    """The conditions to run (``bench.robustness``'s names) and the virtual leads at ``angles``."""
+    known = {c.name: c for c in conditions()}
+    unknown = [name for name in only if name not in known]
+    if unknown:
+        raise ValueError(f"unknown condition(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    return [known[name] for name in only] + [Condition(f"virtual {a:g}°", lead="mixed", mix_deg=a) for a in angles]
+
+
+def main(argv=None):
+    from service.model import ModelUnavailable, load_model
+    from train import augment
+    from train.data import DS1, data_dir, require_records
+
+    ap = served_model_parser("python -m bench.out_of_fold", __doc__)
+    ap.add_argument("--noise", help="nstdb noise records (default: $ECG_NOISE_DIR, ...)")
+    ap.add_argument("--records", nargs="+", default=list(DS1), help="DS1 records (default: all 22)")
+    ap.add_argument("--only", nargs="+", metavar="CONDITION", default=list(DEFAULT_CONDITIONS),
+                    help="bench.robustness's conditions to run")
+    ap.add_argument("--angles", nargs="*", type=float, metavar="DEG", default=list(DEFAULT_ANGLES),
+                    help="virtual leads to add (degrees from MLII towards channel 1; none: --angles)")
+    ap.add_argument("--out", type=Path, default=BENCH_DIR / "out_of_fold.json")
+    args = ap.parse_args(argv)
+    try:
+        chosen = chosen_conditions(args.only, args.angles)
+        ddir = data_dir(args.data)
+        require_records(ddir, args.records)
+        needs_noise = any(c.noise in augment.NSTDB_RECORDS for c in chosen)
+        noise = augment.load_noise(augment.noise_dir(args.noise), "validation") if needs_noise else {}
+        model = HeldOutMember(load_model(args.model), args.model)
+        for name in args.records:
+            model.for_record(name)
+    except (FileNotFoundError, ModelUnavailable, ValueError) as exc:
+        print(f"out_of_fold: {exc}", file=sys.stderr)
+        return 2
+    report = {"title": "Out of fold", "module": "bench.out_of_fold", "model": model.summary(),
+              "records": args.records, "conditions": {}}
+    t0 = time.perf_counter()
+    for cond in chosen:
+        report["conditions"][cond.name] = run_condition(model, cond, args.records, ddir, noise, log,
+                                                        seed=SELECTION_SEED, model_for=model.for_record)
+    report["seconds"] = time.perf_counter() - t0
+    save_report(args.out, report, write_markdown)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
