@@ -123,11 +123,11 @@ def main(argv=None):
         chosen = chosen_conditions(args.only, args.angles)
         ddir = data_dir(args.data)
         require_records(ddir, args.records)
-        needs_noise = any(c.noise in augment.NSTDB_RECORDS for c in chosen)
-        noise = augment.load_noise(augment.noise_dir(args.noise), "validation") if needs_noise else {}
         model = HeldOutMember(load_model(args.model), args.model)
         for name in args.records:
             model.for_record(name)
+        needs_noise = any(c.noise in augment.NSTDB_RECORDS for c in chosen)
+        noise = augment.load_noise(augment.noise_dir(args.noise), "validation") if needs_noise else {}
     except (FileNotFoundError, ModelUnavailable, ValueError) as exc:
         print(f"out_of_fold: {exc}", file=sys.stderr)
         return 2
