@@ -21,13 +21,18 @@ import numpy as np
 
 from .dsp import expit
 from .features import RR_FEATURE_NAMES, groups_within
-from .quality import NOISY, UNREADABLE
+from .quality import GOOD, NOISY, UNREADABLE
 
 _RR_PREV = RR_FEATURE_NAMES.index("rr_prev_ratio")
 _RR_NEXT = RR_FEATURE_NAMES.index("rr_next_ratio")
 _QRS_S = RR_FEATURE_NAMES.index("qrs_width_s")
 _HAS_PREV = RR_FEATURE_NAMES.index("has_prev")
 _LOCAL_RR_S = RR_FEATURE_NAMES.index("local_rr_s")
+_HAS_NEXT = RR_FEATURE_NAMES.index("has_next")
+_QRS_WIDTH_RATIO = RR_FEATURE_NAMES.index("qrs_width_ratio")
+_TEMPLATE_CORR = RR_FEATURE_NAMES.index("template_corr")
+_PREV_RR_PREV = RR_FEATURE_NAMES.index("prev_rr_prev_ratio")
+_NEXT_RR_NEXT = RR_FEATURE_NAMES.index("next_rr_next_ratio")
 _EPS = 1e-7
 _MAX_LOGIT = float(np.log(1 - _EPS) - np.log(_EPS))  # logit's bound, 16.1
 # what ruleguard_mask reads: a card with any other RuleGuard setting was tuned by code
@@ -55,6 +60,19 @@ MIN_RHYTHM_BEATS = 5
 # odds of V the card's threshold asks (0.24 -> 0.39): noise there makes V-like shapes, so a
 # V-like shape is less likely a PVC. A rule of the service, chosen on DS1 (docs/ROBUSTNESS.md).
 NOISY_V_ODDS = 2.0
+# A readable beat timed and shaped as a Holter reader recognises a PVC (ectopic_timing_mask) is
+# called V from this calibrated (pooled) V probability, under the card's threshold: the network
+# misses PVCs of shapes it never learned (a lead MIT-BIH does not have), not their timing. A rule
+# of the service, chosen on DS1 out of fold (docs/ROBUSTNESS.md, "A PVC's timing").
+ECTOPIC_MIN_P = 0.1
+ECTOPIC_PREMATURE = 0.9  # RR before under this x the local mean RR: at least 10 % early ...
+ECTOPIC_PAUSE = 1.1  # ... RR after over this x it: a pause follows ...
+ECTOPIC_WIDTH_RATIO = 1.1  # ... its QRS at least 10 % wider than its group's median QRS ...
+ECTOPIC_MAX_CORR = 0.8  # ... and unlike its group's median beat (correlation under this) ...
+# ... in a regular rhythm: the RR before the beat preceding it and the RR after the beat following
+# it both within this share of the local RR. In atrial fibrillation early beats followed by a long
+# RR, and aberrant beats, come at random (DS1's 203; DS2's 222)
+ECTOPIC_REGULAR = 0.2
 
 
 def logit(p):
@@ -254,6 +272,19 @@ def noisy_threshold(threshold):
     return odds / (1.0 + odds)
 
 
+def ectopic_timing_mask(features):
+    """Beats (n,) timed and shaped as a PVC in a regular rhythm: premature, followed by a pause,
+    wider than and unlike the beats of their group, the beats either side of them on time
+    (``ECTOPIC_*``; ``features`` (n, k) as ``ecg.features`` names them). Neither neighbour may be
+    missing: a beat at a request's edge has no timing."""
+    f = np.asarray(features)
+    has_both = (f[:, _HAS_PREV] == 1) & (f[:, _HAS_NEXT] == 1)
+    regular = (np.abs(f[:, _PREV_RR_PREV] - 1) < ECTOPIC_REGULAR) & (np.abs(f[:, _NEXT_RR_NEXT] - 1) < ECTOPIC_REGULAR)
+    timing = regular & (f[:, _RR_PREV] < ECTOPIC_PREMATURE) & (f[:, _RR_NEXT] > ECTOPIC_PAUSE)
+    shape = (f[:, _QRS_WIDTH_RATIO] >= ECTOPIC_WIDTH_RATIO) & (f[:, _TEMPLATE_CORR] < ECTOPIC_MAX_CORR)
+    return has_both & timing & shape
+
+
 class Calls(NamedTuple):
     """What :func:`classify` decided for n beats, each field (n,)."""
 
@@ -263,6 +294,7 @@ class Calls(NamedTuple):
     own_rhythm: np.ndarray  # bool: would be V (over the odds their quality needs), called N as the own rhythm
     alike: np.ndarray | None  # int: beats of its pool alike to it, itself included (None: no pooling)
     pools: np.ndarray | None  # the pool labels (None: no pooling)
+    by_timing: np.ndarray  # bool: called V under the card's threshold for its timing and shape
 
 
 def classify(p_raw, features, decision, apply_ruleguard=True, windows=None, groups=None, signals=None,
@@ -275,7 +307,8 @@ def classify(p_raw, features, decision, apply_ruleguard=True, windows=None, grou
     them (:func:`pool_by_morphology`); ``p_v`` is then the pooled probability, the one the
     threshold judges, and beats of the patient's own rhythm are N (:func:`own_rhythm_mask`).
     ``quality``: the beats' signal quality (n,) (``ecg.quality``): an unreadable beat is never
-    called V, whatever its probability, and a noisy one only over :func:`noisy_threshold`.
+    called V, whatever its probability, and a noisy one only over :func:`noisy_threshold`; a
+    good one timed and shaped as a PVC (:func:`ectopic_timing_mask`) from ``ECTOPIC_MIN_P``.
     ``paced``: the patient has a pacemaker (:func:`own_rhythm_mask`). Returns the beats' :class:`Calls`.
     """
     pooling = decision.get("pooling")
@@ -304,4 +337,10 @@ def classify(p_raw, features, decision, apply_ruleguard=True, windows=None, grou
     if apply_ruleguard and rule.get("enabled"):
         flipped = is_v & ruleguard_mask(features, rule)
         is_v = is_v & ~flipped
-    return Calls(is_v, p_v, flipped, own_rhythm, alike, pools)
+    by_timing = np.zeros_like(is_v)
+    if quality is not None:
+        # premature, a pause after, wide and unlike its neighbours: the timing says PVC where the
+        # network, shown a shape it never learned, is unsure (a beat RuleGuard turned N stays N)
+        by_timing = ~is_v & ~flipped & (quality == GOOD) & (p_v >= ECTOPIC_MIN_P) & ectopic_timing_mask(features)
+        is_v = is_v | by_timing
+    return Calls(is_v, p_v, flipped, own_rhythm, alike, pools, by_timing)

@@ -135,12 +135,12 @@ def in_long_runs(mask, min_len):
 
 
 # what classify_task returns for each beat of its range, in order (read back by _part_labels)
-LABEL_FIELDS = ("is_v", "p_v", "flipped", "own_rhythm", "dominant")
+LABEL_FIELDS = ("is_v", "p_v", "flipped", "own_rhythm", "by_timing", "dominant")
 
 
 def classify_task(model, channel, peaks, groups, runs, core, units, quality, decision, apply_ruleguard, pacemaker,
                   upright):
-    """Stage 2 on one beat range: ``(is_v, p_v, flipped, own_rhythm)`` of its beats
+    """Stage 2 on one beat range: ``(is_v, p_v, flipped, own_rhythm, by_timing)`` of its beats
     (``ecg.decision.Calls``), and which are of their pool's dominant on-time slow shape
     (``service.inference.dominant_calls``: the short-rhythm warning's count reads it).
 
@@ -155,7 +155,7 @@ def classify_task(model, channel, peaks, groups, runs, core, units, quality, dec
     p_raw = model.p_v(windows, features)
     calls = classify(p_raw, features, decision, apply_ruleguard, windows=windows, groups=units,
                      quality=quality, paced=pacemaker)
-    return calls.is_v, calls.p_v, calls.flipped, calls.own_rhythm, dominant_calls(calls, features)
+    return calls.is_v, calls.p_v, calls.flipped, calls.own_rhythm, calls.by_timing, dominant_calls(calls, features)
 
 
 def task_decision(decision):
@@ -246,7 +246,8 @@ def analyse(model, model_dir, channel, settings, apply_ruleguard=True, pacemaker
     start (gaps included), ``times_s`` (n,), ``part`` (n,) the continuous part of each beat,
     ``unbroken`` (n,) the stretch recorded without a break each beat is in (a part, cut again by
     each lead off, however short; no V run, chain or pause joins two),
-    ``is_v``, ``p_v``, ``flipped``, ``own_rhythm``, ``quality``, ``own_snr_db`` (n,), ``short_rhythm_beats`` and
+    ``is_v``, ``p_v``, ``flipped``, ``own_rhythm``, ``by_timing``, ``quality``, ``own_snr_db`` (n,),
+    ``short_rhythm_beats`` and
     ``short_rhythm_of`` (the short-rhythm warning's counts: :func:`_short_rhythm`), ``pacemaker``
     (as declared), ``qrs_direction`` (-1.0 when the day's QRS complexes mostly point down,
     ``ecg.pipeline.polarity``),
@@ -370,7 +371,8 @@ def _beats(channel, beating, labels):
         "times_s": positions / channel.fs,
         "part": part,
         "unbroken": np.cumsum(np.r_[0, (np.diff(part) != 0) | (np.diff(off) != 0)]),
-        **{name: np.concatenate([p[name] for p in labels]) for name in ("is_v", "p_v", "flipped", "own_rhythm")},
+        **{name: np.concatenate([p[name] for p in labels])
+           for name in ("is_v", "p_v", "flipped", "own_rhythm", "by_timing")},
         **_short_rhythm(beating, labels),
         "quality": np.concatenate([f.quality for f in beating]),
         "own_snr_db": np.concatenate([f.own_snr_db for f in beating]),

@@ -94,6 +94,9 @@ class RecordingReportSchema(Schema):
     unreadable_beats = fields.Integer(metadata={"description": "beats in unreadable stretches: called N"})
     own_rhythm_beats = fields.Integer(metadata={
         "description": "beats the networks would call V, called N as the recording's dominant on-time shape"})
+    v_by_timing_beats = fields.Integer(metadata={
+        "description": "beats called V under the card's threshold: readable, premature, followed by a "
+                       "pause, wider than and unlike the beats around them"})
     short_rhythm_beats = fields.Integer(metadata={
         "description": "in a recording, or a stretch between two leads off of a minute or more, under "
                        "150 beats, too short for that rule: the V calls of its dominant on-time slow shape "

@@ -248,3 +248,52 @@ def test_a_declared_pacemaker_makes_the_dominant_rhythm_of_a_strip_its_own():
     shapes = ["wide"] * 8 + ["narrow"] * 4
     mixed = calls(_rhythm(n, 1.0, 0.8), _windows(shapes))
     assert mixed.is_v.tolist() == [s == "narrow" for s in shapes]
+
+
+def _timed(rr_prev, rr_next, width_ratio, corr, has_prev=1, has_next=1, around=1.0):
+    """Features of beats with their RR ratios, QRS width over their group's and template
+    correlation; ``around``: the RR before the previous beat and after the next (ratios)."""
+    f = _features(rr_prev, rr_next, [0.12] * len(rr_prev))
+    for name, values in (("qrs_width_ratio", width_ratio), ("template_corr", corr),
+                         ("has_prev", has_prev), ("has_next", has_next),
+                         ("prev_rr_prev_ratio", around), ("next_rr_next_ratio", around)):
+        f[:, RR_FEATURE_NAMES.index(name)] = values
+    return f
+
+
+def test_a_pvcs_timing_and_shape_are_each_required():
+    from ecg.decision import ectopic_timing_mask
+
+    # a PVC's timing and shape, then each criterion missed in turn, then a beat at an edge, then
+    # the same PVC among irregular beats (atrial fibrillation)
+    f = _timed([0.7, 0.95, 0.7, 0.7, 0.7, 0.7, 0.7], [1.3, 1.3, 1.05, 1.3, 1.3, 1.3, 1.3],
+               [1.5, 1.5, 1.5, 1.0, 1.5, 1.5, 1.5], [0.3, 0.3, 0.3, 0.3, 0.9, 0.3, 0.3],
+               has_next=[1, 1, 1, 1, 1, 0, 1], around=[1, 1, 1, 1, 1, 1, 0.7])
+    assert ectopic_timing_mask(f).tolist() == [True, False, False, False, False, False, False]
+    f[:, RR_FEATURE_NAMES.index("next_rr_next_ratio")] = 1.3  # the beat after it is followed by a pause
+    assert not ectopic_timing_mask(f)[0]
+
+
+def test_a_readable_beat_timed_as_a_pvc_is_v_from_a_lower_probability():
+    import ecg.decision as dec
+
+    decision = {"calibration": {"a": 1.0, "b": 0.0}, "threshold": 0.5,
+                "ruleguard": {"enabled": True, "rr_tolerance": 0.15, "max_qrs_width_s": 0.1}}
+    pvc = _timed([0.7], [1.3], [1.5], [0.3])
+    p = np.array([0.2])  # under the threshold, over ECTOPIC_MIN_P
+    assert dec.ECTOPIC_MIN_P < p[0] < decision["threshold"]
+    for quality, called in ((GOOD, True), (NOISY, False), (UNREADABLE, False)):
+        calls = classify(p, pvc, decision, quality=np.array([quality]))
+        assert calls.is_v.tolist() == calls.by_timing.tolist() == [called], quality
+    assert not classify(p, pvc, decision).is_v[0]  # no quality known: the card's threshold alone
+    assert not classify(np.array([0.05]), pvc, decision, quality=np.array([GOOD])).is_v[0]
+    on_time = _timed([1.0], [1.0], [1.5], [0.3])
+    assert not classify(p, on_time, decision, quality=np.array([GOOD])).is_v[0]
+    # a beat RuleGuard turns N (on time within 0.15, narrow) is not turned back by its timing
+    edge = _timed([0.87], [1.12], [1.5], [0.3])
+    edge[:, RR_FEATURE_NAMES.index("qrs_width_s")] = 0.08
+    calls = classify(np.array([0.9]), edge, decision, quality=np.array([GOOD]))
+    assert calls.flipped[0] and not calls.is_v[0] and not calls.by_timing[0]
+    # a beat already V keeps its call and is not counted as called by its timing
+    calls = classify(np.array([0.9]), pvc, decision, quality=np.array([GOOD]))
+    assert calls.is_v[0] and not calls.by_timing[0]
