@@ -134,7 +134,8 @@ def in_long_runs(mask, min_len):
     return np.repeat(mask[starts] & (ends - starts >= min_len), ends - starts)
 
 
-# what classify_task returns for each beat of its range, in order (read back by _part_labels)
+# what classify_task returns for each beat of its range, in order (read back by _part_labels);
+# all but "dominant" (read by _short_rhythm) go into the result per beat
 LABEL_FIELDS = ("is_v", "p_v", "flipped", "own_rhythm", "by_timing", "dominant")
 
 
@@ -371,8 +372,7 @@ def _beats(channel, beating, labels):
         "times_s": positions / channel.fs,
         "part": part,
         "unbroken": np.cumsum(np.r_[0, (np.diff(part) != 0) | (np.diff(off) != 0)]),
-        **{name: np.concatenate([p[name] for p in labels])
-           for name in ("is_v", "p_v", "flipped", "own_rhythm", "by_timing")},
+        **{name: np.concatenate([p[name] for p in labels]) for name in LABEL_FIELDS if name != "dominant"},
         **_short_rhythm(beating, labels),
         "quality": np.concatenate([f.quality for f in beating]),
         "own_snr_db": np.concatenate([f.own_snr_db for f in beating]),
