@@ -59,8 +59,6 @@ class HeldOutMember:
     index (:meth:`for_record` picks the one that held a DS1 record out); all else is the card's."""
 
     def __init__(self, model, model_dir):
-        from service.model import BATCH_BEATS
-
         card = model.card
         folds = (card.get("data_split") or {}).get("folds") or []
         if model.rest is not None or (card.get("training") or {}).get("members") != len(folds) or not folds:
@@ -68,7 +66,7 @@ class HeldOutMember:
         self.session, self.outputs = member_outputs(Path(model_dir) / card["onnx"]["file"])
         if len(self.outputs) != len(folds):
             raise ValueError(f"{model_dir}: {len(self.outputs)} member outputs in the graph for {len(folds)} folds")
-        self.model, self.batch = model, BATCH_BEATS
+        self.model = model
         self.fold_of = {record: k for k, fold in enumerate(folds) for record in fold}
         self.member = None
 
@@ -85,12 +83,15 @@ class HeldOutMember:
     def members_p_v(self, windows, features):
         """Every member's V probability (n, k), each member's batch as the service batches."""
         from ecg.pipeline import network_rr
+        from service.model import BATCH_BEATS
 
+        windows = np.asarray(windows, dtype=np.float32)
         rr = network_rr(features, self.model.rr_width).astype(np.float32)
-        parts = [np.stack([o.reshape(-1) for o in self.session.run(
-                     self.outputs, {"beat": windows[a:a + self.batch].astype(np.float32), "rr": rr[a:a + self.batch]})],
-                     axis=1) for a in range(0, len(windows), self.batch)]
-        return np.concatenate(parts) if parts else np.zeros((0, len(self.outputs)), np.float32)
+        parts = [np.zeros((0, len(self.outputs)), np.float32)]
+        for a in range(0, len(windows), BATCH_BEATS):
+            batch = {"beat": windows[a:a + BATCH_BEATS], "rr": rr[a:a + BATCH_BEATS]}
+            parts.append(np.stack([p.reshape(-1) for p in self.session.run(self.outputs, batch)], axis=1))
+        return np.concatenate(parts)
 
     def p_v(self, windows, features):
         return self.members_p_v(windows, features)[:, self.member]
