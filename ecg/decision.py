@@ -73,6 +73,14 @@ ECTOPIC_MAX_CORR = 0.8  # ... and unlike its group's median beat (correlation un
 # it both within this share of the local RR. In atrial fibrillation early beats followed by a long
 # RR, and aberrant beats, come at random (DS1's 203; DS2's 222)
 ECTOPIC_REGULAR = 0.2
+# A readable beat of a shape whose beats mostly come early with a pause after them in a regular
+# rhythm (pvc_timed_mask, as isolated PVCs do) is called V from this calibrated (pooled) V
+# probability: the network judges a shape it never learned alike at every beat, and the shape's
+# timing is what a Holter reader reads. A rule of the service, chosen on DS1 out of fold
+# (docs/ROBUSTNESS.md, "A shape's timing").
+TIMED_SHAPE_MIN_P = 0.05
+TIMED_SHAPE_MIN_BEATS = 5  # alike beats in its pool, itself included: a recurring shape ...
+TIMED_SHAPE_SHARE = 0.5  # ... at least this share of which is so timed
 
 
 def logit(p):
@@ -149,7 +157,7 @@ def qrs_shapes(windows, core_samples):
     return core
 
 
-def pool_by_morphology(logits, windows, groups, pooling):
+def pool_by_morphology(logits, windows, groups, pooling, timed=None):
     """Each beat's V logit replaced by the mean over the beats of its pool shaped like it.
 
     Beats of one shape in one request are one kind of beat: the network, judging each
@@ -161,8 +169,10 @@ def pool_by_morphology(logits, windows, groups, pooling):
 
     ``logits``: (n,) calibrated V logits; ``windows``: (n, 360, 2) the network's beat
     input; ``groups``: (n,) pool labels, each pool one run of consecutive beats
-    (:func:`pool_groups`). Returns ``(pooled, alike)``: the pooled logits (n,) float64, and
-    how many beats of its pool each beat is alike to, itself included (n,) int64.
+    (:func:`pool_groups`); ``timed``: (n,) bool, beats timed as a PVC (:func:`pvc_timed_mask`), or
+    None. Returns ``(pooled, alike, alike_timed)``: the pooled logits (n,) float64, how many beats
+    of its pool each beat is alike to, itself included (n,) int64, and how many of those are
+    ``timed`` (n,) int64 (zeros without ``timed``).
     """
     logits = np.asarray(logits, dtype=np.float64)
     n = len(logits)
@@ -177,11 +187,12 @@ def pool_by_morphology(logits, windows, groups, pooling):
     core = qrs_shapes(windows, pooling["core_samples"])
     own = float(pooling.get("own_weight", 0.0))
     bounds = [0, *change.tolist(), n]  # a request is one run, often
-    x1 = np.empty((n, 2))  # one product gives the alike beats' sums and counts
+    x1 = np.empty((n, 3))  # one product gives the alike beats' sums, counts and timed counts
     x1[:, 0] = logits
     x1[:, 1] = 1.0
+    x1[:, 2] = 0.0 if timed is None else np.asarray(timed, dtype=np.float64)
     out = np.empty(n)
-    counts = np.empty(n)
+    counts = np.empty((n, 2))
     for a, b in zip(bounds[:-1], bounds[1:]):
         c = core[a:b]
         for i in range(0, b - a, BLOCK_ROWS):
@@ -191,8 +202,9 @@ def pool_by_morphology(logits, windows, groups, pooling):
             alike.flat[i::b - a + 1] = 1.0  # a flat QRS correlates with nothing, not even itself
             sums = alike @ x1[a:b]
             np.divide(sums[:, 0], sums[:, 1], out=out[a + i:a + j])
-            counts[a + i:a + j] = sums[:, 1]
-    return (out if own == 0.0 else own * logits + (1.0 - own) * out), np.rint(counts).astype(np.int64)
+            counts[a + i:a + j] = sums[:, 1:]
+    counts = np.rint(counts).astype(np.int64)
+    return (out if own == 0.0 else own * logits + (1.0 - own) * out), counts[:, 0], counts[:, 1]
 
 
 def dominant_rhythm_mask(alike, pools, features):
@@ -272,17 +284,34 @@ def noisy_threshold(threshold):
     return odds / (1.0 + odds)
 
 
-def ectopic_timing_mask(features):
-    """Beats (n,) timed and shaped as a PVC in a regular rhythm: premature, followed by a pause,
-    wider than and unlike the beats of their group, the beats either side of them on time
-    (``ECTOPIC_*``; ``features`` (n, k) as ``ecg.features`` names them). Neither neighbour may be
-    missing: a beat at a request's edge has no timing."""
+def pvc_timed_mask(features):
+    """Beats (n,) timed as a PVC in a regular rhythm: premature (RR before under
+    ``ECTOPIC_PREMATURE`` x the local RR), followed by a pause (RR after over ``ECTOPIC_PAUSE`` x
+    it), the RR before the previous beat and the RR after the next both within
+    ``ECTOPIC_REGULAR`` of the local RR. Neither neighbour may be missing: a beat at a request's
+    edge has no timing. ``features`` (n, k) as ``ecg.features`` names them."""
     f = np.asarray(features)
     has_both = (f[:, _HAS_PREV] == 1) & (f[:, _HAS_NEXT] == 1)
     regular = (np.abs(f[:, _PREV_RR_PREV] - 1) < ECTOPIC_REGULAR) & (np.abs(f[:, _NEXT_RR_NEXT] - 1) < ECTOPIC_REGULAR)
-    timing = regular & (f[:, _RR_PREV] < ECTOPIC_PREMATURE) & (f[:, _RR_NEXT] > ECTOPIC_PAUSE)
+    return has_both & regular & (f[:, _RR_PREV] < ECTOPIC_PREMATURE) & (f[:, _RR_NEXT] > ECTOPIC_PAUSE)
+
+
+def ectopic_timing_mask(features):
+    """Beats (n,) timed as a PVC in a regular rhythm (:func:`pvc_timed_mask`), and shaped as one:
+    wider than and unlike the beats of their group (``ECTOPIC_*``; ``features`` (n, k) as
+    ``ecg.features`` names them)."""
+    f = np.asarray(features)
     shape = (f[:, _QRS_WIDTH_RATIO] >= ECTOPIC_WIDTH_RATIO) & (f[:, _TEMPLATE_CORR] < ECTOPIC_MAX_CORR)
-    return has_both & timing & shape
+    return pvc_timed_mask(f) & shape
+
+
+def timed_shape_mask(alike, alike_timed):
+    """Beats (n,) of a recurring shape whose beats mostly come timed as a PVC: alike to at least
+    ``TIMED_SHAPE_MIN_BEATS`` beats of their pool, itself included, of which at least
+    ``TIMED_SHAPE_SHARE`` are :func:`pvc_timed_mask`'s (``alike``, ``alike_timed``: (n,) from
+    :func:`pool_by_morphology`)."""
+    alike = np.asarray(alike)
+    return (alike >= TIMED_SHAPE_MIN_BEATS) & (np.asarray(alike_timed) >= TIMED_SHAPE_SHARE * alike)
 
 
 class Calls(NamedTuple):
@@ -294,7 +323,7 @@ class Calls(NamedTuple):
     own_rhythm: np.ndarray  # bool: would be V (over the odds their quality needs), called N as the own rhythm
     alike: np.ndarray | None  # int: beats of its pool alike to it, itself included (None: no pooling)
     pools: np.ndarray | None  # the pool labels (None: no pooling)
-    by_timing: np.ndarray  # bool: called V under the card's threshold for its timing and shape
+    by_timing: np.ndarray  # bool: called V under the card's threshold for its (or its shape's) timing
 
 
 def classify(p_raw, features, decision, apply_ruleguard=True, windows=None, groups=None, signals=None,
@@ -308,18 +337,24 @@ def classify(p_raw, features, decision, apply_ruleguard=True, windows=None, grou
     threshold judges, and beats of the patient's own rhythm are N (:func:`own_rhythm_mask`).
     ``quality``: the beats' signal quality (n,) (``ecg.quality``): an unreadable beat is never
     called V, whatever its probability, and a noisy one only over :func:`noisy_threshold`; a
-    good one timed and shaped as a PVC (:func:`ectopic_timing_mask`) from ``ECTOPIC_MIN_P``.
+    good one timed and shaped as a PVC (:func:`ectopic_timing_mask`) from ``ECTOPIC_MIN_P``, and
+    one of a shape whose beats mostly are timed as one (:func:`timed_shape_mask`) from
+    ``TIMED_SHAPE_MIN_P``.
     ``paced``: the patient has a pacemaker (:func:`own_rhythm_mask`). Returns the beats' :class:`Calls`.
     """
     pooling = decision.get("pooling")
+    timed_shape = np.zeros(len(p_raw), bool)
     if pooling:
         if windows is None:
             raise ValueError("this decision pools beats by morphology: pass their windows")
         pools = pool_groups(pooling, len(p_raw), groups, signals)
-        pooled, alike = pool_by_morphology(pooling_logit(p_raw, decision["calibration"]), windows, pools, pooling)
+        pooled, alike, alike_timed = pool_by_morphology(pooling_logit(p_raw, decision["calibration"]), windows,
+                                                        pools, pooling, timed=pvc_timed_mask(features))
         p_v = expit(pooled)
         over = p_v >= decision["threshold"]
-        own_rhythm = over & own_rhythm_mask(alike, pools, features, paced)
+        own = own_rhythm_mask(alike, pools, features, paced)
+        own_rhythm = over & own
+        timed_shape = timed_shape_mask(alike, alike_timed) & ~own
     else:
         p_v = calibrate(p_raw, decision["calibration"])
         over = p_v >= decision["threshold"]
@@ -332,15 +367,18 @@ def classify(p_raw, features, decision, apply_ruleguard=True, windows=None, grou
         over &= (quality != UNREADABLE) & ((quality != NOISY) | (p_v >= noisy_threshold(decision["threshold"])))
         own_rhythm &= over  # counted only where it changed a call: a beat under the odds its quality needs was N
     is_v = over & ~own_rhythm
-    flipped = np.zeros_like(is_v)
+    guarded = np.zeros_like(is_v)
     rule = decision.get("ruleguard") or {}
     if apply_ruleguard and rule.get("enabled"):
-        flipped = is_v & ruleguard_mask(features, rule)
-        is_v = is_v & ~flipped
+        guarded = ruleguard_mask(features, rule)
+    flipped = is_v & guarded
+    is_v &= ~flipped
     by_timing = np.zeros_like(is_v)
     if quality is not None:
-        # premature, a pause after, wide and unlike its neighbours: the timing says PVC where the
-        # network, shown a shape it never learned, is unsure (a beat RuleGuard turned N stays N)
-        by_timing = ~is_v & ~flipped & (quality == GOOD) & (p_v >= ECTOPIC_MIN_P) & ectopic_timing_mask(features)
+        # the timing says PVC where the network, shown a shape it never learned, is unsure: a beat
+        # premature, a pause after, wide and unlike its neighbours, or of a shape whose beats mostly
+        # are (never one RuleGuard would turn N)
+        timed = ((p_v >= ECTOPIC_MIN_P) & ectopic_timing_mask(features)) | ((p_v >= TIMED_SHAPE_MIN_P) & timed_shape)
+        by_timing = ~is_v & ~guarded & (quality == GOOD) & timed
         is_v = is_v | by_timing
     return Calls(is_v, p_v, flipped, own_rhythm, alike, pools, by_timing)

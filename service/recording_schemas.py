@@ -96,7 +96,8 @@ class RecordingReportSchema(Schema):
         "description": "beats the networks would call V, called N as the recording's dominant on-time shape"})
     v_by_timing_beats = fields.Integer(metadata={
         "description": "beats called V under the card's threshold: readable, premature, followed by a "
-                       "pause, wider than and unlike the beats around them"})
+                       "pause, in a regular rhythm, and wider than and unlike the beats around them or "
+                       "of a shape whose beats mostly are so timed"})
     short_rhythm_beats = fields.Integer(metadata={
         "description": "in a recording, or a stretch between two leads off of a minute or more, under "
                        "150 beats, too short for that rule: the V calls of its dominant on-time slow shape "

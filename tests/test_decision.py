@@ -57,7 +57,7 @@ def test_pooling_gives_beats_of_one_shape_one_logit():
     half = pool_by_morphology(x, w, np.zeros(5, int), {**rule, "own_weight": 0.5})[0]
     assert np.allclose(half, 0.5 * x + 0.5 * out)
     # groups are pooled apart: the same shapes in two groups
-    apart, counts = pool_by_morphology(x, w, np.array([0, 0, 0, 1, 1]), rule)
+    apart, counts, _ = pool_by_morphology(x, w, np.array([0, 0, 0, 1, 1]), rule)
     assert np.allclose(apart, [-2.0, -2.0, 2.0, 1.0, 0.0])
     assert counts.tolist() == [2, 2, 1, 1, 1]  # each beat's alike beats in its pool, itself included
     # groups are runs in any order (train.pooling reorders records); not runs, or not as many
@@ -151,7 +151,7 @@ def test_a_signal_wide_pool_spans_the_signal_in_blocks():
     whole = 0.25 * x + 0.75 * (alike @ x) / alike.sum(axis=1)
     pools = dec.pool_groups(rule, n, groups=np.arange(n) // 16)  # one request: the groups are ignored
     assert np.array_equal(pools, np.zeros(n, np.int64))
-    pooled, counts = dec.pool_by_morphology(x, w, pools, rule)
+    pooled, counts, _ = dec.pool_by_morphology(x, w, pools, rule)
     assert np.allclose(pooled, whole, rtol=0, atol=1e-12)
     assert np.array_equal(counts, alike.sum(axis=1))
     # two signals: two pools; a signal beyond ~1.5 x pool_size_beats is cut in runs
@@ -297,3 +297,58 @@ def test_a_readable_beat_timed_as_a_pvc_is_v_from_a_lower_probability():
     # a beat already V keeps its call and is not counted as called by its timing
     calls = classify(np.array([0.9]), pvc, decision, quality=np.array([GOOD]))
     assert calls.is_v[0] and not calls.by_timing[0]
+
+
+def test_a_shape_whose_beats_mostly_come_early_with_a_pause_is_v_from_a_lower_probability():
+    """Isolated PVCs of a shape the network is unsure of (pooled p_v between TIMED_SHAPE_MIN_P and
+    the threshold), in a regular rhythm: every one is called V by its shape's timing, the beats
+    between them are not. Each condition missed in turn leaves them N."""
+    import ecg.decision as dec
+
+    decision = {"calibration": {"a": 1.0, "b": 0.0}, "threshold": 0.5,
+                "ruleguard": {"enabled": True, "rr_tolerance": 0.15, "max_qrs_width_s": 0.1},
+                "pooling": {"min_corr": 0.9, "own_weight": 0.0, "core_samples": [144, 216],
+                            "pool_size_beats": 4096}}
+    k = dec.TIMED_SHAPE_MIN_BEATS
+    shapes = ["narrow", "narrow", "wide"] * k
+    n, wide = len(shapes), np.array([s == "wide" for s in shapes])
+    windows = _windows(shapes)
+    # early with a pause after, the beats around on time; neither wider nor unlike enough for
+    # the one-beat rule: only their shape's timing tells
+    f = _timed(np.where(wide, 0.75, 1.0), np.where(wide, 1.25, 1.0), 1.0, 0.9)
+    f[:, RR_FEATURE_NAMES.index("qrs_width_s")] = np.where(wide, 0.14, 0.08)
+    p = np.where(wide, 0.08, 0.01)
+    assert dec.TIMED_SHAPE_MIN_P < 0.08 < dec.ECTOPIC_MIN_P
+    assert not dec.ectopic_timing_mask(f).any()
+    good = np.full(n, GOOD)
+
+    def called(p=p, f=f, windows=windows, quality=good):
+        return classify(p, f, decision, windows=windows, quality=quality)
+
+    calls = called()
+    assert calls.is_v.tolist() == calls.by_timing.tolist() == wide.tolist()
+    _, alike, alike_timed = dec.pool_by_morphology(dec.logit(p), windows, np.zeros(n, int), decision["pooling"],
+                                                   timed=dec.pvc_timed_mask(f))
+    assert alike[wide].tolist() == alike_timed[wide].tolist() == [k] * k
+    assert not alike_timed[~wide].any()
+    # each condition missed in turn: unsure under the floor; no quality known; noisy; too few
+    # beats of the shape; under half of them early with a pause after; an irregular rhythm
+    # around them (atrial fibrillation)
+    assert not called(p=np.where(wide, 0.04, 0.01)).is_v.any()
+    assert not classify(p, f, decision, windows=windows).is_v.any()
+    assert not called(quality=np.full(n, NOISY)).is_v.any()
+    few = n - 3
+    assert not called(p[:few], f[:few], windows[:few], good[:few]).is_v.any()
+    late = f.copy()
+    late[np.flatnonzero(wide)[:k // 2 + 1], RR_FEATURE_NAMES.index("rr_next_ratio")] = 1.0
+    assert not called(f=late).is_v.any()
+    irregular = f.copy()
+    irregular[:, RR_FEATURE_NAMES.index("prev_rr_prev_ratio")] = 1.3
+    assert not called(f=irregular).is_v.any()
+    # a narrow shape barely early and late enough is one RuleGuard would turn N: it stays N
+    edge = f.copy()
+    edge[wide, RR_FEATURE_NAMES.index("rr_prev_ratio")] = 0.87
+    edge[wide, RR_FEATURE_NAMES.index("rr_next_ratio")] = 1.12
+    assert called(f=edge).is_v.tolist() == wide.tolist()
+    edge[:, RR_FEATURE_NAMES.index("qrs_width_s")] = 0.08
+    assert not called(f=edge).is_v.any()
