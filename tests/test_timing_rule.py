@@ -48,7 +48,9 @@ def test_a_pvc_the_network_is_unsure_of_is_v_by_its_timing(client, record_214, m
     ref_i, test_i = match_beats(record_214.ann_samples, pos, int(MATCH_WINDOW_S * record_214.fs))
     assert len(test_i) == len(timed) and set(np.asarray(record_214.ann_classes)[ref_i]) == {"V"}
 
-    monkeypatch.setattr(ecg.decision, "ECTOPIC_MIN_P", 1.01)  # the rule never reached
+    # neither timing rule reached (the one-beat rule's and its shape's)
+    monkeypatch.setattr(ecg.decision, "ECTOPIC_MIN_P", 1.01)
+    monkeypatch.setattr(ecg.decision, "TIMED_SHAPE_MIN_P", 1.01)
     without = _predict(client, record_214)
     assert without["metadata"]["v_by_timing_beats"] == 0 and not _by_timing(without)
     assert without["ventricular_beats"] == body["ventricular_beats"] - len(timed)
