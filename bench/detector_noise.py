@@ -13,7 +13,10 @@ flutter left out). Conditions (``--conditions`` picks some, by name):
   RMS of the noise;
 - ``block 2:1``: the record as a 2:1 atrioventricular block would record it
   (:func:`two_to_one_block`): every second P wave is not followed by a QRS complex, and the
-  detector must not take it for a beat.
+  detector must not take it for a beat;
+- ``fast 180 bpm``, ``fast 210 bpm``, ``fast 240 bpm``: a fast regular rhythm made of the
+  record's own beats (:func:`fast_rhythm`), as in a supraventricular tachycardia, an infant or
+  exercise: pairs of beats closer than 300 ms must not be taken for a beat and its T wave.
 
 Whole records by default; ``--strip-seconds 10`` runs the detector on independent 10-s strips
 instead, as the service sees requests (``train.detector_eval.detect_in_strips``).
@@ -38,7 +41,7 @@ import numpy as np
 
 from bench.robustness import TEST_SEED, Condition, corrupt
 from ecg.detect import detect_r_peaks
-from ecg.ec57 import detection_stats
+from ecg.ec57 import detection_stats, in_ranges
 from train.cli import at_least
 
 NST_SNRS = (12, 6, 0, -6)
@@ -49,6 +52,10 @@ BLOCK_2TO1 = "block 2:1"
 BLOCKED_FROM_S = 0.08  # ... from this long before its R peak (its P wave, ~150 ms before, stays) ...
 BLOCKED_TO_RR = 0.45  # ... to this share of the RR after it (a T wave ends within ~40 % of the RR) ...
 NEXT_P_CLEARANCE_S = 0.25  # ... and never closer than this to the next R peak (that beat's P wave)
+FAST_BPMS = (180, 210, 240)
+SPLICE_FROM_RR = 0.3  # a beat's window of the fast rhythm starts this share of its RR before its R
+# peak (P wave and QRS kept, the T wave cut short as at such rates) ...
+CROSSFADE_S = 0.020  # ... and overlaps the previous window this long, faded linearly (no step)
 
 
 def two_to_one_block(signal, ann_samples, ann_symbols, fs):
@@ -76,6 +83,30 @@ def two_to_one_block(signal, ann_samples, ann_symbols, fs):
     return x, samples[kept]
 
 
+def fast_rhythm(signal, ann_samples, excluded, fs, bpm):
+    """A fast regular rhythm of ``bpm`` made of a record's own beats, in their order.
+
+    Each reference beat outside ``excluded`` ((m, 2) sample ranges) gives its window of one new
+    RR (60 / ``bpm`` s), from ``SPLICE_FROM_RR`` of it before its R peak, spliced after the
+    previous window with a ``CROSSFADE_S`` crossfade. QRS shapes, PVCs included, are kept
+    as recorded. ``signal``: (n,) mV. Returns ``(x, beats)``: the signal and its beats' samples.
+    """
+    rr = int(round(60.0 / bpm * fs))
+    before, fade = int(SPLICE_FROM_RR * rr), max(int(CROSSFADE_S * fs), 1)
+    peaks = np.asarray(ann_samples)
+    peaks = peaks[~in_ranges(peaks, excluded)]
+    peaks = peaks[(peaks - before - fade >= 0) & (peaks - before + rr + fade <= len(signal))]
+    ramp = np.linspace(0.0, 1.0, 2 * fade)
+    x = np.zeros(len(peaks) * rr + 2 * fade)
+    for i, peak in enumerate(peaks):
+        window = np.array(signal[peak - before - fade: peak - before + rr + fade], dtype=np.float64)
+        start = i * rr
+        if i:
+            window[:2 * fade] = x[start:start + 2 * fade] * (1 - ramp) + window[:2 * fade] * ramp
+        x[start:start + rr + 2 * fade] = window
+    return x, np.arange(len(peaks)) * rr + fade + before
+
+
 def conditions():
     """The conditions, in report order."""
     out = [Condition("clean")]
@@ -83,20 +114,22 @@ def conditions():
         out += [Condition(f"{kind} {snr:+d} dB", noise=kind, snr_db=snr) for snr in NST_SNRS]
     out += [Condition(f"ma-rms {snr:+d} dB", noise="ma", snr_db=snr, definition="rms", protocol="continuous")
             for snr in RMS_SNRS]
-    return out + [Condition(BLOCK_2TO1)]
+    return out + [Condition(BLOCK_2TO1)] + [Condition(f"fast {bpm} bpm") for bpm in FAST_BPMS]
 
 
-def score(rec, x, strip_seconds=None, reference=None):
+def score(rec, x, strip_seconds=None, reference=None, excluded=None):
     """Counts of the detector on signal ``x`` (n,) of record ``rec``, and its time (s): on the
     whole signal, or on independent ``strip_seconds`` strips as the service sees requests.
-    ``reference``: the beats to score against (default the record's)."""
+    ``reference``, ``excluded``: the beats to score against and the ranges left out (default
+    the record's)."""
     from train.detector_eval import detect_in_strips
 
     t0 = time.perf_counter()
     det = detect_in_strips(x, rec.fs, strip_seconds) if strip_seconds else detect_r_peaks(x, rec.fs)
     seconds = time.perf_counter() - t0
     reference = rec.ann_samples if reference is None else reference
-    st = detection_stats(reference, det, rec.fs, rec.excluded)
+    excluded = rec.excluded if excluded is None else excluded
+    st = detection_stats(reference, det, rec.fs, excluded)
     return {"TP": st["TP"], "FN": st["FN"], "FP": st["FP"], "seconds": seconds}
 
 
@@ -105,6 +138,20 @@ def totals(rows):
     tp, fn, fp = (sum(r[k] for r in rows.values()) for k in ("TP", "FN", "FP"))
     return {"Se": tp / max(tp + fn, 1), "PPV": tp / max(tp + fp, 1), "TP": tp, "FN": fn, "FP": fp,
             "seconds": sum(r["seconds"] for r in rows.values())}
+
+
+def signal_and_beats(rec, cond, noise, channel, seed):
+    """Condition ``cond``'s signal of record ``rec`` and the beats to score it against:
+    ``(x, reference, excluded)``, None for the record's own."""
+    if cond.name == BLOCK_2TO1:
+        x, reference = two_to_one_block(rec.signal, rec.ann_samples, rec.ann_symbols, rec.fs)
+        return x, reference, None
+    if cond.name.startswith("fast "):
+        bpm = float(cond.name.split()[1])
+        x, reference = fast_rhythm(rec.signal, rec.ann_samples, rec.excluded, rec.fs, bpm)
+        return x, reference, np.zeros((0, 2), np.int64)  # the excluded stretches were left out
+    x, _ = corrupt(rec, cond, noise, channel, seed)
+    return x, None, None
 
 
 def run(records, chosen, ddir, noise, channel, split, log, strip_seconds=None):
@@ -116,12 +163,8 @@ def run(records, chosen, ddir, noise, channel, split, log, strip_seconds=None):
     for name in records:
         rec = load_record(name, ddir, lead="MLII" if channel == 0 else OTHER_LEAD)
         for cond in chosen:
-            if cond.name == BLOCK_2TO1:
-                x, reference = two_to_one_block(rec.signal, rec.ann_samples, rec.ann_symbols, rec.fs)
-            else:
-                x, _ = corrupt(rec, cond, noise, channel, seed)
-                reference = None  # the record's own beats
-            report[cond.name]["records"][name] = score(rec, x, strip_seconds, reference)
+            x, reference, excluded = signal_and_beats(rec, cond, noise, channel, seed)
+            report[cond.name]["records"][name] = score(rec, x, strip_seconds, reference, excluded)
     for cond in chosen:
         g = report[cond.name]["gross"] = totals(report[cond.name]["records"])
         log(f"{cond.name:>14}: Se {g['Se']:.4f}  +P {g['PPV']:.4f}  FN {g['FN']:6d}  FP {g['FP']:6d}  "

@@ -33,7 +33,8 @@ Method, in the Pan & Tompkins (1985) / Hamilton & Tompkins (1986) family:
    large early ventricular beat passes the first and a run of them the second; a beat
    missed for noise is still taken back by step 3's search-back.
 5. Of two detections closer than 300 ms (faster than 200 bpm), one under 80 % of
-   the other's level is dropped (large P or T waves, noise spikes).
+   the other's level is dropped (large P or T waves, noise spikes), unless the pair sits
+   in an even run of such gaps: a fast regular rhythm, whose beats' levels may differ.
 6. At a strip's first and last 50 ms, a detection holding under half a typical
    beat's slope energy is a beat cut by the edge, left to the neighbouring strip.
 
@@ -47,6 +48,7 @@ did not mark.
 from bisect import bisect_left, bisect_right
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from .dsp import find_peaks, gradient_1d, median_1d, uniform_filter1d
 from .signal import MAX_FS, MIN_FS, bandpass, remove_mains
@@ -62,7 +64,10 @@ THRESHOLD_FRACTION = 0.30  # threshold = noise level + this x (signal level - no
 SEARCH_BACK_RR = 1.66  # an RR gap longer than this x the mean RR is searched again ...
 SEARCH_BACK_FRACTION = 0.6  # ... with the threshold lowered by this factor
 CLOSE_PAIR_S = 0.300  # two detections closer than this (> 200 bpm) are suspect ...
-CLOSE_PAIR_RATIO = 0.80  # ... and the weaker is dropped if under this x the stronger
+CLOSE_PAIR_RATIO = 0.80  # ... and the weaker is dropped if under this x the stronger ...
+EVEN_RUN_GAPS = 3  # ... unless, of the gaps this many each side and its own, ...
+EVEN_RUN_TOLERANCE = 0.25  # ... all but one are within this fraction of its own gap: a fast
+# regular rhythm (a T or P wave taken at each beat makes short-long gaps, noise uneven ones)
 MIN_QRS_SLOPE = 1.0  # mV/s RMS of the band-passed slope: below this nothing is a QRS
 EDGE_ZONE_S = 0.050  # detections this close to a strip's ends may be beats cut by them ...
 EDGE_ENERGY_FRACTION = 0.5  # ... kept when holding this share of a typical beat's energy
@@ -241,17 +246,40 @@ def adaptive_threshold(times, levels, slopes, fs, seed=None, floors=None):
     return is_beat, (spk, npk)
 
 
+def in_even_run(gaps):
+    """Whether each of ``gaps`` (m,) (samples between consecutive detections) sits in an
+    even run: of the ``EVEN_RUN_GAPS`` gaps each side and itself, all but one within
+    ``EVEN_RUN_TOLERANCE`` of it. Near the ends only the gaps there are counted, at least
+    ``EVEN_RUN_GAPS`` + 1 of them. Returns (m,) bool.
+
+    One uneven gap is allowed so that a beat missed or a detection placed late within the
+    run does not break it for its neighbours.
+    """
+    gaps = np.asarray(gaps, np.float64)
+    if len(gaps) < EVEN_RUN_GAPS + 1:
+        return np.zeros(len(gaps), bool)
+    padded = np.pad(gaps, EVEN_RUN_GAPS, constant_values=np.nan)  # past the ends
+    around = sliding_window_view(padded, 2 * EVEN_RUN_GAPS + 1)
+    present = np.isfinite(around).sum(axis=1)
+    with np.errstate(invalid="ignore"):
+        even = np.abs(around / gaps[:, None] - 1.0) < EVEN_RUN_TOLERANCE  # NaN: False
+    return (even.sum(axis=1) >= present - 1) & (present >= EVEN_RUN_GAPS + 1)
+
+
 def drop_weaker_of_close_pairs(beats, levels, fs):
     """Of two detections closer than ``CLOSE_PAIR_S``, drop a clearly weaker one.
 
-    Beats that close (> 200 bpm) are rare outside flutter; a much weaker partner is
-    usually a large P or T wave or a noise spike. Pairs of similar strength (a real
-    fast rhythm) are kept. Two passes handle triplets. Returns (beats, levels).
+    Beats that close (> 200 bpm) are rare outside flutter and fast tachycardias; a much
+    weaker partner is usually a large P or T wave or a noise spike. Pairs of similar
+    strength are kept, and so are pairs in an even run of gaps (``in_even_run``): a fast
+    regular rhythm, where a PVC's or a taller beat's partner may be well under 0.8 of it.
+    Two passes handle triplets. Returns (beats, levels).
     """
     for _ in range(2):
         if len(beats) < 2:
             break
-        close = np.diff(beats) < int(CLOSE_PAIR_S * fs)
+        gaps = np.diff(beats)
+        close = (gaps < int(CLOSE_PAIR_S * fs)) & ~in_even_run(gaps)
         drop = np.zeros(len(beats), bool)
         drop[:-1] |= close & (levels[:-1] < CLOSE_PAIR_RATIO * levels[1:])
         drop[1:] |= close & (levels[1:] < CLOSE_PAIR_RATIO * levels[:-1])

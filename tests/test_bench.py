@@ -261,6 +261,36 @@ def test_detector_noise_scores_the_two_to_one_block_against_the_beats_left(tmp_p
     assert block["Se"] > 0.99
 
 
+def test_a_fast_rhythm_keeps_each_beats_qrs_at_an_even_rr():
+    """record 119 (sinus rhythm and PVCs) at 210 bpm: the beats come every 60/210 s, each
+    one's QRS as recorded; scored by the CLI against those beats, not the record's."""
+    from bench import detector_noise
+    from train.data import load_record
+
+    rec = load_record("119", FIXTURES)
+    x, beats = detector_noise.fast_rhythm(rec.signal, rec.ann_samples, rec.excluded, rec.fs, 210)
+    rr = int(round(60 / 210 * rec.fs))
+    assert len(beats) >= len(rec.ann_samples) - 2 and np.all(np.diff(beats) == rr)
+    qrs = int(0.05 * rec.fs)
+    for new, old in zip(beats[1:-1], rec.ann_samples[1:]):
+        assert np.array_equal(x[new - qrs:new + qrs], rec.signal[old - qrs:old + qrs])
+    assert len(x) < 0.5 * len(rec.signal)
+
+
+def test_detector_noise_scores_a_fast_rhythm_against_its_own_beats(tmp_path):
+    import json
+
+    from bench import detector_noise
+
+    out = tmp_path / "d.json"
+    assert detector_noise.main(["--data", str(FIXTURES), "--records", "119", "--conditions", "clean",
+                                "fast 210 bpm", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())["conditions"]
+    clean, fast = report["clean"]["gross"], report["fast 210 bpm"]["gross"]
+    assert abs((fast["TP"] + fast["FN"]) - (clean["TP"] + clean["FN"])) <= 2
+    assert fast["Se"] > 0.97 and fast["PPV"] > 0.99
+
+
 def test_robustness_conditions_corrupt_the_signal_as_named(record_119):
     from bench import robustness
 

@@ -126,6 +126,52 @@ def test_very_slow_and_very_fast_rhythms(bpm):
     assert st["FN"] == 0 and st["FP"] == 0, st
 
 
+def test_even_runs_of_gaps():
+    even = np.full(12, 90)
+    assert ecg_detect.in_even_run(even).all()  # to its ends
+    assert not ecg_detect.in_even_run(even[:3]).any()  # too few gaps to call it a run
+    jittered = even * np.array([1.0, 1.1, 0.92, 1.05, 0.95, 1.08, 1.0, 0.95, 1.1, 0.9, 1.0, 1.05])
+    assert ecg_detect.in_even_run(jittered).all()
+    one_missed = even.copy()
+    one_missed[6] = 180
+    assert ecg_detect.in_even_run(one_missed)[[4, 5, 7, 8]].all()
+    assert not ecg_detect.in_even_run(np.tile([80, 220], 8)).any()  # a T wave at each beat
+    assert ecg_detect.in_even_run(np.zeros(0, int)).shape == (0,)
+
+
+def test_close_pairs_in_a_fast_regular_run_are_kept(monkeypatch):
+    """At 240 bpm (90 samples at 360 Hz) beats of alternating strength are all kept; with a T
+    wave taken at each beat of a 60 bpm rhythm the gaps alternate, and the T waves go."""
+    fs = 360
+    levels = np.tile([1.0, 0.6], 10)
+    fast = np.arange(20) * 90
+    assert len(ecg_detect.drop_weaker_of_close_pairs(fast, levels, fs)[0]) == 20
+    with_t_waves = np.sort(np.concatenate([np.arange(10) * 360, np.arange(10) * 360 + 80]))
+    kept, _ = ecg_detect.drop_weaker_of_close_pairs(with_t_waves, levels, fs)
+    assert np.array_equal(kept, np.arange(10) * 360)
+    monkeypatch.setattr(ecg_detect, "EVEN_RUN_TOLERANCE", 0.0)  # the rule as it was
+    assert len(ecg_detect.drop_weaker_of_close_pairs(fast, levels, fs)[0]) < 15
+
+
+def test_a_fast_rhythm_with_electrical_alternans(monkeypatch):
+    """A supraventricular tachycardia at 230 bpm whose QRS amplitude alternates beat to beat
+    (electrical alternans, common at such rates): past the first seconds, where the levels
+    settle, every beat is found; the close-pair rule without its even-run exception loses
+    about every other one."""
+    fs, duration = 360, 20.0
+    r = regular_beats(230, duration, first=0.5, jitter=0.02)
+    x = synthetic_ecg(r[::2], fs, duration) + 0.75 * synthetic_ecg(r[1::2], fs, duration, wander_mv=0.0, seed=7)
+    ref = np.rint(r * fs).astype(np.int64)
+
+    def missed():
+        found, _ = match_beats(ref, detect_r_peaks(x, fs), int(0.15 * fs))
+        return np.setdiff1d(ref, ref[found])
+
+    assert np.all(missed() < 3 * fs), missed() / fs
+    monkeypatch.setattr(ecg_detect, "EVEN_RUN_TOLERANCE", 0.0)
+    assert np.sum(missed() >= 3 * fs) > 20
+
+
 def test_pause_and_rate_change():
     """A 3-s pause between a fast and a slow run (search-back must not invent beats)."""
     fs = 360
