@@ -16,7 +16,9 @@ flutter left out). Conditions (``--conditions`` picks some, by name):
   detector must not take it for a beat;
 - ``fast 180 bpm``, ``fast 210 bpm``, ``fast 240 bpm``: a fast regular rhythm made of the
   record's own beats (:func:`fast_rhythm`), as in a supraventricular tachycardia, an infant or
-  exercise: pairs of beats closer than 300 ms must not be taken for a beat and its T wave.
+  exercise: pairs of beats closer than 300 ms must not be taken for a beat and its T wave;
+- ``fast 150 bpm irregular``, ``170``, ``190``: the same with each RR drawn within +-30 % of
+  the mean, as in atrial fibrillation with a fast ventricular response.
 
 Whole records by default; ``--strip-seconds 10`` runs the detector on independent 10-s strips
 instead, as the service sees requests (``train.detector_eval.detect_in_strips``).
@@ -36,6 +38,7 @@ import argparse
 import json
 import sys
 import time
+import zlib
 
 import numpy as np
 
@@ -52,7 +55,9 @@ BLOCK_2TO1 = "block 2:1"
 BLOCKED_FROM_S = 0.08  # ... from this long before its R peak (its P wave, ~150 ms before, stays) ...
 BLOCKED_TO_RR = 0.45  # ... to this share of the RR after it (a T wave ends within ~40 % of the RR) ...
 NEXT_P_CLEARANCE_S = 0.25  # ... and never closer than this to the next R peak (that beat's P wave)
-FAST_BPMS = (180, 210, 240)
+IRREGULAR_SPREAD = 0.30  # an irregular fast rhythm's RRs: uniform within this share of the mean
+FAST_RHYTHMS = {**{f"fast {bpm} bpm": (bpm, 0.0) for bpm in (180, 210, 240)},
+                **{f"fast {bpm} bpm irregular": (bpm, IRREGULAR_SPREAD) for bpm in (150, 170, 190)}}
 SPLICE_FROM_RR = 0.3  # a beat's window of the fast rhythm starts this share of its RR before its R
 # peak (P wave and QRS kept, the T wave cut short as at such rates) ...
 CROSSFADE_S = 0.020  # ... and overlaps the previous window this long, faded linearly (no step)
@@ -83,28 +88,32 @@ def two_to_one_block(signal, ann_samples, ann_symbols, fs):
     return x, samples[kept]
 
 
-def fast_rhythm(signal, ann_samples, excluded, fs, bpm):
-    """A fast regular rhythm of ``bpm`` made of a record's own beats, in their order.
+def fast_rhythm(signal, ann_samples, excluded, fs, bpm, spread=0.0, seed=0):
+    """A fast rhythm of ``bpm`` on average made of a record's own beats, in their order.
 
     Each reference beat outside ``excluded`` ((m, 2) sample ranges) gives its window of one new
-    RR (60 / ``bpm`` s), from ``SPLICE_FROM_RR`` of it before its R peak, spliced after the
-    previous window with a ``CROSSFADE_S`` crossfade. QRS shapes, PVCs included, are kept
-    as recorded. ``signal``: (n,) mV. Returns ``(x, beats)``: the signal and its beats' samples.
+    RR (60 / ``bpm`` s, or drawn uniformly within +-``spread`` of it, from ``seed``), from
+    ``SPLICE_FROM_RR`` of it before its R peak, spliced after the previous window with a
+    ``CROSSFADE_S`` crossfade. QRS shapes, PVCs included, are kept as recorded. ``signal``:
+    (n,) mV. Returns ``(x, beats)``: the signal and its beats' samples.
     """
-    rr = int(round(60.0 / bpm * fs))
-    before, fade = int(SPLICE_FROM_RR * rr), max(int(CROSSFADE_S * fs), 1)
     peaks = np.asarray(ann_samples)
     peaks = peaks[~in_ranges(peaks, excluded)]
-    peaks = peaks[(peaks - before - fade >= 0) & (peaks - before + rr + fade <= len(signal))]
+    rng = np.random.default_rng(seed)
+    rrs = np.rint(60.0 / bpm * fs * (1 + spread * rng.uniform(-1, 1, len(peaks)))).astype(np.int64)
+    before, fade = (SPLICE_FROM_RR * rrs).astype(np.int64), max(int(CROSSFADE_S * fs), 1)
+    fits = (peaks - before - fade >= 0) & (peaks - before + rrs + fade <= len(signal))
+    peaks, rrs, before = peaks[fits], rrs[fits], before[fits]
+    starts = np.concatenate([[0], np.cumsum(rrs)])
     ramp = np.linspace(0.0, 1.0, 2 * fade)
-    x = np.zeros(len(peaks) * rr + 2 * fade)
-    for i, peak in enumerate(peaks):
-        window = np.array(signal[peak - before - fade: peak - before + rr + fade], dtype=np.float64)
-        start = i * rr
+    x = np.zeros(starts[-1] + 2 * fade)
+    for i, (peak, rr, pre) in enumerate(zip(peaks, rrs, before)):
+        window = np.array(signal[peak - pre - fade: peak - pre + rr + fade], dtype=np.float64)
+        start = starts[i]
         if i:
             window[:2 * fade] = x[start:start + 2 * fade] * (1 - ramp) + window[:2 * fade] * ramp
         x[start:start + rr + 2 * fade] = window
-    return x, np.arange(len(peaks)) * rr + fade + before
+    return x, starts[:-1] + fade + before
 
 
 def conditions():
@@ -114,7 +123,7 @@ def conditions():
         out += [Condition(f"{kind} {snr:+d} dB", noise=kind, snr_db=snr) for snr in NST_SNRS]
     out += [Condition(f"ma-rms {snr:+d} dB", noise="ma", snr_db=snr, definition="rms", protocol="continuous")
             for snr in RMS_SNRS]
-    return out + [Condition(BLOCK_2TO1)] + [Condition(f"fast {bpm} bpm") for bpm in FAST_BPMS]
+    return out + [Condition(BLOCK_2TO1)] + [Condition(name) for name in FAST_RHYTHMS]
 
 
 def score(rec, x, strip_seconds=None, reference=None, excluded=None):
@@ -146,9 +155,10 @@ def signal_and_beats(rec, cond, noise, channel, seed):
     if cond.name == BLOCK_2TO1:
         x, reference = two_to_one_block(rec.signal, rec.ann_samples, rec.ann_symbols, rec.fs)
         return x, reference, None
-    if cond.name.startswith("fast "):
-        bpm = float(cond.name.split()[1])
-        x, reference = fast_rhythm(rec.signal, rec.ann_samples, rec.excluded, rec.fs, bpm)
+    if cond.name in FAST_RHYTHMS:
+        bpm, spread = FAST_RHYTHMS[cond.name]
+        x, reference = fast_rhythm(rec.signal, rec.ann_samples, rec.excluded, rec.fs, bpm, spread,
+                                   seed=(seed, zlib.crc32(rec.name.encode())))
         return x, reference, np.zeros((0, 2), np.int64)  # the excluded stretches were left out
     x, _ = corrupt(rec, cond, noise, channel, seed)
     return x, None, None
@@ -167,7 +177,7 @@ def run(records, chosen, ddir, noise, channel, split, log, strip_seconds=None):
             report[cond.name]["records"][name] = score(rec, x, strip_seconds, reference, excluded)
     for cond in chosen:
         g = report[cond.name]["gross"] = totals(report[cond.name]["records"])
-        log(f"{cond.name:>14}: Se {g['Se']:.4f}  +P {g['PPV']:.4f}  FN {g['FN']:6d}  FP {g['FP']:6d}  "
+        log(f"{cond.name:>22}: Se {g['Se']:.4f}  +P {g['PPV']:.4f}  FN {g['FN']:6d}  FP {g['FP']:6d}  "
             f"{g['seconds']:.1f} s")
     return report
 
