@@ -182,9 +182,9 @@ def main(argv=None):
         venv = footprint.API_VENV if (footprint.API_VENV / ".bench-installed").exists() else None
         results["http"] = http_load.measure(body10, body30, levels=args.levels, seconds=args.seconds,
                                             venv=venv, n30=1 if args.quick else 3, repeats=args.repeats)
-        skipped = results["http"]["levels"]
-        if isinstance(skipped, dict):  # the load levels need wrk; say so here, not only in the report
-            log(f"  load levels not measured: {skipped['skipped']}")
+        levels = results["http"]["levels"]  # a list of levels, or {"skipped": why}
+        if isinstance(levels, dict):  # the load levels need wrk; say so here, not only in the report
+            log(f"  load levels not measured: {levels['skipped']}")
 
     log("4. footprint")
     results["footprint"] = {"skipped": "--skip venvs"} if "venvs" in args.skip else \
