@@ -20,6 +20,9 @@ Conditions (``CONDITIONS``):
   ``bw`` and ``ma`` are nstdb's recordings (their last half, which training never uses);
   ``em`` is our electrode-motion model (``train.augment.electrode_motion``), drawn with seeds
   training never uses;
+- ``pulses`` at 12, 6, 0 dB: a held-out artefact family (:func:`pulse_artefacts`), nst's
+  protocol and SNR: nothing in training or tuning draws it, so it shows whether what the service
+  learned of artefacts carries over to shapes it never saw, as it must for recorded motion noise;
 - ``ma-rms``: ``ma`` over the whole record at an SNR of RMS over RMS, tiled from the start of
   the noise (the issue's table and targets);
 - ``fs100``, ``fs128``, ``fs250``, ``fs257``, ``fs1000``: the record resampled and sent at that
@@ -63,6 +66,10 @@ NST_LEARNING_S = 300  # nst's standard protocol: 5 min clean ...
 NST_PERIOD_S = 120  # ... then 2 min noisy, 2 min clean, in turn
 STRIP_S = 10.0
 VIRTUAL_LEAD_DEG = (45, 135)  # a low-voltage and a large lead made from MLII and channel 1
+PULSE_SNRS = (12, 6, 0)
+PULSES_PER_S = 1.0  # pulse_artefacts: Poisson times, about one a second ...
+PULSE_SIGMA_S = (0.010, 0.040)  # ... each a Gaussian of this standard deviation (24-94 ms wide) ...
+PULSE_WALK_SHARE = 0.5  # ... over a random walk of this RMS against the pulses'
 TEST_SEED = 20_260_917  # the electrode-motion draws of the report: no training seed is near it
 
 
@@ -71,7 +78,7 @@ class Condition:
     name: str
     lead: str = "MLII"  # or train.data.OTHER_LEAD, or MIXED_LEAD with mix_deg
     mix_deg: float | None = None  # the lead sent: cos(a) x MLII + sin(a) x the other lead
-    noise: str | None = None  # "bw", "ma", "em"
+    noise: str | None = None  # "bw", "ma", "em", "pulses"
     snr_db: float | None = None
     definition: str = "nst"  # SNR: "nst" (QRS peak to peak) or "rms"
     protocol: str = "nst"  # where the noise is: "nst" (alternating) or "continuous"
@@ -91,6 +98,7 @@ def conditions():
     out = [Condition("clean"), Condition("lead1", lead="other")]
     for kind in ("bw", "ma", "em"):
         out += [Condition(f"{kind} {snr:+d} dB", noise=kind, snr_db=snr) for snr in NST_SNRS]
+    out += [Condition(f"pulses {snr:+d} dB", noise="pulses", snr_db=snr) for snr in PULSE_SNRS]
     out += [Condition(f"ma-rms {snr:+d} dB", noise="ma", snr_db=snr, definition="rms", protocol="continuous")
             for snr in (12, 6, 0)]
     out += [Condition("fs100", fs=100), Condition("fs128", fs=128), Condition("fs250", fs=250),
@@ -125,14 +133,44 @@ def nst_protocol(clean, noise, gain, fs):
     return clean + added + offset
 
 
+def pulse_artefacts(n, fs, rng):
+    """A held-out artefact family, (n,) with unit RMS: the report's, never training's.
+
+    Isolated Gaussian pulses (standard deviation ``PULSE_SIGMA_S``), monophasic or biphasic (the
+    Gaussian's derivative), of either sign and log-normal size, at Poisson times
+    (``PULSES_PER_S``), over a random walk high-passed at 0.05 Hz (``PULSE_WALK_SHARE``). They
+    are artefacts of other shapes than our electrode-motion model's damped oscillations and
+    training's transients' sharp rise and slow decay (``train.augment``): beat-like humps with
+    no T wave.
+    """
+    from scipy.signal import butter, sosfiltfilt
+
+    pulses = np.zeros(n)
+    times = np.cumsum(rng.exponential(1.0 / PULSES_PER_S, int(n / fs * PULSES_PER_S * 2) + 10))
+    for t0 in times[times < n / fs]:
+        sigma = rng.uniform(*PULSE_SIGMA_S)
+        half = int(4 * sigma * fs)
+        tau = np.arange(-half, half + 1) / fs / sigma
+        shape = np.exp(-0.5 * tau ** 2) * (1.0 if rng.random() < 0.5 else -1.65 * tau)  # both peak at ~1
+        a = int(t0 * fs) - half
+        seg = rng.choice([-1.0, 1.0]) * rng.lognormal(0.0, 0.5) * shape[max(-a, 0):n - a]
+        pulses[max(a, 0):max(a, 0) + len(seg)] += seg
+    walk = sosfiltfilt(butter(1, 0.05, btype="highpass", fs=fs, output="sos"), np.cumsum(rng.standard_normal(n)))
+    unit = lambda v: v / max(np.sqrt(np.mean(v ** 2)), 1e-12)  # noqa: E731
+    x = unit(pulses) + PULSE_WALK_SHARE * unit(walk)
+    return unit(x - x.mean())
+
+
 def noise_signal(kind, n, record, channel, noise, seed=TEST_SEED):
-    """(n,) noise of ``kind`` for one record: nstdb's stretch in ``noise`` (tiled) or the motion
-    model drawn from ``seed`` (the report's by default)."""
+    """(n,) noise of ``kind`` for one record: nstdb's stretch in ``noise`` (tiled), the motion
+    model or the held-out pulses, drawn from ``seed`` (the report's by default)."""
     from train import augment
 
     if kind == "em":
         rng = np.random.default_rng([seed, zlib.crc32(record.encode()), channel])
         return augment.electrode_motion(n, 360, rng)
+    if kind == "pulses":
+        return pulse_artefacts(n, 360, np.random.default_rng([seed, zlib.crc32(record.encode()), channel, 1]))
     stretch = noise[kind][:, channel % noise[kind].shape[1]]
     return np.resize(stretch - stretch.mean(), n)
 

@@ -4,6 +4,7 @@ They check that every part runs and reports well-formed, positive figures; they 
 check speed (the targets are judged by the bench's own report, on a quiet machine).
 """
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -338,6 +339,35 @@ def test_robustness_conditions_corrupt_the_signal_as_named(record_119):
     # nst's protocol: clean for 5 min, then noisy and clean in 2-min turns, with no step at a switch
     mask = robustness.noisy_mask(360 * 600, 360)
     assert not mask[:300 * 360].any() and mask[300 * 360:420 * 360].all() and not mask[420 * 360:540 * 360].any()
+
+
+def test_the_held_out_pulses_are_isolated_beat_like_humps_at_the_nst_snr(record_119):
+    from bench import robustness
+    from train import augment
+
+    fs = 360
+    y = robustness.pulse_artefacts(fs * 120, fs, np.random.default_rng(0))
+    assert np.sqrt(np.mean(y ** 2)) == pytest.approx(1.0)
+    assert np.array_equal(y, robustness.pulse_artefacts(fs * 120, fs, np.random.default_rng(0)))
+    # about one pulse a second: the 67-ms blocks whose slope stands out of the walk's come in
+    # separate groups, one per pulse but for the smallest (log-normal sizes): some 40-160 in 2 min
+    slope = np.abs(np.diff(y))[: fs * 120 - 24].reshape(-1, 24).max(axis=1)
+    loud = slope > 5 * np.median(slope)
+    assert 40 < np.count_nonzero(np.diff(loud.astype(int)) == 1) < 160
+    # the report's draw: per record and channel, never the training's transients
+    a = robustness.noise_signal("pulses", fs * 60, "119", 0, None)
+    assert np.array_equal(a, robustness.noise_signal("pulses", fs * 60, "119", 0, None))
+    assert not np.array_equal(a, robustness.noise_signal("pulses", fs * 60, "119", 1, None))
+    assert "pulses" not in augment.NOISE_KINDS
+    cond = {c.name: c for c in robustness.conditions()}["pulses +6 dB"]
+    x = np.tile(record_119.signal, 4)[: fs * 420]  # the excerpt repeated past nst's 5 clean minutes
+    beats = np.concatenate([record_119.ann_samples + k * len(record_119.signal) for k in range(4)])
+    rec = dataclasses.replace(record_119, signal=x, ann_samples=beats[beats < len(x)])
+    noisy, _ = robustness.corrupt(rec, cond, None, 0)
+    added = noisy - x
+    assert np.ptp(added[: fs * 300]) < 1e-9 < np.ptp(added[fs * 300:])
+    pp = augment.qrs_amplitude(x, rec.ann_samples, fs)
+    assert 10 * np.log10(pp ** 2 / 8 / augment.noise_power(added[fs * 300:], fs)) == pytest.approx(6.0, abs=0.3)
 
 
 def test_a_virtual_lead_condition_sends_a_combination_of_the_two_leads():
