@@ -139,9 +139,8 @@ def pulse_artefacts(n, fs, rng):
     Isolated Gaussian pulses (standard deviation ``PULSE_SIGMA_S``), monophasic or biphasic (the
     Gaussian's derivative), of either sign and log-normal size, at Poisson times
     (``PULSES_PER_S``), over a random walk high-passed at 0.05 Hz (``PULSE_WALK_SHARE``). They
-    are artefacts of other shapes than our electrode-motion model's damped oscillations and
-    training's transients' sharp rise and slow decay (``train.augment``): beat-like humps with
-    no T wave.
+    are artefacts of other shapes than our electrode-motion model's damped oscillations
+    (``train.augment.electrode_motion``): beat-like humps with no T wave.
     """
     from scipy.signal import butter, sosfiltfilt
 
