@@ -354,7 +354,7 @@ def test_the_held_out_pulses_are_isolated_beat_like_humps_at_the_nst_snr(record_
     slope = np.abs(np.diff(y))[: fs * 120 - 24].reshape(-1, 24).max(axis=1)
     loud = slope > 5 * np.median(slope)
     assert 40 < np.count_nonzero(np.diff(loud.astype(int)) == 1) < 160
-    # the report's draw: per record and channel, never the training's transients
+    # the report's draw: per record and channel, and no noise kind training draws from
     a = robustness.noise_signal("pulses", fs * 60, "119", 0, None)
     assert np.array_equal(a, robustness.noise_signal("pulses", fs * 60, "119", 0, None))
     assert not np.array_equal(a, robustness.noise_signal("pulses", fs * 60, "119", 1, None))
