@@ -25,6 +25,7 @@ from .quality import GOOD, NOISY, UNREADABLE
 
 _RR_PREV = RR_FEATURE_NAMES.index("rr_prev_ratio")
 _RR_NEXT = RR_FEATURE_NAMES.index("rr_next_ratio")
+_RR_PREV_S = RR_FEATURE_NAMES.index("rr_prev_s")
 _QRS_S = RR_FEATURE_NAMES.index("qrs_width_s")
 _HAS_PREV = RR_FEATURE_NAMES.index("has_prev")
 _LOCAL_RR_S = RR_FEATURE_NAMES.index("local_rr_s")
@@ -81,6 +82,21 @@ ECTOPIC_REGULAR = 0.2
 TIMED_SHAPE_MIN_P = 0.05
 TIMED_SHAPE_MIN_BEATS = 5  # alike beats in its pool, itself included: a recurring shape ...
 TIMED_SHAPE_SHARE = 0.5  # ... at least this share of which is so timed
+# A V call that no pause follows in a regular rhythm is called N: the rhythm's beats on either side
+# of it lie no further apart than this x the rhythm's RR, so the rhythm goes on as if it were not
+# there. A PVC resets the rhythm (a pause follows it) unless it is interpolated, which is rare; an
+# artefact the detector took for a beat does not. A rule of the service, chosen on DS1 out of fold
+# (docs/ROBUSTNESS.md, "V calls the rhythm does not need").
+NO_PAUSE_SPAN = 1.1
+# The rhythm's beats: not called V and alike to their group's median beat (template correlation at
+# least this). A PVC's T wave the detector took for a beat in the pause after it is not one (MIT-BIH
+# 119 under noise), nor are most artefacts the network calls N.
+RHYTHM_MIN_CORR = 0.3
+RHYTHM_HALF_INTERVALS = 10  # the rhythm's RR: the median of the intervals between consecutive
+# detections that are both the rhythm's beats, of as many intervals each side of the call ...
+RHYTHM_MIN_INTERVALS = 5  # ... at least this many of them ...
+RHYTHM_REGULAR = 0.1  # ... three quarters of them within this share of their median (not AF)
+SIGNAL_GAP_S = 1e6  # between two signals of one request (a lead off): no interval spans it
 
 
 def logit(p):
@@ -314,6 +330,45 @@ def timed_shape_mask(alike, alike_timed):
     return (alike >= TIMED_SHAPE_MIN_BEATS) & (np.asarray(alike_timed) >= TIMED_SHAPE_SHARE * alike)
 
 
+def beat_times(features):
+    """Each beat's time in seconds (n,), from the RR before it (``features`` (n, k) as
+    ``ecg.features`` names them); a beat with no previous one starts a signal ``SIGNAL_GAP_S``
+    after the last."""
+    f = np.asarray(features)
+    return np.cumsum(np.where(f[:, _HAS_PREV] == 1, f[:, _RR_PREV_S].astype(np.float64), SIGNAL_GAP_S))
+
+
+def no_pause_mask(is_v, features):
+    """V calls (n,) that no pause follows in a regular rhythm: the rhythm's beats before and after
+    one lie under ``NO_PAUSE_SPAN`` x the rhythm's RR apart (``RHYTHM_*``). ``is_v`` (n,) the calls,
+    ``features`` (n, k) as ``ecg.features`` names them."""
+    is_v = np.asarray(is_v, dtype=bool)
+    no_pause = np.zeros(len(is_v), bool)
+    rhythm = ~is_v & (np.asarray(features)[:, _TEMPLATE_CORR] >= RHYTHM_MIN_CORR)
+    rhythm_beats = np.flatnonzero(rhythm)
+    calls = np.flatnonzero(is_v)
+    if len(rhythm_beats) < 2 or not len(calls):
+        return no_pause
+    t = beat_times(features)
+    # interval j runs from detection j to detection j + 1; NaN unless both are the rhythm's beats
+    rhythm_intervals = np.where(rhythm[:-1] & rhythm[1:], np.diff(t), np.nan)
+    h = RHYTHM_HALF_INTERVALS
+    padded = np.pad(rhythm_intervals, h, constant_values=np.nan)
+    around = np.lib.stride_tricks.sliding_window_view(padded, 2 * h)[calls]  # intervals i-h .. i+h-1
+    known = np.count_nonzero(~np.isnan(around), axis=1) >= RHYTHM_MIN_INTERVALS
+    calls, around = calls[known], around[known]
+    if not len(calls):
+        return no_pause
+    rr = np.nanmedian(around, axis=1)
+    regular = np.nanpercentile(np.abs(around / rr[:, None] - 1), 75, axis=1) < RHYTHM_REGULAR
+    after = np.searchsorted(rhythm_beats, calls)  # the rhythm's first beat after each call
+    inside = (after >= 1) & (after < len(rhythm_beats))
+    after = np.clip(after, 1, len(rhythm_beats) - 1)
+    span = t[rhythm_beats[after]] - t[rhythm_beats[after - 1]]
+    no_pause[calls] = inside & regular & (span < NO_PAUSE_SPAN * rr)
+    return no_pause
+
+
 class Calls(NamedTuple):
     """What :func:`classify` decided for n beats, each field (n,)."""
 
@@ -324,6 +379,7 @@ class Calls(NamedTuple):
     alike: np.ndarray | None  # int: beats of its pool alike to it, itself included (None: no pooling)
     pools: np.ndarray | None  # the pool labels (None: no pooling)
     by_timing: np.ndarray  # bool: called V under the card's threshold for its (or its shape's) timing
+    no_pause: np.ndarray  # bool: would be V, called N: no pause follows it in a regular rhythm
 
 
 def classify(p_raw, features, decision, apply_ruleguard=True, windows=None, groups=None, signals=None,
@@ -339,7 +395,8 @@ def classify(p_raw, features, decision, apply_ruleguard=True, windows=None, grou
     called V, whatever its probability, and a noisy one only over :func:`noisy_threshold`; a
     good one timed and shaped as a PVC (:func:`ectopic_timing_mask`) from ``ECTOPIC_MIN_P``, and
     one of a shape whose beats mostly are timed as one (:func:`timed_shape_mask`) from
-    ``TIMED_SHAPE_MIN_P``.
+    ``TIMED_SHAPE_MIN_P``; and a V call that no pause follows in a regular rhythm is N
+    (:func:`no_pause_mask`).
     ``paced``: the patient has a pacemaker (:func:`own_rhythm_mask`). Returns the beats' :class:`Calls`.
     """
     pooling = decision.get("pooling")
@@ -381,4 +438,10 @@ def classify(p_raw, features, decision, apply_ruleguard=True, windows=None, grou
         timed = ((p_v >= ECTOPIC_MIN_P) & ectopic_timing_mask(features)) | ((p_v >= TIMED_SHAPE_MIN_P) & timed_shape)
         by_timing = ~is_v & ~guarded & (quality == GOOD) & timed
         is_v = is_v | by_timing
-    return Calls(is_v, p_v, flipped, own_rhythm, alike, pools, by_timing)
+    no_pause = np.zeros_like(is_v)
+    if quality is not None:
+        # an artefact the detector took for a beat leaves the rhythm as it was; a PVC resets it
+        no_pause = no_pause_mask(is_v, features)
+        is_v &= ~no_pause
+        by_timing &= ~no_pause
+    return Calls(is_v, p_v, flipped, own_rhythm, alike, pools, by_timing, no_pause)

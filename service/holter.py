@@ -136,12 +136,12 @@ def in_long_runs(mask, min_len):
 
 # what classify_task returns for each beat of its range, in order (read back by _part_labels);
 # all but "dominant" (read by _short_rhythm) go into the result per beat
-LABEL_FIELDS = ("is_v", "p_v", "flipped", "own_rhythm", "by_timing", "dominant")
+LABEL_FIELDS = ("is_v", "p_v", "flipped", "own_rhythm", "by_timing", "no_pause", "dominant")
 
 
 def classify_task(model, channel, peaks, groups, runs, core, units, quality, decision, apply_ruleguard, pacemaker,
                   upright):
-    """Stage 2 on one beat range: ``(is_v, p_v, flipped, own_rhythm, by_timing)`` of its beats
+    """Stage 2 on one beat range: ``(is_v, p_v, flipped, own_rhythm, by_timing, no_pause)`` of its beats
     (``ecg.decision.Calls``), and which are of their pool's dominant on-time slow shape
     (``service.inference.dominant_calls``: the short-rhythm warning's count reads it).
 
@@ -156,7 +156,8 @@ def classify_task(model, channel, peaks, groups, runs, core, units, quality, dec
     p_raw = model.p_v(windows, features)
     calls = classify(p_raw, features, decision, apply_ruleguard, windows=windows, groups=units,
                      quality=quality, paced=pacemaker)
-    return calls.is_v, calls.p_v, calls.flipped, calls.own_rhythm, calls.by_timing, dominant_calls(calls, features)
+    return (calls.is_v, calls.p_v, calls.flipped, calls.own_rhythm, calls.by_timing, calls.no_pause,
+            dominant_calls(calls, features))
 
 
 def task_decision(decision):
@@ -247,7 +248,7 @@ def analyse(model, model_dir, channel, settings, apply_ruleguard=True, pacemaker
     start (gaps included), ``times_s`` (n,), ``part`` (n,) the continuous part of each beat,
     ``unbroken`` (n,) the stretch recorded without a break each beat is in (a part, cut again by
     each lead off, however short; no V run, chain or pause joins two),
-    ``is_v``, ``p_v``, ``flipped``, ``own_rhythm``, ``by_timing``, ``quality``, ``own_snr_db`` (n,),
+    ``is_v``, ``p_v``, ``flipped``, ``own_rhythm``, ``by_timing``, ``no_pause``, ``quality``, ``own_snr_db`` (n,),
     ``short_rhythm_beats`` and
     ``short_rhythm_of`` (the short-rhythm warning's counts: :func:`_short_rhythm`), ``pacemaker``
     (as declared), ``qrs_direction`` (-1.0 when the day's QRS complexes mostly point down,

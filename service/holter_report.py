@@ -44,6 +44,7 @@ def report_fields(channel, result, model, include_beats=False):
         "unreadable_beats": summary["unreadable_beats"],
         "own_rhythm_beats": int(np.count_nonzero(result["own_rhythm"])),
         "v_by_timing_beats": int(np.count_nonzero(result["by_timing"])),
+        "v_without_pause_beats": int(np.count_nonzero(result["no_pause"])),
         "short_rhythm_beats": result["short_rhythm_beats"],
         "pacemaker": result["pacemaker"],
         "turned_upright": turned_upright(model, result["qrs_direction"]),

@@ -301,6 +301,7 @@ def build_result(model, beats, calls, x, fs, derivation, apply_ruleguard, pacema
             "ruleguard_flipped_beats": int(np.count_nonzero(flipped)),
             "own_rhythm_beats": n_own_rhythm,
             "v_by_timing_beats": int(np.count_nonzero(calls.by_timing)),
+            "v_without_pause_beats": int(np.count_nonzero(calls.no_pause)),
             "short_rhythm_beats": n_short_rhythm,
             "pacemaker": bool(pacemaker),
             "turned_upright": turned_upright(model, beats.qrs_direction),

@@ -98,6 +98,9 @@ class RecordingReportSchema(Schema):
         "description": "beats called V under the card's threshold: readable, premature, followed by a "
                        "pause, in a regular rhythm, and wider than and unlike the beats around them or "
                        "of a shape whose beats mostly are so timed"})
+    v_without_pause_beats = fields.Integer(metadata={
+        "description": "beats the networks call V that no pause follows in a regular rhythm, called N: "
+                       "an artefact the detector took for a beat leaves the rhythm as it was, a PVC resets it"})
     short_rhythm_beats = fields.Integer(metadata={
         "description": "in a recording, or a stretch between two leads off of a minute or more, under "
                        "150 beats, too short for that rule: the V calls of its dominant on-time slow shape "

@@ -352,3 +352,46 @@ def test_a_shape_whose_beats_mostly_come_early_with_a_pause_is_v_from_a_lower_pr
     assert called(f=edge).is_v.tolist() == wide.tolist()
     edge[:, RR_FEATURE_NAMES.index("qrs_width_s")] = 0.08
     assert not called(f=edge).is_v.any()
+
+
+def _at_times(times_s, corr=1.0):
+    """Features of beats at ``times_s`` (seconds): each one's RR before it, the first without one,
+    and their template correlation ``corr``."""
+    rr = np.diff(times_s, prepend=np.nan)
+    f = _features([1.0] * len(times_s), [1.0] * len(times_s), [0.12] * len(times_s))
+    f[:, RR_FEATURE_NAMES.index("rr_prev_s")] = np.nan_to_num(rr)
+    f[:, RR_FEATURE_NAMES.index("has_prev")] = ~np.isnan(rr)
+    f[:, RR_FEATURE_NAMES.index("template_corr")] = corr
+    return f
+
+
+def test_a_v_call_no_pause_follows_in_a_regular_rhythm_is_n():
+    decision = {"calibration": {"a": 1.0, "b": 0.0}, "threshold": 0.5}
+    rhythm = list(np.arange(12) * 0.8)
+
+    def calls_of(times, called_at, unlike_at=()):
+        p = np.where(np.isin(times, called_at), 0.9, 0.1)
+        corr = np.where(np.isin(times, unlike_at), 0.0, 1.0)
+        return classify(p, _at_times(np.array(times), corr), decision, quality=np.zeros(len(times), np.int8))
+
+    # a hump 0.35 s after a beat: the beats around it stay 0.8 s apart
+    extra = sorted(rhythm + [4.35])
+    calls = calls_of(extra, [4.35])
+    assert calls.no_pause.tolist() == [t == 4.35 for t in extra]
+    assert not calls.is_v.any()
+    # a PVC 0.55 s after a beat, the next one 1.6 s after that beat (a compensatory pause)
+    pvc = rhythm[:6] + [4.55] + [t + 0.8 for t in rhythm[6:]]
+    calls = calls_of(pvc, [4.55])
+    assert calls.is_v.tolist() == [t == 4.55 for t in pvc] and not calls.no_pause.any()
+    # ... its T wave taken for a beat, unlike the rhythm's, in the pause: still a pause
+    t_wave = sorted(pvc + [4.8])
+    assert calls_of(t_wave, [4.55], unlike_at=[4.8]).is_v.tolist() == [t == 4.55 for t in t_wave]
+    assert calls_of(t_wave, [4.55]).no_pause.sum() == 1  # were it alike, the rhythm would not pause
+    # the same hump among irregular beats (atrial fibrillation), or with too few beats to show a rhythm
+    irregular = list(np.cumsum([0.0, 0.9, 0.55, 1.1, 0.7, 0.6, 1.0, 0.8, 0.5, 1.05, 0.75, 0.65]))
+    hump = irregular[5] + 0.3
+    assert calls_of(sorted(irregular + [hump]), [hump]).is_v.sum() == 1
+    assert calls_of([0.0, 0.8, 1.15, 1.6], [1.15]).is_v.sum() == 1
+    # without quality (training's selection) the call is the threshold's alone
+    p = np.where(np.isin(extra, [4.35]), 0.9, 0.1)
+    assert classify(p, _at_times(np.array(extra)), decision).is_v.sum() == 1
