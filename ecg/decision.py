@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .dsp import expit
+from .dsp import expit, nanquantile_rows
 from .features import RR_FEATURE_NAMES, groups_within
 from .quality import GOOD, NOISY, UNREADABLE
 
@@ -359,8 +359,8 @@ def no_pause_mask(is_v, features):
     calls, around = calls[known], around[known]
     if not len(calls):
         return no_pause
-    rr = np.nanmedian(around, axis=1)
-    regular = np.nanpercentile(np.abs(around / rr[:, None] - 1), 75, axis=1) < RHYTHM_REGULAR
+    rr = nanquantile_rows(around, 0.5)
+    regular = nanquantile_rows(np.abs(around / rr[:, None] - 1), 0.75) < RHYTHM_REGULAR
     after = np.searchsorted(rhythm_beats, calls)  # the rhythm's first beat after each call
     inside = (after >= 1) & (after < len(rhythm_beats))
     after = np.clip(after, 1, len(rhythm_beats) - 1)

@@ -365,3 +365,16 @@ def test_resample_poly_line_padding_matches_scipy():
     assert np.allclose(dsp.resample_poly(np.array([2.5]), 18, 5, padtype="line"), 2.5, rtol=0.01)
     with pytest.raises(ValueError):
         dsp.resample_poly(x, 2, 3, padtype="reflect")
+
+
+def test_nanquantile_rows_is_numpys_nanquantile_bit_for_bit():
+    rng = np.random.default_rng(5)
+    for shape in ((2, 20), (1, 20), (30, 20), (4, 1), (6, 7)):
+        a = rng.normal(size=shape) * rng.choice([1e-3, 1.0, 1e3])
+        a[rng.random(shape) < 0.6] = np.nan  # the rhythm's intervals: NaN where a V call ends one
+        a[:, 0] = np.where(np.isnan(a).all(axis=1), 1.0, a[:, 0])  # each row holds a number
+        a[0, :] = np.round(a[0, :], 1)  # ties
+        keep = a.copy()
+        for q in (0.0, 0.25, 0.5, 0.75, 1.0):
+            assert np.array_equal(dsp.nanquantile_rows(a, q), np.nanquantile(a, q, axis=1), equal_nan=True)
+        assert np.array_equal(a, keep, equal_nan=True)

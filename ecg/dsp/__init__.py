@@ -16,7 +16,7 @@ one module per concern:
 - ``resample``: :func:`resample_poly` (``scipy.signal``), polyphase FIR resampling;
 - ``peaks``: :func:`find_peaks` (``scipy.signal``, ``distance`` only), local maxima;
 - ``medians``: :func:`median_1d` (``np.nanmedian`` of a short 1-D array, without its
-  per-call overhead) and :func:`median_rows`;
+  per-call overhead), :func:`median_rows` and :func:`nanquantile_rows`;
 - ``numeric``: :func:`uniform_filter1d` (``scipy.ndimage``, centred moving average),
   :func:`expit` (``scipy.special``, the logistic sigmoid), :func:`gradient_1d`, and the
   single-threaded matrix product the filters and the resampler share.
@@ -26,13 +26,13 @@ Import them from here (``from ecg.dsp import find_peaks``), as from ``scipy.sign
 
 from .butter import butter_bandpass_sos
 from .iir import sosfilt, sosfilt_zi, sosfiltfilt
-from .medians import median_1d, median_rows
+from .medians import median_1d, median_rows, nanquantile_rows
 from .numeric import expit, gradient_1d, uniform_filter1d
 from .peaks import find_peaks, local_maxima, select_by_distance
 from .resample import firwin_kaiser_lowpass, resample_poly
 
 __all__ = [
     "butter_bandpass_sos", "expit", "find_peaks", "firwin_kaiser_lowpass", "gradient_1d",
-    "local_maxima", "median_1d", "median_rows", "resample_poly", "select_by_distance",
+    "local_maxima", "median_1d", "median_rows", "nanquantile_rows", "resample_poly", "select_by_distance",
     "sosfilt", "sosfilt_zi", "sosfiltfilt", "uniform_filter1d",
 ]

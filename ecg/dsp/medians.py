@@ -29,3 +29,22 @@ def median_rows(a):
     lo, hi = (m - 1) // 2, m // 2
     p = np.partition(a, (lo, hi), axis=1)
     return ((p[:, lo] + p[:, hi]) / 2)[:, None]
+
+
+def nanquantile_rows(a, q):
+    """``np.nanquantile(a, q, axis=1)`` of a 2-D float array, shape (n,), NaNs ignored: each
+    row must hold at least one number.
+
+    Numpy's default (linear) method, as numpy computes it: the two order statistics around
+    ``q`` x (count - 1) and numpy's interpolation between them, without np.nanquantile's
+    per-row Python work (a strip's few rows cost it about half a millisecond).
+    """
+    s = np.sort(a, axis=1)  # NaNs last
+    count = np.count_nonzero(~np.isnan(s), axis=1)
+    at = q * (count - 1)
+    lo = np.floor(at).astype(np.int64)
+    hi = np.minimum(lo + 1, count - 1)
+    rows = np.arange(len(s))
+    below, above, t = s[rows, lo], s[rows, hi], at - lo
+    step = above - below
+    return np.where(t >= 0.5, above - step * (1 - t), below + step * t)
