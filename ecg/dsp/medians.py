@@ -37,7 +37,7 @@ def nanquantile_rows(a, q):
 
     Numpy's default (linear) method, as numpy computes it: the two order statistics around
     ``q`` x (count - 1) and numpy's interpolation between them, without np.nanquantile's
-    per-row Python work (a strip's few rows cost it about half a millisecond).
+    per-row Python work (docs/PERFORMANCE.md).
     """
     s = np.sort(a, axis=1)  # NaNs last
     count = np.count_nonzero(~np.isnan(s), axis=1)
