@@ -20,9 +20,10 @@ Conditions (``CONDITIONS``):
   ``bw`` and ``ma`` are nstdb's recordings (their last half, which training never uses);
   ``em`` is our electrode-motion model (``train.augment.electrode_motion``), drawn with seeds
   training never uses;
-- ``pulses`` at 12, 6, 0 dB: a held-out artefact family (:func:`pulse_artefacts`), nst's
-  protocol and SNR: nothing in training or tuning draws it, so it shows whether what the service
-  learned of artefacts carries over to shapes it never saw, as it must for recorded motion noise;
+- ``pulses`` at 12, 6, 0 dB: an artefact family training never draws (:func:`pulse_artefacts`),
+  nst's protocol and SNR: it shows whether what the networks learned of artefacts carries over to
+  shapes they never saw, as it must for recorded motion noise (one rule after the network, the
+  no-pause rule, was chosen with DS1's pulses among its views: ``bench.out_of_fold``);
 - ``ma-rms``: ``ma`` over the whole record at an SNR of RMS over RMS, tiled from the start of
   the noise (the issue's table and targets);
 - ``fs100``, ``fs128``, ``fs250``, ``fs257``, ``fs1000``: the record resampled and sent at that

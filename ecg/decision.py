@@ -431,6 +431,7 @@ def classify(p_raw, features, decision, apply_ruleguard=True, windows=None, grou
     flipped = is_v & guarded
     is_v &= ~flipped
     by_timing = np.zeros_like(is_v)
+    no_pause = np.zeros_like(is_v)
     if quality is not None:
         # the timing says PVC where the network, shown a shape it never learned, is unsure: a beat
         # premature, a pause after, wide and unlike its neighbours, or of a shape whose beats mostly
@@ -438,8 +439,6 @@ def classify(p_raw, features, decision, apply_ruleguard=True, windows=None, grou
         timed = ((p_v >= ECTOPIC_MIN_P) & ectopic_timing_mask(features)) | ((p_v >= TIMED_SHAPE_MIN_P) & timed_shape)
         by_timing = ~is_v & ~guarded & (quality == GOOD) & timed
         is_v = is_v | by_timing
-    no_pause = np.zeros_like(is_v)
-    if quality is not None:
         # an artefact the detector took for a beat leaves the rhythm as it was; a PVC resets it
         no_pause = no_pause_mask(is_v, features)
         is_v &= ~no_pause

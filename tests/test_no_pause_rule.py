@@ -17,19 +17,18 @@ from bench.robustness import pulse_artefacts
 from ecg.ec57 import MATCH_WINDOW_S, match_beats
 from service import create_app
 from tests.service_helpers import MODEL_DIR, PREDICT, app, client  # noqa: F401
-from train.augment import noise_power, qrs_amplitude
+from train.augment import nst_snr_gain, qrs_amplitude
 from train.data import load_record
 
 MITDB = Path(__file__).parent / "data" / "mitdb"
-SNR_DB = 12.0  # nst's: the QRS peak-to-peak amplitude's power (pp**2 / 8) over the noise's
+SNR_DB = 12.0  # nst's definition (train.augment.nst_snr_gain)
 
 
 @pytest.fixture(scope="module")
 def humped_100():
     rec = load_record("100", MITDB)
     humps = pulse_artefacts(len(rec.signal), rec.fs, np.random.default_rng(0))
-    pp = qrs_amplitude(rec.signal, rec.ann_samples, rec.fs)
-    gain = np.sqrt(pp ** 2 / 8 / 10 ** (SNR_DB / 10) / noise_power(humps, rec.fs))
+    gain = nst_snr_gain(qrs_amplitude(rec.signal, rec.ann_samples, rec.fs), humps, rec.fs, SNR_DB)
     return rec, rec.signal + gain * humps
 
 
