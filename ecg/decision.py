@@ -19,6 +19,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from . import MODEL_FS
 from .dsp import expit, nanquantile_rows
 from .features import RR_FEATURE_NAMES, groups_within
 from .quality import GOOD, NOISY, UNREADABLE
@@ -97,6 +98,15 @@ RHYTHM_HALF_INTERVALS = 10  # the rhythm's RR: the median of the intervals betwe
 RHYTHM_MIN_INTERVALS = 5  # ... at least this many of them ...
 RHYTHM_REGULAR = 0.1  # ... three quarters of them within this share of their median (not AF)
 SIGNAL_GAP_S = 1e6  # between two signals of one request (a lead off): no interval spans it
+# A V call on time in that regular rhythm whose repolarisation is the rhythm's own is called N too: a
+# PVC changes how the ventricles repolarise (its ST segment and T wave), a normal beat an artefact
+# fell on keeps them, and no pause follows it either. A rule of the service, chosen on DS1 out of
+# fold (docs/ROBUSTNESS.md, "V calls the rhythm does not need").
+ON_TIME = 0.1  # the rhythm's beats before and after the call each lie within this share of its RR from it
+REPOLARISATION_S = (0.150, 0.450)  # after the R peak: the ST segment and the T wave, short of the next QRS at 130 bpm
+REPOLARISATION_MAX_DIFF = 0.04  # RMS difference from the rhythm's, means removed, x the QRS scale of the windows
+REPOLARISATION_HALF_BEATS = 8  # the rhythm's median over this many of its beats each side of the call ...
+REPOLARISATION_MIN_BEATS = 5  # ... at least this many in all
 
 
 def logit(p):
@@ -338,10 +348,12 @@ def beat_times(features):
     return np.cumsum(np.where(f[:, _HAS_PREV] == 1, f[:, _RR_PREV_S].astype(np.float64), SIGNAL_GAP_S))
 
 
-def no_pause_mask(is_v, features):
-    """V calls (n,) that no pause follows in a regular rhythm: the rhythm's beats before and after
-    one lie under ``NO_PAUSE_SPAN`` x the rhythm's RR apart (``RHYTHM_*``). ``is_v`` (n,) the calls,
-    ``features`` (n, k) as ``ecg.features`` names them."""
+def no_pause_mask(is_v, features, windows=None):
+    """V calls (n,) that no pause follows in a regular rhythm: the rhythm's beats before and after one
+    lie under ``NO_PAUSE_SPAN`` x the rhythm's RR apart (``RHYTHM_*``), or, given the beats'
+    ``windows`` (n, 360, 2) (``ecg.pipeline``), it comes on time (``ON_TIME``) with the rhythm's
+    own repolarisation (:func:`repolarisation_differences`). ``is_v`` (n,) the calls, ``features``
+    (n, k) as ``ecg.features`` names them."""
     is_v = np.asarray(is_v, dtype=bool)
     no_pause = np.zeros(len(is_v), bool)
     rhythm = ~is_v & (np.asarray(features)[:, _TEMPLATE_CORR] >= RHYTHM_MIN_CORR)
@@ -362,11 +374,36 @@ def no_pause_mask(is_v, features):
     rr = nanquantile_rows(around, 0.5)
     regular = nanquantile_rows(np.abs(around / rr[:, None] - 1), 0.75) < RHYTHM_REGULAR
     after = np.searchsorted(rhythm_beats, calls)  # the rhythm's first beat after each call
-    inside = (after >= 1) & (after < len(rhythm_beats))
+    inside = regular & (after >= 1) & (after < len(rhythm_beats))
     after = np.clip(after, 1, len(rhythm_beats) - 1)
     span = t[rhythm_beats[after]] - t[rhythm_beats[after - 1]]
-    no_pause[calls] = inside & regular & (span < NO_PAUSE_SPAN * rr)
+    no_pause[calls] = inside & (span < NO_PAUSE_SPAN * rr)
+    if windows is not None:
+        before_s, after_s = t[calls] - t[rhythm_beats[after - 1]], t[rhythm_beats[after]] - t[calls]
+        on_time = inside & (np.abs(before_s / rr - 1) < ON_TIME) & (np.abs(after_s / rr - 1) < ON_TIME)
+        own = repolarisation_differences(windows, calls[on_time], rhythm_beats, after[on_time])
+        no_pause[calls[on_time]] |= own < REPOLARISATION_MAX_DIFF
     return no_pause
+
+
+def repolarisation_differences(windows, calls, rhythm_beats, after):
+    """(c,) how far each of ``calls`` (c,) beat indices repolarises unlike the rhythm: the RMS
+    difference, means removed, of its ``REPOLARISATION_S`` stretch from the median of the same
+    stretch over the rhythm's beats around it (``REPOLARISATION_HALF_BEATS`` each side of
+    ``rhythm_beats[after]``, the rhythm's first beat after it), in the windows' units (x their
+    group's QRS scale); inf with fewer than ``REPOLARISATION_MIN_BEATS`` of them. ``windows``
+    (n, 360, 2) as ``ecg.pipeline`` cuts them, the R peak at the middle."""
+    r_peak = windows.shape[1] // 2
+    lo, hi = (r_peak + round(s * MODEL_FS) for s in REPOLARISATION_S)
+    stretch = windows[:, lo:hi, 0]
+    k = REPOLARISATION_HALF_BEATS
+    out = np.full(len(calls), np.inf)
+    for i, (call, j) in enumerate(zip(calls, after)):
+        near = rhythm_beats[max(j - k, 0):j + k]
+        if len(near) >= REPOLARISATION_MIN_BEATS:
+            d = stretch[call] - np.median(stretch[near], axis=0)
+            out[i] = np.sqrt(np.mean((d - d.mean()) ** 2))
+    return out
 
 
 class Calls(NamedTuple):
@@ -395,8 +432,8 @@ def classify(p_raw, features, decision, apply_ruleguard=True, windows=None, grou
     called V, whatever its probability, and a noisy one only over :func:`noisy_threshold`; a
     good one timed and shaped as a PVC (:func:`ectopic_timing_mask`) from ``ECTOPIC_MIN_P``, and
     one of a shape whose beats mostly are timed as one (:func:`timed_shape_mask`) from
-    ``TIMED_SHAPE_MIN_P``; and a V call that no pause follows in a regular rhythm is N
-    (:func:`no_pause_mask`).
+    ``TIMED_SHAPE_MIN_P``; and a V call that no pause follows in a regular rhythm is N, as is one
+    on time there with the rhythm's own repolarisation (:func:`no_pause_mask`).
     ``paced``: the patient has a pacemaker (:func:`own_rhythm_mask`). Returns the beats' :class:`Calls`.
     """
     pooling = decision.get("pooling")
@@ -440,7 +477,7 @@ def classify(p_raw, features, decision, apply_ruleguard=True, windows=None, grou
         by_timing = ~is_v & ~guarded & (quality == GOOD) & timed
         is_v = is_v | by_timing
         # an artefact the detector took for a beat leaves the rhythm as it was; a PVC resets it
-        no_pause = no_pause_mask(is_v, features)
+        no_pause = no_pause_mask(is_v, features, windows)
         is_v &= ~no_pause
         by_timing &= ~no_pause
     return Calls(is_v, p_v, flipped, own_rhythm, alike, pools, by_timing, no_pause)

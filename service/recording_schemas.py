@@ -100,7 +100,9 @@ class RecordingReportSchema(Schema):
                        "of a shape whose beats mostly are so timed"})
     v_without_pause_beats = fields.Integer(metadata={
         "description": "beats the networks call V that no pause follows in a regular rhythm, called N: "
-                       "an artefact the detector took for a beat leaves the rhythm as it was, a PVC resets it"})
+                       "an artefact the detector took for a beat leaves the rhythm as it was, a PVC resets it; "
+                       "and those on time there with the rhythm's own ST segment and T wave: a normal beat "
+                       "an artefact fell on, where a PVC changes them"})
     short_rhythm_beats = fields.Integer(metadata={
         "description": "in a recording, or a stretch between two leads off of a minute or more, under "
                        "150 beats, too short for that rule: the V calls of its dominant on-time slow shape "

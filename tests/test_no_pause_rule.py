@@ -2,8 +2,10 @@
 a regular sinus rhythm) with humps added that the detector takes for beats and the networks often
 call V (``bench.robustness.pulse_artefacts``, at nst's 12 dB).
 
-No pause follows such a hump, so the service calls it N (``ecg.decision.no_pause_mask``) and counts
-it in ``metadata.v_without_pause_beats``, in the predictions and in the Holter report alike.
+No pause follows such a hump, nor a normal beat one fell on (on time, with the rhythm's own T wave),
+so the service calls both N (``ecg.decision.no_pause_mask``) and counts them in
+``metadata.v_without_pause_beats``, in the predictions and in the Holter report alike; the PVCs of
+record 119 stay V.
 """
 
 from pathlib import Path
@@ -24,12 +26,16 @@ MITDB = Path(__file__).parent / "data" / "mitdb"
 SNR_DB = 12.0  # nst's definition (train.augment.nst_snr_gain)
 
 
-@pytest.fixture(scope="module")
-def humped_100():
-    rec = load_record("100", MITDB)
+def _humped(name):
+    rec = load_record(name, MITDB)
     humps = pulse_artefacts(len(rec.signal), rec.fs, np.random.default_rng(0))
     gain = nst_snr_gain(qrs_amplitude(rec.signal, rec.ann_samples, rec.fs), humps, rec.fs, SNR_DB)
     return rec, rec.signal + gain * humps
+
+
+@pytest.fixture(scope="module")
+def humped_100():
+    return _humped("100")
 
 
 def _predict(client, x, fs):  # noqa: F811
@@ -42,21 +48,33 @@ def _v_positions(body):
     return {b["position_sample"] for b in body["beat_predictions"] if b["arrhythmia_type"] == "V"}
 
 
-def test_v_calls_no_pause_follows_are_n_and_counted(client, humped_100, monkeypatch):  # noqa: F811
-    rec, x = humped_100
-    clean = _predict(client, rec.signal, rec.fs)
-    assert clean["metadata"]["v_without_pause_beats"] == 0
+def _matched(reference, positions, fs):
+    """How many of ``positions`` lie within EC57's window of a beat of ``reference`` (samples)."""
+    return len(match_beats(reference, np.array(sorted(positions), dtype=np.int64), int(MATCH_WINDOW_S * fs))[0])
+
+
+# a sinus rhythm, and one with PVCs in bigeminy and trigeminy; how many normal beats a hump fell on
+# this draw makes V calls of at least
+@pytest.mark.parametrize("name, beats_a_hump_fell_on", [("100", 1), ("119", 0)])
+def test_v_calls_the_rhythm_does_not_need_are_n_and_counted(client, name, beats_a_hump_fell_on, monkeypatch):  # noqa: F811
+    rec, x = _humped(name)
+    assert _predict(client, rec.signal, rec.fs)["metadata"]["v_without_pause_beats"] == 0
     body = _predict(client, x, rec.fs)
     dropped = body["metadata"]["v_without_pause_beats"]
     assert dropped >= 1
-    monkeypatch.setattr(ecg.decision, "NO_PAUSE_SPAN", 0.0)  # the rule never reached
+    monkeypatch.setattr(ecg.decision, "REPOLARISATION_MAX_DIFF", 0.0)  # the on-time form never reached
+    extra_only = _predict(client, x, rec.fs)
+    monkeypatch.setattr(ecg.decision, "NO_PAUSE_SPAN", 0.0)  # nor the other
     without = _predict(client, x, rec.fs)
     assert without["metadata"]["v_without_pause_beats"] == 0
-    turned = sorted(_v_positions(without) - _v_positions(body))
+    turned = _v_positions(without) - _v_positions(body)
     assert len(turned) == dropped == without["ventricular_beats"] - body["ventricular_beats"]
-    # none of them is a beat of the reference, let alone a PVC: they are the humps
-    ref_i, _ = match_beats(rec.ann_samples, np.array(turned), int(MATCH_WINDOW_S * rec.fs))
-    assert len(ref_i) == 0
+    assert _matched(rec.ann_samples[rec.ann_classes == "V"], turned, rec.fs) == 0  # no PVC among them
+    # between two of the rhythm's beats an RR apart: the humps themselves, no beat of the reference
+    assert _matched(rec.ann_samples, _v_positions(without) - _v_positions(extra_only), rec.fs) == 0
+    # on time with the rhythm's repolarisation: the reference's beats a hump fell on
+    on_beats = _v_positions(extra_only) - _v_positions(body)
+    assert _matched(rec.ann_samples, on_beats, rec.fs) == len(on_beats) >= beats_a_hump_fell_on
 
 
 def test_the_holter_report_counts_them_as_the_predictions_do(client, humped_100, tmp_path):  # noqa: F811
