@@ -397,12 +397,12 @@ def test_a_v_call_no_pause_follows_in_a_regular_rhythm_is_n():
     assert classify(p, _at_times(np.array(extra)), decision).is_v.sum() == 1
 
 
-def _beat_window(t_wave_mv, qrs_extra_mv=0.0):
-    """A (360, 2) beat window as ``ecg.pipeline`` cuts it (R peak at sample 180, 360 Hz): a QRS
-    spike, ``qrs_extra_mv`` added over it (an artefact), and a T wave of ``t_wave_mv`` 300 ms on."""
+def _beat_window(t_wave, on_qrs=0.0):
+    """A (360, 2) beat window as ``ecg.pipeline`` cuts it (R peak at sample 180, 360 Hz, in units of
+    the QRS): a QRS spike of 1, an artefact of ``on_qrs`` over it, a T wave of ``t_wave`` 300 ms on."""
     n = np.arange(360)
-    beat = np.exp(-0.5 * ((n - 180) / 4) ** 2) + t_wave_mv * np.exp(-0.5 * ((n - 288) / 25) ** 2)
-    beat += qrs_extra_mv * np.exp(-0.5 * ((n - 190) / 8) ** 2)
+    beat = np.exp(-0.5 * ((n - 180) / 4) ** 2) + t_wave * np.exp(-0.5 * ((n - 288) / 25) ** 2)
+    beat += on_qrs * np.exp(-0.5 * ((n - 190) / 8) ** 2)
     return np.stack([beat, np.zeros(360)], axis=1)
 
 
@@ -419,15 +419,15 @@ def test_a_v_call_on_time_with_the_rhythms_repolarisation_is_n():
                         quality=np.zeros(len(times), np.int8))
 
     # a normal beat an artefact fell on: its QRS unlike the rhythm's, its T wave the rhythm's own
-    calls = calls_of(_beat_window(0.3, qrs_extra_mv=-0.8))
+    calls = calls_of(_beat_window(0.3, on_qrs=-0.8))
     assert calls.no_pause.tolist() == [i == 6 for i in range(12)] and not calls.is_v.any()
     # a late PVC, as on time, its T wave inverted (a PVC changes the repolarisation): V
-    assert calls_of(_beat_window(-0.5, qrs_extra_mv=-0.8)).is_v.tolist() == [i == 6 for i in range(12)]
-    # ... or upright but two thirds taller than the rhythm's (0.5 mV), while 0.03 mV more is the rhythm's
-    assert calls_of(_beat_window(0.5, qrs_extra_mv=-0.8)).is_v.sum() == 1
-    assert calls_of(_beat_window(0.33, qrs_extra_mv=-0.8)).is_v.sum() == 0
+    assert calls_of(_beat_window(-0.5, on_qrs=-0.8)).is_v.tolist() == [i == 6 for i in range(12)]
+    # ... or upright but two thirds taller than the rhythm's (0.5 against 0.3), while 0.03 more passes
+    assert calls_of(_beat_window(0.5, on_qrs=-0.8)).is_v.sum() == 1
+    assert calls_of(_beat_window(0.33, on_qrs=-0.8)).is_v.sum() == 0
     # the artefact's beat is V when it comes early (0.6 s after the beat before) or without the windows
     early = times.copy()
     early[6] -= 0.2
-    assert calls_of(_beat_window(0.3, qrs_extra_mv=-0.8), times=early).is_v.sum() == 1
-    assert calls_of(_beat_window(0.3, qrs_extra_mv=-0.8), windows=False).is_v.sum() == 1
+    assert calls_of(_beat_window(0.3, on_qrs=-0.8), times=early).is_v.sum() == 1
+    assert calls_of(_beat_window(0.3, on_qrs=-0.8), windows=False).is_v.sum() == 1

@@ -56,7 +56,8 @@ def _matched(reference, positions, fs):
 # a sinus rhythm, and one with PVCs in bigeminy and trigeminy; how many normal beats a hump fell on
 # this draw makes V calls of at least
 @pytest.mark.parametrize("name, beats_a_hump_fell_on", [("100", 1), ("119", 0)])
-def test_v_calls_the_rhythm_does_not_need_are_n_and_counted(client, name, beats_a_hump_fell_on, monkeypatch):  # noqa: F811
+def test_v_calls_the_rhythm_does_not_need_are_n_and_counted(client, name, beats_a_hump_fell_on,  # noqa: F811
+                                                            monkeypatch):
     rec, x = _humped(name)
     assert _predict(client, rec.signal, rec.fs)["metadata"]["v_without_pause_beats"] == 0
     body = _predict(client, x, rec.fs)
