@@ -22,6 +22,7 @@ import numpy as np
 from . import MODEL_FS
 from .dsp import expit, nanquantile_rows
 from .features import RR_FEATURE_NAMES, groups_within
+from .pipeline import PREPROCESSING
 from .quality import GOOD, NOISY, UNREADABLE
 
 _RR_PREV = RR_FEATURE_NAMES.index("rr_prev_ratio")
@@ -392,8 +393,8 @@ def repolarisation_differences(windows, calls, rhythm_beats, after):
     stretch over the rhythm's beats around it (``REPOLARISATION_HALF_BEATS`` each side of
     ``rhythm_beats[after]``, the rhythm's first beat after it), in the windows' units (x their
     group's QRS scale); inf with fewer than ``REPOLARISATION_MIN_BEATS`` of them. ``windows``
-    (n, 360, 2) as ``ecg.pipeline`` cuts them, the R peak at the middle."""
-    r_peak = windows.shape[1] // 2
+    (n, 360, 2) as ``ecg.pipeline`` cuts them (``PREPROCESSING["window_samples"]``)."""
+    r_peak = PREPROCESSING["window_samples"][0]  # samples before the R peak: its index in a window
     lo, hi = (r_peak + round(s * MODEL_FS) for s in REPOLARISATION_S)
     stretch = windows[:, lo:hi, 0]
     k = REPOLARISATION_HALF_BEATS
