@@ -250,10 +250,13 @@ def test_a_declared_pacemaker_makes_the_dominant_rhythm_of_a_strip_its_own():
     assert mixed.is_v.tolist() == [s == "narrow" for s in shapes]
 
 
-def _timed(rr_prev, rr_next, width_ratio, corr, has_prev=1, has_next=1, around=1.0):
+def _timed(rr_prev, rr_next, width_ratio, corr, has_prev=1, has_next=1, around=1.0, local_rr_s=0.8):
     """Features of beats with their RR ratios, QRS width over their group's and template
-    correlation; ``around``: the RR before the previous beat and after the next (ratios)."""
+    correlation; ``around``: the RR before the previous beat and after the next (ratios); their RR
+    before in seconds from the ratio and ``local_rr_s``."""
     f = _features(rr_prev, rr_next, [0.12] * len(rr_prev))
+    f[:, RR_FEATURE_NAMES.index("rr_prev_s")] = np.asarray(rr_prev) * local_rr_s
+    f[:, RR_FEATURE_NAMES.index("local_rr_s")] = local_rr_s
     for name, values in (("qrs_width_ratio", width_ratio), ("template_corr", corr),
                          ("has_prev", has_prev), ("has_next", has_next),
                          ("prev_rr_prev_ratio", around), ("next_rr_next_ratio", around)):
