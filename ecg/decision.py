@@ -105,7 +105,11 @@ SIGNAL_GAP_S = 1e6  # between two signals of one request (a lead off): no interv
 # fold (docs/ROBUSTNESS.md, "V calls the rhythm does not need").
 ON_TIME = 0.1  # the rhythm's beats before and after the call each lie within this share of its RR from it
 REPOLARISATION_S = (0.150, 0.450)  # after the R peak: the ST segment and the T wave, short of the next QRS at 130 bpm
-REPOLARISATION_MAX_DIFF = 0.04  # RMS difference from the rhythm's, means removed, x the QRS scale of the windows
+REPOLARISATION_MAX_DIFF = 0.04  # RMS difference from the rhythm's, means removed, x the QRS scale of the windows ...
+# ... and at most this many times the rhythm's own beat-to-beat spread (the same difference, median over
+# its beats): an artefact leaves a difference of the order of the rhythm's noise; a PVC's goes beyond it
+# even in a lead whose T waves are small beside its QRS, where the absolute difference stays small
+REPOLARISATION_MAX_SPREADS = 3.0
 REPOLARISATION_HALF_BEATS = 8  # the rhythm's median over this many of its beats each side of the call ...
 REPOLARISATION_MIN_BEATS = 5  # ... at least this many in all
 
@@ -382,29 +386,38 @@ def no_pause_mask(is_v, features, windows=None):
     if windows is not None:
         before_s, after_s = t[calls] - t[rhythm_beats[after - 1]], t[rhythm_beats[after]] - t[calls]
         on_time = inside & (np.abs(before_s / rr - 1) < ON_TIME) & (np.abs(after_s / rr - 1) < ON_TIME)
-        own = repolarisation_differences(windows, calls[on_time], rhythm_beats, after[on_time])
-        no_pause[calls[on_time]] |= own < REPOLARISATION_MAX_DIFF
+        differences, spreads = repolarisation_differences(windows, calls[on_time], rhythm_beats, after[on_time])
+        own = (differences < REPOLARISATION_MAX_DIFF) & (differences < REPOLARISATION_MAX_SPREADS * spreads)
+        no_pause[calls[on_time]] |= own
     return no_pause
 
 
 def repolarisation_differences(windows, calls, rhythm_beats, after):
-    """(c,) how far each of ``calls`` (c,) beat indices repolarises unlike the rhythm: the RMS
-    difference, means removed, of its ``REPOLARISATION_S`` stretch from the median of the same
-    stretch over the rhythm's beats around it (``REPOLARISATION_HALF_BEATS`` each side of
-    ``rhythm_beats[after]``, the rhythm's first beat after it), in the windows' units (x their
-    group's QRS scale); inf with fewer than ``REPOLARISATION_MIN_BEATS`` of them. ``windows``
-    (n, 360, 2) as ``ecg.pipeline`` cuts them (``PREPROCESSING["window_samples"]``)."""
+    """How far each of ``calls`` (c,) beat indices repolarises unlike the rhythm, and how far the
+    rhythm's own beats do: (c,) the RMS difference, means removed, of its ``REPOLARISATION_S``
+    stretch from the median of the same stretch over the rhythm's beats around it
+    (``REPOLARISATION_HALF_BEATS`` each side of ``rhythm_beats[after]``, the rhythm's first beat
+    after it), and (c,) the median of those beats' own differences from that median (their
+    spread), both in the windows' units (x their group's QRS scale); inf and 0 with fewer than
+    ``REPOLARISATION_MIN_BEATS`` of them. ``windows`` (n, 360, 2) as ``ecg.pipeline`` cuts them
+    (``PREPROCESSING["window_samples"]``)."""
     r_peak = PREPROCESSING["window_samples"][0]  # samples before the R peak: its index in a window
     lo, hi = (r_peak + round(s * MODEL_FS) for s in REPOLARISATION_S)
     stretch = windows[:, lo:hi, 0]
     k = REPOLARISATION_HALF_BEATS
-    out = np.full(len(calls), np.inf)
+    differences, spreads = np.full(len(calls), np.inf), np.zeros(len(calls))
     for i, (call, j) in enumerate(zip(calls, after)):
         near = rhythm_beats[max(j - k, 0):j + k]
         if len(near) >= REPOLARISATION_MIN_BEATS:
-            d = stretch[call] - np.median(stretch[near], axis=0)
-            out[i] = np.sqrt(np.mean((d - d.mean()) ** 2))
-    return out
+            rhythms = np.median(stretch[near], axis=0)
+            differences[i] = rms_about_mean(stretch[call] - rhythms)
+            spreads[i] = np.median(rms_about_mean(stretch[near] - rhythms))
+    return differences, spreads
+
+
+def rms_about_mean(d):
+    """RMS of ``d`` (..., m) about its mean along the last axis: (...)."""
+    return np.sqrt(np.mean((d - d.mean(axis=-1, keepdims=True)) ** 2, axis=-1))
 
 
 class Calls(NamedTuple):

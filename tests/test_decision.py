@@ -400,37 +400,43 @@ def test_a_v_call_no_pause_follows_in_a_regular_rhythm_is_n():
     assert classify(p, _at_times(np.array(extra)), decision).is_v.sum() == 1
 
 
-def _beat_window(t_wave, on_qrs=0.0):
+def _beat_window(t_wave, on_qrs=0.0, noise=0.0, seed=0):
     """A (360, 2) beat window as ``ecg.pipeline`` cuts it (R peak at sample 180, 360 Hz, in units of
-    the QRS): a QRS spike of 1, an artefact of ``on_qrs`` over it, a T wave of ``t_wave`` 300 ms on."""
+    the QRS): a QRS spike of 1, an artefact of ``on_qrs`` over it, a T wave of ``t_wave`` 300 ms on,
+    white noise of RMS ``noise``."""
     n = np.arange(360)
     beat = np.exp(-0.5 * ((n - 180) / 4) ** 2) + t_wave * np.exp(-0.5 * ((n - 288) / 25) ** 2)
-    beat += on_qrs * np.exp(-0.5 * ((n - 190) / 8) ** 2)
+    beat += on_qrs * np.exp(-0.5 * ((n - 190) / 8) ** 2) + noise * np.random.default_rng(seed).normal(size=360)
     return np.stack([beat, np.zeros(360)], axis=1)
 
 
 def test_a_v_call_on_time_with_the_rhythms_repolarisation_is_n():
     decision = {"calibration": {"a": 1.0, "b": 0.0}, "threshold": 0.5}
     times = np.arange(12) * 0.8  # a regular rhythm: the call at 4.0 s is on time, no pause after it
-    normal = _beat_window(0.3)
 
-    def calls_of(call_window, times=times, windows=True):
-        w = np.repeat(normal[None], len(times), axis=0)
+    def calls_of(call_window, times=times, windows=True, t_wave=0.3, noise=0.01):
+        w = np.stack([_beat_window(t_wave, noise=noise, seed=i) for i in range(len(times))])
         w[6] = call_window
         p = np.where(np.arange(len(times)) == 6, 0.9, 0.1)
         return classify(p, _at_times(times), decision, windows=w if windows else None,
                         quality=np.zeros(len(times), np.int8))
 
     # a normal beat an artefact fell on: its QRS unlike the rhythm's, its T wave the rhythm's own
-    calls = calls_of(_beat_window(0.3, on_qrs=-0.8))
+    calls = calls_of(_beat_window(0.3, on_qrs=-0.8, noise=0.01, seed=6))
     assert calls.no_pause.tolist() == [i == 6 for i in range(12)] and not calls.is_v.any()
     # a late PVC, as on time, its T wave inverted (a PVC changes the repolarisation): V
-    assert calls_of(_beat_window(-0.5, on_qrs=-0.8)).is_v.tolist() == [i == 6 for i in range(12)]
+    assert calls_of(_beat_window(-0.5, on_qrs=-0.8, noise=0.01)).is_v.tolist() == [i == 6 for i in range(12)]
     # ... or upright but two thirds taller than the rhythm's (0.5 against 0.3), while 0.03 more passes
-    assert calls_of(_beat_window(0.5, on_qrs=-0.8)).is_v.sum() == 1
-    assert calls_of(_beat_window(0.33, on_qrs=-0.8)).is_v.sum() == 0
+    assert calls_of(_beat_window(0.5, on_qrs=-0.8, noise=0.01)).is_v.sum() == 1
+    assert calls_of(_beat_window(0.33, on_qrs=-0.8, noise=0.01, seed=6)).is_v.sum() == 0
+    # in a quiet lead whose T waves are small beside the QRS (V1), a late PVC's inverted T differs from
+    # the rhythm's by less than the threshold in units of the QRS, but far beyond the rhythm's own
+    # beat-to-beat spread: V; the artefact's beat there is still N
+    quiet = {"t_wave": 0.03, "noise": 0.002}
+    assert calls_of(_beat_window(-0.03, on_qrs=-0.8, noise=0.002), **quiet).is_v.sum() == 1
+    assert calls_of(_beat_window(0.03, on_qrs=-0.8, noise=0.002, seed=6), **quiet).is_v.sum() == 0
     # the artefact's beat is V when it comes early (0.6 s after the beat before) or without the windows
     early = times.copy()
     early[6] -= 0.2
-    assert calls_of(_beat_window(0.3, on_qrs=-0.8), times=early).is_v.sum() == 1
-    assert calls_of(_beat_window(0.3, on_qrs=-0.8), windows=False).is_v.sum() == 1
+    assert calls_of(_beat_window(0.3, on_qrs=-0.8, noise=0.01, seed=6), times=early).is_v.sum() == 1
+    assert calls_of(_beat_window(0.3, on_qrs=-0.8, noise=0.01, seed=6), windows=False).is_v.sum() == 1
