@@ -22,7 +22,7 @@ import numpy as np
 from . import MODEL_FS
 from .dsp import expit, nanquantile_rows
 from .features import RR_FEATURE_NAMES, groups_within
-from .pipeline import PREPROCESSING
+from .pipeline import PREPROCESSING, QRS_CORE_SAMPLES
 from .quality import GOOD, NOISY, UNREADABLE
 
 _RR_PREV = RR_FEATURE_NAMES.index("rr_prev_ratio")
@@ -110,8 +110,18 @@ REPOLARISATION_MAX_DIFF = 0.04  # RMS difference from the rhythm's, means remove
 # its beats): an artefact leaves a difference of the order of the rhythm's noise; a PVC's goes beyond it
 # even in a lead whose T waves are small beside its QRS, where the absolute difference stays small
 REPOLARISATION_MAX_SPREADS = 3.0
-REPOLARISATION_HALF_BEATS = 8  # the rhythm's median over this many of its beats each side of the call ...
-REPOLARISATION_MIN_BEATS = 5  # ... at least this many in all
+RHYTHM_MEDIAN_HALF_BEATS = 8  # the rhythm's median beat over this many of its beats each side of the call ...
+RHYTHM_MEDIAN_MIN_BEATS = 5  # ... at least this many in all
+# A V call in that regular rhythm whose window holds the rhythm's own QRS, undetected, where the rhythm's
+# next beat was due is called N too: an artefact the detector took instead of that beat (of two
+# detections closer than its refractory period it keeps one), and the beat is still there. After a PVC
+# the ventricles are refractory when the rhythm's next beat is due: no QRS of the rhythm's there. A
+# rule of the service, chosen on DS1 out of fold (docs/ROBUSTNESS.md, "V calls the rhythm does not need").
+HIDDEN_BEAT_TOLERANCE = 0.1  # sought within this share of the rhythm's RR of where its next beat was due ...
+HIDDEN_BEAT_MIN_CORR = 0.95  # ... a stretch this alike to the rhythm's median QRS (the core the pooling reads) ...
+HIDDEN_BEAT_SIZE = (0.5, 2.0)  # ... of an RMS within these multiples of the median's ...
+HIDDEN_BEAT_MIN_OFFSET_S = 0.05  # ... at least this far from the call's own R peak (not the call itself) ...
+HIDDEN_BEAT_MIN_GAP_S = 0.1  # ... and no other detection this close to it: a beat the detector missed
 
 
 def logit(p):
@@ -357,8 +367,9 @@ def no_pause_mask(is_v, features, windows=None):
     """V calls (n,) that no pause follows in a regular rhythm: the rhythm's beats before and after one
     lie under ``NO_PAUSE_SPAN`` x the rhythm's RR apart (``RHYTHM_*``), or, given the beats'
     ``windows`` (n, 360, 2) (``ecg.pipeline``), it comes on time (``ON_TIME``) with the rhythm's
-    own repolarisation (:func:`repolarisation_differences`). ``is_v`` (n,) the calls, ``features``
-    (n, k) as ``ecg.features`` names them."""
+    own repolarisation (:func:`repolarisation_differences`), or the rhythm's QRS lies undetected in
+    its window where the rhythm's next beat was due (:func:`hidden_beat_offsets`, :func:`undetected`).
+    ``is_v`` (n,) the calls, ``features`` (n, k) as ``ecg.features`` names them."""
     is_v = np.asarray(is_v, dtype=bool)
     no_pause = np.zeros(len(is_v), bool)
     rhythm = ~is_v & (np.asarray(features)[:, _TEMPLATE_CORR] >= RHYTHM_MIN_CORR)
@@ -389,6 +400,9 @@ def no_pause_mask(is_v, features, windows=None):
         differences, spreads = repolarisation_differences(windows, calls[on_time], rhythm_beats, after[on_time])
         own = (differences < REPOLARISATION_MAX_DIFF) & (differences < REPOLARISATION_MAX_SPREADS * spreads)
         no_pause[calls[on_time]] |= own
+        offsets = hidden_beat_offsets(windows, calls[inside], rr[inside] - before_s[inside], rr[inside],
+                                      rhythm_beats, after[inside])
+        no_pause[calls[inside]] |= undetected(t, calls[inside], offsets)
     return no_pause
 
 
@@ -396,23 +410,61 @@ def repolarisation_differences(windows, calls, rhythm_beats, after):
     """How far each of ``calls`` (c,) beat indices repolarises unlike the rhythm, and how far the
     rhythm's own beats do: (c,) the RMS difference, means removed, of its ``REPOLARISATION_S``
     stretch from the median of the same stretch over the rhythm's beats around it
-    (``REPOLARISATION_HALF_BEATS`` each side of ``rhythm_beats[after]``, the rhythm's first beat
+    (``RHYTHM_MEDIAN_HALF_BEATS`` each side of ``rhythm_beats[after]``, the rhythm's first beat
     after it), and (c,) the median of those beats' own differences from that median (their
     spread), both in the windows' units (x their group's QRS scale); inf and 0 with fewer than
-    ``REPOLARISATION_MIN_BEATS`` of them. ``windows`` (n, 360, 2) as ``ecg.pipeline`` cuts them
+    ``RHYTHM_MEDIAN_MIN_BEATS`` of them. ``windows`` (n, 360, 2) as ``ecg.pipeline`` cuts them
     (``PREPROCESSING["window_samples"]``)."""
     r_peak = PREPROCESSING["window_samples"][0]  # samples before the R peak: its index in a window
     lo, hi = (r_peak + round(s * MODEL_FS) for s in REPOLARISATION_S)
     stretch = windows[:, lo:hi, 0]
-    k = REPOLARISATION_HALF_BEATS
+    k = RHYTHM_MEDIAN_HALF_BEATS
     differences, spreads = np.full(len(calls), np.inf), np.zeros(len(calls))
     for i, (call, j) in enumerate(zip(calls, after)):
         near = rhythm_beats[max(j - k, 0):j + k]
-        if len(near) >= REPOLARISATION_MIN_BEATS:
+        if len(near) >= RHYTHM_MEDIAN_MIN_BEATS:
             rhythms = np.median(stretch[near], axis=0)
             differences[i] = rms_about_mean(stretch[call] - rhythms)
             spreads[i] = np.median(rms_about_mean(stretch[near] - rhythms))
     return differences, spreads
+
+
+def hidden_beat_offsets(windows, calls, due_s, rr, rhythm_beats, after):
+    """(c,) where each of ``calls`` (c,) beat indices holds the rhythm's QRS in its window, in seconds
+    from its R peak; NaN where it holds none. Within ``HIDDEN_BEAT_TOLERANCE`` x ``rr`` (c,) s of
+    ``due_s`` (c,) s, the stretch as long as the QRS core (``ecg.pipeline.QRS_CORE_SAMPLES``) most
+    alike to the median core of the rhythm's beats around the call (as
+    :func:`repolarisation_differences` takes them), if correlated at least ``HIDDEN_BEAT_MIN_CORR``
+    and of an RMS within ``HIDDEN_BEAT_SIZE`` x the median's. ``windows`` (n, 360, 2)."""
+    lo, hi = QRS_CORE_SAMPLES
+    out = np.full(len(calls), np.nan)
+    k = RHYTHM_MEDIAN_HALF_BEATS
+    for i, (call, j) in enumerate(zip(calls, after)):
+        near = rhythm_beats[max(j - k, 0):j + k]
+        first = max(lo + round((due_s[i] - HIDDEN_BEAT_TOLERANCE * rr[i]) * MODEL_FS), 0)
+        last = min(lo + round((due_s[i] + HIDDEN_BEAT_TOLERANCE * rr[i]) * MODEL_FS), windows.shape[1] - (hi - lo))
+        if len(near) < RHYTHM_MEDIAN_MIN_BEATS or first > last:
+            continue
+        core = np.median(windows[near, lo:hi, 0], axis=0)
+        core = core - core.mean()
+        stretches = np.lib.stride_tricks.sliding_window_view(windows[call, :, 0], hi - lo)[first:last + 1]
+        stretches = stretches - stretches.mean(axis=1, keepdims=True)
+        sizes = np.linalg.norm(stretches, axis=1) / max(np.linalg.norm(core), _EPS)
+        correlations = stretches @ core / np.maximum(sizes * np.linalg.norm(core) ** 2, _EPS)
+        best = np.argmax(correlations)
+        if correlations[best] >= HIDDEN_BEAT_MIN_CORR and HIDDEN_BEAT_SIZE[0] <= sizes[best] <= HIDDEN_BEAT_SIZE[1]:
+            out[i] = (first + best - lo) / MODEL_FS
+    return out
+
+
+def undetected(times, calls, offsets):
+    """(c,) whether what lies ``offsets`` (c,) s from each of ``calls`` (c,) beat indices, at least
+    ``HIDDEN_BEAT_MIN_OFFSET_S`` from it, has no other detection within ``HIDDEN_BEAT_MIN_GAP_S``
+    (``times`` (n,) s, the detections'); False where an offset is NaN."""
+    at = times[calls] + offsets
+    neighbours = np.clip(np.searchsorted(times, at)[:, None] + np.arange(-2, 2), 0, len(times) - 1)
+    gaps = np.where(neighbours == calls[:, None], np.inf, np.abs(times[neighbours] - at[:, None]))
+    return (np.abs(offsets) >= HIDDEN_BEAT_MIN_OFFSET_S) & (gaps.min(axis=1, initial=np.inf) > HIDDEN_BEAT_MIN_GAP_S)
 
 
 def rms_about_mean(d):

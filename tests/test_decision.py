@@ -440,3 +440,37 @@ def test_a_v_call_on_time_with_the_rhythms_repolarisation_is_n():
     early[6] -= 0.2
     assert calls_of(_beat_window(0.3, on_qrs=-0.8, noise=0.01, seed=6), times=early).is_v.sum() == 1
     assert calls_of(_beat_window(0.3, on_qrs=-0.8, noise=0.01, seed=6), windows=False).is_v.sum() == 1
+
+
+def test_a_v_call_beside_the_rhythms_undetected_beat_is_n():
+    from ecg.decision import undetected
+
+    decision = {"calibration": {"a": 1.0, "b": 0.0}, "threshold": 0.5}
+    # a regular rhythm at 0.8 s; an artefact at 3.85 s taken for a beat instead of the rhythm's beat at
+    # 4.0 s (within the detector's refractory period): no beat detected at 4.0 s, a pause around the call
+    times = np.array([t for t in np.arange(12) * 0.8 if t != 4.0] + [3.85])
+    times.sort()
+    call = int(np.flatnonzero(times == 3.85)[0])
+    rhythm = [_beat_window(0.3, noise=0.01, seed=i) for i in range(len(times))]
+
+    def calls_of(call_window):
+        w = np.stack(rhythm)
+        w[call] = call_window
+        p = np.where(np.arange(len(times)) == call, 0.9, 0.1)
+        return classify(p, _at_times(times), decision, windows=w, quality=np.zeros(len(times), np.int8))
+
+    # the artefact's window: a hump at its R peak, the rhythm's beat 0.15 s (54 samples) after it
+    hump = np.exp(-0.5 * ((np.arange(360) - 180) / 8) ** 2)
+    artefact = np.roll(_beat_window(0.3, noise=0.01, seed=99), 54, axis=0)
+    artefact[:, 0] += 2 * hump
+    calls = calls_of(artefact)
+    assert calls.no_pause.tolist() == [i == call for i in range(len(times))] and not calls.is_v.any()
+    # a PVC there (wide, its T wave inverted): the ventricles are refractory when the rhythm's beat is
+    # due, no QRS of the rhythm's in its window: V
+    pvc = _beat_window(-0.5, noise=0.01, seed=99)
+    pvc[:, 0] += 2 * hump
+    assert calls_of(pvc).is_v.sum() == 1
+    # the rhythm's QRS found where another detection lies, or on the call itself, is no hidden beat
+    t = np.array([0.0, 0.8, 1.45, 1.6, 2.4])
+    assert undetected(t, np.array([2, 2, 2]), np.array([0.15, 0.03, np.nan])).tolist() == [False, False, False]
+    assert undetected(np.delete(t, 3), np.array([2]), np.array([0.15])).tolist() == [True]
