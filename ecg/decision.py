@@ -406,26 +406,40 @@ def no_pause_mask(is_v, features, windows=None):
     return no_pause
 
 
+def rhythm_medians(stretches, rhythm_beats, after):
+    """The rhythm's median stretch around each call: (c, m) the median of ``stretches`` (n, m) over
+    the rhythm's beats ``RHYTHM_MEDIAN_HALF_BEATS`` each side of ``rhythm_beats[after]`` (``after``
+    (c,): the rhythm's first beat after each call), NaN rows with fewer than
+    ``RHYTHM_MEDIAN_MIN_BEATS`` of them; and (c, 2 x RHYTHM_MEDIAN_HALF_BEATS, m) those beats'
+    stretches, NaN beyond the rhythm's ends. One sort for all the calls (``ecg.dsp.nanquantile_rows``)."""
+    k = RHYTHM_MEDIAN_HALF_BEATS
+    around = np.asarray(after)[:, None] + np.arange(-k, k)
+    known = (around >= 0) & (around < len(rhythm_beats))
+    near = np.where(known[:, :, None], stretches[rhythm_beats[np.clip(around, 0, len(rhythm_beats) - 1)]], np.nan)
+    c, _, m = near.shape
+    medians = nanquantile_rows(near.transpose(0, 2, 1).reshape(c * m, 2 * k), 0.5).reshape(c, m)
+    medians[known.sum(axis=1) < RHYTHM_MEDIAN_MIN_BEATS] = np.nan
+    return medians, near
+
+
 def repolarisation_differences(windows, calls, rhythm_beats, after):
     """How far each of ``calls`` (c,) beat indices repolarises unlike the rhythm, and how far the
     rhythm's own beats do: (c,) the RMS difference, means removed, of its ``REPOLARISATION_S``
-    stretch from the median of the same stretch over the rhythm's beats around it
-    (``RHYTHM_MEDIAN_HALF_BEATS`` each side of ``rhythm_beats[after]``, the rhythm's first beat
-    after it), and (c,) the median of those beats' own differences from that median (their
-    spread), both in the windows' units (x their group's QRS scale); inf and 0 with fewer than
-    ``RHYTHM_MEDIAN_MIN_BEATS`` of them. ``windows`` (n, 360, 2) as ``ecg.pipeline`` cuts them
-    (``PREPROCESSING["window_samples"]``)."""
+    stretch from the rhythm's median of it (:func:`rhythm_medians`), and (c,) the median of those
+    beats' own differences from that median (their spread), both in the windows' units (x their
+    group's QRS scale); inf and 0 with too few of the rhythm's beats. ``windows`` (n, 360, 2) as
+    ``ecg.pipeline`` cuts them (``PREPROCESSING["window_samples"]``)."""
     r_peak = PREPROCESSING["window_samples"][0]  # samples before the R peak: its index in a window
     lo, hi = (r_peak + round(s * MODEL_FS) for s in REPOLARISATION_S)
     stretch = windows[:, lo:hi, 0]
-    k = RHYTHM_MEDIAN_HALF_BEATS
-    differences, spreads = np.full(len(calls), np.inf), np.zeros(len(calls))
-    for i, (call, j) in enumerate(zip(calls, after)):
-        near = rhythm_beats[max(j - k, 0):j + k]
-        if len(near) >= RHYTHM_MEDIAN_MIN_BEATS:
-            rhythms = np.median(stretch[near], axis=0)
-            differences[i] = rms_about_mean(stretch[call] - rhythms)
-            spreads[i] = np.median(rms_about_mean(stretch[near] - rhythms))
+    if not len(calls):
+        return np.zeros(0), np.zeros(0)
+    medians, near = rhythm_medians(stretch, rhythm_beats, after)
+    known = ~np.isnan(medians[:, 0])
+    differences = np.where(known, rms_about_mean(stretch[calls] - medians), np.inf)
+    own = rms_about_mean(near - medians[:, None, :])  # (c, 2k): NaN beyond the rhythm's ends
+    spreads = np.zeros(len(calls))
+    spreads[known] = nanquantile_rows(own[known], 0.5)
     return differences, spreads
 
 
@@ -433,27 +447,30 @@ def hidden_beat_offsets(windows, calls, due_s, rr, rhythm_beats, after):
     """(c,) where each of ``calls`` (c,) beat indices holds the rhythm's QRS in its window, in seconds
     from its R peak; NaN where it holds none. Within ``HIDDEN_BEAT_TOLERANCE`` x ``rr`` (c,) s of
     ``due_s`` (c,) s, the stretch as long as the QRS core (``ecg.pipeline.QRS_CORE_SAMPLES``) most
-    alike to the median core of the rhythm's beats around the call (as
-    :func:`repolarisation_differences` takes them), if correlated at least ``HIDDEN_BEAT_MIN_CORR``
-    and of an RMS within ``HIDDEN_BEAT_SIZE`` x the median's. ``windows`` (n, 360, 2)."""
+    alike to the rhythm's median core (:func:`rhythm_medians`), if correlated at least
+    ``HIDDEN_BEAT_MIN_CORR`` and of an RMS within ``HIDDEN_BEAT_SIZE`` x the median's.
+    ``windows`` (n, 360, 2)."""
     lo, hi = QRS_CORE_SAMPLES
+    m = hi - lo
     out = np.full(len(calls), np.nan)
-    k = RHYTHM_MEDIAN_HALF_BEATS
-    for i, (call, j) in enumerate(zip(calls, after)):
-        near = rhythm_beats[max(j - k, 0):j + k]
-        first = max(lo + round((due_s[i] - HIDDEN_BEAT_TOLERANCE * rr[i]) * MODEL_FS), 0)
-        last = min(lo + round((due_s[i] + HIDDEN_BEAT_TOLERANCE * rr[i]) * MODEL_FS), windows.shape[1] - (hi - lo))
-        if len(near) < RHYTHM_MEDIAN_MIN_BEATS or first > last:
-            continue
-        core = np.median(windows[near, lo:hi, 0], axis=0)
-        core = core - core.mean()
-        stretches = np.lib.stride_tricks.sliding_window_view(windows[call, :, 0], hi - lo)[first:last + 1]
-        stretches = stretches - stretches.mean(axis=1, keepdims=True)
-        sizes = np.linalg.norm(stretches, axis=1) / max(np.linalg.norm(core), _EPS)
-        correlations = stretches @ core / np.maximum(sizes * np.linalg.norm(core) ** 2, _EPS)
+    if not len(calls):
+        return out
+    cores, _ = rhythm_medians(windows[:, lo:hi, 0], rhythm_beats, after)
+    cores = cores - cores.mean(axis=1, keepdims=True)
+    first = np.maximum(lo + np.round((due_s - HIDDEN_BEAT_TOLERANCE * rr) * MODEL_FS).astype(int), 0)
+    last = np.minimum(lo + np.round((due_s + HIDDEN_BEAT_TOLERANCE * rr) * MODEL_FS).astype(int), windows.shape[1] - m)
+    for i in np.flatnonzero(~np.isnan(cores[:, 0]) & (first <= last)):
+        segment = windows[calls[i], first[i]:last[i] + m, 0].astype(np.float64)
+        # each m-sample stretch's norm about its own mean from running sums; the core's mean is 0,
+        # so its dot product with a stretch needs no mean removed
+        sums, squares = (np.convolve(v, np.ones(m), mode="valid") for v in (segment, segment ** 2))
+        norms = np.sqrt(np.maximum(squares - sums ** 2 / m, 0))
+        core_norm = max(np.linalg.norm(cores[i]), _EPS)
+        sizes = norms / core_norm
+        correlations = np.correlate(segment, cores[i], mode="valid") / np.maximum(norms * core_norm, _EPS)
         best = np.argmax(correlations)
         if correlations[best] >= HIDDEN_BEAT_MIN_CORR and HIDDEN_BEAT_SIZE[0] <= sizes[best] <= HIDDEN_BEAT_SIZE[1]:
-            out[i] = (first + best - lo) / MODEL_FS
+            out[i] = (first[i] + best - lo) / MODEL_FS
     return out
 
 
