@@ -112,6 +112,7 @@ REPOLARISATION_MAX_DIFF = 0.04  # RMS difference from the rhythm's, means remove
 REPOLARISATION_MAX_SPREADS = 3.0
 RHYTHM_MEDIAN_HALF_BEATS = 8  # the rhythm's median beat over this many of its beats each side of the call ...
 RHYTHM_MEDIAN_MIN_BEATS = 5  # ... at least this many in all
+RHYTHM_MEDIAN_BLOCK_CALLS = 256  # calls whose medians are sorted at once: some 7 MB at most, whatever the pool
 # A V call in that regular rhythm whose window holds the rhythm's own QRS, undetected, where the rhythm's
 # next beat was due is called N too: an artefact the detector took instead of that beat (of two
 # detections closer than its refractory period it keeps one), and the beat is still there. After a PVC
@@ -407,40 +408,41 @@ def no_pause_mask(is_v, features, windows=None):
 
 
 def rhythm_medians(stretches, rhythm_beats, after):
-    """The rhythm's median stretch around each call: (c, m) the median of ``stretches`` (n, m) over
-    the rhythm's beats ``RHYTHM_MEDIAN_HALF_BEATS`` each side of ``rhythm_beats[after]`` (``after``
-    (c,): the rhythm's first beat after each call), NaN rows with fewer than
-    ``RHYTHM_MEDIAN_MIN_BEATS`` of them; and (c, 2 x RHYTHM_MEDIAN_HALF_BEATS, m) those beats'
-    stretches, NaN beyond the rhythm's ends. One sort for all the calls (``ecg.dsp.nanquantile_rows``)."""
+    """The rhythm's median stretch around each call and its spread: (c, m) the median of
+    ``stretches`` (n, m) over the rhythm's beats ``RHYTHM_MEDIAN_HALF_BEATS`` each side of
+    ``rhythm_beats[after]`` (``after`` (c,): the rhythm's first beat after each call), and (c,) the
+    median of those beats' RMS differences from it, means removed; NaN and 0 with fewer than
+    ``RHYTHM_MEDIAN_MIN_BEATS`` of them. One sort per ``RHYTHM_MEDIAN_BLOCK_CALLS`` calls
+    (``ecg.dsp.nanquantile_rows``), so that memory stays bounded on a day's pool."""
     k = RHYTHM_MEDIAN_HALF_BEATS
-    around = np.asarray(after)[:, None] + np.arange(-k, k)
-    known = (around >= 0) & (around < len(rhythm_beats))
-    near = np.where(known[:, :, None], stretches[rhythm_beats[np.clip(around, 0, len(rhythm_beats) - 1)]], np.nan)
-    c, _, m = near.shape
-    medians = nanquantile_rows(near.transpose(0, 2, 1).reshape(c * m, 2 * k), 0.5).reshape(c, m)
-    medians[known.sum(axis=1) < RHYTHM_MEDIAN_MIN_BEATS] = np.nan
-    return medians, near
+    after = np.asarray(after)
+    medians = np.full((len(after), stretches.shape[1]), np.nan)
+    spreads = np.zeros(len(after))
+    for start in range(0, len(after), RHYTHM_MEDIAN_BLOCK_CALLS):
+        around = after[start:start + RHYTHM_MEDIAN_BLOCK_CALLS, None] + np.arange(-k, k)
+        known = (around >= 0) & (around < len(rhythm_beats))
+        near = np.where(known[:, :, None], stretches[rhythm_beats[np.clip(around, 0, len(rhythm_beats) - 1)]], np.nan)
+        c, _, m = near.shape
+        block = nanquantile_rows(near.transpose(0, 2, 1).reshape(c * m, 2 * k), 0.5).reshape(c, m)
+        enough = known.sum(axis=1) >= RHYTHM_MEDIAN_MIN_BEATS
+        medians[start:start + c][enough] = block[enough]
+        own = rms_about_mean(near[enough] - block[enough, None, :])  # NaN beyond the rhythm's ends
+        spreads[start:start + c][enough] = nanquantile_rows(own, 0.5)
+    return medians, spreads
 
 
 def repolarisation_differences(windows, calls, rhythm_beats, after):
     """How far each of ``calls`` (c,) beat indices repolarises unlike the rhythm, and how far the
     rhythm's own beats do: (c,) the RMS difference, means removed, of its ``REPOLARISATION_S``
-    stretch from the rhythm's median of it (:func:`rhythm_medians`), and (c,) the median of those
-    beats' own differences from that median (their spread), both in the windows' units (x their
-    group's QRS scale); inf and 0 with too few of the rhythm's beats. ``windows`` (n, 360, 2) as
-    ``ecg.pipeline`` cuts them (``PREPROCESSING["window_samples"]``)."""
+    stretch from the rhythm's median of it, and (c,) the rhythm's spread (:func:`rhythm_medians`),
+    both in the windows' units (x their group's QRS scale); inf and 0 with too few of the rhythm's
+    beats. ``windows`` (n, 360, 2) as ``ecg.pipeline`` cuts them (``PREPROCESSING["window_samples"]``)."""
     r_peak = PREPROCESSING["window_samples"][0]  # samples before the R peak: its index in a window
     lo, hi = (r_peak + round(s * MODEL_FS) for s in REPOLARISATION_S)
     stretch = windows[:, lo:hi, 0]
-    if not len(calls):
-        return np.zeros(0), np.zeros(0)
-    medians, near = rhythm_medians(stretch, rhythm_beats, after)
-    known = ~np.isnan(medians[:, 0])
-    differences = np.where(known, rms_about_mean(stretch[calls] - medians), np.inf)
-    own = rms_about_mean(near - medians[:, None, :])  # (c, 2k): NaN beyond the rhythm's ends
-    spreads = np.zeros(len(calls))
-    spreads[known] = nanquantile_rows(own[known], 0.5)
-    return differences, spreads
+    medians, spreads = rhythm_medians(stretch, rhythm_beats, after)
+    differences = rms_about_mean(stretch[calls] - medians)
+    return np.where(np.isnan(differences), np.inf, differences), spreads
 
 
 def hidden_beat_offsets(windows, calls, due_s, rr, rhythm_beats, after):
@@ -455,7 +457,7 @@ def hidden_beat_offsets(windows, calls, due_s, rr, rhythm_beats, after):
     out = np.full(len(calls), np.nan)
     if not len(calls):
         return out
-    cores, _ = rhythm_medians(windows[:, lo:hi, 0], rhythm_beats, after)
+    cores, _ = rhythm_medians(windows[:, lo:hi, 0], rhythm_beats, after)  # spreads unused: a few sorts
     cores = cores - cores.mean(axis=1, keepdims=True)
     first = np.maximum(lo + np.round((due_s - HIDDEN_BEAT_TOLERANCE * rr) * MODEL_FS).astype(int), 0)
     last = np.minimum(lo + np.round((due_s + HIDDEN_BEAT_TOLERANCE * rr) * MODEL_FS).astype(int), windows.shape[1] - m)

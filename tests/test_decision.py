@@ -474,3 +474,20 @@ def test_a_v_call_beside_the_rhythms_undetected_beat_is_n():
     t = np.array([0.0, 0.8, 1.45, 1.6, 2.4])
     assert undetected(t, np.array([2, 2, 2]), np.array([0.15, 0.03, np.nan])).tolist() == [False, False, False]
     assert undetected(np.delete(t, 3), np.array([2]), np.array([0.15])).tolist() == [True]
+
+
+def test_the_rhythms_medians_are_the_same_in_blocks_of_any_size(monkeypatch):
+    import ecg.decision as dec
+
+    rng = np.random.default_rng(3)
+    stretches = rng.normal(size=(60, 20)).astype(np.float32)
+    rhythm_beats = np.flatnonzero(rng.random(60) < 0.7)
+    after = np.array([1, 3, 4, len(rhythm_beats) - 1, 2])
+    whole = dec.rhythm_medians(stretches, rhythm_beats, after)
+    monkeypatch.setattr(dec, "RHYTHM_MEDIAN_BLOCK_CALLS", 2)
+    blocks = dec.rhythm_medians(stretches, rhythm_beats, after)
+    for a, b in zip(whole, blocks):
+        np.testing.assert_array_equal(a, b)
+    # the median of the rhythm's beats around the third call, as numpy takes it
+    near = rhythm_beats[max(after[2] - dec.RHYTHM_MEDIAN_HALF_BEATS, 0):after[2] + dec.RHYTHM_MEDIAN_HALF_BEATS]
+    np.testing.assert_allclose(whole[0][2], np.median(stretches[near], axis=0), rtol=1e-6)
