@@ -517,8 +517,9 @@ def classify(p_raw, features, decision, apply_ruleguard=True, windows=None, grou
     called V, whatever its probability, and a noisy one only over :func:`noisy_threshold`; a
     good one timed and shaped as a PVC (:func:`ectopic_timing_mask`) from ``ECTOPIC_MIN_P``, and
     one of a shape whose beats mostly are timed as one (:func:`timed_shape_mask`) from
-    ``TIMED_SHAPE_MIN_P``; and a V call that no pause follows in a regular rhythm is N, as is one
-    on time there with the rhythm's own repolarisation (:func:`no_pause_mask`).
+    ``TIMED_SHAPE_MIN_P``; and a V call that no pause follows in a regular rhythm is N, as are one
+    on time there with the rhythm's own repolarisation and one beside the rhythm's undetected QRS
+    (:func:`no_pause_mask`).
     ``paced``: the patient has a pacemaker (:func:`own_rhythm_mask`). Returns the beats' :class:`Calls`.
     """
     pooling = decision.get("pooling")

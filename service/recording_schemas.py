@@ -102,7 +102,9 @@ class RecordingReportSchema(Schema):
         "description": "beats the networks call V that no pause follows in a regular rhythm, called N: "
                        "an artefact the detector took for a beat leaves the rhythm as it was, a PVC resets it; "
                        "and those on time there with the rhythm's own ST segment and T wave: a normal beat "
-                       "an artefact fell on, where a PVC changes them"})
+                       "an artefact fell on, where a PVC changes them; and those whose window holds the "
+                       "rhythm's own QRS, undetected, where its next beat was due: an artefact taken "
+                       "instead of that beat"})
     short_rhythm_beats = fields.Integer(metadata={
         "description": "in a recording, or a stretch between two leads off of a minute or more, under "
                        "150 beats, too short for that rule: the V calls of its dominant on-time slow shape "
