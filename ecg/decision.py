@@ -21,7 +21,7 @@ import numpy as np
 
 from . import MODEL_FS
 from .dsp import expit, nanquantile_rows
-from .features import RR_FEATURE_NAMES, groups_within, template_correlation
+from .features import RR_FEATURE_NAMES, groups_within
 from .pipeline import PREPROCESSING, QRS_CORE_SAMPLES
 from .quality import GOOD, NOISY, UNREADABLE
 
@@ -457,16 +457,22 @@ def hidden_beat_offsets(windows, calls, due_s, rr, rhythm_beats, after):
     out = np.full(len(calls), np.nan)
     if not len(calls):
         return out
-    cores, _ = rhythm_medians(windows[:, lo:hi, 0], rhythm_beats, after)
+    cores, _ = rhythm_medians(windows[:, lo:hi, 0], rhythm_beats, after)  # spreads unused: a few sorts
+    cores = cores - cores.mean(axis=1, keepdims=True)
     first = np.maximum(lo + np.round((due_s - HIDDEN_BEAT_TOLERANCE * rr) * MODEL_FS).astype(int), 0)
     last = np.minimum(lo + np.round((due_s + HIDDEN_BEAT_TOLERANCE * rr) * MODEL_FS).astype(int), windows.shape[1] - m)
     for i in np.flatnonzero(~np.isnan(cores[:, 0]) & (first <= last)):
-        # every m-sample stretch of the call's window from first[i] to last[i]: (lags, m)
-        stretches = np.lib.stride_tricks.sliding_window_view(windows[calls[i], first[i]:last[i] + m, 0], m)
-        correlations = template_correlation(stretches, cores[i][None])
+        segment = windows[calls[i], first[i]:last[i] + m, 0].astype(np.float64)
+        # each m-sample stretch's norm about its own mean from running sums; the core's mean is 0,
+        # so its dot product with a stretch needs no mean removed (ecg.features.template_correlation
+        # on every stretch gives the same values, far slower on PVC-rich requests: docs/PERFORMANCE.md)
+        sums, squares = (np.convolve(v, np.ones(m), mode="valid") for v in (segment, segment ** 2))
+        norms = np.sqrt(np.maximum(squares - sums ** 2 / m, 0))
+        core_norm = max(np.linalg.norm(cores[i]), _EPS)
+        sizes = norms / core_norm
+        correlations = np.correlate(segment, cores[i], mode="valid") / np.maximum(norms * core_norm, _EPS)
         best = np.argmax(correlations)
-        size = rms_about_mean(stretches[best]) / max(rms_about_mean(cores[i]), _EPS)
-        if correlations[best] >= HIDDEN_BEAT_MIN_CORR and HIDDEN_BEAT_SIZE[0] <= size <= HIDDEN_BEAT_SIZE[1]:
+        if correlations[best] >= HIDDEN_BEAT_MIN_CORR and HIDDEN_BEAT_SIZE[0] <= sizes[best] <= HIDDEN_BEAT_SIZE[1]:
             out[i] = (first[i] + best - lo) / MODEL_FS
     return out
 
