@@ -19,15 +19,13 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import MODEL_FS
-from .dsp import expit, nanquantile_rows
+from .dsp import expit
 from .features import RR_FEATURE_NAMES, groups_within
-from .pipeline import PREPROCESSING, QRS_CORE_SAMPLES
+from .no_pause import no_pause_mask
 from .quality import GOOD, NOISY, UNREADABLE
 
 _RR_PREV = RR_FEATURE_NAMES.index("rr_prev_ratio")
 _RR_NEXT = RR_FEATURE_NAMES.index("rr_next_ratio")
-_RR_PREV_S = RR_FEATURE_NAMES.index("rr_prev_s")
 _QRS_S = RR_FEATURE_NAMES.index("qrs_width_s")
 _HAS_PREV = RR_FEATURE_NAMES.index("has_prev")
 _LOCAL_RR_S = RR_FEATURE_NAMES.index("local_rr_s")
@@ -84,45 +82,6 @@ ECTOPIC_REGULAR = 0.2
 TIMED_SHAPE_MIN_P = 0.05
 TIMED_SHAPE_MIN_BEATS = 5  # alike beats in its pool, itself included: a recurring shape ...
 TIMED_SHAPE_SHARE = 0.5  # ... at least this share of which is so timed
-# A V call that no pause follows in a regular rhythm is called N: the rhythm's beats on either side
-# of it lie no further apart than this x the rhythm's RR, so the rhythm goes on as if it were not
-# there. A PVC resets the rhythm (a pause follows it) unless it is interpolated, which is rare; an
-# artefact the detector took for a beat does not. A rule of the service, chosen on DS1 out of fold
-# (docs/ROBUSTNESS.md, "V calls the rhythm does not need").
-NO_PAUSE_SPAN = 1.1
-# The rhythm's beats: not called V and alike to their group's median beat (template correlation at
-# least this). A PVC's T wave the detector took for a beat in the pause after it is not one (MIT-BIH
-# 119 under noise), nor are most artefacts the network calls N.
-RHYTHM_MIN_CORR = 0.3
-RHYTHM_HALF_INTERVALS = 10  # the rhythm's RR: the median of the intervals between consecutive
-# detections that are both the rhythm's beats, of as many intervals each side of the call ...
-RHYTHM_MIN_INTERVALS = 5  # ... at least this many of them ...
-RHYTHM_REGULAR = 0.1  # ... three quarters of them within this share of their median (not AF)
-SIGNAL_GAP_S = 1e6  # between two signals of one request (a lead off): no interval spans it
-# A V call on time in that regular rhythm whose repolarisation is the rhythm's own is called N too: a
-# PVC changes how the ventricles repolarise (its ST segment and T wave), a normal beat an artefact
-# fell on keeps them, and no pause follows it either. A rule of the service, chosen on DS1 out of
-# fold (docs/ROBUSTNESS.md, "V calls the rhythm does not need").
-ON_TIME = 0.1  # the rhythm's beats before and after the call each lie within this share of its RR from it
-REPOLARISATION_S = (0.150, 0.450)  # after the R peak: the ST segment and the T wave, short of the next QRS at 130 bpm
-REPOLARISATION_MAX_DIFF = 0.04  # RMS difference from the rhythm's, means removed, x the QRS scale of the windows ...
-# ... and at most this many times the rhythm's own beat-to-beat spread (the same difference, median over
-# its beats): an artefact leaves a difference of the order of the rhythm's noise; a PVC's goes beyond it
-# even in a lead whose T waves are small beside its QRS, where the absolute difference stays small
-REPOLARISATION_MAX_SPREADS = 3.0
-RHYTHM_MEDIAN_HALF_BEATS = 8  # the rhythm's median beat over this many of its beats each side of the call ...
-RHYTHM_MEDIAN_MIN_BEATS = 5  # ... at least this many in all
-RHYTHM_MEDIAN_BLOCK_CALLS = 256  # calls whose medians are sorted at once: some 7 MB at most, whatever the pool
-# A V call in that regular rhythm whose window holds the rhythm's own QRS, undetected, where the rhythm's
-# next beat was due is called N too: an artefact the detector took instead of that beat (of two
-# detections closer than its refractory period it keeps one), and the beat is still there. After a PVC
-# the ventricles are refractory when the rhythm's next beat is due: no QRS of the rhythm's there. A
-# rule of the service, chosen on DS1 out of fold (docs/ROBUSTNESS.md, "V calls the rhythm does not need").
-HIDDEN_BEAT_TOLERANCE = 0.1  # sought within this share of the rhythm's RR of where its next beat was due ...
-HIDDEN_BEAT_MIN_CORR = 0.95  # ... a stretch this alike to the rhythm's median QRS (the core the pooling reads) ...
-HIDDEN_BEAT_SIZE = (0.5, 2.0)  # ... of an RMS within these multiples of the median's ...
-HIDDEN_BEAT_MIN_OFFSET_S = 0.05  # ... at least this far from the call's own R peak (not the call itself) ...
-HIDDEN_BEAT_MIN_GAP_S = 0.1  # ... and no other detection this close to it: a beat the detector missed
 
 
 def logit(p):
@@ -356,142 +315,6 @@ def timed_shape_mask(alike, alike_timed):
     return (alike >= TIMED_SHAPE_MIN_BEATS) & (np.asarray(alike_timed) >= TIMED_SHAPE_SHARE * alike)
 
 
-def beat_times(features):
-    """Each beat's time in seconds (n,), from the RR before it (``features`` (n, k) as
-    ``ecg.features`` names them); a beat with no previous one starts a signal ``SIGNAL_GAP_S``
-    after the last."""
-    f = np.asarray(features)
-    return np.cumsum(np.where(f[:, _HAS_PREV] == 1, f[:, _RR_PREV_S].astype(np.float64), SIGNAL_GAP_S))
-
-
-def no_pause_mask(is_v, features, windows=None):
-    """V calls (n,) that no pause follows in a regular rhythm: the rhythm's beats before and after one
-    lie under ``NO_PAUSE_SPAN`` x the rhythm's RR apart (``RHYTHM_*``), or, given the beats'
-    ``windows`` (n, 360, 2) (``ecg.pipeline``), it comes on time (``ON_TIME``) with the rhythm's
-    own repolarisation (:func:`repolarisation_differences`), or the rhythm's QRS lies undetected in
-    its window where the rhythm's next beat was due (:func:`hidden_beat_offsets`, :func:`undetected`).
-    ``is_v`` (n,) the calls, ``features`` (n, k) as ``ecg.features`` names them."""
-    is_v = np.asarray(is_v, dtype=bool)
-    no_pause = np.zeros(len(is_v), bool)
-    rhythm = ~is_v & (np.asarray(features)[:, _TEMPLATE_CORR] >= RHYTHM_MIN_CORR)
-    rhythm_beats = np.flatnonzero(rhythm)
-    calls = np.flatnonzero(is_v)
-    if len(rhythm_beats) < 2 or not len(calls):
-        return no_pause
-    t = beat_times(features)
-    # interval j runs from detection j to detection j + 1; NaN unless both are the rhythm's beats
-    rhythm_intervals = np.where(rhythm[:-1] & rhythm[1:], np.diff(t), np.nan)
-    h = RHYTHM_HALF_INTERVALS
-    padded = np.pad(rhythm_intervals, h, constant_values=np.nan)
-    around = np.lib.stride_tricks.sliding_window_view(padded, 2 * h)[calls]  # intervals i-h .. i+h-1
-    known = np.count_nonzero(~np.isnan(around), axis=1) >= RHYTHM_MIN_INTERVALS
-    calls, around = calls[known], around[known]
-    if not len(calls):
-        return no_pause
-    rr = nanquantile_rows(around, 0.5)
-    regular = nanquantile_rows(np.abs(around / rr[:, None] - 1), 0.75) < RHYTHM_REGULAR
-    after = np.searchsorted(rhythm_beats, calls)  # the rhythm's first beat after each call
-    inside = regular & (after >= 1) & (after < len(rhythm_beats))
-    after = np.clip(after, 1, len(rhythm_beats) - 1)
-    span = t[rhythm_beats[after]] - t[rhythm_beats[after - 1]]
-    no_pause[calls] = inside & (span < NO_PAUSE_SPAN * rr)
-    if windows is not None:
-        before_s, after_s = t[calls] - t[rhythm_beats[after - 1]], t[rhythm_beats[after]] - t[calls]
-        on_time = inside & (np.abs(before_s / rr - 1) < ON_TIME) & (np.abs(after_s / rr - 1) < ON_TIME)
-        differences, spreads = repolarisation_differences(windows, calls[on_time], rhythm_beats, after[on_time])
-        own = (differences < REPOLARISATION_MAX_DIFF) & (differences < REPOLARISATION_MAX_SPREADS * spreads)
-        no_pause[calls[on_time]] |= own
-        offsets = hidden_beat_offsets(windows, calls[inside], rr[inside] - before_s[inside], rr[inside],
-                                      rhythm_beats, after[inside])
-        no_pause[calls[inside]] |= undetected(t, calls[inside], offsets)
-    return no_pause
-
-
-def rhythm_medians(stretches, rhythm_beats, after):
-    """The rhythm's median stretch around each call and its spread: (c, m) the median of
-    ``stretches`` (n, m) over the rhythm's beats ``RHYTHM_MEDIAN_HALF_BEATS`` each side of
-    ``rhythm_beats[after]`` (``after`` (c,): the rhythm's first beat after each call), and (c,) the
-    median of those beats' RMS differences from it, means removed; NaN and 0 with fewer than
-    ``RHYTHM_MEDIAN_MIN_BEATS`` of them. One sort per ``RHYTHM_MEDIAN_BLOCK_CALLS`` calls
-    (``ecg.dsp.nanquantile_rows``), so that memory stays bounded on a day's pool."""
-    k = RHYTHM_MEDIAN_HALF_BEATS
-    after = np.asarray(after)
-    medians = np.full((len(after), stretches.shape[1]), np.nan)
-    spreads = np.zeros(len(after))
-    for start in range(0, len(after), RHYTHM_MEDIAN_BLOCK_CALLS):
-        around = after[start:start + RHYTHM_MEDIAN_BLOCK_CALLS, None] + np.arange(-k, k)
-        known = (around >= 0) & (around < len(rhythm_beats))
-        near = np.where(known[:, :, None], stretches[rhythm_beats[np.clip(around, 0, len(rhythm_beats) - 1)]], np.nan)
-        c, _, m = near.shape
-        block = nanquantile_rows(near.transpose(0, 2, 1).reshape(c * m, 2 * k), 0.5).reshape(c, m)
-        enough = known.sum(axis=1) >= RHYTHM_MEDIAN_MIN_BEATS
-        medians[start:start + c][enough] = block[enough]
-        own = rms_about_mean(near[enough] - block[enough, None, :])  # NaN beyond the rhythm's ends
-        spreads[start:start + c][enough] = nanquantile_rows(own, 0.5)
-    return medians, spreads
-
-
-def repolarisation_differences(windows, calls, rhythm_beats, after):
-    """How far each of ``calls`` (c,) beat indices repolarises unlike the rhythm, and how far the
-    rhythm's own beats do: (c,) the RMS difference, means removed, of its ``REPOLARISATION_S``
-    stretch from the rhythm's median of it, and (c,) the rhythm's spread (:func:`rhythm_medians`),
-    both in the windows' units (x their group's QRS scale); inf and 0 with too few of the rhythm's
-    beats. ``windows`` (n, 360, 2) as ``ecg.pipeline`` cuts them (``PREPROCESSING["window_samples"]``)."""
-    r_peak = PREPROCESSING["window_samples"][0]  # samples before the R peak: its index in a window
-    lo, hi = (r_peak + round(s * MODEL_FS) for s in REPOLARISATION_S)
-    stretch = windows[:, lo:hi, 0]
-    medians, spreads = rhythm_medians(stretch, rhythm_beats, after)
-    differences = rms_about_mean(stretch[calls] - medians)
-    return np.where(np.isnan(differences), np.inf, differences), spreads
-
-
-def hidden_beat_offsets(windows, calls, due_s, rr, rhythm_beats, after):
-    """(c,) where each of ``calls`` (c,) beat indices holds the rhythm's QRS in its window, in seconds
-    from its R peak; NaN where it holds none. Within ``HIDDEN_BEAT_TOLERANCE`` x ``rr`` (c,) s of
-    ``due_s`` (c,) s, the stretch as long as the QRS core (``ecg.pipeline.QRS_CORE_SAMPLES``) most
-    alike to the rhythm's median core (:func:`rhythm_medians`), if correlated at least
-    ``HIDDEN_BEAT_MIN_CORR`` and of an RMS within ``HIDDEN_BEAT_SIZE`` x the median's.
-    ``windows`` (n, 360, 2)."""
-    lo, hi = QRS_CORE_SAMPLES
-    m = hi - lo
-    out = np.full(len(calls), np.nan)
-    if not len(calls):
-        return out
-    cores, _ = rhythm_medians(windows[:, lo:hi, 0], rhythm_beats, after)  # spreads unused: a few sorts
-    cores = cores - cores.mean(axis=1, keepdims=True)
-    first = np.maximum(lo + np.round((due_s - HIDDEN_BEAT_TOLERANCE * rr) * MODEL_FS).astype(int), 0)
-    last = np.minimum(lo + np.round((due_s + HIDDEN_BEAT_TOLERANCE * rr) * MODEL_FS).astype(int), windows.shape[1] - m)
-    for i in np.flatnonzero(~np.isnan(cores[:, 0]) & (first <= last)):
-        segment = windows[calls[i], first[i]:last[i] + m, 0].astype(np.float64)
-        # each m-sample stretch's norm about its own mean from running sums; the core's mean is 0,
-        # so its dot product with a stretch needs no mean removed (ecg.features.template_correlation
-        # on every stretch gives the same values, far slower on PVC-rich requests: docs/PERFORMANCE.md)
-        sums, squares = (np.convolve(v, np.ones(m), mode="valid") for v in (segment, segment ** 2))
-        norms = np.sqrt(np.maximum(squares - sums ** 2 / m, 0))
-        core_norm = max(np.linalg.norm(cores[i]), _EPS)
-        sizes = norms / core_norm
-        correlations = np.correlate(segment, cores[i], mode="valid") / np.maximum(norms * core_norm, _EPS)
-        best = np.argmax(correlations)
-        if correlations[best] >= HIDDEN_BEAT_MIN_CORR and HIDDEN_BEAT_SIZE[0] <= sizes[best] <= HIDDEN_BEAT_SIZE[1]:
-            out[i] = (first[i] + best - lo) / MODEL_FS
-    return out
-
-
-def undetected(times, calls, offsets):
-    """(c,) whether what lies ``offsets`` (c,) s from each of ``calls`` (c,) beat indices, at least
-    ``HIDDEN_BEAT_MIN_OFFSET_S`` from it, has no other detection within ``HIDDEN_BEAT_MIN_GAP_S``
-    (``times`` (n,) s, the detections'); False where an offset is NaN."""
-    at = times[calls] + offsets
-    neighbours = np.clip(np.searchsorted(times, at)[:, None] + np.arange(-2, 2), 0, len(times) - 1)
-    gaps = np.where(neighbours == calls[:, None], np.inf, np.abs(times[neighbours] - at[:, None]))
-    return (np.abs(offsets) >= HIDDEN_BEAT_MIN_OFFSET_S) & (gaps.min(axis=1, initial=np.inf) > HIDDEN_BEAT_MIN_GAP_S)
-
-
-def rms_about_mean(d):
-    """RMS of ``d`` (..., m) about its mean along the last axis: (...)."""
-    return np.sqrt(np.mean((d - d.mean(axis=-1, keepdims=True)) ** 2, axis=-1))
-
-
 class Calls(NamedTuple):
     """What :func:`classify` decided for n beats, each field (n,)."""
 
@@ -520,7 +343,7 @@ def classify(p_raw, features, decision, apply_ruleguard=True, windows=None, grou
     one of a shape whose beats mostly are timed as one (:func:`timed_shape_mask`) from
     ``TIMED_SHAPE_MIN_P``; and a V call that no pause follows in a regular rhythm is N, as are one
     on time there with the rhythm's own repolarisation and one beside the rhythm's undetected QRS
-    (:func:`no_pause_mask`).
+    (:func:`ecg.no_pause.no_pause_mask`).
     ``paced``: the patient has a pacemaker (:func:`own_rhythm_mask`). Returns the beats' :class:`Calls`.
     """
     pooling = decision.get("pooling")

@@ -443,7 +443,7 @@ def test_a_v_call_on_time_with_the_rhythms_repolarisation_is_n():
 
 
 def test_a_v_call_beside_the_rhythms_undetected_beat_is_n():
-    from ecg.decision import undetected
+    from ecg.no_pause import undetected
 
     decision = {"calibration": {"a": 1.0, "b": 0.0}, "threshold": 0.5}
     # a regular rhythm at 0.8 s; an artefact at 3.85 s taken for a beat instead of the rhythm's beat at
@@ -477,17 +477,18 @@ def test_a_v_call_beside_the_rhythms_undetected_beat_is_n():
 
 
 def test_the_rhythms_medians_are_the_same_in_blocks_of_any_size(monkeypatch):
-    import ecg.decision as dec
+    import ecg.no_pause as no_pause
 
     rng = np.random.default_rng(3)
     stretches = rng.normal(size=(60, 20)).astype(np.float32)
     rhythm_beats = np.flatnonzero(rng.random(60) < 0.7)
     after = np.array([1, 3, 4, len(rhythm_beats) - 1, 2])
-    whole = dec.rhythm_medians(stretches, rhythm_beats, after)
-    monkeypatch.setattr(dec, "RHYTHM_MEDIAN_BLOCK_CALLS", 2)
-    blocks = dec.rhythm_medians(stretches, rhythm_beats, after)
+    whole = no_pause.rhythm_medians(stretches, rhythm_beats, after)
+    monkeypatch.setattr(no_pause, "RHYTHM_MEDIAN_BLOCK_CALLS", 2)
+    blocks = no_pause.rhythm_medians(stretches, rhythm_beats, after)
     for a, b in zip(whole, blocks):
         np.testing.assert_array_equal(a, b)
     # the median of the rhythm's beats around the third call, as numpy takes it
-    near = rhythm_beats[max(after[2] - dec.RHYTHM_MEDIAN_HALF_BEATS, 0):after[2] + dec.RHYTHM_MEDIAN_HALF_BEATS]
+    k = no_pause.RHYTHM_MEDIAN_HALF_BEATS
+    near = rhythm_beats[max(after[2] - k, 0):after[2] + k]
     np.testing.assert_allclose(whole[0][2], np.median(stretches[near], axis=0), rtol=1e-6)

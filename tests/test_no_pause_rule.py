@@ -4,7 +4,7 @@ call V (``bench.robustness.pulse_artefacts``, at nst's 12 dB).
 
 No pause follows such a hump, nor a normal beat one fell on (on time, with the rhythm's own T wave),
 and a hump the detector took instead of a beat of the rhythm leaves that beat's QRS in its window, so
-the service calls them N (``ecg.decision.no_pause_mask``) and counts them in
+the service calls them N (``ecg.no_pause``) and counts them in
 ``metadata.v_without_pause_beats``, in the predictions and in the Holter report alike; the PVCs of
 record 119 stay V.
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import ecg.decision
+import ecg.no_pause
 from bench.edf_files import write_edf
 from bench.robustness import pulse_artefacts
 from ecg.ec57 import MATCH_WINDOW_S, match_beats
@@ -64,11 +64,11 @@ def test_v_calls_the_rhythm_does_not_need_are_n_and_counted(client, name, beats_
     body = _predict(client, x, rec.fs)
     dropped = body["metadata"]["v_without_pause_beats"]
     assert dropped >= 1
-    monkeypatch.setattr(ecg.decision, "HIDDEN_BEAT_MIN_CORR", 2.0)  # no hidden beat ever found
+    monkeypatch.setattr(ecg.no_pause, "HIDDEN_BEAT_MIN_CORR", 2.0)  # no hidden beat ever found
     no_hidden = _predict(client, x, rec.fs)
-    monkeypatch.setattr(ecg.decision, "REPOLARISATION_MAX_DIFF", 0.0)  # the on-time form never reached
+    monkeypatch.setattr(ecg.no_pause, "REPOLARISATION_MAX_DIFF", 0.0)  # the on-time form never reached
     extra_only = _predict(client, x, rec.fs)
-    monkeypatch.setattr(ecg.decision, "NO_PAUSE_SPAN", 0.0)  # nor the other
+    monkeypatch.setattr(ecg.no_pause, "NO_PAUSE_SPAN", 0.0)  # nor the other
     without = _predict(client, x, rec.fs)
     assert without["metadata"]["v_without_pause_beats"] == 0
     turned = _v_positions(without) - _v_positions(body)
