@@ -16,7 +16,8 @@ rhythm does not need"). :func:`no_pause_mask`, for ``ecg.decision.classify``:
 3. First form: the rhythm's beats on either side of the call lie under ``NO_PAUSE_SPAN`` x its RR
    apart (an artefact between two beats).
 4. Second form: the call comes on time (``ON_TIME``) with the rhythm's own ST segment and T wave
-   (``REPOLARISATION_*``, :func:`repolarisation_differences`): a normal beat an artefact fell on.
+   (``REPOLARISATION_*``, :func:`repolarisation_differences`): a PVC changes how the ventricles
+   repolarise, a normal beat an artefact fell on keeps the rhythm's repolarisation.
 5. Third form: the call's window holds the rhythm's QRS, undetected, where the rhythm's next beat
    was due (``HIDDEN_BEAT_*``, :func:`hidden_beat_offsets`, :func:`undetected`): an artefact the
    detector took instead of that beat (of two detections closer than its refractory period it
