@@ -140,7 +140,7 @@ def rhythm_medians(stretches, rhythm_beats, after):
         block = nanquantile_rows(near.transpose(0, 2, 1).reshape(c * m, 2 * k), 0.5).reshape(c, m)
         enough = known.sum(axis=1) >= RHYTHM_MEDIAN_MIN_BEATS
         medians[start:start + c][enough] = block[enough]
-        own = rms_about_mean(near[enough] - block[enough, None, :])  # NaN beyond the rhythm's ends
+        own = np.std(near[enough] - block[enough, None, :], axis=-1)  # RMS about the mean; NaN beyond the rhythm's ends
         spreads[start:start + c][enough] = nanquantile_rows(own, 0.5)
     return medians, spreads
 
@@ -155,7 +155,7 @@ def repolarisation_differences(windows, calls, rhythm_beats, after):
     lo, hi = (r_peak + round(s * MODEL_FS) for s in REPOLARISATION_S)
     stretch = windows[:, lo:hi, 0]
     medians, spreads = rhythm_medians(stretch, rhythm_beats, after)
-    differences = rms_about_mean(stretch[calls] - medians)
+    differences = np.std(stretch[calls] - medians, axis=-1)  # the RMS difference, means removed
     return np.where(np.isnan(differences), np.inf, differences), spreads
 
 
@@ -199,8 +199,3 @@ def undetected(times, calls, offsets):
     neighbours = np.clip(np.searchsorted(times, at)[:, None] + np.arange(-2, 2), 0, len(times) - 1)
     gaps = np.where(neighbours == calls[:, None], np.inf, np.abs(times[neighbours] - at[:, None]))
     return (np.abs(offsets) >= HIDDEN_BEAT_MIN_OFFSET_S) & (gaps.min(axis=1, initial=np.inf) > HIDDEN_BEAT_MIN_GAP_S)
-
-
-def rms_about_mean(d):
-    """RMS of ``d`` (..., m) about its mean along the last axis: (...)."""
-    return np.sqrt(np.mean((d - d.mean(axis=-1, keepdims=True)) ** 2, axis=-1))
