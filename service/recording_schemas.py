@@ -5,6 +5,8 @@ The body is a file, not JSON: described in the document by :data:`REQUEST_BODY`.
 
 from marshmallow import Schema, fields
 
+from .schemas import DECISION_COUNTS
+
 REQUEST_BODY = {
     "required": True,
     "description": "One EDF or EDF+ file (an EDF+D with gaps is analysed part by part), as the body itself or as the "
@@ -92,19 +94,9 @@ class RecordingReportSchema(Schema):
     normal_beats = fields.Integer()
     ventricular_beats = fields.Integer()
     unreadable_beats = fields.Integer(metadata={"description": "beats in unreadable stretches: called N"})
-    own_rhythm_beats = fields.Integer(metadata={
-        "description": "beats the networks would call V, called N as the recording's dominant on-time shape"})
-    v_by_timing_beats = fields.Integer(metadata={
-        "description": "beats called V under the card's threshold: readable, premature, followed by a "
-                       "pause, in a regular rhythm, and wider than and unlike the beats around them or "
-                       "of a shape whose beats mostly are so timed"})
-    v_without_pause_beats = fields.Integer(metadata={
-        "description": "beats the networks call V that no pause follows in a regular rhythm, called N: "
-                       "an artefact the detector took for a beat leaves the rhythm as it was, a PVC resets it; "
-                       "and those on time there with the rhythm's own ST segment and T wave: a normal beat "
-                       "an artefact fell on, where a PVC changes them; and those whose window holds the "
-                       "rhythm's own QRS, undetected, where its next beat was due: an artefact taken "
-                       "instead of that beat"})
+    own_rhythm_beats = fields.Integer(metadata={"description": DECISION_COUNTS["own_rhythm_beats"]})
+    v_by_timing_beats = fields.Integer(metadata={"description": DECISION_COUNTS["v_by_timing_beats"]})
+    v_without_pause_beats = fields.Integer(metadata={"description": DECISION_COUNTS["v_without_pause_beats"]})
     short_rhythm_beats = fields.Integer(metadata={
         "description": "in a recording, or a stretch between two leads off of a minute or more, under "
                        "150 beats, too short for that rule: the V calls of its dominant on-time slow shape "

@@ -37,6 +37,21 @@ OVERALL_CONFIDENCE_DOC = (
     "1 - the highest p_v of all beats (how sure the service is that no beat is V)."
 )
 
+# The decision's counts of beats it called otherwise than the networks would have, described once
+# for a prediction's metadata and the recordings' report (service/recording_schemas.py)
+DECISION_COUNTS = {
+    "own_rhythm_beats": "beats the networks would call V, called N as the recording's dominant on-time shape",
+    "v_by_timing_beats": "beats called V under the card's threshold: readable, premature, followed by a pause, "
+                         "in a regular rhythm, and wider than and unlike the beats around them or of a shape "
+                         "whose beats mostly are so timed",
+    "v_without_pause_beats": "beats the networks call V that no pause follows in a regular rhythm, called N: an "
+                             "artefact the detector took for a beat leaves the rhythm as it was, a PVC resets it; "
+                             "and those on time there with the rhythm's own ST segment and T wave: a normal beat "
+                             "an artefact fell on, where a PVC changes them; and those whose window holds the "
+                             "rhythm's own QRS, undetected, where its next beat was due: an artefact taken "
+                             "instead of that beat",
+}
+
 
 def example_signal(fs=360, seconds=10.0):
     """A synthetic 10-s lead for the OpenAPI example, so "Try it out" gets a 201.
@@ -251,17 +266,7 @@ class PredictionResponseSchema(Schema):
                        "that look like ventricular flutter or fibrillation: a fast regular wave with "
                        "no QRS complexes; risk_level keeps the contract's meaning, read from the V "
                        "beats), "
-                       "own_rhythm_beats (beats the networks would call V, called N as the "
-                       "recording's dominant on-time shape), v_by_timing_beats (beats called V under "
-                       "the card's threshold: readable, premature, followed by a pause, in a regular "
-                       "rhythm, and wider than and unlike the beats around them or of a shape whose "
-                       "beats mostly are so timed), v_without_pause_beats (beats the networks call V "
-                       "that no pause follows in a regular rhythm, called N: an artefact the detector "
-                       "took for a beat leaves the rhythm as it was, a PVC resets it; and those on time "
-                       "there with the rhythm's own ST segment and T wave: a normal beat an artefact "
-                       "fell on, where a PVC changes them; and those whose window holds the rhythm's "
-                       "own QRS, undetected, where its next beat was due: an artefact taken instead of "
-                       "that beat), "
+                       + ", ".join(f"{name} ({text})" for name, text in DECISION_COUNTS.items()) + ", "
                        "short_rhythm_beats (in a request, "
                        "or a stretch between two leads off of a minute or more, too short for that "
                        "rule, under 150 beats, its V calls of one on-time "
