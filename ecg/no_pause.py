@@ -18,10 +18,11 @@ rhythm does not need"). :func:`no_pause_mask`, for ``ecg.decision.classify``:
 4. Second form: the call comes on time (``ON_TIME``) with the rhythm's own ST segment and T wave
    (``REPOLARISATION_*``, :func:`repolarisation_differences`): a PVC changes how the ventricles
    repolarise, a normal beat an artefact fell on keeps the rhythm's repolarisation.
-5. Third form: the call's window holds the rhythm's QRS, undetected, where the rhythm's next beat
-   was due (``HIDDEN_BEAT_*``, :func:`hidden_beat_offsets`, :func:`undetected`): an artefact the
-   detector took instead of that beat (of two detections closer than its refractory period it
-   keeps one). After a PVC the ventricles are refractory then: no QRS of the rhythm's there.
+5. Third form, for the calls the first two left V: the call's window holds the rhythm's QRS,
+   undetected, where the rhythm's next beat was due (``HIDDEN_BEAT_*``, :func:`hidden_beat_offsets`,
+   :func:`undetected`): an artefact the detector took instead of that beat (of two detections
+   closer than its refractory period it keeps one). After a PVC the ventricles are refractory
+   then: no QRS of the rhythm's there.
 
 The rhythm's median stretches around the calls (forms 2 and 3) are sorted a block of calls at a
 time (:func:`rhythm_medians`), so that memory stays bounded on a day's pool.
@@ -115,9 +116,10 @@ def no_pause_mask(is_v, features, windows=None):
         differences, spreads = repolarisation_differences(windows, calls[on_time], rhythm_beats, after[on_time])
         own = (differences < REPOLARISATION_MAX_DIFF) & (differences < REPOLARISATION_MAX_SPREADS * spreads)
         no_pause[calls[on_time]] |= own
-        offsets = hidden_beat_offsets(windows, calls[inside], rr[inside] - before_s[inside], rr[inside],
-                                      rhythm_beats, after[inside])
-        no_pause[calls[inside]] |= undetected(t, calls[inside], offsets)
+        sought = inside & ~no_pause[calls]  # the calls the first two forms left V
+        offsets = hidden_beat_offsets(windows, calls[sought], rr[sought] - before_s[sought], rr[sought],
+                                      rhythm_beats, after[sought])
+        no_pause[calls[sought]] = undetected(t, calls[sought], offsets)
     return no_pause
 
 
