@@ -119,7 +119,7 @@ def no_pause_mask(is_v, features, windows=None):
         sought = inside & ~no_pause[calls]  # the calls the first two forms left V
         offsets = hidden_beat_offsets(windows, calls[sought], rr[sought] - before_s[sought], rr[sought],
                                       rhythm_beats, after[sought])
-        no_pause[calls[sought]] = undetected(t, calls[sought], offsets)
+        no_pause[calls[sought]] |= undetected(t, calls[sought], offsets)
     return no_pause
 
 
