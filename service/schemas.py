@@ -52,6 +52,25 @@ DECISION_COUNTS = {
                              "instead of that beat",
 }
 
+# a prediction's metadata, field by field: the contract's counts, then what this service adds
+PREDICTION_METADATA_DOC = (
+    "total_beats, normal_beats, ventricular_beats, ruleguard_applied (as before), plus heart_rate_bpm, "
+    "pvc_burden_percent, model_name, model_version, preprocessing_version, sampling_rate, resampled, "
+    "duration_s, derivation, warnings (derivation and signal quality), signal_quality (beats per quality), "
+    "unreadable_seconds and unreadable_intervals_s ([start, end] in seconds of the signal), "
+    "ventricular_flutter_seconds and ventricular_flutter_intervals_s (stretches that look like ventricular "
+    "flutter or fibrillation: a fast regular wave with no QRS complexes; risk_level keeps the contract's "
+    "meaning, read from the V beats), "
+    + ", ".join(f"{name} ({text})" for name, text in DECISION_COUNTS.items())
+    + ", short_rhythm_beats (in a request, or a stretch between two leads off of a minute or more, too short "
+    "for that rule, under 150 beats, its V calls of one on-time shape when they are more than half its beats: "
+    "a slow ventricular rhythm or the patient's own, which a longer request would tell), pacemaker (as sent: "
+    "with it the own-rhythm rule reads requests of any length, own_rhythm_beats counting the paced beats it "
+    "called N), turned_upright (the signal was negated before the networks saw it, its QRS complexes mostly "
+    "pointing down, for a model trained on upright leads); pvc_burden_percent is over the beats not judged "
+    "unreadable"
+)
+
 
 def example_signal(fs=360, seconds=10.0):
     """A synthetic 10-s lead for the OpenAPI example, so "Try it out" gets a 201.
@@ -255,28 +274,7 @@ class PredictionResponseSchema(Schema):
         "description": "Every detected beat, in time order"})
     processing_time_ms = fields.Float()
     created_at = fields.DateTime(metadata={"description": "ISO 8601, UTC (+00:00)"})
-    metadata = fields.Dict(allow_none=True, metadata={
-        "description": "total_beats, normal_beats, ventricular_beats, ruleguard_applied "
-                       "(as before), plus heart_rate_bpm, pvc_burden_percent, model_name, "
-                       "model_version, preprocessing_version, sampling_rate, resampled, "
-                       "duration_s, derivation, warnings (derivation and signal quality), "
-                       "signal_quality (beats per quality), unreadable_seconds and "
-                       "unreadable_intervals_s ([start, end] in seconds of the signal), "
-                       "ventricular_flutter_seconds and ventricular_flutter_intervals_s (stretches "
-                       "that look like ventricular flutter or fibrillation: a fast regular wave with "
-                       "no QRS complexes; risk_level keeps the contract's meaning, read from the V "
-                       "beats), "
-                       + ", ".join(f"{name} ({text})" for name, text in DECISION_COUNTS.items()) + ", "
-                       "short_rhythm_beats (in a request, "
-                       "or a stretch between two leads off of a minute or more, too short for that "
-                       "rule, under 150 beats, its V calls of one on-time "
-                       "shape when they are more than half its beats: a slow ventricular rhythm "
-                       "or the patient's own, which a longer request would tell), pacemaker (as "
-                       "sent: with it the own-rhythm rule reads requests of any length, "
-                       "own_rhythm_beats counting the paced beats it called N), turned_upright (the signal was "
-                       "negated before the networks saw it, its QRS complexes mostly pointing "
-                       "down, for a model trained on upright leads); "
-                       "pvc_burden_percent is over the beats not judged unreadable"})
+    metadata = fields.Dict(allow_none=True, metadata={"description": PREDICTION_METADATA_DOC})
 
 
 class ModelSummarySchema(Schema):
