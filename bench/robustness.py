@@ -41,7 +41,9 @@ Conditions (``CONDITIONS``):
   service must read it as the same ECG), ``band 0.67-25 Hz`` (a wearable's causal 4th-order
   band-pass, which bends the ST segment and rounds the QRS), ``clipped 1.5 mV`` (an amplifier
   saturating 1.5 mV from the lead's median), ``ADC step 50 uV`` (a coarse converter: the lead
-  rounded to multiples of 50 µV, as an 8-bit converter spanning ±6.4 mV records it).
+  rounded to multiples of 50 µV, as an 8-bit converter spanning ±6.4 mV records it), ``x0.1, hum
+  0.15 mV`` (a low-voltage lead, a tenth of the record's size, with 0.15 mV of 50-Hz hum: as much
+  hum for its size as 1.5 mV on the record).
 
 Writes ``bench/robustness.json`` and ``bench/robustness.md``. Needs MIT-BIH and the nstdb
 noise records (``--data``, ``--noise``); ~11 min on 2 cores.
@@ -109,7 +111,9 @@ def conditions():
             Condition("hum 50 Hz 1 mV", hum_mv=1.0, hum_hz=50.0, hum_harmonic=0.0)]
     out += [Condition("uV, offset 300 mV", units_per_mv=1000.0, offset_mv=300.0),
             Condition("band 0.67-25 Hz", device_band_hz=(0.67, 25.0)), Condition("clipped 1.5 mV", clip_mv=1.5),
-            Condition("ADC step 50 uV", quantum_mv=0.05)]
+            Condition("ADC step 50 uV", quantum_mv=0.05),
+            # the hum is added before the lead is scaled: 1.5 mV on the record, 0.15 mV as sent
+            Condition("x0.1, hum 0.15 mV", units_per_mv=0.1, hum_mv=1.5, hum_hz=50.0, hum_harmonic=0.0)]
     return out
 
 

@@ -89,7 +89,8 @@ def preprocess(x, fs):
     The 40-Hz low-pass leaves a third of 50-Hz hum in the beat windows, and the networks
     were trained on leads with little: 1 mV of it cost 0.02 of F1 of V on DS2's 10-s
     strips, none once subtracted (:func:`ecg.signal.remove_mains`, which leaves hum under
-    0.2 mV as it is). Returns ``(resampled, filtered)``, both shape (m,) at 360 Hz:
+    ``MAINS_NEGLIGIBLE_SHARE`` of the lead's size as it is). Returns ``(resampled,
+    filtered)``, both shape (m,) at 360 Hz:
     ``resampled`` without its hum, for the detector and the quality, since a lead off picks
     up mains hum and is flat only without it.
     """

@@ -41,6 +41,7 @@ import numpy as np
 
 from .detect import qrs_energy_envelope, window_max
 from .ec57 import in_ranges
+from .signal import FLAT_MV
 
 QUALITY_LABELS = ("good", "noisy", "unreadable")  # codes 0, 1, 2 of beat_quality
 GOOD, NOISY, UNREADABLE = range(3)
@@ -59,7 +60,7 @@ UNREADABLE_DB = 12.0  # a stretch SNR under this makes its beats unreadable ...
 OWN_UNREADABLE_DB = 6.0  # ... as does a beat's own SNR under this
 NOISY_DB = 18.0  # a stretch SNR under this makes its beats noisy
 FLAT_WINDOW_S = 1.0  # a lead off is judged over this much signal ...
-FLAT_MV = 0.02  # ... and is flatter than this peak to peak (mV): no ECG is that flat
+# ... and is flatter than ecg.signal.FLAT_MV peak to peak: no ECG is that flat
 # a lead flat this long was off, not glitching: put back on, its electrode may sit elsewhere and its
 # beats take another size and shape, so the beats after it are a new signal (:func:`lead_on_runs`)
 LEAD_OFF_S = 60.0

@@ -19,7 +19,13 @@ MAINS_HZ = (50.0, 60.0)  # the world's two mains frequencies
 MAINS_BLOCK_S = 1.0  # the hum is fitted over blocks this long: whole periods of both, and
 # short enough that a mains frequency off by 0.1 Hz turns its phase by a tenth of a cycle
 MAINS_MAX_FRACTION = 0.45  # fitted only below this x fs (a 100-Hz signal has no 60 Hz)
-MAINS_NEGLIGIBLE_MV = 0.2  # hum under this is left: 0.3 mV of it cost next to no beat or label
+# hum under this share of the lead's own size (its median peak to peak over the blocks) is left:
+# 0.2 mV on a 1.7-mV MLII, where 0.3 mV of it cost next to no beat or label; a share, not a level in
+# mV, so that a low-voltage lead loses its hum as a large one does (docs/ROBUSTNESS.md, "Mains hum")
+MAINS_NEGLIGIBLE_SHARE = 0.12
+# a block flatter than this peak to peak (mV) holds no ECG: a lead off (ecg.quality), which says
+# nothing of the lead's size
+FLAT_MV = 0.02
 
 
 def resample(x, fs_in, fs_out=MODEL_FS):
@@ -48,9 +54,11 @@ def remove_mains(x, fs):
     mains frequency (a least-squares fit: the block holds whole periods); between block
     centres it is interpolated, before the first and after the last extrapolated (a
     mains frequency off by 0.1 Hz turns the hum's phase by 18 degrees in half a block).
-    Hum under ``MAINS_NEGLIGIBLE_MV`` in every block is left: the band-passes attenuate
-    that much enough, and an ECG's noise and QRS complexes have some 50- and 60-Hz content
-    of their own (up to 0.17 mV in MIT-BIH's noisiest blocks). Unlike a notch filter this
+    Hum under ``MAINS_NEGLIGIBLE_SHARE`` x the lead's size, its median peak to peak over the
+    blocks that are not flat (``FLAT_MV``: a lead off), is left in every block, as is any on a
+    lead flat all through: the band-passes attenuate that much enough, and an ECG's noise and
+    QRS complexes have some 50- and 60-Hz content of their own (up to 0.17 of its size in
+    MIT-BIH's leads, whose fits of it are left but in two V1 leads). Unlike a notch filter this
     has no transient at a strip's ends: hum cut mid-cycle is a kink there for any filter
     that pads the ends, and the kink rings in the QRS band (1 mV of hum made a false beat
     at an end of most 10-s strips). Signals shorter than a block are returned as they
@@ -65,6 +73,12 @@ def remove_mains(x, fs):
     if n % half:
         starts = np.concatenate([starts, [n - 2 * half]])
     centres = starts + half - 0.5
+    blocks = x[:n_halves // 2 * 2 * half].reshape(-1, 2 * half)
+    sizes = blocks.max(axis=1) - blocks.min(axis=1)
+    sizes = sizes[sizes >= FLAT_MV]
+    if not len(sizes):
+        return x
+    negligible = MAINS_NEGLIGIBLE_SHARE * np.median(sizes)
     out = x
     for f0 in MAINS_HZ:
         if f0 >= MAINS_MAX_FRACTION * fs:
@@ -79,7 +93,7 @@ def remove_mains(x, fs):
         if n % half:
             sums = np.concatenate([sums, [x[n - 2 * half:] @ np.exp(-1j * w * np.arange(n - 2 * half, n))]])
         amplitude = sums / half  # 2 / (block length): a cosine of amplitude A sums to A x length / 2
-        if np.abs(amplitude).max() < MAINS_NEGLIGIBLE_MV:
+        if np.abs(amplitude).max() < negligible:
             continue
         samples = np.arange(n)
         hum = (_interpolate_linearly(samples, centres, amplitude.real)

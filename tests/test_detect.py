@@ -19,6 +19,7 @@ from ecg.ec57 import detection_stats, match_beats
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "data" / "mitdb"
+TWO_LEADS = ROOT / "tests" / "data" / "mitdb-two-leads"  # excerpts with both channels
 
 # (amplitude mV, centre s relative to R, width s) of a normal narrow beat
 NORMAL = ((0.15, -0.16, 0.025), (-0.10, -0.025, 0.010), (1.00, 0.0, 0.010),
@@ -286,6 +287,33 @@ def test_mitdb_excerpts(name):
         assert st["Se"] >= 0.99 and st["PPV"] >= 0.99, (name, st["TP"], st["FN"], st["FP"])
 
 
+@pytest.mark.skipif(not FIXTURE_RECORDS, reason="no MIT-BIH excerpts in tests/data/mitdb")
+@pytest.mark.parametrize("gain", [1e-3, 0.2, 1000.0])
+def test_the_floor_is_the_detectors_one_absolute_level(gain, monkeypatch):
+    """Every threshold but the QRS floor (MIN_QRS_SLOPE) follows the lead's own levels, the mains
+    subtraction's included: a lead scaled by ``gain`` (in volts, a low-voltage lead, in microvolts),
+    with the floor scaled alike, gets the beats of the lead as recorded, MLII and V1
+    (docs/ROBUSTNESS.md, "Units and offsets")."""
+    from train.data import OTHER_LEAD, load_record
+
+    leads = [(FIXTURES, name, "MLII") for name in FIXTURE_RECORDS]
+    leads += [(TWO_LEADS, p.stem, OTHER_LEAD) for p in sorted(TWO_LEADS.glob("*.hea"))]
+    for directory, name, lead in leads:
+        x = load_record(name, str(directory), lead=lead).signal
+        as_recorded = detect_r_peaks(x, 360)
+        with monkeypatch.context() as m:
+            m.setattr(ecg_detect, "MIN_QRS_SLOPE", ecg_detect.MIN_QRS_SLOPE * gain)
+            np.testing.assert_array_equal(detect_r_peaks(x * gain, 360), as_recorded, err_msg=f"{name} {lead}")
+
+
+def test_a_lead_in_volts_is_under_the_floor():
+    """A QRS of a thousandth of a millivolt (a lead sent in volts) is no beat: the service then
+    answers that signal_data is read in millivolts, rather than calling noise."""
+    x = synthetic_ecg(np.arange(0.5, 10, 0.8), 360, 10.0)
+    assert len(detect_r_peaks(x, 360)) == 12
+    assert len(detect_r_peaks(x * 1e-3, 360)) == 0
+
+
 def electrode_pop(x, fs, at_s, mv=40.0):
     """``x`` with an electrode pop at ``at_s``: a step of ``mv`` that relaxes in 0.3 s, and
     its mirror 1 s later (the electrode losing and regaining contact)."""
@@ -319,21 +347,24 @@ def test_an_electrode_pop_does_not_lock_the_detector_out(monkeypatch):
 
 @pytest.mark.skipif("119" not in FIXTURE_RECORDS, reason="no MIT-BIH excerpt 119 in tests/data/mitdb")
 @pytest.mark.parametrize("mains_hz", [50.0, 60.0])
-def test_mains_hum_puts_no_beat_at_the_ends_of_strips(mains_hz, monkeypatch):
+@pytest.mark.parametrize(("gain", "hum_mv"), [(1.0, 1.0), (0.1, 0.1)])
+def test_mains_hum_puts_no_beat_at_the_ends_of_strips(mains_hz, gain, hum_mv, monkeypatch):
     """Hum cut mid-cycle at a strip's end is a kink to the band-pass's padding, which rang in the
-    QRS band: 1 mV of it made a false beat at one end of most 10-s strips."""
+    QRS band: 1 mV of it made a false beat at one end of most 10-s strips. So does 0.1 mV on a lead
+    a tenth the size (a low-voltage lead): what is negligible hum depends on the lead's size."""
     from train.data import load_record
 
     from train.detector_eval import detect_in_strips
 
     rec = load_record("119", str(FIXTURES))
-    hum = 1.0 * np.sin(2 * np.pi * mains_hz * np.arange(len(rec.signal)) / rec.fs + 0.7)
+    x = gain * rec.signal
+    hum = hum_mv * np.sin(2 * np.pi * mains_hz * np.arange(len(x)) / rec.fs + 0.7)
 
     def false_beats():
-        st = detection_stats(rec.ann_samples, detect_in_strips(rec.signal + hum, rec.fs, 10.0), rec.fs)
+        st = detection_stats(rec.ann_samples, detect_in_strips(x + hum, rec.fs, 10.0), rec.fs)
         return st["FP"]
 
-    clean = detection_stats(rec.ann_samples, detect_in_strips(rec.signal, rec.fs, 10.0), rec.fs)["FP"]
+    clean = detection_stats(rec.ann_samples, detect_in_strips(x, rec.fs, 10.0), rec.fs)["FP"]
     assert false_beats() <= clean
     monkeypatch.setattr(ecg_detect, "remove_mains", lambda x, fs: x)
     assert false_beats() >= clean + 3  # 5 in its 18 strips

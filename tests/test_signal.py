@@ -59,5 +59,5 @@ def test_remove_mains_takes_hum_away_to_the_ends(fs, mains_hz, off_hz):
 def test_remove_mains_leaves_an_ecg_without_hum_alone():
     fs = 360
     x = synthetic_ecg(fs, np.arange(0.5, 29.6, 0.8), 30.0)
-    assert np.array_equal(remove_mains(x, fs), x)  # nothing over MAINS_NEGLIGIBLE_MV to take
+    assert np.array_equal(remove_mains(x, fs), x)  # no hum over MAINS_NEGLIGIBLE_SHARE of its size to take
     assert np.array_equal(remove_mains(x[:100], fs), x[:100])  # shorter than a block
