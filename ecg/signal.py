@@ -10,7 +10,7 @@ from math import gcd
 import numpy as np
 
 from . import MODEL_FS
-from .dsp import butter_bandpass_sos, resample_poly, sosfilt_zi, sosfiltfilt
+from .dsp import butter_bandpass_sos, median_1d, resample_poly, sosfilt_zi, sosfiltfilt
 from .dsp.numeric import matmul_single_threaded
 
 MIN_FS = 100
@@ -78,7 +78,7 @@ def remove_mains(x, fs):
     sizes = sizes[sizes >= FLAT_MV]
     if not len(sizes):
         return x
-    negligible = MAINS_NEGLIGIBLE_SHARE * np.median(sizes)
+    negligible = MAINS_NEGLIGIBLE_SHARE * median_1d(sizes)
     out = x
     for f0 in MAINS_HZ:
         if f0 >= MAINS_MAX_FRACTION * fs:
