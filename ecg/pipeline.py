@@ -38,6 +38,7 @@ PREPROCESSING = {
     "polarity": "the signal negated when its beats' median largest QRS deflection (±50 ms) is negative",
     "beat_channels": ["beat", "beat_minus_group_median_beat"],
     "rr_features": list(RR_FEATURE_NAMES),
+    "network_slowest_rr_s": 1.5,  # the network reads a slower rhythm at this RR (:func:`network_rr`)
     "detector": "ecg.detect.detect_r_peaks",
 }
 BANDPASS_ORDER = 2  # of the Butterworth prototype: a 4th-order band-pass, run forward and back
@@ -52,6 +53,13 @@ QRS_CORE_SAMPLES = (_R_PEAK - round(QRS_CORE_S * MODEL_FS),
 # ("nv-pre-2" added the neighbours' six to "nv-pre-1"). A version's count never changes:
 # appending a column makes a new version, which takes them all.
 SUPPORTED_VERSIONS = {"nv-pre-1": 10, "nv-pre-2": 16, "nv-pre-3": 16}
+# The RRs the network reads in seconds. 16 of DS1's 50,999 beats lie in a rhythm slower than
+# 40 bpm (their 16-beat group's median RR over 1.5 s), so a slow rhythm's beats (sleep, an athlete,
+# sinus node disease) are inputs the network never learned, and it called many of them V. It reads
+# them as a rhythm of ``network_slowest_rr_s``, every RR of the beat scaled alike, so that a PVC's
+# prematurity and pause keep their proportions (docs/ROBUSTNESS.md, "Slow rhythms").
+_RR_SECONDS_COLUMNS = np.array([RR_FEATURE_NAMES.index(name) for name in ("rr_prev_s", "rr_next_s", "local_rr_s")])
+_LOCAL_RR_S = RR_FEATURE_NAMES.index("local_rr_s")
 # versions whose signals are turned upright (:func:`polarity`) before the beat windows are cut:
 # "nv-pre-3" added it; the earlier versions' networks learned each lead as it was sent
 TURNED_UPRIGHT = frozenset({"nv-pre-3"})
@@ -241,10 +249,16 @@ def _two_channels(windows, templates):
 
 
 def network_rr(features, width):
-    """The ``rr`` input of a network that takes ``width`` features: the first ``width`` columns.
+    """The ``rr`` input of a network that takes ``width`` features: the first ``width`` columns,
+    a beat's RRs in seconds scaled down where its local RR is over
+    ``PREPROCESSING["network_slowest_rr_s"]``, so that it reads that long.
 
     ``features``: (n, 16) from :func:`extract_beats`. A network trained on an earlier
     preprocessing version takes fewer (``SUPPORTED_VERSIONS``): versions only append
-    columns. Returns a view (n, width).
+    columns. The RRs' ratios to the local RR are as computed, and the decision's rules read
+    ``features`` itself. Returns a new array (n, width).
     """
-    return features[:, :width]
+    rr = np.array(features[:, :width])
+    slower = np.minimum(1.0, PREPROCESSING["network_slowest_rr_s"] / np.maximum(features[:, _LOCAL_RR_S], 1e-3))
+    rr[:, _RR_SECONDS_COLUMNS] *= slower[:, None].astype(rr.dtype)
+    return rr

@@ -8,7 +8,8 @@ import pytest
 
 from ecg.ec57 import detection_stats
 from ecg.pipeline import (
-    PREPROCESSING, SUPPORTED_VERSIONS, TURNED_UPRIGHT, extract_beats, polarity, qrs_deflections, upright_factor,
+    PREPROCESSING, SUPPORTED_VERSIONS, TURNED_UPRIGHT, extract_beats, network_rr, polarity, qrs_deflections,
+    upright_factor,
 )
 from ecg.signal import resample
 from train import dataset
@@ -44,6 +45,27 @@ def test_the_current_version_takes_every_feature_column_and_older_ones_keep_thei
     assert SUPPORTED_VERSIONS[PREPROCESSING["version"]] == len(PREPROCESSING["rr_features"])
     assert SUPPORTED_VERSIONS == {"nv-pre-1": 10, "nv-pre-2": 16, "nv-pre-3": 16}
     assert TURNED_UPRIGHT <= set(SUPPORTED_VERSIONS) and PREPROCESSING["version"] in TURNED_UPRIGHT
+
+
+def test_the_network_reads_a_rhythm_slower_than_40_bpm_at_40_bpm():
+    """A beat whose local RR is over ``network_slowest_rr_s`` has its three RRs in seconds scaled
+    alike (a PVC's prematurity and pause kept in proportion); ratios and faster rhythms untouched,
+    and the features the decision's rules read stay as computed."""
+    names = PREPROCESSING["rr_features"]
+    at = {name: names.index(name) for name in ("rr_prev_s", "rr_next_s", "local_rr_s", "rr_prev_ratio")}
+    features = np.zeros((3, len(names)), np.float32)
+    for row, (prev, nxt, local) in enumerate([(0.8, 0.8, 0.8), (1.2, 3.0, 2.0), (2.0, 2.0, 2.0)]):
+        features[row, [at["rr_prev_s"], at["rr_next_s"], at["local_rr_s"]]] = prev, nxt, local
+        features[row, at["rr_prev_ratio"]] = prev / local
+    before = features.copy()
+    rr = network_rr(features, len(names))
+    assert PREPROCESSING["network_slowest_rr_s"] == 1.5
+    assert np.array_equal(rr[0], features[0])  # 75 bpm: as computed
+    seconds = [at["rr_prev_s"], at["rr_next_s"], at["local_rr_s"]]
+    assert np.allclose(rr[1, seconds], [0.9, 2.25, 1.5]) and np.allclose(rr[2, seconds], 1.5)  # 30 bpm reads 40
+    assert np.array_equal(rr[:, at["rr_prev_ratio"]], features[:, at["rr_prev_ratio"]])
+    assert np.array_equal(features, before)
+    assert network_rr(features, 10).shape == (3, 10)  # an nv-pre-1 network's ten columns
 
 
 def assert_same_inputs(a, b):

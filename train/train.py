@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ecg.features import NEIGHBOUR_SOURCES
-from ecg.pipeline import PREPROCESSING
+from ecg.pipeline import PREPROCESSING, network_rr
 
 from . import augment, dataset, protocol, tracking
 from .checkpoint import PROCESS_TAG, Checkpoints, check_same_params, resumable_run, this_process
@@ -272,10 +272,11 @@ def fit_member(model, train, val, args, weights, seed, prefix="", on_epoch=None)
     sample_weight = np.where(train.y == 1, weights[1], weights[0]).astype(np.float32)
     best = {"score": -1.0, "epoch": -1, "weights": None}
     rng = np.random.default_rng(seed)  # augmentation noise
+    rr = network_rr(train.features, train.features.shape[1])  # as predict_raw and the service give it
     for epoch in range(args.epochs):
         t0 = time.time()
         windows = augment_windows(train.windows, args.augment, rng) if args.augment > 0 else train.windows
-        hist = model.fit({"beat": windows, "rr": train.features}, train.y, batch_size=args.batch_size,
+        hist = model.fit({"beat": windows, "rr": rr}, train.y, batch_size=args.batch_size,
                          epochs=1, verbose=0, sample_weight=sample_weight, shuffle=True)
         loss = float(hist.history["loss"][-1])
         p_val = predict_raw(model, val)
@@ -452,8 +453,9 @@ def network_maker(args, weights, checkpoints, t_start):
             keep = np.random.default_rng(args.seed).choice(len(fit_set), args.max_train_beats, replace=False)
             fit_set = fit_set.subset(np.sort(keep))
         keras.utils.set_random_seed(seed)
-        net = build_model(fit_set.windows.shape[1:], fit_set.features.shape[1],
-                          fit_set.features.mean(axis=0), fit_set.features.std(axis=0) + 1e-6, params, name=name)
+        rr = network_rr(fit_set.features, fit_set.features.shape[1])
+        net = build_model(fit_set.windows.shape[1:], rr.shape[1], rr.mean(axis=0), rr.std(axis=0) + 1e-6, params,
+                          name=name)
         key = prefix.rstrip("_") or "network"
         best = checkpoints.load(key, net)
         if best is not None:
