@@ -141,8 +141,7 @@ def slow_rhythm(rec, bpm):
     keep = ~in_ranges(rec.ann_samples, rec.excluded)
     peaks, symbols = rec.ann_samples[keep], rec.ann_symbols[keep]
     rr = np.diff(peaks).astype(np.float64)
-    across = np.array([np.any((rec.excluded[:, 0] > a) & (rec.excluded[:, 0] < b))
-                       for a, b in zip(peaks[:-1], peaks[1:])], bool).reshape(-1)
+    across = np.diff(np.searchsorted(np.sort(rec.excluded[:, 0]), peaks, side="right")) > 0  # a range starts inside
     median = np.median(rr[~across])
     rr[across] = median
     scale = max(60.0 / bpm * rec.fs / median, 1.0)
