@@ -6,6 +6,7 @@ import pytest
 FIXTURES = Path(__file__).parent / "data" / "mitdb"
 FIXTURE_RECORDS = ("100", "119", "200", "208", "233")
 PAUSES_FIXTURES = Path(__file__).parent / "data" / "mitdb-pauses"  # 2 min of record 232: 13 pauses
+TWO_LEADS = Path(__file__).parent / "data" / "mitdb-two-leads"  # both channels: 119, 208, 214, 233
 
 
 @pytest.fixture(scope="session")

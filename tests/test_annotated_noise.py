@@ -1,14 +1,12 @@
 """``python -m bench.annotated_noise``: the stretches MIT-BIH's annotators marked noisy, lead by lead."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 
 from bench import annotated_noise
+from tests.conftest import TWO_LEADS
 from train.data import load_record
-
-TWO_LEADS = Path(__file__).parent / "data" / "mitdb-two-leads"
 
 
 def test_a_subtypes_bit_marks_its_own_lead_and_minus_one_marks_both():

@@ -1,15 +1,12 @@
 """Signal-level augmentation (train/augment.py) and the views of a record (train/dataset.py)."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
+from tests.conftest import TWO_LEADS
 from train import augment
 from train.data import OTHER_LEAD, load_record
 from train.dataset import CLEAN, View, build
-
-TWO_LEADS = Path(__file__).parent / "data" / "mitdb-two-leads"
 
 
 def nst_snr(clean, added, beats, fs=360):

@@ -16,7 +16,7 @@ import pytest
 from bench import http_load, inprocess, report
 from bench.__main__ import main as bench_main
 from bench.common import PROJECT_DIR, payload_10s
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, TWO_LEADS
 
 
 def positive(x):
@@ -395,10 +395,9 @@ def test_a_virtual_lead_condition_sends_a_combination_of_the_two_leads():
     from bench import robustness
     from train.data import MIXED_LEAD, OTHER_LEAD, load_record
 
-    two_leads = FIXTURES.parent / "mitdb-two-leads"
-    mlii, v1 = (load_record("208", two_leads, lead=lead).signal for lead in ("MLII", OTHER_LEAD))
+    mlii, v1 = (load_record("208", TWO_LEADS, lead=lead).signal for lead in ("MLII", OTHER_LEAD))
     by_name = {c.name: c for c in robustness.conditions()}
-    both = load_record("208", two_leads, lead=MIXED_LEAD)
+    both = load_record("208", TWO_LEADS, lead=MIXED_LEAD)
     for name, sign in (("virtual 45°", 1), ("virtual 135°", -1)):
         x, fs = robustness.corrupt(both, by_name[name], None, 0)
         assert fs == 360 and np.allclose(x, (sign * mlii + v1) / np.sqrt(2))
@@ -410,8 +409,7 @@ def test_robustness_sweeps_virtual_leads_by_angle(tmp_path):
 
     from bench import robustness
 
-    two_leads = FIXTURES.parent / "mitdb-two-leads"
-    common = ["--data", two_leads, "--records", "208"]  # no noise condition: no noise records needed
+    common = ["--data", TWO_LEADS, "--records", "208"]  # no noise condition: no noise records needed
     for args, out in ((["--angles", "0", "90", "270"], "angles.json"), (["--only", "clean", "lead1"], "named.json")):
         assert robustness.main([*map(str, common), *args, "--out", str(tmp_path / out)]) == 0
     angles = json.loads((tmp_path / "angles.json").read_text())["conditions"]

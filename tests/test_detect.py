@@ -16,10 +16,10 @@ import pytest
 import ecg.detect as ecg_detect
 from ecg.detect import detect_r_peaks
 from ecg.ec57 import detection_stats, match_beats
+from tests.conftest import TWO_LEADS
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "data" / "mitdb"
-TWO_LEADS = ROOT / "tests" / "data" / "mitdb-two-leads"  # excerpts with both channels
 
 # (amplitude mV, centre s relative to R, width s) of a normal narrow beat
 NORMAL = ((0.15, -0.16, 0.025), (-0.10, -0.025, 0.010), (1.00, 0.0, 0.010),

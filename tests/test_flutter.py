@@ -14,13 +14,12 @@ import wfdb
 from ecg.flutter import flutter_intervals
 from ecg.pipeline import preprocess
 from ecg.signal import resample
-from tests.conftest import FIXTURE_RECORDS, FIXTURES
+from tests.conftest import FIXTURE_RECORDS, FIXTURES, TWO_LEADS
 from tests.service_helpers import PREDICT, app, client  # noqa: F401
 from train.augment import rms_snr_gain
 from train.data import OTHER_LEAD, load_record
 
 FLUTTER = Path(__file__).parent / "data" / "mitdb-flutter"
-TWO_LEADS = Path(__file__).parent / "data" / "mitdb-two-leads"
 NOISE = Path(__file__).parent / "data" / "nstdb-noise"
 
 

@@ -19,10 +19,10 @@ from ecg.decision import noisy_threshold
 from ecg.ec57 import MATCH_WINDOW_S, match_beats
 from bench.edf_files import write_edf
 from service import create_app
+from tests.conftest import TWO_LEADS
 from tests.service_helpers import MODEL_DIR, PREDICT, app, client  # noqa: F401
 from train.data import OTHER_LEAD, load_record
 
-TWO_LEADS = Path(__file__).parent / "data" / "mitdb-two-leads"
 RELEASE_10 = Path(__file__).parent / "data" / "model_nv_pre_2"
 
 

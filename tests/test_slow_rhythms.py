@@ -7,11 +7,9 @@ from bench.robustness import request, slow_rhythm
 from ecg import pipeline
 from ecg.ec57 import end_to_end_metrics
 from service.model import load_model
+from tests.conftest import FIXTURES, TWO_LEADS
 from tests.service_helpers import MODEL_DIR
 from train.data import load_record
-from tests.conftest import FIXTURES
-
-TWO_LEADS = FIXTURES.parent / "mitdb-two-leads"
 
 
 def v_counts(model, records):

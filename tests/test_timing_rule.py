@@ -6,8 +6,6 @@ rhythm: the service calls it V by its timing (``ecg.decision.ectopic_timing_mask
 in ``metadata.v_by_timing_beats``, in the predictions and in the Holter report alike.
 """
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -15,10 +13,9 @@ import ecg.decision
 from bench.edf_files import write_edf
 from ecg.ec57 import MATCH_WINDOW_S, match_beats
 from service import create_app
+from tests.conftest import TWO_LEADS
 from tests.service_helpers import MODEL_DIR, PREDICT, app, client  # noqa: F401
 from train.data import load_record
-
-TWO_LEADS = Path(__file__).parent / "data" / "mitdb-two-leads"
 
 
 @pytest.fixture(scope="module")
