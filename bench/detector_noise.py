@@ -18,7 +18,10 @@ flutter left out). Conditions (``--conditions`` picks some, by name):
   record's own beats (:func:`fast_rhythm`), as in a supraventricular tachycardia, an infant or
   exercise: pairs of beats closer than 300 ms must not be taken for a beat and its T wave;
 - ``fast 150 bpm irregular``, ``170``, ``190``: the same with each RR drawn within +-30 % of
-  the mean, as in atrial fibrillation with a fast ventricular response.
+  the mean, as in atrial fibrillation with a fast ventricular response;
+- ``slow 40 bpm``, ``slow 30 bpm``: the record's own beats spread to a slow rhythm
+  (``bench.robustness.slow_rhythm``), as in sleep or sinus node disease: the long RRs must not
+  make search-back take T waves for beats.
 
 Whole records by default; ``--strip-seconds 10`` runs the detector on independent 10-s strips
 instead, as the service sees requests (``train.detector_eval.detect_in_strips``).
@@ -42,7 +45,7 @@ import zlib
 
 import numpy as np
 
-from bench.robustness import TEST_SEED, Condition, corrupt
+from bench.robustness import SLOW_BPM, TEST_SEED, Condition, corrupt, slow_rhythm
 from ecg.detect import detect_r_peaks
 from ecg.ec57 import detection_stats, in_ranges
 from train.cli import at_least
@@ -58,6 +61,7 @@ NEXT_P_CLEARANCE_S = 0.25  # ... and never closer than this to the next R peak (
 IRREGULAR_SPREAD = 0.30  # an irregular fast rhythm's RRs: uniform within this share of the mean
 FAST_RHYTHMS = {**{f"fast {bpm} bpm": (bpm, 0.0) for bpm in (180, 210, 240)},
                 **{f"fast {bpm} bpm irregular": (bpm, IRREGULAR_SPREAD) for bpm in (150, 170, 190)}}
+SLOW_RHYTHMS = {f"slow {bpm} bpm": bpm for bpm in SLOW_BPM}
 SPLICE_FROM_RR = 0.3  # a beat's window of the fast rhythm starts this share of its RR before its R
 # peak (P wave and QRS kept, the T wave cut short as at such rates) ...
 CROSSFADE_S = 0.020  # ... and overlaps the previous window this long, faded linearly (no step)
@@ -123,7 +127,7 @@ def conditions():
         out += [Condition(f"{kind} {snr:+d} dB", noise=kind, snr_db=snr) for snr in NST_SNRS]
     out += [Condition(f"ma-rms {snr:+d} dB", noise="ma", snr_db=snr, definition="rms", protocol="continuous")
             for snr in RMS_SNRS]
-    return out + [Condition(BLOCK_2TO1)] + [Condition(name) for name in FAST_RHYTHMS]
+    return out + [Condition(BLOCK_2TO1)] + [Condition(name) for name in (*FAST_RHYTHMS, *SLOW_RHYTHMS)]
 
 
 def score(rec, x, strip_seconds=None, reference=None, excluded=None):
@@ -160,6 +164,9 @@ def signal_and_beats(rec, cond, noise, channel, seed):
         x, reference = fast_rhythm(rec.signal, rec.ann_samples, rec.excluded, rec.fs, bpm, spread,
                                    seed=(seed, zlib.crc32(rec.name.encode())))
         return x, reference, np.zeros((0, 2), np.int64)  # the excluded stretches were left out
+    if cond.name in SLOW_RHYTHMS:
+        slow = slow_rhythm(rec, SLOW_RHYTHMS[cond.name])
+        return slow.signal, slow.ann_samples, slow.excluded  # the excluded stretches were left out
     x, _ = corrupt(rec, cond, noise, channel, seed)
     return x, None, None
 

@@ -229,6 +229,24 @@ def test_detector_noise_scores_the_clean_fixture_and_refuses_unknown_conditions(
     assert gross["Se"] > 0.99 and gross["PPV"] > 0.99
 
 
+def test_detector_noise_scores_slow_rhythms_against_their_own_beats(tmp_path):
+    """The slow conditions score the detector against the spread beats, not the record's own
+    positions (which no longer hold beats: Se would be near 0), losing none but a window cut by
+    the record's ends."""
+    import json
+
+    from bench import detector_noise
+    from train.data import load_record
+
+    out = tmp_path / "d.json"
+    assert detector_noise.main(["--data", str(FIXTURES), "--records", "100", "--conditions", "slow 30 bpm",
+                                "--out", str(out)]) == 0
+    gross = json.loads(out.read_text())["conditions"]["slow 30 bpm"]["gross"]
+    beats = len(load_record("100", FIXTURES).ann_samples)
+    assert beats - 2 <= gross["TP"] + gross["FN"] <= beats
+    assert gross["Se"] > 0.99 and gross["PPV"] > 0.99
+
+
 def test_a_two_to_one_block_removes_every_second_qrs_and_keeps_its_p_wave():
     """record 100 (sinus rhythm) as a 2:1 block: about half its beats are gone from the signal
     and from the reference; their P waves, and everything outside the blocked stretches, stay."""
