@@ -46,9 +46,9 @@ import zlib
 import numpy as np
 
 from bench.robustness import SLOW_BPM, TEST_SEED, Condition, corrupt
-from train.augment import slow_rhythm
 from ecg.detect import detect_r_peaks
 from ecg.ec57 import detection_stats, in_ranges
+from train.augment import slow_rhythm
 from train.cli import at_least
 
 NST_SNRS = (12, 6, 0, -6)
