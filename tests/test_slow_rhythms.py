@@ -4,12 +4,12 @@
 import numpy as np
 
 from bench.robustness import request
-from train.augment import slow_rhythm
 from ecg import pipeline
 from ecg.ec57 import end_to_end_metrics
 from service.model import load_model
 from tests.conftest import FIXTURES, TWO_LEADS
 from tests.service_helpers import MODEL_DIR
+from train.augment import slow_rhythm
 from train.data import load_record
 
 
