@@ -17,7 +17,8 @@ with the noise's validation split (``train.augment.NOISE_SPLITS``: the stretch D
 reads) and electrode-motion draws of their own (``SELECTION_SEED``), scored the same way.
 
 Writes ``bench/out_of_fold.json`` and ``bench/out_of_fold.md``. Needs MIT-BIH and, for the
-noise conditions, the nstdb noise records (``--data``, ``--noise``); ~5 min on 2 cores.
+noise conditions, the nstdb noise records (``--data``, ``--noise``); about 18 min on 2 cores for
+the 13 default views.
 """
 
 import re
