@@ -22,9 +22,10 @@ The transformations, each drawn at random per strip (:func:`transform_strip`):
 7. ``rate``: a round trip through a device's lower sampling rate (360 -> 100, 128 or 250
    -> 360 Hz) with the service's own resampler.
 
-A whole record can also be spread to a slow rhythm of its own beats first (:func:`slow_rhythm`:
-sleep, an athlete, sinus node disease; MIT-BIH holds few), for a training view
-(``train.dataset.View.slow_bpm``) and for the robustness report's slow conditions.
+A whole record can also be spread to a slow rhythm of its own beats (:func:`slow_rhythm`: sleep,
+an athlete, sinus node disease; MIT-BIH holds few), for the benches' slow conditions
+(``bench.robustness``, ``bench.detector_noise``). A training view of such records was measured
+and not adopted (docs/ROBUSTNESS.md, "Slow rhythms"; branch ``exp-slow-views``).
 
 The noise records are split in time so that training, validation and the robustness report
 never share a stretch of noise (``NOISE_SPLITS``).

@@ -77,9 +77,7 @@ class View:
     ``transforms``: transformation kinds (:data:`train.augment.KINDS`) drawn at random per strip
     (training); ``noise``: ``(kind, snr_db)``, that noise at that nstdb SNR on every strip
     (validation views); ``noise_split``: which stretch of the noise records they use
-    (:data:`train.augment.NOISE_SPLITS`); ``slow_bpm``: ``(low, high)``, each record first
-    spread to a slow rhythm of its own beats at a rate drawn in that range, bpm
-    (:func:`train.augment.slow_rhythm`). The draws are seeded by record, offset and strip, so
+    (:data:`train.augment.NOISE_SPLITS`). The draws are seeded by record, offset and strip, so
     a view is the same arrays every time (and can be cached).
     """
 
@@ -87,7 +85,6 @@ class View:
     transforms: tuple = ()
     noise: tuple | None = None
     noise_split: str = "train"
-    slow_bpm: tuple | None = None
 
     @property
     def clean(self):
@@ -100,8 +97,6 @@ class View:
             parts.append("aug-" + "+".join(sorted(self.transforms)))
         if self.noise is not None:
             parts.append(f"{self.noise[0]}{self.noise[1]:g}dB")
-        if self.slow_bpm is not None:
-            parts.append("slow{:g}-{:g}bpm".format(*self.slow_bpm))
         if not self.clean:
             parts.append(self.noise_split)
         return "_".join(parts)
@@ -125,16 +120,6 @@ def strip_transform(view, noise_directory=None):
     kind, snr_db = view.noise
     return lambda x, beats, rng: augment.add_noise(
         x, augment.noise_stretch(noise, kind, len(x), MODEL_FS, rng), MODEL_FS, snr_db, beats)
-
-
-def view_record(view, name, data_dir=None):
-    """Record ``name`` in ``view``'s lead, spread to a slow rhythm when the view asks (at a
-    rate drawn per record, the same every time)."""
-    record = load_record(name, data_dir, lead=view.lead)
-    if view.slow_bpm is None:
-        return record
-    rng = np.random.default_rng([zlib.crc32(view.key().encode()), zlib.crc32(str(name).encode())])
-    return augment.slow_rhythm(record, rng.uniform(*view.slow_bpm))
 
 
 def strip_rng(view, record, offset_s, strip):
@@ -235,8 +220,8 @@ def build(records, data_dir=None, strip_s=10.0, offsets=(0.0,), use_reference=Fa
                 with np.load(cache / key) as z:
                     parts.append(BeatSet(**{f.name: z[f.name] for f in fields(BeatSet)}))
                 continue
-            bs = record_beats(view_record(view, name, data_dir), strip_s, off, use_reference, transform, view,
-                              version)
+            bs = record_beats(load_record(name, data_dir, lead=view.lead), strip_s, off, use_reference,
+                              transform, view, version)
             if bs is None:
                 continue
             if cache:

@@ -66,10 +66,6 @@ def parse_args(argv=None):
     ap.add_argument("--signal-augment", nargs="*", choices=augment.KINDS, default=[], metavar="KIND",
                     help="transformations drawn per training strip before detection (train/augment.py): "
                          f"{', '.join(augment.KINDS)}; the MLII lead at the first offset stays clean")
-    ap.add_argument("--slow-bpm", type=at_least(float, 10.0), nargs=2, metavar=("LOW", "HIGH"),
-                    help="add, for each of --leads, a view of the records spread to a slow rhythm of their own "
-                         "beats, each at a rate drawn in LOW..HIGH bpm (train/augment.py slow_rhythm), with "
-                         "--signal-augment's transformations, at the first offset")
     ap.add_argument("--noise", help="nstdb noise records ma and bw (default: $ECG_NOISE_DIR, "
                                     "data/nstdb-noise, ../shared/data/nstdb-noise)")
     ap.add_argument("--val-views", nargs="*", default=[], metavar="VIEW",
@@ -119,9 +115,8 @@ def parse_view(name, split="validation"):
 
 
 def training_views(args):
-    """``[(view, offsets)]`` of the training set: MLII clean at the first offset, every other
-    (lead, offset) with ``--signal-augment``'s transformations (clean when there are none), and
-    with ``--slow-bpm`` each lead's slow rhythms at the first offset."""
+    """``[(view, offsets)]`` of the training set: MLII clean at the first offset, and every other
+    (lead, offset) with ``--signal-augment``'s transformations (clean when there are none)."""
     first, rest = args.train_offsets[:1], args.train_offsets[1:]
     kinds = tuple(args.signal_augment)
     views = []
@@ -131,9 +126,6 @@ def training_views(args):
             views.append((dataset.View(transforms=kinds), rest))
     if OTHER_LEAD in args.leads:
         views.append((dataset.View(lead=OTHER_LEAD, transforms=kinds), args.train_offsets))
-    if args.slow_bpm:
-        views += [(dataset.View(lead=lead, transforms=kinds, slow_bpm=tuple(args.slow_bpm)), first)
-                  for lead in args.leads]
     return views
 
 
@@ -441,7 +433,6 @@ def run_params(args, split, sets, weights, n_members):
         "preprocessing_version": PREPROCESSING["version"], "detector": PREPROCESSING["detector"],
         "beat_code": dataset.code_fingerprint(),  # the code that made the beats: a resume must match it
         "leads": " ".join(args.leads), "signal_augment": " ".join(args.signal_augment) or "none",
-        "slow_bpm": " ".join(f"{b:g}" for b in args.slow_bpm) if args.slow_bpm else "none",
         "val_views": " ".join(args.val_views) or "none",
     }
 
@@ -526,7 +517,6 @@ def model_card(args, run_id, name, split, sets, decision, metrics, best_epochs, 
                        "folds": split.folds if split.cross_fitted else None, "test": list(args.test_records)},
         "training": {**{k: getattr(args, k) for k in MODEL_DEFAULTS}, "seed": args.seed, "imbalance": args.imbalance,
                      "augment": args.augment, "leads": list(args.leads), "signal_augment": list(args.signal_augment),
-                     "slow_bpm": list(args.slow_bpm) if args.slow_bpm else None,
                      "members": len(best_epochs), "folds": args.folds, "best_epochs": best_epochs},
         "metrics": {k: float(v) for k, v in metrics.items()},
         "data": "MIT-BIH Arrhythmia Database (Moody & Mark 2001; Goldberger et al. 2000), ODC-By 1.0",
