@@ -20,7 +20,7 @@ flutter left out). Conditions (``--conditions`` picks some, by name):
 - ``fast 150 bpm irregular``, ``170``, ``190``: the same with each RR drawn within +-30 % of
   the mean, as in atrial fibrillation with a fast ventricular response;
 - ``slow 40 bpm``, ``slow 30 bpm``: the record's own beats spread to a slow rhythm
-  (``train.augment.slow_rhythm``), as in sleep or sinus node disease: the long RRs must not
+  (``bench.robustness.slow_rhythm``), as in sleep or sinus node disease: the long RRs must not
   make search-back take T waves for beats.
 
 Whole records by default; ``--strip-seconds 10`` runs the detector on independent 10-s strips
@@ -45,10 +45,9 @@ import zlib
 
 import numpy as np
 
-from bench.robustness import SLOW_BPM, TEST_SEED, Condition, corrupt
+from bench.robustness import SLOW_BPM, TEST_SEED, Condition, corrupt, slow_rhythm
 from ecg.detect import detect_r_peaks
 from ecg.ec57 import detection_stats, in_ranges
-from train.augment import slow_rhythm
 from train.cli import at_least
 
 NST_SNRS = (12, 6, 0, -6)

@@ -45,7 +45,7 @@ Conditions (``CONDITIONS``):
   0.15 mV`` (a low-voltage lead, a tenth of the record's size, with 0.15 mV of 50-Hz hum: as much
   hum for its size as 1.5 mV on the record);
 - ``slow 40 bpm``, ``slow 30 bpm``, ``lead1, slow 40 bpm``: the record's own beats spread to a slow
-  rhythm (:func:`train.augment.slow_rhythm`), as in sleep, an athlete or sinus node disease.
+  rhythm (:func:`slow_rhythm`), as in sleep, an athlete or sinus node disease.
 
 Writes ``bench/robustness.json`` and ``bench/robustness.md``. Needs MIT-BIH and the nstdb
 noise records (``--data``, ``--noise``); 30-40 min on 2 cores.
@@ -63,7 +63,6 @@ import numpy as np
 from bench.common import log, served_model_parser
 from ecg.ec57 import count_metrics, end_to_end_metrics, in_ranges
 from ecg.signal import resample
-from train.augment import slow_rhythm
 from train.cli import at_least
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -78,6 +77,9 @@ PULSE_SIGMA_S = (0.010, 0.040)  # ... each a Gaussian of this standard deviation
 PULSE_WALK_SHARE = 0.5  # ... over a random walk of this RMS against the pulses'
 TEST_SEED = 20_260_917  # the electrode-motion draws of the report: no training seed is near it
 SLOW_BPM = (40, 30)  # slow rhythms (slow_rhythm): sleep, an athlete, sinus node disease
+SLOW_BEFORE = (0.25, 0.35)  # a beat's window in a slow rhythm starts this many s before its R peak (its
+# P wave), at most this share of the RR before it ...
+SLOW_AFTER = (0.50, 0.60)  # ... and ends this many s after it (its T wave), at most this share of the RR after
 
 
 @dataclass(frozen=True)
@@ -122,6 +124,38 @@ def conditions():
     out += [Condition(f"slow {bpm} bpm", slow_bpm=bpm) for bpm in SLOW_BPM]
     out += [Condition(f"lead1, slow {SLOW_BPM[0]} bpm", lead="other", slow_bpm=SLOW_BPM[0])]
     return out
+
+
+def slow_rhythm(rec, bpm):
+    """Record ``rec`` (one lead, a ``train.data.Record``) as a slower rhythm of its own beats.
+
+    Every RR is scaled alike, so that their median is 60 / ``bpm`` s (a PVC's prematurity and
+    pause kept in proportion; a record already that slow keeps its rate). Each beat's window
+    (``SLOW_BEFORE`` / ``SLOW_AFTER``: its P wave, QRS and T wave, never a neighbour's) is placed at
+    its new time, and the stretch between two windows, a slow rhythm's longer TP segment, is a
+    straight line. Beats in ``rec.excluded`` are left out (an RR across such a range counts as the
+    median). Returns a Record with the new signal and beats and nothing excluded.
+    """
+    from dataclasses import replace
+
+    keep = ~in_ranges(rec.ann_samples, rec.excluded)
+    peaks, symbols = rec.ann_samples[keep], rec.ann_symbols[keep]
+    rr = np.diff(peaks).astype(np.float64)
+    across = np.diff(np.searchsorted(np.sort(rec.excluded[:, 0]), peaks, side="right")) > 0  # a range starts inside
+    median = np.median(rr[~across])
+    rr[across] = median
+    scale = max(60.0 / bpm * rec.fs / median, 1.0)
+    before = np.minimum(SLOW_BEFORE[0] * rec.fs, SLOW_BEFORE[1] * np.concatenate([[median], rr])).astype(np.int64)
+    after = np.minimum(SLOW_AFTER[0] * rec.fs, SLOW_AFTER[1] * np.concatenate([rr, [median]])).astype(np.int64)
+    inside = (peaks - before >= 0) & (peaks + after < len(rec.signal))
+    new_peaks = before[0] + np.concatenate([[0], np.cumsum(np.rint(rr * scale).astype(np.int64))])
+    peaks, new_peaks, before, after, symbols = (v[inside] for v in (peaks, new_peaks, before, after, symbols))
+    x = np.zeros(new_peaks[-1] + after[-1] + 1)
+    for old, new, pre, post in zip(peaks, new_peaks, before, after):
+        x[new - pre:new + post + 1] = rec.signal[old - pre:old + post + 1]
+    for end, start in zip(new_peaks[:-1] + after[:-1], new_peaks[1:] - before[1:]):  # the TP segments
+        x[end:start + 1] = np.linspace(x[end], x[start], start - end + 1)
+    return replace(rec, signal=x, ann_samples=new_peaks, ann_symbols=symbols, excluded=np.zeros((0, 2), np.int64))
 
 
 def noisy_mask(n, fs):

@@ -142,25 +142,6 @@ def test_training_on_both_leads_with_augmentation_logs_each_views_figures(noise_
     assert int(params["train_beats"]) > 3.5 * 70
 
 
-def test_a_slow_rhythm_spreads_the_records_own_beats_keeping_their_timing_in_proportion(record_119):
-    """record 119 (bigeminy) at 30 bpm: each beat's P-QRS-T as recorded at its new time, every
-    RR scaled alike (a PVC's prematurity and pause kept), straight lines between the windows."""
-    rec = record_119
-    slow = augment.slow_rhythm(rec, 30)
-    kept = rec.ann_samples[:-1]  # the excerpt ends 39 samples after its last beat, inside its window
-    assert np.array_equal(slow.ann_symbols, rec.ann_symbols[:-1]) and len(slow.excluded) == 0
-    new_rr, old_rr = np.diff(slow.ann_samples), np.diff(kept)
-    assert np.median(new_rr) == pytest.approx(2.0 * rec.fs, abs=1)
-    assert np.allclose(new_rr / old_rr, np.median(new_rr) / np.median(old_rr), atol=0.01)
-    qrs = int(0.1 * rec.fs)
-    for new, old in zip(slow.ann_samples, kept):
-        assert np.array_equal(slow.signal[new - qrs:new + qrs], rec.signal[old - qrs:old + qrs])
-    between = slow.signal[slow.ann_samples[10] + int(0.6 * rec.fs):slow.ann_samples[11] - int(0.4 * rec.fs)]
-    assert len(between) > rec.fs // 2 and np.allclose(np.diff(between, 2), 0.0, atol=1e-9)  # a straight line
-    faster = augment.slow_rhythm(rec, 200)  # a rhythm already slower than asked keeps its rate
-    assert np.array_equal(np.diff(faster.ann_samples), old_rr)
-
-
 def test_an_unknown_validation_view_is_refused():
     from train.train import parse_view
 

@@ -3,13 +3,12 @@
 
 import numpy as np
 
-from bench.robustness import request
+from bench.robustness import request, slow_rhythm
 from ecg import pipeline
 from ecg.ec57 import end_to_end_metrics
 from service.model import load_model
 from tests.conftest import FIXTURES, TWO_LEADS
 from tests.service_helpers import MODEL_DIR
-from train.augment import slow_rhythm
 from train.data import load_record
 
 
@@ -25,7 +24,7 @@ def v_counts(model, records):
 
 def test_a_30_bpm_rhythm_is_called_v_far_less_often_read_at_40_bpm(monkeypatch):
     """Records 200 and 233 (PVCs) and 214 (bundle branch block) of MLII spread to 30 bpm
-    (``train.augment.slow_rhythm``): read at 40 bpm, the strips' false V fall by more than
+    (``bench.robustness.slow_rhythm``): read at 40 bpm, the strips' false V fall by more than
     a third and the PVCs found stay."""
     model = load_model(MODEL_DIR)
     records = [slow_rhythm(load_record(name, FIXTURES), 30) for name in ("200", "233")]

@@ -22,23 +22,17 @@ The transformations, each drawn at random per strip (:func:`transform_strip`):
 7. ``rate``: a round trip through a device's lower sampling rate (360 -> 100, 128 or 250
    -> 360 Hz) with the service's own resampler.
 
-A whole record can also be spread to a slow rhythm of its own beats (:func:`slow_rhythm`: sleep,
-an athlete, sinus node disease; MIT-BIH holds few), for the benches' slow conditions
-(``bench.robustness``, ``bench.detector_noise``). A training view of such records was measured
-and not adopted (docs/ROBUSTNESS.md, "Slow rhythms"; branch ``exp-slow-views``).
-
 The noise records are split in time so that training, validation and the robustness report
 never share a stretch of noise (``NOISE_SPLITS``).
 """
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ecg import MODEL_FS
-from ecg.ec57 import in_ranges
 from ecg.signal import bandpass, resample
 
 KINDS = ("gain", "polarity", "baseline", "ma", "bw", "em", "hum", "rate")
@@ -62,9 +56,6 @@ POP_TAU_S = (0.1, 1.0)
 OFFSET_MV = 3.0
 RATE_SHARE = 0.3
 DEVICE_RATES = (100, 128, 250)
-SLOW_BEFORE = (0.25, 0.35)  # a beat's window in a slow rhythm starts this many s before its R peak (its
-# P wave), at most this share of the RR before it ...
-SLOW_AFTER = (0.50, 0.60)  # ... and ends this many s after it (its T wave), at most this share of the RR after
 
 # QRS amplitude for nstdb's SNR: peak-to-peak within +-50 ms of each reference beat
 QRS_HALF_WINDOW_S = 0.05
@@ -284,33 +275,3 @@ def add_noise(x, noise, fs, snr_db, beats=None, definition="nst"):
     if definition == "rms":
         return x + rms_snr_gain(x, noise, snr_db) * noise
     return x + nst_snr_gain(qrs_amplitude(x, beats, fs), noise, fs, snr_db) * noise
-
-
-def slow_rhythm(rec, bpm):
-    """Record ``rec`` (one lead, a ``train.data.Record``) as a slower rhythm of its own beats.
-
-    Every RR is scaled alike, so that their median is 60 / ``bpm`` s (a PVC's prematurity and
-    pause kept in proportion; a record already that slow keeps its rate). Each beat's window
-    (``SLOW_BEFORE`` / ``SLOW_AFTER``: its P wave, QRS and T wave, never a neighbour's) is placed at
-    its new time, and the stretch between two windows, a slow rhythm's longer TP segment, is a
-    straight line. Beats in ``rec.excluded`` are left out (an RR across such a range counts as the
-    median). Returns a Record with the new signal and beats and nothing excluded.
-    """
-    keep = ~in_ranges(rec.ann_samples, rec.excluded)
-    peaks, symbols = rec.ann_samples[keep], rec.ann_symbols[keep]
-    rr = np.diff(peaks).astype(np.float64)
-    across = np.diff(np.searchsorted(np.sort(rec.excluded[:, 0]), peaks, side="right")) > 0  # a range starts inside
-    median = np.median(rr[~across])
-    rr[across] = median
-    scale = max(60.0 / bpm * rec.fs / median, 1.0)
-    before = np.minimum(SLOW_BEFORE[0] * rec.fs, SLOW_BEFORE[1] * np.concatenate([[median], rr])).astype(np.int64)
-    after = np.minimum(SLOW_AFTER[0] * rec.fs, SLOW_AFTER[1] * np.concatenate([rr, [median]])).astype(np.int64)
-    inside = (peaks - before >= 0) & (peaks + after < len(rec.signal))
-    new_peaks = before[0] + np.concatenate([[0], np.cumsum(np.rint(rr * scale).astype(np.int64))])
-    peaks, new_peaks, before, after, symbols = (v[inside] for v in (peaks, new_peaks, before, after, symbols))
-    x = np.zeros(new_peaks[-1] + after[-1] + 1)
-    for old, new, pre, post in zip(peaks, new_peaks, before, after):
-        x[new - pre:new + post + 1] = rec.signal[old - pre:old + post + 1]
-    for end, start in zip(new_peaks[:-1] + after[:-1], new_peaks[1:] - before[1:]):  # the TP segments
-        x[end:start + 1] = np.linspace(x[end], x[start], start - end + 1)
-    return replace(rec, signal=x, ann_samples=new_peaks, ann_symbols=symbols, excluded=np.zeros((0, 2), np.int64))
