@@ -44,6 +44,9 @@ Conditions (``CONDITIONS``):
   rounded to multiples of 50 µV, as an 8-bit converter spanning ±6.4 mV records it), ``x0.1, hum
   0.15 mV`` (a low-voltage lead, a tenth of the record's size, with 0.15 mV of 50-Hz hum: as much
   hum for its size as 1.5 mV on the record);
+- ``breathing 30 %``, ``breathing 60 %``, ``lead1, breathing 30 %``: the lead's size swung by that
+  share over each 4-s breath (:func:`breathing_swing`), as breathing does to it, most in chest leads
+  and wearables: the network sees each beat scaled by its group's median size, which a swing moves;
 - ``slow 40 bpm``, ``slow 30 bpm``, ``lead1, slow 40 bpm``: the record's own beats spread to a slow
   rhythm (:func:`slow_rhythm`), as in sleep, an athlete or sinus node disease.
 
@@ -76,6 +79,8 @@ PULSES_PER_S = 1.0  # pulse_artefacts: Poisson times, about one a second ...
 PULSE_SIGMA_S = (0.010, 0.040)  # ... each a Gaussian of this standard deviation (24-94 ms wide) ...
 PULSE_WALK_SHARE = 0.5  # ... over a random walk of this RMS against the pulses'
 TEST_SEED = 20_260_917  # the electrode-motion draws of the report: no training seed is near it
+BREATH_S = 4.0  # breathing_swing: one breath every 4 s (15 a minute, at rest)
+BREATHING = (0.3, 0.6)  # ... swinging the ECG's size by +-30 % (deep breaths) or +-60 % (a wearable's lead)
 SLOW_BPM = (40, 30)  # slow rhythms (slow_rhythm): sleep, an athlete, sinus node disease
 SLOW_BEFORE = (0.25, 0.35)  # a beat's window in a slow rhythm starts this many s before its R peak (its
 # P wave), at most this share of the RR before it ...
@@ -102,6 +107,7 @@ class Condition:
     units_per_mv: float = 1.0  # sent in other units (1000: microvolts) ...
     offset_mv: float = 0.0  # ... on an offset (electrode half-cell potentials)
     slow_bpm: float | None = None  # the record's own beats spread to this slower rate (slow_rhythm)
+    breathing: float | None = None  # the ECG's size swung by this share with each breath (breathing_swing)
 
 
 def conditions():
@@ -121,6 +127,8 @@ def conditions():
             Condition("ADC step 50 uV", quantum_mv=0.05),
             # the hum is added before the lead is scaled: 1.5 mV on the record, 0.15 mV as sent
             Condition("x0.1, hum 0.15 mV", units_per_mv=0.1, hum_mv=1.5, hum_hz=50.0, hum_harmonic=0.0)]
+    out += [Condition(f"breathing {100 * d:.0f} %", breathing=d) for d in BREATHING]
+    out += [Condition(f"lead1, breathing {100 * BREATHING[0]:.0f} %", lead="other", breathing=BREATHING[0])]
     out += [Condition(f"slow {bpm} bpm", slow_bpm=bpm) for bpm in SLOW_BPM]
     out += [Condition(f"lead1, slow {SLOW_BPM[0]} bpm", lead="other", slow_bpm=SLOW_BPM[0])]
     return out
@@ -235,6 +243,8 @@ def corrupt(rec, cond, noise, channel, seed=TEST_SEED):
         else:
             gain = augment.nst_snr_gain(augment.qrs_amplitude(x, rec.ann_samples, rec.fs), nz, rec.fs, cond.snr_db)
         x = x + gain * nz if cond.protocol == "continuous" else nst_protocol(x, nz, gain, rec.fs)
+    if cond.breathing:
+        x = breathing_swing(x, rec.fs, cond.breathing)
     if cond.hum_mv:
         t = np.arange(len(x)) / rec.fs
         w = 2 * np.pi * cond.hum_hz * t
@@ -254,6 +264,21 @@ def corrupt(rec, cond, noise, channel, seed=TEST_SEED):
     if cond.fs != rec.fs:
         x = resample(x, rec.fs, cond.fs)
     return x, cond.fs
+
+
+def breathing_swing(x, fs, depth, breath_s=BREATH_S):
+    """``x`` (n,) at ``fs`` Hz with its size swung by +-``depth`` once per breath.
+
+    Breathing turns the heart's electrical axis and moves the lungs between it and the
+    electrodes: every wave of the ECG grows and shrinks together over each breath, by a tenth to
+    a few tenths (the swing ECG-derived respiration reads: Moody, Mark, Zoccola & Mantero 1985,
+    Computers in Cardiology 12). The lead is scaled about its median (its offset stays) by
+    ``1 + depth * sin(2 pi t / breath_s)``; its baseline wander swings with it, as little as the
+    wander is.
+    """
+    centre = np.median(x)
+    swing = 1.0 + depth * np.sin(2 * np.pi * np.arange(len(x)) / fs / breath_s)
+    return centre + (x - centre) * swing
 
 
 def served_beats(model, x, fs, lead, offset=0, pacemaker=False):

@@ -375,6 +375,13 @@ def test_robustness_conditions_corrupt_the_signal_as_named(record_119):
     stepped, _ = robustness.corrupt(record_119, by_name["ADC step 50 uV"], None, 0)
     assert np.allclose(stepped / 0.05, np.round(stepped / 0.05)) and np.abs(stepped - clean).max() <= 0.025 + 1e-9
     assert len(np.unique(stepped)) < len(np.unique(clean))
+    # breathing: the lead scaled about its median by 1 +- 0.3 over each 4-s breath, its offset kept
+    swung, _ = robustness.corrupt(record_119, by_name["breathing 30 %"], None, 0)
+    centre = np.median(clean)
+    away = np.abs(clean - centre) > 0.2  # the QRS complexes, where the ratio is well defined
+    breath = 1.0 + 0.3 * np.sin(2 * np.pi * np.arange(len(clean)) / 360 / 4.0)
+    assert np.allclose((swung - centre)[away] / (clean - centre)[away], breath[away])
+    assert np.median(swung) == pytest.approx(centre, abs=0.01)
     # nst's protocol: clean for 5 min, then noisy and clean in 2-min turns, with no step at a switch
     mask = robustness.noisy_mask(360 * 600, 360)
     assert not mask[:300 * 360].any() and mask[300 * 360:420 * 360].all() and not mask[420 * 360:540 * 360].any()
