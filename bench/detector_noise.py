@@ -19,6 +19,9 @@ flutter left out). Conditions (``--conditions`` picks some, by name):
   exercise: pairs of beats closer than 300 ms must not be taken for a beat and its T wave;
 - ``fast 150 bpm irregular``, ``170``, ``190``: the same with each RR drawn within +-30 % of
   the mean, as in atrial fibrillation with a fast ventricular response;
+- ``breathing 30 %``, ``breathing 60 %``: the lead's size swung by that share over each 4-s
+  breath (``bench.robustness.breathing_swing``): beats at a breath's trough must not fall under
+  the threshold its crest set;
 - ``slow 40 bpm``, ``slow 30 bpm``: the record's own beats spread to a slow rhythm
   (``bench.robustness.slow_rhythm``), as in sleep or sinus node disease: the long RRs must not
   make search-back take T waves for beats.
@@ -45,7 +48,7 @@ import zlib
 
 import numpy as np
 
-from bench.robustness import SLOW_BPM, TEST_SEED, Condition, corrupt, slow_rhythm
+from bench.robustness import BREATHING, SLOW_BPM, TEST_SEED, Condition, corrupt, slow_rhythm
 from ecg.detect import detect_r_peaks
 from ecg.ec57 import detection_stats, in_ranges
 from train.cli import at_least
@@ -127,6 +130,7 @@ def conditions():
         out += [Condition(f"{kind} {snr:+d} dB", noise=kind, snr_db=snr) for snr in NST_SNRS]
     out += [Condition(f"ma-rms {snr:+d} dB", noise="ma", snr_db=snr, definition="rms", protocol="continuous")
             for snr in RMS_SNRS]
+    out += [Condition(f"breathing {100 * d:.0f} %", breathing=d) for d in BREATHING]
     return out + [Condition(BLOCK_2TO1)] + [Condition(name) for name in (*FAST_RHYTHMS, *SLOW_RHYTHMS)]
 
 
