@@ -51,7 +51,7 @@ Conditions (``CONDITIONS``):
   rhythm (:func:`slow_rhythm`), as in sleep, an athlete or sinus node disease.
 
 Writes ``bench/robustness.json`` and ``bench/robustness.md``. Needs MIT-BIH and the nstdb
-noise records (``--data``, ``--noise``); 30-40 min on 2 cores.
+noise records (``--data``, ``--noise``); 20-40 min on 2 cores.
 """
 
 import json
