@@ -16,11 +16,21 @@ The conditions are ``bench.robustness``'s (``--only``; virtual leads with ``--an
 with the noise's validation split (``train.augment.NOISE_SPLITS``: the stretch DS1 selection
 reads) and electrode-motion draws of their own (``SELECTION_SEED``), scored the same way.
 
+Two runs' members compared under one decision mix a shift of their probabilities with how well
+they tell PVCs from the rest: a run whose V probabilities run higher calls more V everywhere.
+``--match-false-v REPORT`` scores the members at REPORT's count of false V (non-V beats and
+artefacts called V, over REPORT's conditions, whole records and strips): it moves every
+calibrated V logit by one shift (``--logit-shift``: the card's Platt intercept plus it, as a
+lower or higher threshold would, rules and pooling included) and finds the shift by the secant
+method, a pass over the views each step. Then the two reports' F1 of V and V sensitivity compare
+at equal false alarms.
+
 Writes ``bench/out_of_fold.json`` and ``bench/out_of_fold.md``. Needs MIT-BIH and, for the
 noise conditions, the nstdb noise records (``--data``, ``--noise``); about 18 min on 2 cores for
-the 13 default views.
+the 13 default views (each matching pass as long again, two to four passes).
 """
 
+import json
 import re
 import sys
 import time
@@ -38,6 +48,11 @@ DEFAULT_CONDITIONS = ("clean", "lead1", "bw +0 dB", "ma +6 dB", "ma +0 dB", "em 
 DEFAULT_ANGLES = (30.0, 60.0)  # two leads MIT-BIH does not have, where PVCs of unlearned shapes are missed
 SELECTION_SEED = 1234  # electrode-motion draws: neither training's nor the DS2 report's (bench.robustness.TEST_SEED)
 MEMBER = re.compile(r"ecg_nv_cnn_(\d+)_\d+/p_v_\d+/Sigmoid")  # a member's output, as tf2onnx names it
+VIRTUAL = re.compile(r"virtual (-?[\d.]+)°$")  # a virtual lead's condition name (chosen_conditions)
+MATCH_PASSES = 5  # --match-false-v: passes over the views at most ...
+MATCH_TOLERANCE = 0.01  # ... stopping within this share of the reference's false V ...
+MATCH_FIRST_STEP = 0.3  # ... the second pass this far in logit from the first (a threshold's ~0.05 near 0.3) ...
+MATCH_MAX_STEP = 1.0  # ... and no pass further than this from the one before
 
 
 def member_outputs(onnx_path):
@@ -72,6 +87,16 @@ class HeldOutMember:
         self.model = model
         self.fold_of = {record: k for k, fold in enumerate(folds) for record in fold}
         self.member = None
+        self.logit_shift = 0.0
+
+    @property
+    def decision(self):
+        """The card's decision, its calibrated V logits moved by ``logit_shift``."""
+        decision = dict(self.model.decision)
+        calibration = dict(decision["calibration"])
+        calibration["b"] = calibration.get("b", 0.0) + self.logit_shift
+        decision["calibration"] = calibration
+        return decision
 
     def __getattr__(self, name):
         return getattr(self.model, name)
@@ -109,6 +134,56 @@ def chosen_conditions(only, angles):
     return [known[name] for name in only] + [Condition(f"virtual {a:g}°", lead="mixed", mix_deg=a) for a in angles]
 
 
+def conditions_of(report):
+    """The conditions a report of this module ran, in its order: (names, virtual leads' angles)."""
+    names, angles = [], []
+    for name in report["conditions"]:
+        m = VIRTUAL.match(name)
+        if m:
+            angles.append(float(m.group(1)))
+        else:
+            names.append(name)
+    return names, angles
+
+
+def false_v(report):
+    """Non-V beats and artefacts called V over a report's conditions, whole records and strips."""
+    return sum(round(res[mode]["all"]["false_v_rate"] * res[mode]["all"]["ref_beats"])
+               for res in report["conditions"].values() for mode in ("whole", "strips"))
+
+
+def next_shift(tried, target):
+    """The secant method's next logit shift toward ``target`` false V, from ``tried``: (shift,
+    false V) pairs, in the order run. False V grow with the shift, their logarithm near linearly;
+    a first or flat step goes ``MATCH_FIRST_STEP`` their way, no step further than ``MATCH_MAX_STEP``."""
+    s1, f1 = tried[-1]
+    step = MATCH_FIRST_STEP if f1 < target else -MATCH_FIRST_STEP
+    if len(tried) > 1 and tried[-2][1] != f1:
+        s0, f0 = tried[-2]
+        slope = (np.log(f1 + 1) - np.log(f0 + 1)) / (s1 - s0)
+        if slope > 0:
+            step = (np.log(target + 1) - np.log(f1 + 1)) / slope
+    return s1 + float(np.clip(step, -MATCH_MAX_STEP, MATCH_MAX_STEP))
+
+
+def matched_report(score_at, target, log):
+    """The report ``score_at(shift)`` whose false V are nearest ``target`` (within
+    ``MATCH_TOLERANCE`` of it, or the nearest of ``MATCH_PASSES`` passes), with its shift."""
+    tried, reports = [], []
+    shift = 0.0
+    for _ in range(MATCH_PASSES):
+        report = score_at(shift)
+        tried.append((shift, false_v(report)))
+        reports.append(report)
+        log(f"logit shift {shift:+.3f}: {tried[-1][1]} false V against {target}")
+        if abs(tried[-1][1] - target) <= MATCH_TOLERANCE * target:
+            break
+        shift = next_shift(tried, target)
+    best = min(range(len(tried)), key=lambda i: abs(tried[i][1] - target))
+    return {**reports[best], "logit_shift": tried[best][0], "false_v": tried[best][1],
+            "matched_false_v": target, "passes": [list(t) for t in tried]}
+
+
 def main(argv=None):
     from service.model import ModelUnavailable, load_model
     from train import augment
@@ -121,9 +196,20 @@ def main(argv=None):
                     help="bench.robustness's conditions to run")
     ap.add_argument("--angles", nargs="*", type=float, metavar="DEG", default=list(DEFAULT_ANGLES),
                     help="virtual leads to add (degrees from MLII towards channel 1; none: --angles)")
+    ap.add_argument("--logit-shift", type=float, default=0.0,
+                    help="added to every calibrated V logit (the card's Platt intercept), default 0")
+    ap.add_argument("--match-false-v", type=Path, metavar="REPORT",
+                    help="a report of this module: run its conditions and find the logit shift at which the "
+                         "false V equal its own (replaces --only, --angles and --logit-shift)")
     ap.add_argument("--out", type=Path, default=BENCH_DIR / "out_of_fold.json")
     args = ap.parse_args(argv)
     try:
+        reference = None
+        if args.match_false_v:
+            reference = json.loads(args.match_false_v.read_text())
+            if not isinstance(reference, dict) or not isinstance(reference.get("conditions"), dict):
+                raise ValueError(f"{args.match_false_v}: not a report of bench.out_of_fold")
+            args.only, args.angles = conditions_of(reference)
         chosen = chosen_conditions(args.only, args.angles)
         ddir = data_dir(args.data)
         require_records(ddir, args.records)
@@ -132,15 +218,23 @@ def main(argv=None):
             model.for_record(name)
         needs_noise = any(c.noise in augment.NSTDB_RECORDS for c in chosen)
         noise = augment.load_noise(augment.noise_dir(args.noise), "validation") if needs_noise else {}
-    except (FileNotFoundError, ModelUnavailable, ValueError) as exc:
+    except (OSError, ModelUnavailable, ValueError) as exc:  # JSONDecodeError is a ValueError
         print(f"out_of_fold: {exc}", file=sys.stderr)
         return 2
-    report = {"title": "Out of fold", "module": "bench.out_of_fold", "model": model.summary(),
-              "records": args.records, "conditions": {}}
+
+    def score_at(shift):
+        model.logit_shift = shift
+        title = f"Out of fold, V logits {shift:+.3f}" if shift else "Out of fold"
+        report = {"title": title, "module": "bench.out_of_fold", "model": model.summary(),
+                  "records": args.records, "logit_shift": shift, "conditions": {}}
+        for cond in chosen:
+            report["conditions"][cond.name] = run_condition(model, cond, args.records, ddir, noise, log,
+                                                            seed=SELECTION_SEED, model_for=model.for_record)
+        return report
+
     t0 = time.perf_counter()
-    for cond in chosen:
-        report["conditions"][cond.name] = run_condition(model, cond, args.records, ddir, noise, log,
-                                                        seed=SELECTION_SEED, model_for=model.for_record)
+    report = (matched_report(score_at, false_v(reference), log) if reference is not None
+              else score_at(args.logit_shift))
     report["seconds"] = time.perf_counter() - t0
     save_report(args.out, report, write_markdown)
     return 0

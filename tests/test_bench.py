@@ -536,3 +536,40 @@ def test_out_of_fold_writes_its_report_and_refuses_what_it_cannot_score(tmp_path
         assert out_of_fold.main(["--data", str(FIXTURES), *argv, "--out", str(out)]) == 2
         err = capsys.readouterr().err
         assert said in err and err.count("\n") == 1, err
+
+
+def test_out_of_fold_secant_steps_toward_the_false_v_asked_and_never_repeats_a_flat_pass():
+    from bench.out_of_fold import MATCH_FIRST_STEP, MATCH_MAX_STEP, next_shift
+
+    assert next_shift([(0.0, 100)], 300) == MATCH_FIRST_STEP and next_shift([(0.0, 100)], 30) == -MATCH_FIRST_STEP
+    # false V growing as exp(shift): one secant step from two passes lands on log(3)
+    tried = [(0.0, 100), (0.3, 100 * np.exp(0.3))]
+    assert abs(next_shift(tried, 300) - np.log(3)) < 0.01
+    assert next_shift([(0.0, 100), (0.3, 100)], 300) == 0.6  # flat: onward, not back to 0.3
+    assert next_shift([(0.0, 100), (0.01, 101)], 10_000) == 0.01 + MATCH_MAX_STEP
+
+
+def test_out_of_fold_matches_another_reports_false_v_by_moving_the_v_logits(tmp_path, capsys):
+    from bench import out_of_fold
+
+    def run(*argv):
+        out = tmp_path / f"oof{len(list(tmp_path.glob('*.json')))}.json"
+        assert out_of_fold.main(["--data", str(FIXTURES), "--records", "119", "208", "--only", "clean",
+                                 "--angles", *argv, "--out", str(out)]) == 0
+        return json.loads(out.read_text()), out
+
+    as_served, _ = run()
+    raised, raised_path = run("--logit-shift=1.5")
+    assert raised["logit_shift"] == 1.5 and raised["title"] == "Out of fold, V logits +1.500"
+    assert out_of_fold.false_v(raised) > out_of_fold.false_v(as_served)  # higher V logits call more V
+    matched, _ = run("--match-false-v", str(raised_path))
+    target = out_of_fold.false_v(raised)
+    assert matched["matched_false_v"] == target and matched["false_v"] == out_of_fold.false_v(matched)
+    assert abs(matched["false_v"] - target) <= max(1, out_of_fold.MATCH_TOLERANCE * target)
+    assert len(matched["passes"]) > 1 and matched["passes"][0][0] == 0.0 and matched["logit_shift"] > 0
+    capsys.readouterr()
+    (tmp_path / "not_a_report.json").write_text('{"title": "something else"}')
+    assert out_of_fold.main(["--data", str(FIXTURES), "--match-false-v", str(tmp_path / "not_a_report.json"),
+                             "--out", str(tmp_path / "x.json")]) == 2
+    err = capsys.readouterr().err
+    assert "not a report of bench.out_of_fold" in err and err.count("\n") == 1, err
