@@ -19,7 +19,7 @@ reads) and electrode-motion draws of their own (``SELECTION_SEED``), scored the 
 Two runs' members compared under one decision mix a shift of their probabilities with how well
 they tell PVCs from the rest: a run whose V probabilities run higher calls more V everywhere.
 ``--match-false-v REPORT`` scores the members at REPORT's count of false V (non-V beats and
-artefacts called V, over REPORT's conditions, whole records and strips): it moves every
+artefacts called V, over REPORT's records and conditions, whole and strips): it moves every
 calibrated V logit by one shift (``--logit-shift``: the card's Platt intercept plus it, as a
 lower or higher threshold would, rules and pooling included) and finds the shift by the secant
 method, a pass over the views each step. Then the two reports' F1 of V and V sensitivity compare
@@ -199,8 +199,8 @@ def main(argv=None):
     ap.add_argument("--logit-shift", type=float, default=0.0,
                     help="added to every calibrated V logit (the card's Platt intercept), default 0")
     ap.add_argument("--match-false-v", type=Path, metavar="REPORT",
-                    help="a report of this module: run its conditions and find the logit shift at which the "
-                         "false V equal its own (replaces --only, --angles and --logit-shift)")
+                    help="a report of this module: run its records and conditions and find the logit shift at "
+                         "which the false V equal its own (replaces --records, --only, --angles, --logit-shift)")
     ap.add_argument("--out", type=Path, default=BENCH_DIR / "out_of_fold.json")
     args = ap.parse_args(argv)
     try:
@@ -210,6 +210,7 @@ def main(argv=None):
             if not isinstance(reference, dict) or not isinstance(reference.get("conditions"), dict):
                 raise ValueError(f"{args.match_false_v}: not a report of bench.out_of_fold")
             args.only, args.angles = conditions_of(reference)
+            args.records = reference.get("records", args.records)
         chosen = chosen_conditions(args.only, args.angles)
         ddir = data_dir(args.data)
         require_records(ddir, args.records)

@@ -562,11 +562,12 @@ def test_out_of_fold_matches_another_reports_false_v_by_moving_the_v_logits(tmp_
     raised, raised_path = run("--logit-shift=1.5")
     assert raised["logit_shift"] == 1.5 and raised["title"] == "Out of fold, V logits +1.500"
     assert out_of_fold.false_v(raised) > out_of_fold.false_v(as_served)  # higher V logits call more V
-    matched, _ = run("--match-false-v", str(raised_path))
+    matched, _ = run("--match-false-v", str(raised_path), "--records", "119")  # the reference's records win
     target = out_of_fold.false_v(raised)
     assert matched["matched_false_v"] == target and matched["false_v"] == out_of_fold.false_v(matched)
     assert abs(matched["false_v"] - target) <= max(1, out_of_fold.MATCH_TOLERANCE * target)
     assert len(matched["passes"]) > 1 and matched["passes"][0][0] == 0.0 and matched["logit_shift"] > 0
+    assert matched["records"] == ["119", "208"]
     capsys.readouterr()
     (tmp_path / "not_a_report.json").write_text('{"title": "something else"}')
     assert out_of_fold.main(["--data", str(FIXTURES), "--match-false-v", str(tmp_path / "not_a_report.json"),
