@@ -12,7 +12,7 @@ flutter left out). Conditions (``--conditions`` picks some, by name):
 - ``ma-rms`` at 6 and 0 dB: ``ma`` over the whole record, SNR = RMS of the clean signal over
   RMS of the noise;
 - ``block 2:1``: the record as a 2:1 atrioventricular block would record it
-  (:func:`two_to_one_block`): every second P wave is not followed by a QRS complex, and the
+  (``bench.robustness.two_to_one_block``): every second P wave is not followed by a QRS complex, and the
   detector must not take it for a beat;
 - ``fast 180 bpm``, ``fast 210 bpm``, ``fast 240 bpm``: a fast regular rhythm made of the
   record's own beats (:func:`fast_rhythm`), as in a supraventricular tachycardia, an infant or
@@ -48,7 +48,7 @@ import zlib
 
 import numpy as np
 
-from bench.robustness import BREATHING, SLOW_BPM, TEST_SEED, Condition, corrupt, slow_rhythm
+from bench.robustness import BREATHING, SLOW_BPM, TEST_SEED, Condition, corrupt, slow_rhythm, two_to_one_block
 from ecg.detect import detect_r_peaks
 from ecg.ec57 import detection_stats, in_ranges
 from train.cli import at_least
@@ -57,10 +57,6 @@ NST_SNRS = (12, 6, 0, -6)
 RMS_SNRS = (6, 0)
 TUNING_SEED = 7_340_021  # electrode-motion draws off the report's split: far from TEST_SEED
 BLOCK_2TO1 = "block 2:1"
-# a blocked beat loses the signal from just before its QRS complex to the end of its T wave ...
-BLOCKED_FROM_S = 0.08  # ... from this long before its R peak (its P wave, ~150 ms before, stays) ...
-BLOCKED_TO_RR = 0.45  # ... to this share of the RR after it (a T wave ends within ~40 % of the RR) ...
-NEXT_P_CLEARANCE_S = 0.25  # ... and never closer than this to the next R peak (that beat's P wave)
 IRREGULAR_SPREAD = 0.30  # an irregular fast rhythm's RRs: uniform within this share of the mean
 FAST_RHYTHMS = {**{f"fast {bpm} bpm": (bpm, 0.0) for bpm in (180, 210, 240)},
                 **{f"fast {bpm} bpm irregular": (bpm, IRREGULAR_SPREAD) for bpm in (150, 170, 190)}}
@@ -68,31 +64,6 @@ SLOW_RHYTHMS = {f"slow {bpm} bpm": bpm for bpm in SLOW_BPM}
 SPLICE_FROM_RR = 0.3  # a beat's window of the fast rhythm starts this share of its RR before its R
 # peak (P wave and QRS kept, the T wave cut short as at such rates) ...
 CROSSFADE_S = 0.020  # ... and overlaps the previous window this long, faded linearly (no step)
-
-
-def two_to_one_block(signal, ann_samples, ann_symbols, fs):
-    """A lead as a 2:1 atrioventricular block would record it, made from a conducted rhythm.
-
-    Every second normal beat (``N`` between two ``N``) is blocked: its QRS complex and T wave
-    are replaced by a straight line (``BLOCKED_FROM_S`` before its R peak to ``BLOCKED_TO_RR``
-    of the RR after it), its P wave is kept. ``signal``: (n,) mV; ``ann_samples`` (k,) and
-    ``ann_symbols`` (k,): the reference beats. Returns ``(x, beats)``: the signal (n,) and the
-    reference beats left (k',), the blocked ones removed.
-    """
-    x = np.array(signal, dtype=np.float64)
-    samples, symbols = np.asarray(ann_samples), np.asarray(ann_symbols)
-    kept = np.ones(len(samples), bool)
-    for i in range(1, len(samples) - 1, 2):
-        if not (symbols[i - 1] == symbols[i] == symbols[i + 1] == "N"):
-            continue
-        a = samples[i] - int(BLOCKED_FROM_S * fs)
-        b = min(samples[i] + int(BLOCKED_TO_RR * (samples[i + 1] - samples[i])),
-                samples[i + 1] - int(NEXT_P_CLEARANCE_S * fs))
-        if a < 0 or b <= a:
-            continue
-        x[a:b] = np.linspace(x[a], x[b], b - a, endpoint=False)
-        kept[i] = False
-    return x, samples[kept]
 
 
 def fast_rhythm(signal, ann_samples, excluded, fs, bpm, spread=0.0, seed=0):
@@ -131,7 +102,7 @@ def conditions():
     out += [Condition(f"ma-rms {snr:+d} dB", noise="ma", snr_db=snr, definition="rms", protocol="continuous")
             for snr in RMS_SNRS]
     out += [Condition(f"breathing {100 * d:.0f} %", breathing=d) for d in BREATHING]
-    return out + [Condition(BLOCK_2TO1)] + [Condition(name) for name in (*FAST_RHYTHMS, *SLOW_RHYTHMS)]
+    return out + [Condition(BLOCK_2TO1, block=True)] + [Condition(name) for name in (*FAST_RHYTHMS, *SLOW_RHYTHMS)]
 
 
 def score(rec, x, strip_seconds=None, reference=None, excluded=None):
@@ -160,9 +131,9 @@ def totals(rows):
 def signal_and_beats(rec, cond, noise, channel, seed):
     """Condition ``cond``'s signal of record ``rec`` and the beats to score it against:
     ``(x, reference, excluded)``, None for the record's own."""
-    if cond.name == BLOCK_2TO1:
-        x, reference = two_to_one_block(rec.signal, rec.ann_samples, rec.ann_symbols, rec.fs)
-        return x, reference, None
+    if cond.block:
+        blocked = two_to_one_block(rec)
+        return blocked.signal, blocked.ann_samples, None
     if cond.name in FAST_RHYTHMS:
         bpm, spread = FAST_RHYTHMS[cond.name]
         x, reference = fast_rhythm(rec.signal, rec.ann_samples, rec.excluded, rec.fs, bpm, spread,

@@ -48,7 +48,10 @@ Conditions (``CONDITIONS``):
   share over each 4-s breath (:func:`breathing_swing`), as breathing does to it, most in chest leads
   and wearables: the network sees each beat scaled by its group's median size, which a swing moves;
 - ``slow 40 bpm``, ``slow 30 bpm``, ``lead1, slow 40 bpm``: the record's own beats spread to a slow
-  rhythm (:func:`slow_rhythm`), as in sleep, an athlete or sinus node disease.
+  rhythm (:func:`slow_rhythm`), as in sleep, an athlete or sinus node disease;
+- ``block 2:1``, ``lead1, block 2:1``: a 2:1 atrioventricular block made of the record's rhythm
+  (:func:`two_to_one_block`): every second P wave is followed by no QRS complex, and a P wave far
+  from any QRS can be taken for a beat.
 
 Writes ``bench/robustness.json`` and ``bench/robustness.md``. Needs MIT-BIH and the nstdb
 noise records (``--data``, ``--noise``); 20-40 min on 2 cores.
@@ -85,6 +88,10 @@ SLOW_BPM = (40, 30)  # slow rhythms (slow_rhythm): sleep, an athlete, sinus node
 SLOW_BEFORE = (0.25, 0.35)  # a beat's window in a slow rhythm starts this many s before its R peak (its
 # P wave), at most this share of the RR before it ...
 SLOW_AFTER = (0.50, 0.60)  # ... and ends this many s after it (its T wave), at most this share of the RR after
+# two_to_one_block: a blocked beat loses the signal from just before its QRS complex to the end of its T wave ...
+BLOCKED_FROM_S = 0.08  # ... from this long before its R peak (its P wave, ~150 ms before, stays) ...
+BLOCKED_TO_RR = 0.45  # ... to this share of the RR after it (a T wave ends within ~40 % of the RR) ...
+NEXT_P_CLEARANCE_S = 0.25  # ... and never closer than this to the next R peak (that beat's P wave)
 
 
 @dataclass(frozen=True)
@@ -108,6 +115,7 @@ class Condition:
     offset_mv: float = 0.0  # ... on an offset (electrode half-cell potentials)
     slow_bpm: float | None = None  # the record's own beats spread to this slower rate (slow_rhythm)
     breathing: float | None = None  # the ECG's size swung by this share with each breath (breathing_swing)
+    block: bool = False  # every second normal beat's QRS and T wave gone, its P wave left (two_to_one_block)
 
 
 def conditions():
@@ -131,6 +139,7 @@ def conditions():
     out += [Condition(f"lead1, breathing {100 * BREATHING[0]:.0f} %", lead="other", breathing=BREATHING[0])]
     out += [Condition(f"slow {bpm} bpm", slow_bpm=bpm) for bpm in SLOW_BPM]
     out += [Condition(f"lead1, slow {SLOW_BPM[0]} bpm", lead="other", slow_bpm=SLOW_BPM[0])]
+    out += [Condition("block 2:1", block=True), Condition("lead1, block 2:1", lead="other", block=True)]
     return out
 
 
@@ -164,6 +173,33 @@ def slow_rhythm(rec, bpm):
     for end, start in zip(new_peaks[:-1] + after[:-1], new_peaks[1:] - before[1:]):  # the TP segments
         x[end:start + 1] = np.linspace(x[end], x[start], start - end + 1)
     return replace(rec, signal=x, ann_samples=new_peaks, ann_symbols=symbols, excluded=np.zeros((0, 2), np.int64))
+
+
+def two_to_one_block(rec):
+    """Record ``rec`` (one lead, a ``train.data.Record``) as a 2:1 atrioventricular block would
+    record it, made from its conducted rhythm.
+
+    Every second normal beat (``N`` between two ``N``) is blocked: its QRS complex and T wave
+    are replaced by a straight line (``BLOCKED_FROM_S`` before its R peak to ``BLOCKED_TO_RR``
+    of the RR after it), its P wave is kept, and it leaves the reference. Returns a Record
+    with the new signal and the beats left.
+    """
+    from dataclasses import replace
+
+    x = np.array(rec.signal, dtype=np.float64)
+    samples, symbols, fs = rec.ann_samples, rec.ann_symbols, rec.fs
+    kept = np.ones(len(samples), bool)
+    for i in range(1, len(samples) - 1, 2):
+        if not (symbols[i - 1] == symbols[i] == symbols[i + 1] == "N"):
+            continue
+        a = samples[i] - int(BLOCKED_FROM_S * fs)
+        b = min(samples[i] + int(BLOCKED_TO_RR * (samples[i + 1] - samples[i])),
+                samples[i + 1] - int(NEXT_P_CLEARANCE_S * fs))
+        if a < 0 or b <= a:
+            continue
+        x[a:b] = np.linspace(x[a], x[b], b - a, endpoint=False)
+        kept[i] = False
+    return replace(rec, signal=x, ann_samples=samples[kept], ann_symbols=symbols[kept])
 
 
 def noisy_mask(n, fs):
@@ -350,6 +386,8 @@ def run_condition(model, cond, records, data_dir, noise, log, strip_s=STRIP_S, s
         rec = load_record(name, data_dir, lead=cond.lead)
         if cond.slow_bpm:
             rec = slow_rhythm(rec, cond.slow_bpm)
+        if cond.block:
+            rec = two_to_one_block(rec)
         channel = 0 if cond.lead == "MLII" else 1
         x, fs = corrupt(rec, cond, noise, channel, seed)
         scorer = model_for(name) if model_for else model

@@ -250,17 +250,19 @@ def test_detector_noise_scores_slow_rhythms_against_their_own_beats(tmp_path):
 def test_a_two_to_one_block_removes_every_second_qrs_and_keeps_its_p_wave():
     """record 100 (sinus rhythm) as a 2:1 block: about half its beats are gone from the signal
     and from the reference; their P waves, and everything outside the blocked stretches, stay."""
-    from bench import detector_noise
+    from bench import robustness
     from train.data import load_record
 
     rec = load_record("100", FIXTURES)
-    x, beats = detector_noise.two_to_one_block(rec.signal, rec.ann_samples, rec.ann_symbols, rec.fs)
+    blocked_rec = robustness.two_to_one_block(rec)
+    x, beats = blocked_rec.signal, blocked_rec.ann_samples
     blocked = np.setdiff1d(rec.ann_samples, beats)
     assert 0.4 < len(blocked) / len(rec.ann_samples) < 0.55 and np.isin(beats, rec.ann_samples).all()
+    assert np.array_equal(blocked_rec.ann_symbols, rec.ann_symbols[np.isin(rec.ann_samples, beats)])
     qrs = int(0.05 * rec.fs)
     for r in blocked:
         assert np.ptp(x[r - qrs:r + qrs]) < 0.25 * np.ptp(rec.signal[r - qrs:r + qrs])  # the QRS is gone
-        p_wave = slice(r - int(0.25 * rec.fs), r - int(detector_noise.BLOCKED_FROM_S * rec.fs))
+        p_wave = slice(r - int(0.25 * rec.fs), r - int(robustness.BLOCKED_FROM_S * rec.fs))
         assert np.array_equal(x[p_wave], rec.signal[p_wave])
     for r in beats[1:-1]:  # conducted beats are untouched
         assert np.array_equal(x[r - qrs:r + qrs], rec.signal[r - qrs:r + qrs])
@@ -442,6 +444,29 @@ def test_robustness_sweeps_virtual_leads_by_angle(tmp_path):
     assert list(angles) == ["virtual 0°", "virtual 90°", "virtual 270°"]
     assert angles["virtual 0°"] == named["clean"] and angles["virtual 90°"] == named["lead1"]
     assert angles["virtual 270°"] == angles["virtual 90°"]  # turned upright, the reverse is the same lead
+
+
+def test_robustness_block_condition_scores_the_served_path_against_the_beats_left(tmp_path):
+    """``block 2:1`` and ``lead1, block 2:1``: record 119's two leads with every second normal beat
+    blocked, sent to the service and scored against the conducted beats only, so the blocked
+    P waves it takes for beats count as false detections, not as the blocked beats found."""
+    import json
+
+    from bench import robustness
+    from train.data import load_record
+
+    out = tmp_path / "block.json"
+    assert robustness.main(["--data", str(TWO_LEADS), "--records", "119", "--only", "clean", "block 2:1",
+                            "lead1, block 2:1", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())["conditions"]
+    rec = load_record("119", TWO_LEADS, lead="MLII")
+    left = len(robustness.two_to_one_block(rec).ann_samples)
+    assert left <= len(rec.ann_samples) - 10
+    for name in ("block 2:1", "lead1, block 2:1"):
+        whole = report[name]["whole"]["all"]
+        assert whole["ref_beats"] < report["clean"]["whole"]["all"]["ref_beats"]
+        assert whole["ref_beats"] == left
+        assert whole["qrs_se"] > 0.95
 
 
 def test_robustness_sends_strips_of_the_length_asked(record_119):
