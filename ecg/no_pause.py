@@ -14,7 +14,9 @@ rhythm does not need"). :func:`no_pause_mask`, for ``ecg.decision.classify``:
    fibrillation, where early beats with no pause are common). No interval spans two signals of
    one request (``SIGNAL_GAP_S``).
 3. First form: the rhythm's beats on either side of the call lie under ``NO_PAUSE_SPAN`` x its RR
-   apart (an artefact between two beats).
+   apart (an artefact between two beats), in a rhythm faster than 50 bpm (``NO_PAUSE_MAX_RR_S``):
+   in a slower one a PVC can fall between two beats without moving them (interpolated; in an AV
+   block whose P waves go undetected, the rhythm's RR is two or more of the atria's cycles).
 4. Second form: the call comes on time (``ON_TIME``) with the rhythm's own ST segment and T wave
    (``REPOLARISATION_*``, :func:`repolarisation_differences`): a PVC changes how the ventricles
    repolarise, a normal beat an artefact fell on keeps the rhythm's repolarisation.
@@ -50,8 +52,11 @@ RHYTHM_HALF_INTERVALS = 10  # the median of the intervals between consecutive de
 RHYTHM_MIN_INTERVALS = 5  # ... at least this many of them ...
 RHYTHM_REGULAR = 0.1  # ... three quarters of them within this share of their median (not AF)
 SIGNAL_GAP_S = 1e6  # between two signals of one request (a lead off): no interval spans it
-# 3. First form: the rhythm's beats either side of the call lie under this x its RR apart
+# 3. First form: the rhythm's beats either side of the call lie under this x its RR apart ...
 NO_PAUSE_SPAN = 1.1
+NO_PAUSE_MAX_RR_S = 1.2  # ... in a rhythm faster than 50 bpm: in a slower one (bradycardia, an AV block
+# whose P waves go undetected) a PVC can fall between two beats without moving them, interpolated
+# (docs/ROBUSTNESS.md, "Blocked P waves")
 # 4. Second form
 ON_TIME = 0.1  # the rhythm's beats before and after the call each lie within this share of its RR from it
 REPOLARISATION_S = (0.150, 0.450)  # after the R peak: the ST segment and the T wave, short of the next QRS at 130 bpm
@@ -81,7 +86,8 @@ def beat_times(features):
 
 def no_pause_mask(is_v, features, windows=None):
     """V calls (n,) that no pause follows in a regular rhythm: the rhythm's beats before and after one
-    lie under ``NO_PAUSE_SPAN`` x the rhythm's RR apart (``RHYTHM_*``), or, given the beats'
+    lie under ``NO_PAUSE_SPAN`` x the rhythm's RR apart (``RHYTHM_*``), that RR under
+    ``NO_PAUSE_MAX_RR_S``, or, given the beats'
     ``windows`` (n, 360, 2) (``ecg.pipeline``), it comes on time (``ON_TIME``) with the rhythm's
     own repolarisation (:func:`repolarisation_differences`), or the rhythm's QRS lies undetected in
     its window where the rhythm's next beat was due (:func:`hidden_beat_offsets`, :func:`undetected`).
@@ -109,7 +115,7 @@ def no_pause_mask(is_v, features, windows=None):
     inside = regular & (after >= 1) & (after < len(rhythm_beats))
     after = np.clip(after, 1, len(rhythm_beats) - 1)
     span = t[rhythm_beats[after]] - t[rhythm_beats[after - 1]]
-    no_pause[calls] = inside & (span < NO_PAUSE_SPAN * rr)
+    no_pause[calls] = inside & (span < NO_PAUSE_SPAN * rr) & (rr < NO_PAUSE_MAX_RR_S)
     if windows is not None:
         before_s, after_s = t[calls] - t[rhythm_beats[after - 1]], t[rhythm_beats[after]] - t[calls]
         on_time = inside & (np.abs(before_s / rr - 1) < ON_TIME) & (np.abs(after_s / rr - 1) < ON_TIME)

@@ -16,7 +16,7 @@ import pytest
 
 import ecg.no_pause
 from bench.edf_files import write_edf
-from bench.robustness import pulse_artefacts
+from bench.robustness import pulse_artefacts, two_to_one_block
 from ecg.ec57 import MATCH_WINDOW_S, match_beats
 from service import create_app
 from tests.service_helpers import MODEL_DIR, PREDICT, app, client  # noqa: F401
@@ -91,3 +91,19 @@ def test_the_holter_report_counts_them_as_the_predictions_do(client, humped_100,
     assert r.status_code == 201, r.get_json()
     whole = _predict(holter, x, rec.fs)
     assert r.get_json()["v_without_pause_beats"] == whole["metadata"]["v_without_pause_beats"] >= 1
+
+
+def test_pvcs_of_a_rhythm_slower_than_50_bpm_keep_their_v_without_a_pause(client, monkeypatch):  # noqa: F811
+    """Record 119 (PVCs in bigeminy and trigeminy) as a 2:1 AV block (``bench.robustness.
+    two_to_one_block``): its conducted rhythm runs at half the sinus rate, and a PVC between two
+    conducted beats leaves them one such RR apart, as an interpolated PVC does. In a rhythm that
+    slow the first form does not apply, so every PVC stays V; with no such bound it takes some."""
+    blocked = two_to_one_block(load_record("119", MITDB))
+    pvcs = blocked.ann_samples[blocked.ann_classes == "V"]
+    body = _predict(client, blocked.signal, blocked.fs)
+    assert _matched(pvcs, _v_positions(body), blocked.fs) == len(pvcs) >= 30
+    assert body["metadata"]["v_without_pause_beats"] == 0
+    monkeypatch.setattr(ecg.no_pause, "NO_PAUSE_MAX_RR_S", np.inf)
+    unbounded = _predict(client, blocked.signal, blocked.fs)
+    assert unbounded["metadata"]["v_without_pause_beats"] >= 5
+    assert _matched(pvcs, _v_positions(unbounded), blocked.fs) <= len(pvcs) - 5
