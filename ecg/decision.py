@@ -325,7 +325,7 @@ class Calls(NamedTuple):
     alike: np.ndarray | None  # int: beats of its pool alike to it, itself included (None: no pooling)
     pools: np.ndarray | None  # the pool labels (None: no pooling)
     by_timing: np.ndarray  # bool: called V under the card's threshold for its (or its shape's) timing
-    no_pause: np.ndarray  # bool: would be V, called N: no pause follows it in a regular rhythm over 50 bpm, ...
+    no_pause: np.ndarray  # bool: would be V, called N by the no-pause rule (ecg.no_pause): the rhythm does not need it
 
 
 def classify(p_raw, features, decision, apply_ruleguard=True, windows=None, groups=None, signals=None,
@@ -341,9 +341,9 @@ def classify(p_raw, features, decision, apply_ruleguard=True, windows=None, grou
     called V, whatever its probability, and a noisy one only over :func:`noisy_threshold`; a
     good one timed and shaped as a PVC (:func:`ectopic_timing_mask`) from ``ECTOPIC_MIN_P``, and
     one of a shape whose beats mostly are timed as one (:func:`timed_shape_mask`) from
-    ``TIMED_SHAPE_MIN_P``; and a V call that no pause follows in a regular rhythm over 50 bpm is N, as are one
-    on time there with the rhythm's own repolarisation and one beside the rhythm's undetected QRS
-    (:func:`ecg.no_pause.no_pause_mask`).
+    ``TIMED_SHAPE_MIN_P``; and in a regular rhythm a V call is N when no pause follows it (over
+    50 bpm), when it comes on time with the rhythm's own repolarisation, or when it lies beside the
+    rhythm's undetected QRS (:func:`ecg.no_pause.no_pause_mask`).
     ``paced``: the patient has a pacemaker (:func:`own_rhythm_mask`). Returns the beats' :class:`Calls`.
     """
     pooling = decision.get("pooling")

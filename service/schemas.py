@@ -44,11 +44,11 @@ DECISION_COUNTS = {
     "v_by_timing_beats": "beats called V under the card's threshold: readable, premature, followed by a pause, "
                          "in a regular rhythm, and wider than and unlike the beats around them or of a shape "
                          "whose beats mostly are so timed",
-    "v_without_pause_beats": "beats the networks call V that no pause follows in a regular rhythm over 50 bpm, "
-                             "called N: an artefact the detector took for a beat leaves the rhythm as it was, a "
-                             "PVC resets it (in a slower rhythm a PVC can fall between two beats without moving "
-                             "them); "
-                             "and those on time there with the rhythm's own ST segment and T wave: a normal beat "
+    "v_without_pause_beats": "beats the networks call V, called N in a regular rhythm: those no pause follows, "
+                             "over 50 bpm (an artefact the detector took for a beat leaves the rhythm as it was, "
+                             "a PVC resets it; in a slower rhythm a PVC can fall between two beats without "
+                             "moving them); "
+                             "those on time with the rhythm's own ST segment and T wave: a normal beat "
                              "an artefact fell on, where a PVC changes them; and those whose window holds the "
                              "rhythm's own QRS, undetected, where its next beat was due: an artefact taken "
                              "instead of that beat",
