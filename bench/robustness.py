@@ -92,6 +92,7 @@ SLOW_AFTER = (0.50, 0.60)  # ... and ends this many s after it (its T wave), at 
 BLOCKED_FROM_S = 0.08  # ... from this long before its R peak (its P wave, ~150 ms before, stays) ...
 BLOCKED_TO_RR = 0.45  # ... to this share of the RR after it (a T wave ends within ~40 % of the RR) ...
 NEXT_P_CLEARANCE_S = 0.25  # ... and never closer than this to the next R peak (that beat's P wave)
+BLOCK_2TO1 = "block 2:1"  # the condition's name, here and in bench.detector_noise
 
 
 @dataclass(frozen=True)
@@ -139,7 +140,7 @@ def conditions():
     out += [Condition(f"lead1, breathing {100 * BREATHING[0]:.0f} %", lead="other", breathing=BREATHING[0])]
     out += [Condition(f"slow {bpm} bpm", slow_bpm=bpm) for bpm in SLOW_BPM]
     out += [Condition(f"lead1, slow {SLOW_BPM[0]} bpm", lead="other", slow_bpm=SLOW_BPM[0])]
-    out += [Condition("block 2:1", block=True), Condition("lead1, block 2:1", lead="other", block=True)]
+    out += [Condition(BLOCK_2TO1, block=True), Condition(f"lead1, {BLOCK_2TO1}", lead="other", block=True)]
     return out
 
 
