@@ -75,7 +75,8 @@ def staged_request(model, body, schema, infer=None, times=None):
     p_raw = infer(beats.windows, beats.features)
     t6 = time.perf_counter()
     calls = classify(p_raw, beats.features, model.decision, req["apply_ruleguard"],
-                     windows=beats.windows, groups=beats.groups, signals=beats.runs, quality=beats.quality)
+                     windows=beats.windows, groups=beats.groups, signals=beats.runs, quality=beats.quality,
+                     qrs_sizes=inference.qrs_sizes(beats))
     t7 = time.perf_counter()
     result = inference.build_result(model, beats, calls, x, fs, req["derivation"], req["apply_ruleguard"])
     result["metadata"]["patient_id"] = req["patient_id"]

@@ -19,6 +19,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .blocked_p import small_without_t_wave_mask
 from .dsp import expit
 from .features import RR_FEATURE_NAMES, groups_within
 from .no_pause import no_pause_mask
@@ -326,10 +327,11 @@ class Calls(NamedTuple):
     pools: np.ndarray | None  # the pool labels (None: no pooling)
     by_timing: np.ndarray  # bool: called V under the card's threshold for its (or its shape's) timing
     no_pause: np.ndarray  # bool: would be V, called N by the no-pause rule (ecg.no_pause): the rhythm does not need it
+    no_t_wave: np.ndarray  # bool: would be V, called N as small beside its neighbours with no T wave (ecg.blocked_p)
 
 
 def classify(p_raw, features, decision, apply_ruleguard=True, windows=None, groups=None, signals=None,
-             quality=None, paced=False):
+             quality=None, paced=False, qrs_sizes=None):
     """Labels and calibrated V probabilities of n beats.
 
     ``p_raw``: the network's V probability (n,); ``features``: the beats' RR
@@ -344,6 +346,9 @@ def classify(p_raw, features, decision, apply_ruleguard=True, windows=None, grou
     ``TIMED_SHAPE_MIN_P``; and in a regular rhythm a V call is N when no pause follows it (over
     50 bpm), when it comes on time with the rhythm's own repolarisation, or when it lies beside the
     rhythm's undetected QRS (:func:`ecg.no_pause.no_pause_mask`).
+    ``qrs_sizes``: ``(size, neighbour_size)`` (n,) each, the beats' QRS sizes and their neighbours'
+    (``ecg.blocked_p.neighbour_qrs_size``): with the windows, a V call small beside its neighbours
+    and with no T wave after it is N (:func:`ecg.blocked_p.small_without_t_wave_mask`: a blocked P wave).
     ``paced``: the patient has a pacemaker (:func:`own_rhythm_mask`). Returns the beats' :class:`Calls`.
     """
     pooling = decision.get("pooling")
@@ -390,4 +395,9 @@ def classify(p_raw, features, decision, apply_ruleguard=True, windows=None, grou
         no_pause = no_pause_mask(is_v, features, windows)
         is_v &= ~no_pause
         by_timing &= ~no_pause
-    return Calls(is_v, p_v, flipped, own_rhythm, alike, pools, by_timing, no_pause)
+    no_t_wave = np.zeros_like(is_v)
+    if qrs_sizes is not None and windows is not None:
+        no_t_wave = small_without_t_wave_mask(is_v, windows, *qrs_sizes)
+        is_v &= ~no_t_wave
+        by_timing &= ~no_t_wave
+    return Calls(is_v, p_v, flipped, own_rhythm, alike, pools, by_timing, no_pause, no_t_wave)

@@ -79,6 +79,7 @@ class Beats:
     rr_prev_s: np.ndarray  # (n,) float64, NaN for the first beat
     rr_next_s: np.ndarray  # (n,) float64, NaN for the last beat
     qrs_width_s: np.ndarray  # (n,) float64
+    qrs_size_mv: np.ndarray  # (n,) float64, the QRS core's peak to peak (QRS_CORE_SAMPLES) in ``filtered``
     filtered: np.ndarray  # (m,) float64, the band-passed signal at 360 Hz (mV)
     groups: np.ndarray  # (n,) int64, the beats' groups (templates, local RR, the decision's pooling)
     runs: np.ndarray  # (n,) int64, the runs of beats between leads off (ecg.quality.lead_on_runs)
@@ -199,7 +200,8 @@ def beat_inputs(filtered, peaks, fs, n_samples, groups=None, quality=None, at=No
     windows -= median_rows(windows)  # np.median's figures, sooner
     lo, hi = QRS_CORE_SAMPLES
     core = windows[:, lo:hi]
-    scale = group_median(core.max(axis=1) - core.min(axis=1), groups)
+    qrs_size = core.max(axis=1) - core.min(axis=1)
+    scale = group_median(qrs_size, groups)
     windows /= np.maximum(scale, 1e-3)[:, None]
     templates = group_median(windows, groups) if n else windows
     if n and groups[-1] == 0:  # one group (a strip): its one template row, broadcast below
@@ -216,6 +218,7 @@ def beat_inputs(filtered, peaks, fs, n_samples, groups=None, quality=None, at=No
         rr_prev_s=rr_prev,
         rr_next_s=rr_next,
         qrs_width_s=qrs_s,
+        qrs_size_mv=qrs_size.astype(np.float64),
         filtered=filtered,
         groups=groups,
         runs=runs,

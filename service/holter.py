@@ -36,7 +36,7 @@ from ecg.quality import Q_LEAD_S, T_WAVE_S, baseline_moves, lead_on_runs
 from ecg.signal import map_positions
 
 from .edf import EdfError
-from .inference import dominant_calls, short_rhythm_beats
+from .inference import dominant_calls, qrs_sizes, short_rhythm_beats
 from .model import ModelUnavailable, load_model
 from .schemas import MIN_SECONDS
 
@@ -136,12 +136,12 @@ def in_long_runs(mask, min_len):
 
 # what classify_task returns for each beat of its range, in order (read back by _part_labels);
 # all but "dominant" (read by _short_rhythm) go into the result per beat
-LABEL_FIELDS = ("is_v", "p_v", "flipped", "own_rhythm", "by_timing", "no_pause", "dominant")
+LABEL_FIELDS = ("is_v", "p_v", "flipped", "own_rhythm", "by_timing", "no_pause", "no_t_wave", "dominant")
 
 
 def classify_task(model, channel, peaks, groups, runs, core, units, quality, decision, apply_ruleguard, pacemaker,
                   upright):
-    """Stage 2 on one beat range: ``(is_v, p_v, flipped, own_rhythm, by_timing, no_pause)`` of its beats
+    """Stage 2 on one beat range: ``(is_v, p_v, flipped, own_rhythm, by_timing, no_pause, no_t_wave)`` of its beats
     (``ecg.decision.Calls``), and which are of their pool's dominant on-time slow shape
     (``service.inference.dominant_calls``: the short-rhythm warning's count reads it).
 
@@ -154,9 +154,10 @@ def classify_task(model, channel, peaks, groups, runs, core, units, quality, dec
     beats = chunks.beats_in_context(channel.read, channel.fs, channel.n_samples, peaks, groups, upright, runs)
     windows, features = beats.windows[core], beats.features[core]
     p_raw = model.p_v(windows, features)
+    sizes = tuple(s[core] for s in qrs_sizes(beats))  # the range's first and last beats' neighbours from the context
     calls = classify(p_raw, features, decision, apply_ruleguard, windows=windows, groups=units,
-                     quality=quality, paced=pacemaker)
-    return (calls.is_v, calls.p_v, calls.flipped, calls.own_rhythm, calls.by_timing, calls.no_pause,
+                     quality=quality, paced=pacemaker, qrs_sizes=sizes)
+    return (calls.is_v, calls.p_v, calls.flipped, calls.own_rhythm, calls.by_timing, calls.no_pause, calls.no_t_wave,
             dominant_calls(calls, features))
 
 
@@ -248,7 +249,8 @@ def analyse(model, model_dir, channel, settings, apply_ruleguard=True, pacemaker
     start (gaps included), ``times_s`` (n,), ``part`` (n,) the continuous part of each beat,
     ``unbroken`` (n,) the stretch recorded without a break each beat is in (a part, cut again by
     each lead off, however short; no V run, chain or pause joins two),
-    ``is_v``, ``p_v``, ``flipped``, ``own_rhythm``, ``by_timing``, ``no_pause``, ``quality``, ``own_snr_db`` (n,),
+    ``is_v``, ``p_v``, ``flipped``, ``own_rhythm``, ``by_timing``, ``no_pause``, ``no_t_wave``, ``quality``,
+    ``own_snr_db`` (n,),
     ``short_rhythm_beats`` and
     ``short_rhythm_of`` (the short-rhythm warning's counts: :func:`_short_rhythm`), ``pacemaker``
     (as declared), ``qrs_direction`` (-1.0 when the day's QRS complexes mostly point down,

@@ -45,6 +45,7 @@ def report_fields(channel, result, model, include_beats=False):
         "own_rhythm_beats": int(np.count_nonzero(result["own_rhythm"])),
         "v_by_timing_beats": int(np.count_nonzero(result["by_timing"])),
         "v_without_pause_beats": int(np.count_nonzero(result["no_pause"])),
+        "v_small_without_t_wave_beats": int(np.count_nonzero(result["no_t_wave"])),
         "short_rhythm_beats": result["short_rhythm_beats"],
         "pacemaker": result["pacemaker"],
         "turned_upright": turned_upright(model, result["qrs_direction"]),

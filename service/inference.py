@@ -9,6 +9,7 @@ import time
 import numpy as np
 
 from ecg import MODEL_FS
+from ecg.blocked_p import neighbour_qrs_size
 from ecg.decision import MIN_RHYTHM_BEATS, OWN_RHYTHM_MIN_BEATS, classify, dominant_rhythm_mask
 from ecg.dsp import median_1d
 from ecg.features import equal_spans
@@ -113,8 +114,13 @@ def predict(model, x, fs, derivation="MLII", apply_ruleguard=True, deadline=None
     _check_deadline(deadline, "the network")
     calls = classify(p_raw, beats.features, model.decision, apply_ruleguard,
                      windows=beats.windows, groups=beats.groups, signals=beats.runs, quality=beats.quality,
-                     paced=pacemaker)
+                     paced=pacemaker, qrs_sizes=qrs_sizes(beats))
     return build_result(model, beats, calls, x, fs, derivation, apply_ruleguard, pacemaker)
+
+
+def qrs_sizes(beats):
+    """``(size, neighbour_size)`` of ``beats`` (``ecg.pipeline.Beats``), as ``ecg.decision.classify`` takes them."""
+    return beats.qrs_size_mv, neighbour_qrs_size(beats.qrs_size_mv, beats.features)
 
 
 def overall_call(is_v, p_v):
@@ -302,6 +308,7 @@ def build_result(model, beats, calls, x, fs, derivation, apply_ruleguard, pacema
             "own_rhythm_beats": n_own_rhythm,
             "v_by_timing_beats": int(np.count_nonzero(calls.by_timing)),
             "v_without_pause_beats": int(np.count_nonzero(calls.no_pause)),
+            "v_small_without_t_wave_beats": int(np.count_nonzero(calls.no_t_wave)),
             "short_rhythm_beats": n_short_rhythm,
             "pacemaker": bool(pacemaker),
             "turned_upright": turned_upright(model, beats.qrs_direction),

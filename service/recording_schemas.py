@@ -97,6 +97,8 @@ class RecordingReportSchema(Schema):
     own_rhythm_beats = fields.Integer(metadata={"description": DECISION_COUNTS["own_rhythm_beats"]})
     v_by_timing_beats = fields.Integer(metadata={"description": DECISION_COUNTS["v_by_timing_beats"]})
     v_without_pause_beats = fields.Integer(metadata={"description": DECISION_COUNTS["v_without_pause_beats"]})
+    v_small_without_t_wave_beats = fields.Integer(
+        metadata={"description": DECISION_COUNTS["v_small_without_t_wave_beats"]})
     short_rhythm_beats = fields.Integer(metadata={
         "description": "in a recording, or a stretch between two leads off of a minute or more, under "
                        "150 beats, too short for that rule: the V calls of its dominant on-time slow shape "

@@ -52,6 +52,10 @@ DECISION_COUNTS = {
                              "an artefact fell on, where a PVC changes them; and those whose window holds the "
                              "rhythm's own QRS, undetected, where its next beat was due: an artefact taken "
                              "instead of that beat",
+    "v_small_without_t_wave_beats": "beats the networks call V, called N as smaller than a third of the beats "
+                                    "either side and under 0.4 of their group's, with no T wave after them: "
+                                    "a blocked P wave (an AV block) taken for a beat; a PVC is as large as the "
+                                    "beats beside it or larger, and the ventricles repolarise after it",
 }
 
 # a prediction's metadata, field by field: the contract's counts, then what this service adds
