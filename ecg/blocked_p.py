@@ -15,14 +15,15 @@ for ``ecg.decision.classify``:
 2. Small: the call's QRS core under ``SMALL_SHARE`` of that reference, and under ``GROUP_SHARE``
    of its group's median core (the unit of the served windows): two artefacts either side of a PVC
    can make both its neighbours large, not its group's median.
-3. No T wave: nothing after it from ``AFTER_QRS_S`` as large as ``T_WAVE_MIN_SHARE`` of that
-   reference.
+3. No T wave: nothing in its repolarisation (``ecg.no_pause.REPOLARISATION_S``) as large as
+   ``T_WAVE_MIN_SHARE`` of that reference.
 """
 
 import numpy as np
 
 from . import MODEL_FS
 from .features import RR_FEATURE_NAMES
+from .no_pause import REPOLARISATION_S
 from .pipeline import PREPROCESSING, QRS_CORE_SAMPLES
 
 _HAS_PREV = RR_FEATURE_NAMES.index("has_prev")
@@ -31,10 +32,9 @@ _HAS_PREV = RR_FEATURE_NAMES.index("has_prev")
 # the other lead as a 2:1 block), a PVC's 1.2 (MLII; 1st percentile 0.55) ...
 SMALL_SHARE = 0.3
 GROUP_SHARE = 0.4  # ... and under this of its group's median (which the blocked P waves themselves lower)
-# 3. No T wave: from 150 to 450 ms after the R peak (the ST segment and T wave, short of the next QRS at
-# 130 bpm) a PVC's largest deflection is 0.2 of its smaller neighbour's QRS or more (DS1's 5th percentile
-# 0.22-0.24), a blocked P wave's a median 0.08
-AFTER_QRS_S = (0.150, 0.450)
+# 3. No T wave: in its repolarisation (REPOLARISATION_S, 150 to 450 ms after the R peak) a PVC's largest
+# deflection is 0.2 of its smaller neighbour's QRS or more (DS1's 5th percentile 0.22-0.24), a blocked P
+# wave's a median 0.08
 T_WAVE_MIN_SHARE = 0.2
 
 
@@ -65,10 +65,11 @@ def small_without_t_wave_mask(is_v, windows, qrs_size, neighbour_size):
     mask = np.zeros(len(is_v), bool)
     if not len(calls):
         return mask
-    r = PREPROCESSING["window_samples"][0]
+    r_peak = PREPROCESSING["window_samples"][0]
+    t_lo, t_hi = (r_peak + round(s * MODEL_FS) for s in REPOLARISATION_S)
     lo, hi = QRS_CORE_SAMPLES
     w = np.asarray(windows)[calls, :, 0]
-    after = np.ptp(w[:, r + round(AFTER_QRS_S[0] * MODEL_FS):r + round(AFTER_QRS_S[1] * MODEL_FS)], axis=1)
+    after = np.ptp(w[:, t_lo:t_hi], axis=1)
     core = np.ptp(w[:, lo:hi], axis=1)
     size, reference = np.asarray(qrs_size)[calls], np.asarray(neighbour_size)[calls]
     after_size = after / np.maximum(core, 1e-9) * size  # back to the size's unit

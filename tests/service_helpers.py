@@ -15,8 +15,10 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from ecg.ec57 import MATCH_WINDOW_S, match_beats
 from service import create_app
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,6 +42,17 @@ def payload(**changes):
     body = dict(PAYLOAD)
     body.update(changes)
     return body
+
+
+def v_positions(body):
+    """A prediction's V calls: their ``position_sample``, sorted (int64)."""
+    return np.array(sorted(b["position_sample"] for b in body["beat_predictions"] if b["arrhythmia_type"] == "V"),
+                    dtype=np.int64)
+
+
+def matched(reference, positions, fs):
+    """How many of ``positions`` lie within EC57's window of a beat of ``reference`` (samples at ``fs``)."""
+    return len(match_beats(reference, np.asarray(positions, dtype=np.int64), int(MATCH_WINDOW_S * fs))[0])
 
 
 def model_copy(tmp_path, name="model"):

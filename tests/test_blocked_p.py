@@ -1,12 +1,23 @@
 """A V call small beside its neighbours and its group, with no T wave after it, is N
-(``ecg.blocked_p``): the rule on hand-made beat windows."""
+(``ecg.blocked_p``): the rule on hand-made beat windows, then through the API on MIT-BIH excerpts
+made 2:1 AV blocks (``bench.robustness.two_to_one_block``)."""
+
+from pathlib import Path
 
 import numpy as np
+import pytest
 
+import ecg.blocked_p
+from bench.edf_files import write_edf
+from bench.robustness import two_to_one_block
 from ecg.blocked_p import neighbour_qrs_size, small_without_t_wave_mask
 from ecg.features import RR_FEATURE_NAMES
 from ecg.pipeline import QRS_CORE_SAMPLES
+from service import create_app
+from tests.service_helpers import MODEL_DIR, PREDICT, app, client, matched, v_positions  # noqa: F401
+from train.data import load_record
 
+TWO_LEADS = Path(__file__).parent / "data" / "mitdb-two-leads"
 R = 180  # the R peak's sample in a 360-sample window at 360 Hz
 
 
@@ -54,35 +65,11 @@ def test_a_small_v_call_with_no_t_wave_is_taken_and_a_pvc_is_not():
 
 # --- through the API ------------------------------------------------------------------------
 
-from pathlib import Path  # noqa: E402
-
-import pytest  # noqa: E402
-
-import ecg.blocked_p  # noqa: E402
-from bench.edf_files import write_edf  # noqa: E402
-from bench.robustness import two_to_one_block  # noqa: E402
-from ecg.ec57 import MATCH_WINDOW_S, match_beats  # noqa: E402
-from service import create_app  # noqa: E402
-from tests.service_helpers import MODEL_DIR, PREDICT, app, client  # noqa: E402,F401
-from train.data import load_record  # noqa: E402
-
-TWO_LEADS = Path(__file__).parent / "data" / "mitdb-two-leads"
-
-
 def _predict(client, rec):  # noqa: F811
     r = client.post(PREDICT, json={"signal_data": rec.signal.tolist(), "sampling_rate": rec.fs,
                                    "derivation": rec.lead})
     assert r.status_code == 201, r.get_json()
     return r.get_json()
-
-
-def _v_positions(body):
-    return np.array(sorted(b["position_sample"] for b in body["beat_predictions"] if b["arrhythmia_type"] == "V"),
-                    dtype=np.int64)
-
-
-def _matched(reference, positions, fs):
-    return len(match_beats(reference, positions, int(MATCH_WINDOW_S * fs))[0])
 
 
 @pytest.fixture(scope="module")
@@ -99,21 +86,20 @@ def test_blocked_p_waves_taken_for_beats_are_n_and_counted(client, blocked_115, 
     monkeypatch.setattr(ecg.blocked_p, "SMALL_SHARE", 0.0)  # the rule never met
     without = _predict(client, rec)
     assert without["metadata"]["v_small_without_t_wave_beats"] == 0
-    turned = np.setdiff1d(_v_positions(without), _v_positions(body))
+    turned = np.setdiff1d(v_positions(without), v_positions(body))
     assert len(turned) == taken == without["ventricular_beats"] - body["ventricular_beats"] >= 20
     assert taken >= 4 * body["ventricular_beats"]  # most of the V calls were blocked P waves
-    assert _matched(rec.ann_samples, turned, rec.fs) == 0  # none of them a conducted beat
+    assert matched(rec.ann_samples, turned, rec.fs) == 0  # none of them a conducted beat
 
 
-def test_pvcs_in_a_block_stay_v():  # noqa: F811
+def test_pvcs_in_a_block_stay_v(client):  # noqa: F811
     """119's V1 (PVCs in bigeminy and trigeminy) as a 2:1 block: its PVCs are as large as the
     conducted beats and have T waves; the rule takes none."""
-    client = create_app({"TESTING": True, "MODEL_DIR": str(MODEL_DIR), "LOG_LEVEL": "WARNING"}).test_client()
     rec = two_to_one_block(load_record("119", TWO_LEADS, lead="other"))
     body = _predict(client, rec)
     pvcs = rec.ann_samples[rec.ann_classes == "V"]
     assert body["metadata"]["v_small_without_t_wave_beats"] == 0
-    assert _matched(pvcs, _v_positions(body), rec.fs) == len(pvcs) >= 15
+    assert matched(pvcs, v_positions(body), rec.fs) == len(pvcs) >= 15
 
 
 def test_the_holter_report_counts_them_as_the_predictions_do(client, blocked_115, tmp_path):  # noqa: F811

@@ -17,9 +17,8 @@ import pytest
 import ecg.no_pause
 from bench.edf_files import write_edf
 from bench.robustness import pulse_artefacts, two_to_one_block
-from ecg.ec57 import MATCH_WINDOW_S, match_beats
 from service import create_app
-from tests.service_helpers import MODEL_DIR, PREDICT, app, client  # noqa: F401
+from tests.service_helpers import MODEL_DIR, PREDICT, app, client, matched, v_positions  # noqa: F401
 from train.augment import nst_snr_gain, qrs_amplitude
 from train.data import load_record
 
@@ -45,15 +44,6 @@ def _predict(client, x, fs):  # noqa: F811
     return r.get_json()
 
 
-def _v_positions(body):
-    return {b["position_sample"] for b in body["beat_predictions"] if b["arrhythmia_type"] == "V"}
-
-
-def _matched(reference, positions, fs):
-    """How many of ``positions`` lie within EC57's window of a beat of ``reference`` (samples)."""
-    return len(match_beats(reference, np.array(sorted(positions), dtype=np.int64), int(MATCH_WINDOW_S * fs))[0])
-
-
 # a sinus rhythm, and one with PVCs in bigeminy and trigeminy; how many normal beats a hump fell on
 # this draw makes V calls of at least
 @pytest.mark.parametrize("name, beats_a_hump_fell_on", [("100", 1), ("119", 0)])
@@ -71,14 +61,14 @@ def test_v_calls_the_rhythm_does_not_need_are_n_and_counted(client, name, beats_
     monkeypatch.setattr(ecg.no_pause, "NO_PAUSE_SPAN", 0.0)  # nor the other
     without = _predict(client, x, rec.fs)
     assert without["metadata"]["v_without_pause_beats"] == 0
-    turned = _v_positions(without) - _v_positions(body)
+    turned = np.setdiff1d(v_positions(without), v_positions(body))
     assert len(turned) == dropped == without["ventricular_beats"] - body["ventricular_beats"]
-    assert _matched(rec.ann_samples[rec.ann_classes == "V"], turned, rec.fs) == 0  # no PVC among them
+    assert matched(rec.ann_samples[rec.ann_classes == "V"], turned, rec.fs) == 0  # no PVC among them
     # between two of the rhythm's beats an RR apart: the humps themselves, no beat of the reference
-    assert _matched(rec.ann_samples, _v_positions(without) - _v_positions(extra_only), rec.fs) == 0
+    assert matched(rec.ann_samples, np.setdiff1d(v_positions(without), v_positions(extra_only)), rec.fs) == 0
     # on time with the rhythm's repolarisation: the reference's beats a hump fell on
-    on_beats = _v_positions(extra_only) - _v_positions(no_hidden)
-    assert _matched(rec.ann_samples, on_beats, rec.fs) == len(on_beats) >= beats_a_hump_fell_on
+    on_beats = np.setdiff1d(v_positions(extra_only), v_positions(no_hidden))
+    assert matched(rec.ann_samples, on_beats, rec.fs) == len(on_beats) >= beats_a_hump_fell_on
 
 
 def test_the_holter_report_counts_them_as_the_predictions_do(client, humped_100, tmp_path):  # noqa: F811
@@ -101,9 +91,9 @@ def test_pvcs_of_a_rhythm_slower_than_50_bpm_keep_their_v_without_a_pause(client
     blocked = two_to_one_block(load_record("119", MITDB))
     pvcs = blocked.ann_samples[blocked.ann_classes == "V"]
     body = _predict(client, blocked.signal, blocked.fs)
-    assert _matched(pvcs, _v_positions(body), blocked.fs) == len(pvcs) >= 30
+    assert matched(pvcs, v_positions(body), blocked.fs) == len(pvcs) >= 30
     assert body["metadata"]["v_without_pause_beats"] == 0
     monkeypatch.setattr(ecg.no_pause, "NO_PAUSE_MAX_RR_S", np.inf)
     unbounded = _predict(client, blocked.signal, blocked.fs)
     assert unbounded["metadata"]["v_without_pause_beats"] >= 5
-    assert _matched(pvcs, _v_positions(unbounded), blocked.fs) <= len(pvcs) - 5
+    assert matched(pvcs, v_positions(unbounded), blocked.fs) <= len(pvcs) - 5
