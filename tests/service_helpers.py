@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bench.edf_files import write_edf
 from ecg.ec57 import MATCH_WINDOW_S, match_beats
 from service import create_app
 
@@ -53,6 +54,19 @@ def v_positions(body):
 def matched(reference, positions, fs):
     """How many of ``positions`` lie within EC57's window of a beat of ``reference`` (samples at ``fs``)."""
     return len(match_beats(reference, np.asarray(positions, dtype=np.int64), int(MATCH_WINDOW_S * fs))[0])
+
+
+def recording_report(x, fs, label, tmp_path):
+    """``x`` (mV at ``fs``) written as a one-channel EDF file labelled ``label`` and posted to
+    ``/api/v1/recordings`` of an app that keeps its uploads under ``tmp_path``: (the report, that
+    app's test client, to ask the predictions endpoint the same signal)."""
+    path = tmp_path / "recording.edf"
+    write_edf(path, [x], fs, [label])
+    client = create_app({"TESTING": True, "MODEL_DIR": str(MODEL_DIR), "LOG_LEVEL": "WARNING",
+                         "RECORDING_TMP_DIR": str(tmp_path / "uploads")}).test_client()
+    r = client.post("/api/v1/recordings", data=path.read_bytes(), content_type="application/octet-stream")
+    assert r.status_code == 201, r.get_json()
+    return r.get_json(), client
 
 
 def model_copy(tmp_path, name="model"):

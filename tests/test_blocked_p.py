@@ -8,13 +8,11 @@ import numpy as np
 import pytest
 
 import ecg.blocked_p
-from bench.edf_files import write_edf
 from bench.robustness import two_to_one_block
 from ecg.blocked_p import neighbour_qrs_size, small_without_t_wave_mask
 from ecg.features import RR_FEATURE_NAMES
 from ecg.pipeline import QRS_CORE_SAMPLES
-from service import create_app
-from tests.service_helpers import MODEL_DIR, PREDICT, app, client, matched, v_positions  # noqa: F401
+from tests.service_helpers import PREDICT, app, client, matched, recording_report, v_positions  # noqa: F401
 from train.data import load_record
 
 TWO_LEADS = Path(__file__).parent / "data" / "mitdb-two-leads"
@@ -102,13 +100,8 @@ def test_pvcs_in_a_block_stay_v(client):  # noqa: F811
     assert matched(pvcs, v_positions(body), rec.fs) == len(pvcs) >= 15
 
 
-def test_the_holter_report_counts_them_as_the_predictions_do(client, blocked_115, tmp_path):  # noqa: F811
+def test_the_holter_report_counts_them_as_the_predictions_do(blocked_115, tmp_path):
     rec = blocked_115
-    path = tmp_path / "115.edf"
-    write_edf(path, [rec.signal], rec.fs, ["ECG V1"])
-    holter = create_app({"TESTING": True, "MODEL_DIR": str(MODEL_DIR), "LOG_LEVEL": "WARNING",
-                         "RECORDING_TMP_DIR": str(tmp_path / "uploads")}).test_client()
-    r = holter.post("/api/v1/recordings", data=path.read_bytes(), content_type="application/octet-stream")
-    assert r.status_code == 201, r.get_json()
+    report, holter = recording_report(rec.signal, rec.fs, "ECG V1", tmp_path)
     whole = _predict(holter, rec)
-    assert r.get_json()["v_small_without_t_wave_beats"] == whole["metadata"]["v_small_without_t_wave_beats"] >= 20
+    assert report["v_small_without_t_wave_beats"] == whole["metadata"]["v_small_without_t_wave_beats"] >= 20

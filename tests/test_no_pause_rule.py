@@ -15,10 +15,8 @@ import numpy as np
 import pytest
 
 import ecg.no_pause
-from bench.edf_files import write_edf
 from bench.robustness import pulse_artefacts, two_to_one_block
-from service import create_app
-from tests.service_helpers import MODEL_DIR, PREDICT, app, client, matched, v_positions  # noqa: F401
+from tests.service_helpers import PREDICT, app, client, matched, recording_report, v_positions  # noqa: F401
 from train.augment import nst_snr_gain, qrs_amplitude
 from train.data import load_record
 
@@ -71,16 +69,11 @@ def test_v_calls_the_rhythm_does_not_need_are_n_and_counted(client, name, beats_
     assert matched(rec.ann_samples, on_beats, rec.fs) == len(on_beats) >= beats_a_hump_fell_on
 
 
-def test_the_holter_report_counts_them_as_the_predictions_do(client, humped_100, tmp_path):  # noqa: F811
+def test_the_holter_report_counts_them_as_the_predictions_do(humped_100, tmp_path):
     rec, x = humped_100
-    path = tmp_path / "100.edf"
-    write_edf(path, [x], rec.fs, ["ECG MLII"])
-    holter = create_app({"TESTING": True, "MODEL_DIR": str(MODEL_DIR), "LOG_LEVEL": "WARNING",
-                         "RECORDING_TMP_DIR": str(tmp_path / "uploads")}).test_client()
-    r = holter.post("/api/v1/recordings", data=path.read_bytes(), content_type="application/octet-stream")
-    assert r.status_code == 201, r.get_json()
+    report, holter = recording_report(x, rec.fs, "ECG MLII", tmp_path)
     whole = _predict(holter, x, rec.fs)
-    assert r.get_json()["v_without_pause_beats"] == whole["metadata"]["v_without_pause_beats"] >= 1
+    assert report["v_without_pause_beats"] == whole["metadata"]["v_without_pause_beats"] >= 1
 
 
 def test_pvcs_of_a_rhythm_slower_than_50_bpm_keep_their_v_without_a_pause(client, monkeypatch):  # noqa: F811

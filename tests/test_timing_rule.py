@@ -10,11 +10,9 @@ import numpy as np
 import pytest
 
 import ecg.decision
-from bench.edf_files import write_edf
 from ecg.ec57 import MATCH_WINDOW_S, match_beats
-from service import create_app
 from tests.conftest import TWO_LEADS
-from tests.service_helpers import MODEL_DIR, PREDICT, app, client  # noqa: F401
+from tests.service_helpers import PREDICT, app, client, recording_report  # noqa: F401
 from train.data import load_record
 
 
@@ -54,12 +52,6 @@ def test_a_pvc_the_network_is_unsure_of_is_v_by_its_timing(client, record_214, m
 
 
 def test_the_holter_report_counts_them_as_the_predictions_do(record_214, tmp_path):
-    path = tmp_path / "214.edf"
-    write_edf(path, [record_214.signal], record_214.fs, ["ECG MLII"])
-    holter_app = create_app({"TESTING": True, "MODEL_DIR": str(MODEL_DIR), "LOG_LEVEL": "WARNING",
-                             "RECORDING_TMP_DIR": str(tmp_path / "uploads")})
-    holter = holter_app.test_client()
-    r = holter.post("/api/v1/recordings", data=path.read_bytes(), content_type="application/octet-stream")
-    assert r.status_code == 201, r.get_json()
+    report, holter = recording_report(record_214.signal, record_214.fs, "ECG MLII", tmp_path)
     whole = _predict(holter, record_214)
-    assert r.get_json()["v_by_timing_beats"] == whole["metadata"]["v_by_timing_beats"] >= 1
+    assert report["v_by_timing_beats"] == whole["metadata"]["v_by_timing_beats"] >= 1
