@@ -7,8 +7,9 @@ early-stopped on fold k (``train.train``). Its probabilities on fold k's records
 fold, so every rule the service applies after the network (calibration, pooling, the quality
 flag's rules, the own rhythm, RuleGuard) can be scored on DS1 as it would act on patients the
 networks never saw, without training anything: change a rule, run this, compare the two
-tables. Early stopping read fold k, so the figures lean a little optimistic: compare rules
-with each other here, and the served model with the literature on DS2 (``bench.robustness``).
+reports (``python -m bench.compare BEFORE AFTER``, ``--records`` record by record). Early
+stopping read fold k, so the figures lean a little optimistic: compare rules with each other
+here, and the served model with the literature on DS2 (``bench.robustness``).
 
 Each record goes through ``service.inference.predict`` with the served card and the served
 preprocessing; only the network's output is the held-out member's instead of the ensemble's.
@@ -39,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.common import log, served_model_parser
+from bench.compare import MODES, false_v_count
 from bench.robustness import BENCH_DIR, Condition, conditions, run_condition, save_report, write_markdown
 
 # what a DS1 rule is chosen on: the leads, the noises at 6 and 0 dB (nst) and 0 dB RMS muscle noise,
@@ -148,8 +150,7 @@ def conditions_of(report):
 
 def false_v(report):
     """Non-V beats and artefacts called V over a report's conditions, whole records and strips."""
-    return sum(round(res[mode]["all"]["false_v_rate"] * res[mode]["all"]["ref_beats"])
-               for res in report["conditions"].values() for mode in ("whole", "strips"))
+    return sum(false_v_count(res[mode]["all"]) for res in report["conditions"].values() for mode in MODES)
 
 
 def next_shift(tried, target):

@@ -376,9 +376,17 @@ def summarise(per_record):
     return out
 
 
+def record_counts(row):
+    """One record's counts over every beat (:func:`score`'s ``all``), kept in the report so that
+    two reports compare record by record (``bench.compare --records``)."""
+    a = row["all"]
+    return {"V_TP": int(a["matched"]["TP"]), "V_FN": int(a["matched"]["FN"]), "V_FP": int(a["matched"]["FP"]),
+            "false_v": int(a["false_v"]), "qrs_FP": int(a["qrs"]["FP"]), "qrs_FN": int(a["qrs"]["FN"])}
+
+
 def run_condition(model, cond, records, data_dir, noise, log, strip_s=STRIP_S, seed=TEST_SEED, model_for=None):
-    """Counts of ``cond`` over ``records``, whole and as strips (``seed``: electrode motion's;
-    ``model_for(name)``: the model that scores each record, default ``model``)."""
+    """Counts of ``cond`` over ``records``, whole and as strips, totals and each record's (``seed``:
+    electrode motion's; ``model_for(name)``: the model that scores each record, default ``model``)."""
     from train.data import load_record
 
     rows = {"whole": [], "strips": []}
@@ -396,7 +404,9 @@ def run_condition(model, cond, records, data_dir, noise, log, strip_s=STRIP_S, s
             pos, lab, intervals = request(scorer, x, fs, rec.lead, mode, strip_s)
             rows[mode].append(score(rec, pos, lab, fs, intervals))
             unreadable_s[mode] += sum(b - a for a, b in intervals)
-    out = {mode: {**summarise(r), "unreadable_s": unreadable_s[mode]} for mode, r in rows.items()}
+    out = {mode: {**summarise(r), "unreadable_s": unreadable_s[mode],
+                  "records": {name: record_counts(row) for name, row in zip(records, r)}}
+           for mode, r in rows.items()}
     w = out["whole"]["all"]
     log(f"  {cond.name:>14}: whole QRS Se {w['qrs_se']:.4f} +P {w['qrs_ppv']:.4f}, V F1 {w['v_f1']:.4f} "
         f"(Se {w['v_se']:.4f} +P {w['v_ppv']:.4f}), false V {100 * w['false_v_rate']:.2f} %; "

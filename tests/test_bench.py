@@ -444,6 +444,51 @@ def test_robustness_sweeps_virtual_leads_by_angle(tmp_path):
     assert list(angles) == ["virtual 0°", "virtual 90°", "virtual 270°"]
     assert angles["virtual 0°"] == named["clean"] and angles["virtual 90°"] == named["lead1"]
     assert angles["virtual 270°"] == angles["virtual 90°"]  # turned upright, the reverse is the same lead
+    # each record's counts are kept beside the totals (one record here: they are the totals)
+    for mode in ("whole", "strips"):
+        cell = named["clean"][mode]
+        assert list(cell["records"]) == ["208"]
+        assert {k: cell["records"]["208"][k] for k in ("V_TP", "V_FP", "V_FN")} == \
+            {k: cell["all"][k] for k in ("V_TP", "V_FP", "V_FN")}
+
+
+def _report(cells):
+    """A report as bench.robustness writes it: ``cells`` {condition: {mode: (f1, pvcs, false_v, records)}},
+    ``records`` {record: (pvcs, false_v)} or None."""
+    def counts(f1, pvcs, false_v, records):
+        out = {"all": {"v_f1": f1, "V_TP": pvcs, "false_v_rate": false_v / 1000, "ref_beats": 1000}}
+        if records is not None:
+            out["records"] = {r: {"V_TP": p, "false_v": f} for r, (p, f) in records.items()}
+        return out
+    return {"conditions": {name: {mode: counts(*c) for mode, c in modes.items()} for name, modes in cells.items()}}
+
+
+def test_compare_reports_each_cells_change_and_the_records_that_made_it(tmp_path, capsys):
+    from bench import compare
+
+    before = _report({"clean": {"whole": (0.90, 100, 10, {"a": (60, 4), "b": (40, 6)}),
+                                "strips": (0.80, 90, 20, None)},
+                      "only before": {"whole": (0.5, 1, 1, None), "strips": (0.5, 1, 1, None)}})
+    after = _report({"clean": {"whole": (0.92, 103, 12, {"a": (63, 4), "b": (40, 8)}),
+                               "strips": (0.79, 90, 21, None)}})
+    paths = []
+    for name, rep in (("before.json", before), ("after.json", after)):
+        paths.append(tmp_path / name)
+        paths[-1].write_text(json.dumps(rep))
+    assert compare.main([*map(str, paths), "--records"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("clean") and "0.9000 -> 0.9200 (+0.0200), PVCs +3, false V +2" in out[0]
+    assert out[1:3] == ["    a: PVCs +3, false V +0", "    b: PVCs +0, false V +2"]
+    assert "(-0.0100), PVCs +0, false V +1" in out[3]  # strips: no record's counts kept, none listed
+    assert out[4] == "whole: 1 conditions, F1 of V mean +0.02000, lowest +0.0200, 1 up, 0 down; PVCs +3, false V +2"
+    assert out[5].startswith("strips: 1 conditions, F1 of V mean -0.01000") and "0 up, 1 down" in out[5]
+    assert len(out) == 6  # the condition only one report holds is not compared
+    # a missing or malformed report: one line on stderr, exit 2
+    (tmp_path / "bad.json").write_text(json.dumps({"conditions": {"clean": {"whole": {}}}}))
+    for bad in (tmp_path / "missing.json", tmp_path / "bad.json"):
+        assert compare.main([str(paths[0]), str(bad)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("compare: ") and err.count("\n") == 1
 
 
 def test_robustness_block_condition_scores_the_served_path_against_the_beats_left(tmp_path):
