@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.common import log, served_model_parser
-from bench.robustness import BENCH_DIR, STRIP_S, request, save_report, score, summarise
+from bench.robustness import BENCH_DIR, MODES, STRIP_S, request, save_report, score, summarise
 
 MARKS = ("clean", "marked noisy")
 SUBTYPE_UNREADABLE = -1  # a '~' of this subtype: every signal unreadable
@@ -73,7 +73,7 @@ def run_lead(model, name, ddir, lead, strip_s=STRIP_S):
     noisy = noisy_ranges(ann.sample, ann.symbol, ann.subtype, channel, n)
     clean = complement(noisy, n)
     out = {}
-    for mode in ("whole", "strips"):
+    for mode in MODES:
         pos, lab, intervals = request(model, rec.signal, fs, rec.lead, mode, strip_s)
         unreadable = np.rint(np.array(intervals, float).reshape(-1, 2) * fs).astype(np.int64)
         for mark, ranges, others in zip(MARKS, (clean, noisy), (noisy, clean)):
@@ -94,7 +94,7 @@ def run(model, records, ddir, log, strip_s=STRIP_S):
         per_record = {}
         for name in records:
             per_record[name] = run_lead(model, name, ddir, lead, strip_s)[1]
-        for mode in ("whole", "strips"):
+        for mode in MODES:
             for mark in MARKS:
                 rows = [r[mode, mark] for r in per_record.values()]
                 seconds = sum(r["seconds"] for r in rows)

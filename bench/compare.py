@@ -14,37 +14,48 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
-MODES = ("whole", "strips")
+from bench.robustness import MODES, false_v_count
 
 
-def false_v_count(counts):
-    """The false V of a report cell's counts (``{"false_v_rate", "ref_beats", ...}``)."""
-    return round(counts["false_v_rate"] * counts["ref_beats"])
+class CellChange(NamedTuple):
+    """What changed in one condition and mode between two reports."""
+
+    condition: str
+    mode: str
+    f1_before: float
+    f1_after: float
+    pvcs_added: int  # V beats called V
+    false_v_added: int  # non-V beats and artefacts called V
+    rate_before: float  # the false-V rate, per cent of the beats
+    rate_after: float
 
 
 def cell_changes(before, after):
-    """One row per condition both reports hold and mode: ``(condition, mode, f1_before, f1_after,
-    pvcs_added, false_v_added, rate_before, rate_after)``, rates in per cent of the beats."""
+    """A :class:`CellChange` per condition both reports hold and mode."""
     rows = []
     for name, res in after["conditions"].items():
         if name not in before["conditions"]:
             continue
         for mode in MODES:
             a, b = before["conditions"][name][mode]["all"], res[mode]["all"]
-            rows.append((name, mode, a["v_f1"], b["v_f1"], b["V_TP"] - a["V_TP"], false_v_count(b) - false_v_count(a),
-                         100 * a["false_v_rate"], 100 * b["false_v_rate"]))
+            rows.append(CellChange(name, mode, a["v_f1"], b["v_f1"], b["V_TP"] - a["V_TP"],
+                                   false_v_count(b) - false_v_count(a), 100 * a["false_v_rate"],
+                                   100 * b["false_v_rate"]))
     return rows
 
 
 def mode_summary(rows, mode):
-    """``{"conditions", "mean", "lowest", "up", "down", "pvcs", "false_v"}`` of ``rows``' ``mode``."""
-    diffs = [r[3] - r[2] for r in rows if r[1] == mode]
-    if not diffs:
+    """``{"conditions", "mean", "lowest", "up", "down", "pvcs", "false_v"}`` of ``rows``' ``mode``
+    (None when it has none)."""
+    cells = [r for r in rows if r.mode == mode]
+    if not cells:
         return None
-    return {"conditions": len(diffs), "mean": sum(diffs) / len(diffs), "lowest": min(diffs),
+    diffs = [r.f1_after - r.f1_before for r in cells]
+    return {"conditions": len(cells), "mean": sum(diffs) / len(cells), "lowest": min(diffs),
             "up": sum(d > 0 for d in diffs), "down": sum(d < 0 for d in diffs),
-            "pvcs": sum(r[4] for r in rows if r[1] == mode), "false_v": sum(r[5] for r in rows if r[1] == mode)}
+            "pvcs": sum(r.pvcs_added for r in cells), "false_v": sum(r.false_v_added for r in cells)}
 
 
 def record_changes(before, after, name, mode):

@@ -19,13 +19,12 @@ from pathlib import Path
 
 from bench.annotated_noise import overlap
 from bench.common import log
-from bench.robustness import BENCH_DIR, NST_SNRS, TEST_SEED, Condition, corrupt, save_report
+from bench.robustness import BENCH_DIR, MODES, NST_SNRS, TEST_SEED, Condition, corrupt, save_report
 from ecg import MODEL_FS
 from ecg.flutter import flutter_intervals
 from ecg.pipeline import preprocess
 
 DESIGN_SEED = 7  # the electrode-motion draws of the design run (the report's: TEST_SEED)
-MODES = ("whole", "strips")
 STRIP_S = 10.0
 
 

@@ -40,8 +40,8 @@ from pathlib import Path
 import numpy as np
 
 from bench.common import log, served_model_parser
-from bench.compare import MODES, false_v_count
-from bench.robustness import BENCH_DIR, Condition, conditions, run_condition, save_report, write_markdown
+from bench.robustness import (BENCH_DIR, MODES, Condition, conditions, false_v_count, run_condition, save_report,
+                               write_markdown)
 
 # what a DS1 rule is chosen on: the leads, the noises at 6 and 0 dB (nst) and 0 dB RMS muscle noise,
 # and the report's pulses (no training view draws them; the no-pause rule was chosen with them in view)

@@ -20,11 +20,10 @@ import time
 import numpy as np
 
 from bench.common import log, served_model_parser
-from bench.robustness import BENCH_DIR, request, save_report, score, summarise
+from bench.robustness import BENCH_DIR, MODES, request, save_report, score, summarise
 
 PACED_RECORDS = ("102", "104", "107", "217")
 LEADS = ("MLII", "other lead")
-MODES = ("whole", "strips")
 # --spike-mv: the record as a device that records pacing spikes would send it
 SPIKE_FS = 1000  # Hz: fast enough to keep a spike
 SPIKE_WIDTH_MS = 0.5  # a pacing pulse's width (0.4-0.5 ms is usual)
