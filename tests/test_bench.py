@@ -644,3 +644,47 @@ def test_out_of_fold_matches_another_reports_false_v_by_moving_the_v_logits(tmp_
                              "--out", str(tmp_path / "x.json")]) == 2
     err = capsys.readouterr().err
     assert "not a report of bench.out_of_fold" in err and err.count("\n") == 1, err
+
+
+def test_st_deviation_displaces_conducted_beats_only_from_their_j_point():
+    """record 119 (bigeminy): every N beat's ST segment reaches the displacement, V beats and
+    QRS complexes are left as they are."""
+    from bench import st_deviation
+    from train.data import load_record
+
+    rec = load_record("119", FIXTURES)
+    shift = st_deviation.st_displacement(rec.ann_samples, rec.ann_classes, rec.fs, len(rec.signal), -0.3)
+    j = int(st_deviation.J_POINT_S * rec.fs)
+    plateau = j + int(st_deviation.RISE_S * rec.fs) + 1
+    for r, cls in zip(rec.ann_samples[1:-1], rec.ann_classes[1:-1]):
+        assert not shift[r - j:r + j].any()  # the QRS itself is never moved
+        if cls == "V":
+            assert not shift[r:r + int(0.3 * rec.fs)].any()
+        elif cls == "N":
+            assert shift[r + plateau] == pytest.approx(-0.3)
+    assert shift.min() == pytest.approx(-0.3) and shift.max() == 0.0
+
+
+def test_st_deviation_scores_each_condition_and_its_zero_as_the_clean_report(tmp_path):
+    from bench import robustness, st_deviation
+    from bench.common import log
+    from service.model import load_model
+
+    out = tmp_path / "st.json"
+    assert st_deviation.main(["--data", str(FIXTURES), "--records", "119", "--out", str(out)]) == 0
+    conditions = json.loads(out.read_text())["conditions"]
+    assert len(conditions) == len(st_deviation.CONDITIONS)
+    clean = robustness.run_condition(load_model(str(PROJECT_DIR / "models" / "ecg_nv_cnn")),
+                                     robustness.Condition("clean"), ["119"], FIXTURES, {}, log)
+    for mode in robustness.MODES:
+        zero, ref = conditions["st +0.0 mV"][mode]["all"], clean[mode]["all"]
+        assert (zero["V_TP"], zero["V_FP"], zero["qrs_se"]) == (ref["V_TP"], ref["V_FP"], ref["qrs_se"])
+        assert zero["V_TP"] > 0
+
+
+def test_st_deviation_refuses_a_missing_record_on_one_line(capsys):
+    from bench import st_deviation
+
+    assert st_deviation.main(["--data", str(FIXTURES), "--records", "999"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("st_deviation: ")
