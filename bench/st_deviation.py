@@ -89,7 +89,10 @@ def main(argv=None):
         ddir = data_dir(args.data)
         require_records(ddir, records)
         model = load_model(args.model)
-        model = HeldOutMember(model, args.model) if args.out_of_fold else model
+        if args.out_of_fold:
+            model = HeldOutMember(model, args.model)
+            for name in records:  # a record outside the card's DS1 folds has no held-out member
+                model.for_record(name)
     except (FileNotFoundError, ModelUnavailable, ValueError) as exc:
         print(f"st_deviation: {exc}", file=sys.stderr)
         return 2

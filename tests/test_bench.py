@@ -685,6 +685,7 @@ def test_st_deviation_scores_each_condition_and_its_zero_as_the_clean_report(tmp
 def test_st_deviation_refuses_a_missing_record_on_one_line(capsys):
     from bench import st_deviation
 
-    assert st_deviation.main(["--data", str(FIXTURES), "--records", "999"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("st_deviation: ")
+    for argv in (["--records", "999"], ["--out-of-fold", "--records", "233"]):  # 233: DS2, no held-out member
+        assert st_deviation.main(["--data", str(FIXTURES), *argv]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("st_deviation: "), err
